@@ -1,0 +1,59 @@
+"""Instance backends: where instances run. Pick one by name; each hides its runtime behind `Backend`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fleetctl.backends.base import (
+    Backend,
+    BackendUnavailable,
+    FleetError,
+    InstanceFailed,
+    InstanceInfo,
+    InstanceSpec,
+    UnknownInstance,
+    config_hash,
+    instance_env,
+    instance_id,
+)
+from fleetctl.config import BACKENDS, FleetConfig
+
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "FleetError",
+    "InstanceFailed",
+    "InstanceInfo",
+    "InstanceSpec",
+    "UnknownInstance",
+    "config_hash",
+    "existing_backends",
+    "instance_env",
+    "instance_id",
+    "make_backend",
+]
+
+
+def make_backend(name: str, cfg: FleetConfig, docker_client: Callable[[], Any] | None = None) -> Backend:
+    """The backend called `name`; `docker_client` is only called (and Docker only needed) for docker."""
+    if name == "process":
+        from fleetctl.backends.process import ProcessBackend
+
+        return ProcessBackend(cfg)
+    if name == "docker":
+        from fleetctl.backends.docker import DockerBackend, connect
+
+        return DockerBackend(cfg, (docker_client or connect)())
+    raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def existing_backends(cfg: FleetConfig) -> list[Backend]:
+    """Every backend that can have instances right now, without starting anything (for status and down)."""
+    from fleetctl.backends.docker import DockerBackend, docker_running
+    from fleetctl.backends.process import ProcessBackend
+
+    found: list[Backend] = [ProcessBackend(cfg)]
+    client = docker_running()
+    if client is not None:
+        found.append(DockerBackend(cfg, client))
+    return found

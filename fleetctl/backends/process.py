@@ -1,0 +1,214 @@
+"""The embedded default: one gunicorn process group per instance on its own loopback port.
+
+Instances are found from pid files checked against live processes (pid alive and its
+command line names gunicorn and the instance), never from the files alone; stale files
+are removed. A small JSON sidecar keeps what the process itself cannot tell us (its
+config hash).
+"""
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+
+from fleetctl import procs
+from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec
+from fleetctl.config import FleetConfig
+
+POLL_S = 0.05
+APP = "ocr_app:create_app()"
+GUNICORN_CONF = "python:ocr_app.gunicorn_conf"
+
+
+def proc_tag(instance_id: str) -> str:
+    """The marker put on the gunicorn command line (its proc name) so we can tell our processes apart."""
+    return f"ocr-fleet:{instance_id}"
+
+
+def gunicorn_argv(instance_id: str, python: str = sys.executable) -> list[str]:
+    """Command line of one instance; same interpreter as fleetctl so the venv matches."""
+    return [python, "-m", "gunicorn", "-c", GUNICORN_CONF, "--name", proc_tag(instance_id), APP]
+
+
+def _reap(pid: int) -> None:
+    """Collect an exited child of ours so it does not linger as a zombie (no-op for others)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def _is_ours(pid: int, instance_id: str) -> bool:
+    """pid alive, not a zombie, gunicorn with our tag, and exactly our instance id (pids get reused)."""
+    return procs.process_matches(pid, ("gunicorn", proc_tag(instance_id)), {"OCR_INSTANCE_ID": instance_id})
+
+
+def group_members(pgid: int) -> builtins.list[psutil.Process]:
+    """Every live (non-zombie) process in a process group: master, workers, anything they spawned."""
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_group_gone(pgid: int, deadline: float, sleep: Callable[[float], None]) -> bool:
+    while True:
+        _reap(pgid)
+        if not group_members(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        sleep(POLL_S)
+
+
+class ProcessBackend(Backend):
+    """Instances as detached gunicorn process groups under FLEET_HOME."""
+
+    name = "process"
+
+    def __init__(self, cfg: FleetConfig, *, python: str = sys.executable, sleep: Callable[[float], None] = time.sleep):
+        self.cfg = cfg
+        self.python = python
+        self._sleep = sleep
+
+    # -- files -------------------------------------------------------------
+    def _pid_file(self, instance_id: str) -> Path:
+        return self.cfg.run_dir / f"{instance_id}.pid"
+
+    def _meta_file(self, instance_id: str) -> Path:
+        return self.cfg.run_dir / f"{instance_id}.json"
+
+    def _runtime_dir(self, instance_id: str) -> Path:
+        return self.cfg.run_dir / instance_id
+
+    def log_file(self, instance_id: str) -> Path:
+        return self.cfg.log_dir / f"{instance_id}.log"
+
+    def _forget(self, instance_id: str) -> None:
+        """Remove an instance's pid file, sidecar and runtime dir (not its log: that is for post-mortems)."""
+        self._pid_file(instance_id).unlink(missing_ok=True)
+        self._meta_file(instance_id).unlink(missing_ok=True)
+        shutil.rmtree(self._runtime_dir(instance_id), ignore_errors=True)
+
+    # -- Backend -----------------------------------------------------------
+    def list(self) -> builtins.list[InstanceInfo]:
+        found: builtins.list[InstanceInfo] = []
+        if not self.cfg.run_dir.is_dir():
+            return found
+        for pid_file in sorted(self.cfg.run_dir.glob("*.pid")):
+            info = self._inspect(pid_file.stem)
+            if info is not None:
+                found.append(info)
+        return sorted(found, key=lambda i: i.port)
+
+    def _inspect(self, instance_id: str) -> InstanceInfo | None:
+        """Check one pid file against the process table; clean it up when it is stale."""
+        try:
+            pid = int(self._pid_file(instance_id).read_text().strip())
+        except (OSError, ValueError):
+            self._forget(instance_id)
+            return None
+        if not _is_ours(pid, instance_id):
+            self._forget(instance_id)
+            return None
+        try:
+            started_at = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            self._forget(instance_id)
+            return None
+        try:
+            meta = json.loads(self._meta_file(instance_id).read_text())
+        except (OSError, ValueError):
+            meta = {}
+        return InstanceInfo(
+            id=instance_id,
+            backend=self.name,
+            host=str(meta.get("host", "127.0.0.1")),
+            port=int(meta.get("port", 0)),
+            pid=pid,
+            started_at=started_at,
+            config_hash=str(meta.get("config_hash", "")),
+        )
+
+    def start(self, spec: InstanceSpec) -> InstanceInfo:
+        for d in (self.cfg.run_dir, self.cfg.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if self._inspect(spec.id) is not None:
+            raise InstanceFailed(f"{spec.id} is already running")
+        runtime = self._runtime_dir(spec.id)
+        # Fresh runtime dir: prometheus multiprocess files of a previous run would skew counters.
+        shutil.rmtree(runtime, ignore_errors=True)
+        runtime.mkdir(parents=True)
+        env = {**os.environ, **spec.env, "OCR_RUNTIME_DIR": str(runtime)}
+        started = time.time()
+        meta = {"port": spec.port, "host": spec.host, "config_hash": spec.config_hash, "started": started}
+        procs.write_atomic(self._meta_file(spec.id), json.dumps(meta))
+        # spawn() gives the instance its own session, so one killpg reaches master and workers.
+        pid = procs.spawn(gunicorn_argv(spec.id, self.python), log_path=self.log_file(spec.id),
+                          pid_path=self._pid_file(spec.id), env=env)
+        return InstanceInfo(spec.id, self.name, spec.host, spec.port, pid=pid, started_at=started,
+                            config_hash=spec.config_hash)
+
+    def stop(self, info: InstanceInfo, grace: float) -> None:
+        if info.pid is None:
+            raise InstanceFailed(f"{info.id} has no pid")
+        pgid = info.pid
+        _killpg(pgid, signal.SIGTERM)
+        if not _wait_group_gone(pgid, time.monotonic() + grace, self._sleep):
+            _killpg(pgid, signal.SIGKILL)
+            _wait_group_gone(pgid, time.monotonic() + 10.0, self._sleep)
+        self._forget(info.id)
+
+    def is_alive(self, info: InstanceInfo) -> bool:
+        if info.pid is None:
+            return False
+        return _is_ours(info.pid, info.id)
+
+    def rss_bytes(self, info: InstanceInfo) -> int | None:
+        if info.pid is None:
+            return None
+        try:
+            master = psutil.Process(info.pid)
+            procs = [master, *master.children(recursive=True)]
+        except psutil.Error:
+            return None
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue  # a worker exiting while we look is not an error
+        return total
+
+    def logs(self, info: InstanceInfo, follow: bool) -> Iterator[str]:
+        path = self.log_file(info.id)
+        if not path.exists():
+            return
+        with path.open("r", errors="replace") as fh:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    yield chunk
+                    continue
+                if not follow or not self.is_alive(info):
+                    return
+                self._sleep(0.2)
