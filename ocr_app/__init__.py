@@ -1,0 +1,55 @@
+"""OCR Fleet instance: a Flask app that serves PP-OCR over HTTP.
+
+Gunicorn loads ``ocr_app:create_app()`` in each worker (never preloaded), so every worker builds
+its own engine after fork.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from typing import TYPE_CHECKING
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["create_app", "Settings"]
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engine: bool = True,
+               background: bool = True) -> "Flask":
+    """Build the app. Settings come from defaults < OCR_* environment < `config` overrides."""
+    # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
+    from flask import Flask
+
+    from . import api, health
+    from .cache import ResultCache
+    from .errors import register_error_handlers
+    from .metrics import Metrics
+    from .service import OcrService
+
+    settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+
+    app = Flask(__name__)
+    # Room for base64 (4/3) and multipart framing; the image itself is checked against the exact limit.
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_bytes * 4 / 3) + 64 * 1024
+    app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    metrics = Metrics()
+    cache = ResultCache(settings.redis_url, ttl=settings.cache_ttl, timeout=settings.redis_timeout,
+                        lock_ttl=float(settings.timeout),
+                        on_error=lambda: metrics.cache.labels(result="error").inc())
+    service = OcrService(settings, metrics, cache)
+    app.extensions["ocr"] = service
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    register_error_handlers(app, settings.max_upload_mb)
+    if load_engine:
+        service.start(background=background)
+    return app

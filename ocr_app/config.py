@@ -1,0 +1,106 @@
+"""Typed instance settings: defaults < OCR_* environment < explicit overrides, validated once."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the variable so operators can fix it."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an instance needs; field metadata maps each field to its OCR_* variable."""
+
+    host: str = field(default="127.0.0.1", metadata={"env": "OCR_HOST"})
+    port: int = field(default=8000, metadata={"env": "OCR_PORT", "min": 1, "max": 65535})
+    workers: int = field(default=1, metadata={"env": "OCR_WORKERS", "min": 1, "max": 64})
+    threads: int = field(default=1, metadata={"env": "OCR_THREADS", "min": 1, "max": 64})
+    http_threads: int = field(default=8, metadata={"env": "OCR_HTTP_THREADS", "min": 2, "max": 256})
+    max_queue: int = field(default=4, metadata={"env": "OCR_MAX_QUEUE", "min": 0, "max": 10000})
+    max_upload_mb: float = field(default=20.0, metadata={"env": "OCR_MAX_UPLOAD_MB", "min": 0.001})
+    max_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_PIXELS", "min": 1})
+    det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
+    det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
+    ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"})
+    redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
+    cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})
+    consul_addr: str = field(default="127.0.0.1:8500", metadata={"env": "OCR_CONSUL_ADDR"})
+    service_name: str = field(default="ocr", metadata={"env": "OCR_SERVICE_NAME"})
+    instance_id: str = field(default="", metadata={"env": "OCR_INSTANCE_ID"})
+    advertise_host: str = field(default="", metadata={"env": "OCR_ADVERTISE_HOST"})
+    advertise_port: int = field(default=0, metadata={"env": "OCR_ADVERTISE_PORT", "min": 0, "max": 65535})
+    drain_seconds: float = field(default=3.0, metadata={"env": "OCR_DRAIN_SECONDS", "min": 0})
+    graceful_timeout: int = field(default=90, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
+    timeout: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
+    log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
+    warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from OCR_* variables, then apply overrides; fail naming the variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            if name in env:
+                values[f.name] = _convert(name, env[name], f.type)
+        values.update(overrides)
+        return cls(**values).finalize()
+
+    def finalize(self) -> "Settings":
+        """Fill derived defaults and check bounds once, so the app never sees a bad value."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None and value < lo or hi is not None and value > hi:
+                bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+                raise ConfigError(f"{f.metadata['env']}={value} must be {bounds}")
+        if self.det_max_side < self.det_limit_side:
+            raise ConfigError(
+                f"OCR_DET_MAX_SIDE={self.det_max_side} must be >= OCR_DET_LIMIT_SIDE={self.det_limit_side}"
+            )
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
+        changes: dict[str, Any] = {}
+        if not self.instance_id:
+            changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"
+        if not self.advertise_host:
+            changes["advertise_host"] = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if not self.advertise_port:
+            changes["advertise_port"] = self.port
+        return dataclasses.replace(self, **changes) if changes else self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def bind(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _convert(name: str, raw: str, type_name: Any) -> Any:
+    converters: dict[str, Callable[[str], Any]] = {
+        "int": int, "float": float, "bool": _parse_bool, "str": str,
+    }
+    convert = converters[str(type_name)]
+    try:
+        return convert(raw.strip()) if type_name != "str" else raw
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {type_name}") from None

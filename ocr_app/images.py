@@ -1,0 +1,125 @@
+"""Bytes -> validated BGR image: format allow-list by magic bytes, size and pixel limits, orientation."""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import Settings
+from .errors import ImageTooLarge, PayloadTooLarge, UndecodableImage, UnsupportedImage
+
+# Sniffed from the first bytes, never from a filename or a client's Content-Type.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+)
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
+
+# The engine never looks at more than this many pixels on the long side (rapidocr caps at 2000),
+# so decoding bigger only costs memory. Boxes are scaled back to the client's pixel space.
+WORK_MAX_SIDE = 2000
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    bgr: np.ndarray
+    width: int  # the client's image size after EXIF orientation
+    height: int
+    scale: float  # bgr pixels per client pixel (<= 1)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format from magic bytes, or None when it is not one we accept."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def decode_image(data: bytes, settings: Settings) -> DecodedImage:
+    """Validate and decode an upload; every failure is a typed 4xx error, never a crash."""
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(settings.max_upload_mb)
+    if not data:
+        raise UndecodableImage("the image is empty")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise UnsupportedImage()
+    with warnings.catch_warnings():
+        # Pillow's own bomb check warns at ~89 MP; our explicit pixel limit below is the one that counts.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=[fmt])
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise UndecodableImage(f"the {fmt} header could not be read: {exc}") from None
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(None, None, settings.max_pixels) from None
+        width, height = img.size  # from the header, before any pixel is decoded
+        if width < 1 or height < 1:
+            raise UndecodableImage(f"the image claims an invalid size {width}x{height}")
+        if width * height > settings.max_pixels:
+            raise ImageTooLarge(width, height, settings.max_pixels)
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # multi-page TIFF / animated WebP: the first frame only
+        orientation = _exif_orientation(img)
+        full = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        try:
+            return _to_bgr(img, fmt, full)
+        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+            raise UndecodableImage(f"the {fmt} data is corrupt or truncated: {exc}") from None
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(width, height, settings.max_pixels) from None
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except (OSError, ValueError, TypeError, SyntaxError):
+        return 1  # unreadable EXIF is no reason to refuse the picture
+
+
+def _to_bgr(img: Image.Image, fmt: str, full: tuple[int, int]) -> DecodedImage:
+    """Decode pixels (a truncated file raises: Pillow's LOAD_TRUNCATED_IMAGES stays off)."""
+    if fmt == "JPEG":
+        # Let libjpeg decode at a reduced scale: a 40 MP photo never materialises at full size.
+        img.draft("RGB", (WORK_MAX_SIDE, WORK_MAX_SIDE))
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    full_w, full_h = full  # boxes are reported in the oriented, full-resolution space
+    img = _to_rgb(img)
+    if max(img.size) > WORK_MAX_SIDE:
+        img.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.Resampling.BILINEAR)
+    rgb = np.asarray(img)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    return DecodedImage(bgr=bgr, width=full_w, height=full_h, scale=bgr.shape[1] / full_w)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Palette, alpha, greyscale, CMYK and 16-bit images all become 8-bit RGB on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = float(arr.max()) or 1.0
+        img = Image.fromarray((arr * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        img = Image.fromarray(((arr - lo) * (255.0 / ((hi - lo) or 1.0))).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img

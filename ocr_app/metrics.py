@@ -1,0 +1,64 @@
+"""Prometheus metrics that add up across gunicorn workers (prometheus_client multiprocess mode).
+
+Multiprocess mode is on when PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is imported;
+gunicorn_conf sets it in the master. Without it (tests, flask run) the metrics are per process.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+CACHE_RESULTS = ("hit", "miss", "coalesced", "bypass", "error")
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """The instance's metrics, owned by one app (kept in app.extensions, not module globals)."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("ocr_requests", "OCR API requests by HTTP status", ["status"], registry=r)
+        self.latency = Histogram("ocr_request_seconds", "OCR API request latency", buckets=LATENCY_BUCKETS,
+                                 registry=r)
+        self.inference = Histogram("ocr_inference_seconds", "Time spent in the OCR engine",
+                                   buckets=LATENCY_BUCKETS, registry=r)
+        self.engine_runs = Counter("ocr_engine_runs", "Images the engine has processed", registry=r)
+        self.cache = Counter("ocr_cache_events", "Cache outcomes", ["result"], registry=r)
+        self.inflight = Gauge("ocr_inflight_requests", "OCR API requests being served", registry=r,
+                              multiprocess_mode="livesum")
+        self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
+        for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
+            self.cache.labels(result=result)
+        for reason in ("queue_full", "not_ready", "draining"):
+            self.rejections.labels(reason=reason)
+
+    def render(self) -> bytes:
+        """Exposition text: summed over live and dead workers in multiprocess mode."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return generate_latest(registry)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Called from gunicorn's child_exit so a dead worker's live gauges stop counting."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)

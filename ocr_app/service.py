@@ -1,0 +1,187 @@
+"""The OCR service of one worker: engine lifecycle, admission control, cache and single-flight.
+
+Flask-free so it can be driven from tests and the bench; api.py only adapts HTTP to it.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .cache import ResultCache, image_key
+from .config import Settings
+from .engine import Engine, OcrResult
+from .errors import MissingImage, NotReady, Overloaded, PayloadTooLarge, UnsupportedImage
+from .images import decode_image, sniff_format
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    data_json: bytes  # the serialized list of lines, as cached
+    cache: str  # HIT | MISS | COALESCED | BYPASS
+    cost_time: float
+
+
+class Admission:
+    """Bounds the OCR jobs one worker holds (1 running + `max_queue` waiting); the rest get 503 at once,
+    so the gateway can retry them on another instance instead of letting them pile up here."""
+
+    def __init__(self, max_queue: int) -> None:
+        self.limit = max_queue + 1
+        self.max_queue = max_queue
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Admission":
+        with self._lock:
+            if self._count >= self.limit:
+                raise Overloaded(self.max_queue)
+            self._count += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._count -= 1
+
+
+def _malloc_tuning() -> Callable[[], None]:
+    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is None or not hasattr(libc, "malloc_trim"):
+            return lambda: None
+        libc.mallopt(-8, 2)  # M_ARENA_MAX: HTTP threads otherwise each grow an arena of their own
+    except OSError:
+        return lambda: None
+    return lambda: libc.malloc_trim(0)
+
+
+class OcrService:
+    """One per worker process. The engine loads in the background so /health answers at once."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, cache: ResultCache,
+                 engine_factory: Callable[[Settings], Engine] = Engine) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.cache = cache
+        self.admission = Admission(settings.max_queue)
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._load_error: str | None = None
+        self._loaded = threading.Event()
+        self._trim = _malloc_tuning()
+        self._drain_flag = Path(settings.runtime_dir, "draining") if settings.runtime_dir else None
+
+    # lifecycle
+    def start(self, background: bool = True) -> None:
+        if background:
+            threading.Thread(target=self._load, name="engine-loader", daemon=True).start()
+        else:
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            engine = self._engine_factory(self.settings)
+            if self.settings.warmup:
+                engine.warm_up()
+            self._engine = engine
+        except Exception as exc:  # reported by /ready; the worker stays up to say why
+            self._load_error = str(exc)
+            log.exception("OCR engine failed to load")
+        finally:
+            self._loaded.set()
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        return self._loaded.wait(timeout) and self._engine is not None
+
+    @property
+    def load_error(self) -> str | None:
+        return self._load_error
+
+    @property
+    def draining(self) -> bool:
+        return self._drain_flag is not None and self._drain_flag.exists()
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None and not self.draining
+
+    # requests
+    def ocr(self, data: bytes, bypass_cache: bool = False) -> Outcome:
+        """OCR the uploaded bytes, answering from the cache when it can."""
+        started = time.perf_counter()
+        engine = self._engine
+        if engine is None:
+            self.metrics.rejections.labels(reason="not_ready").inc()
+            if self._load_error:
+                raise NotReady(f"the OCR engine failed to load: {self._load_error}")
+            raise NotReady()
+        self._precheck(data)
+        key = image_key(engine.cache_namespace, data)
+        if bypass_cache:
+            data_json = self._run(engine, data)
+            self.cache.put(key, data_json)
+            return self._outcome(data_json, "BYPASS", started)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return self._outcome(cached, "HIT", started)
+        token = self.cache.acquire(key)
+        if token is None:  # another request is computing this image: wait for its answer
+            waited = self.cache.wait(key, self.cache.lock_ttl)
+            if waited is not None:
+                return self._outcome(waited, "COALESCED", started)
+            token = "local"
+        try:
+            data_json = self._run(engine, data)
+            self.cache.put(key, data_json)
+        finally:
+            self.cache.release(key, token)
+        return self._outcome(data_json, "MISS", started)
+
+    def _precheck(self, data: bytes) -> None:
+        """Cheap checks before the cache sees the bytes: garbage never reaches Redis."""
+        if not data:
+            raise MissingImage("the image is empty (0 bytes)")
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(self.settings.max_upload_mb)
+        if sniff_format(data) is None:
+            raise UnsupportedImage()
+
+    def _run(self, engine: Engine, data: bytes) -> bytes:
+        try:
+            with self.admission:
+                image = decode_image(data, self.settings)
+                result = engine.recognize(image.bgr)
+        except Overloaded:
+            self.metrics.rejections.labels(reason="queue_full").inc()
+            raise
+        finally:
+            self._trim()
+        self.metrics.inference.observe(result.elapsed)
+        self.metrics.engine_runs.inc()
+        return serialize_lines(result, 1.0 / image.scale)
+
+    def _outcome(self, data_json: bytes, cache: str, started: float) -> Outcome:
+        self.metrics.cache.labels(result=cache.lower()).inc()
+        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started)
+
+
+def serialize_lines(result: OcrResult, scale: float) -> bytes:
+    """Lines as compact JSON, boxes mapped back to the client's pixel space."""
+    lines = []
+    for line in result.lines:
+        item = line.to_dict()
+        if scale != 1.0:
+            item["box"] = [[round(x * scale, 1), round(y * scale, 1)] for x, y in line.box]
+        lines.append(item)
+    return json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode()
