@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 BACKENDS = ("process", "docker")
 
@@ -66,7 +67,7 @@ class FleetConfig:
     def nginx_dir(self) -> Path:
         return self.home / "nginx"
 
-    def replace(self, **changes: Any) -> "FleetConfig":
+    def replace(self, **changes: Any) -> FleetConfig:
         """A copy with flags applied; None values mean 'not given' and are ignored."""
         given = {k: v for k, v in changes.items() if v is not None}
         return _validate(dataclasses.replace(self, **given))

@@ -6,9 +6,8 @@ its own engine after fork.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
-
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 
@@ -19,7 +18,7 @@ __all__ = ["create_app", "Settings"]
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engine: bool = True,
-               background: bool = True) -> "Flask":
+               background: bool = True) -> Flask:
     """Build the app. Settings come from defaults < OCR_* environment < `config` overrides."""
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask

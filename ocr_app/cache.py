@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ocr:v1"
 POLL_SECONDS = 0.02
+_RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 def image_key(namespace: str, data: bytes) -> str:
@@ -107,14 +108,13 @@ class ResultCache:
         if token == "local":
             return
         # Only delete our own lock: a slow leader must not free a successor's.
-        script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-        self._call(lambda r: r.eval(script, 1, f"{key}:lock", token))
+        self._call(lambda r: r.eval(_RELEASE_LOCK, 1, f"{key}:lock", token))
 
     def wait(self, key: str, timeout: float) -> bytes | None:
         """Wait for the leader's result; None when it gave up (lock gone, no result) or Redis failed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pipe_result = self._call(lambda r: r.pipeline().get(key).exists(f"{key}:lock").execute())
+            pipe_result = self._call(lambda r: _get_and_exists(r, key, f"{key}:lock"))
             if not isinstance(pipe_result, list):
                 return None
             value, locked = pipe_result
@@ -127,3 +127,11 @@ class ResultCache:
 
     def ping(self) -> bool:
         return bool(self._call(lambda r: r.ping()))
+
+
+def _get_and_exists(client: redis.Redis, key: str, lock: str) -> list[object]:
+    """One round trip for the result and whether its leader still holds the lock."""
+    pipe = client.pipeline()
+    pipe.get(key)
+    pipe.exists(lock)
+    return list(pipe.execute())

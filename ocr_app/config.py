@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -52,7 +53,7 @@ class Settings:
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from OCR_* variables, then apply overrides; fail naming the variable."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -63,7 +64,7 @@ class Settings:
         values.update(overrides)
         return cls(**values).finalize()
 
-    def finalize(self) -> "Settings":
+    def finalize(self) -> Settings:
         """Fill derived defaults and check bounds once, so the app never sees a bad value."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

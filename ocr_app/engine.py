@@ -56,7 +56,7 @@ class ModelFiles:
     rec: Path
 
     @classmethod
-    def bundled(cls) -> "ModelFiles":
+    def bundled(cls) -> ModelFiles:
         """The PP-OCR models that ship inside the rapidocr wheel."""
         import rapidocr
 
@@ -110,7 +110,7 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
     long side keeps memory and time bounded while small text in normal photos still gets upscaled.
     """
 
-    class CappedDetPreProcess(base):  # type: ignore[misc, valid-type]
+    class CappedDetPreProcess(base):
         def resize(self, img: np.ndarray) -> np.ndarray | None:
             h, w = img.shape[:2]
             ratio = min(max(1.0, limit_side / max(1, min(h, w))), max_side / max(h, w))
@@ -163,7 +163,7 @@ class Engine:
             for stage, path in stages:
                 stage.session.session = ort.InferenceSession(
                     str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-            det = ocr.text_det
+            det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
             return ocr
@@ -177,7 +177,7 @@ class Engine:
             out = self._ocr(bgr)
         lines: list[Line] = []
         if out is not None and getattr(out, "txts", None) and getattr(out, "boxes", None) is not None:
-            for box, text, score in zip(out.boxes, out.txts, out.scores):
+            for box, text, score in zip(out.boxes, out.txts, out.scores, strict=False):
                 lines.append(Line(
                     text=str(text),
                     confidence=round(float(score), 4),

@@ -1,4 +1,7 @@
-"""Gunicorn settings and hooks for one instance: ``gunicorn -c python:ocr_app.gunicorn_conf "ocr_app:create_app()"``.
+"""Gunicorn settings and hooks for one instance.
+
+    gunicorn -c python:ocr_app.gunicorn_conf "ocr_app:create_app()"
+
 
 Only wiring lives here: settings come from ocr_app.config, registration from ocr_app.registry.
 """

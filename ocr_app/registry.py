@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import consul
 import requests
@@ -55,7 +56,8 @@ class Registration:
             "port": s.advertise_port,
             "tags": TAGS,
             "meta": {"instance": s.instance_id, "pid": str(os.getpid())},
-            "check": consul.Check.http(url, CHECK_INTERVAL, timeout=CHECK_TIMEOUT, deregister=DEREGISTER_AFTER),
+            "check": consul.Check.http(url, CHECK_INTERVAL, timeout=CHECK_TIMEOUT,
+                                       deregister=DEREGISTER_AFTER),
         }
 
     def register(self) -> bool:

@@ -10,9 +10,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .cache import ResultCache, image_key
 from .config import Settings
@@ -41,7 +41,7 @@ class Admission:
         self._count = 0
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "Admission":
+    def __enter__(self) -> Admission:
         with self._lock:
             if self._count >= self.limit:
                 raise Overloaded(self.max_queue)
