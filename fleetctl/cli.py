@@ -1,7 +1,278 @@
-"""fleetctl: the command line that runs the fleet (filled in by the fleet work)."""
+"""fleetctl: one Click group whose commands parse input and call plain functions.
+
+Typed errors raised anywhere below are turned into exit codes in exactly one place,
+`FleetGroup.invoke`: 0 ok, 1 error, 2 usage (Click's own), 3 timeout.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 import click
 
+from fleetctl import config as fleet_config
+from fleetctl.backends import Backend, FleetError, existing_backends, make_backend
+from fleetctl.config import BACKENDS, ConfigError, FleetConfig
 
-@click.group()
-def main() -> None:
-    """Run and scale the OCR fleet."""
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+class ExitError(click.ClickException):
+    """A failure Click prints as 'Error: message' before exiting with code 1."""
+
+    exit_code = EXIT_ERROR
+
+
+class TimeoutExit(ExitError):
+    """The fleet did not converge in time: exit code 3, so scripts can tell it from other errors."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+def _translatable() -> tuple[type[BaseException], ...]:
+    """Every error type that means 'could not do it' rather than 'fleetctl has a bug'."""
+    from fleetctl import procs
+    from fleetctl.consul_api import CONSUL_ERRORS
+    from fleetctl.gateway import GatewayError
+
+    return (FleetError, ConfigError, procs.ProcessError, GatewayError, *CONSUL_ERRORS)
+
+
+class FleetGroup(click.Group):
+    """The group that translates errors once, for the console script and for CliRunner alike."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from fleetctl.fleet import ScaleTimeout
+
+        try:
+            return super().invoke(ctx)
+        except ScaleTimeout as exc:
+            pending = "".join(f"\n  still pending: {p}" for p in exc.pending)
+            raise TimeoutExit(f"{exc}{pending}") from None
+        except click.ClickException:
+            raise
+        except _translatable() as exc:
+            raise ExitError(str(exc)) from None
+
+
+@dataclass
+class AppContext:
+    """Shared per-invocation state in ctx.obj: the config, and clients made on first use."""
+
+    cfg: FleetConfig
+    make_consul: Callable[[FleetConfig], Any] | None = None
+    _consul: Any = field(default=None, repr=False)
+
+    def consul(self) -> Any:
+        if self._consul is None:
+            if self.make_consul is None:
+                from fleetctl.consul_api import client_for
+
+                self.make_consul = client_for
+            self._consul = self.make_consul(self.cfg)
+        return self._consul
+
+    def backend(self, name: str | None) -> Backend:
+        return make_backend(name or self.cfg.backend, self.cfg)
+
+    def fleet(self, backend: Backend) -> Any:
+        from fleetctl import upstream
+        from fleetctl.fleet import Fleet
+
+        return Fleet(cfg=self.cfg, backend=backend, consul=self.consul(),
+                     upstream_members=upstream.upstream_members, reload_count=upstream.reload_count,
+                     report=_progress)
+
+
+def _progress(message: str) -> None:
+    """Progress goes to stderr so stdout stays parseable (plans, JSON, the gateway URL)."""
+    click.echo(message, err=True)
+
+
+def _obj(ctx: click.Context) -> AppContext:
+    obj = ctx.find_object(AppContext)
+    if obj is None:  # pragma: no cover - the group always sets it
+        raise click.UsageError("no fleet context")
+    return obj
+
+
+backend_option = click.option(
+    "--backend", type=click.Choice(BACKENDS), default=None,
+    help="Where instances run [default: FLEET_BACKEND or process].",
+)
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=1), default=180.0, show_default=True,
+    help="Seconds to wait for the fleet to converge before exiting with code 3.",
+)
+
+
+@click.group(cls=FleetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ocr-fleet", prog_name="fleetctl")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Run and scale the OCR fleet: instances behind Consul, Redis and an nginx gateway.
+
+    Settings come from FLEET_* environment variables (FLEET_HOME, FLEET_BACKEND, ports);
+    the daemons fleetctl starts inherit them, so set them, not per-command flags.
+    """
+    if ctx.obj is None:
+        try:
+            ctx.obj = AppContext(fleet_config.load())
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+def _warn_oversubscription(cfg: FleetConfig, n: int) -> None:
+    from fleetctl.fleet import oversubscription_warning
+
+    warning = oversubscription_warning(cfg, n)
+    if warning:
+        click.secho(warning, fg="yellow", err=True)
+
+
+def _print_plan(plan: Any) -> None:
+    for line in plan.describe():
+        click.echo(line)
+
+
+@main.command()
+@click.option("-n", "--instances", type=click.IntRange(min=0), default=2, show_default=True,
+              help="How many instances to run.")
+@backend_option
+@timeout_option
+@click.pass_context
+def up(ctx: click.Context, instances: int, backend: str | None, timeout: float) -> None:
+    """Start the managed services, scale to N instances and print the gateway URL (idempotent)."""
+    from fleetctl import services
+    from fleetctl.fleet import apply_plan, make_plan
+
+    obj = _obj(ctx)
+    chosen = obj.backend(backend)  # first: a missing Docker fails before services start
+    services.ensure_services(obj.cfg)
+    _warn_oversubscription(obj.cfg, instances)
+    fleet = obj.fleet(chosen)
+    plan = make_plan(fleet, instances)
+    if not plan.is_noop:
+        _print_plan(plan)
+    apply_plan(fleet, plan, timeout=timeout)
+    click.echo(obj.cfg.gateway_url)
+
+
+@main.command()
+@click.argument("n", type=click.IntRange(min=0))
+@backend_option
+@click.option("--no-wait", is_flag=True,
+              help="Return once new instances are started (removed ones still drain).")
+@timeout_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.pass_context
+def scale(
+    ctx: click.Context, n: int, backend: str | None, no_wait: bool, timeout: float, dry_run: bool
+) -> None:
+    """Converge to N instances: start missing ones, replace stale ones, drain and stop extra ones."""
+    from fleetctl.fleet import apply_plan, make_plan
+
+    obj = _obj(ctx)
+    chosen = obj.backend(backend)
+    if dry_run:
+        from fleetctl.backends import config_hash
+        from fleetctl.fleet import busy_ports
+        from fleetctl.planner import plan as make
+
+        actual = chosen.list()
+        busy = busy_ports(obj.cfg.base_port, n + len(actual) + 64, (i.port for i in actual))
+        _print_plan(make(n, actual, config_hash(obj.cfg, chosen.name), base_port=obj.cfg.base_port,
+                         busy_ports=busy))
+        return
+    _warn_oversubscription(obj.cfg, n)
+    _require_consul(obj)
+    fleet = obj.fleet(chosen)
+    plan = make_plan(fleet, n)
+    _print_plan(plan)
+    apply_plan(fleet, plan, wait=not no_wait, timeout=timeout)
+
+
+def _require_consul(obj: AppContext) -> None:
+    """Scaling needs the agent and the sync loop; say so instead of timing out later."""
+    from fleetctl.consul_api import reachable
+
+    if not reachable(obj.consul()):
+        raise ExitError(f"Consul at {obj.cfg.consul_address} is not reachable: run `fleetctl up` first")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """One row per instance (health, upstream, memory, uptime, traffic) and per managed service."""
+    from fleetctl import services, upstream
+    from fleetctl.status import collect, render_table
+
+    obj = _obj(ctx)
+    result = collect(obj.cfg, existing_backends(obj.cfg), obj.consul(),
+                     members=upstream.upstream_members, services=services.service_states)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False))
+    else:
+        click.echo(render_table(result))
+
+
+@main.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop every instance (all backends) and every managed service; leaves no process behind."""
+    from fleetctl import services
+    from fleetctl.fleet import down as fleet_down
+
+    obj = _obj(ctx)
+    count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, _progress)
+    click.echo(f"stopped {count} instance(s) and the managed services")
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing new output until Ctrl-C or the instance ends.")
+@click.pass_context
+def logs(ctx: click.Context, instance_id: str, follow: bool) -> None:
+    """Print an instance's log (gunicorn and app output)."""
+    from fleetctl.fleet import instance_logs
+
+    obj = _obj(ctx)
+    try:
+        for chunk in instance_logs(existing_backends(obj.cfg), instance_id, follow):
+            click.echo(chunk, nl=False)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass: render, compare, validate, reload if changed.")
+@click.pass_context
+def sync(ctx: click.Context, once: bool) -> None:
+    """Keep the nginx upstream in step with Consul (the loop `up` runs as a daemon)."""
+    from fleetctl import upstream
+    from fleetctl.gateway import NginxReloader
+
+    obj = _obj(ctx)
+    if once:
+        changed = upstream.sync_once(obj.cfg, obj.consul(), NginxReloader(obj.cfg))
+        click.echo("upstream changed" if changed else "upstream unchanged")
+        return
+    code = upstream.run_sync_daemon(obj.cfg)
+    if code:
+        raise ExitError("the sync loop stopped with an error (see the log above)")
+
+
+@main.command()
+@click.pass_context
+def render(ctx: click.Context) -> None:
+    """Print the upstream config the sync loop would write now (changes nothing)."""
+    from fleetctl import upstream
+
+    obj = _obj(ctx)
+    _, backends = upstream.passing_backends(obj.consul(), obj.cfg.service_name, None, "")
+    click.echo(upstream.render_upstream(backends, obj.cfg), nl=False)
+

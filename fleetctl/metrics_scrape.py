@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import requests
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+\S+)?$")
+_SAMPLE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+\S+)?$"
+)
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 Sample = tuple[str, dict[str, str], float]
@@ -71,7 +73,16 @@ def summarize(text: str) -> InstanceMetrics:
     )
 
 
-def fetch(address: str, *, timeout: float = 2.0, get: Callable[..., requests.Response] = requests.get) -> InstanceMetrics | None:
+def direct_get(url: str, timeout: float) -> requests.Response:
+    """GET without proxy settings from the environment: instances are always dialled directly."""
+    with requests.Session() as session:
+        session.trust_env = False
+        return session.get(url, timeout=timeout)
+
+
+def fetch(
+    address: str, *, timeout: float = 2.0, get: Callable[..., requests.Response] = direct_get
+) -> InstanceMetrics | None:
     """Scrape http://address/metrics; None when the instance does not answer (status shows '-')."""
     try:
         resp = get(f"http://{address}/metrics", timeout=timeout)

@@ -91,6 +91,9 @@ class Backend(abc.ABC):
     def is_alive(self, info: InstanceInfo) -> bool:
         """Whether the instance is still running; used to fail fast while waiting for readiness."""
 
+    def preflight(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+        """Fail before anything starts if the backend cannot start instances (e.g. image missing)."""
+
     def log_tail(self, info: InstanceInfo, lines: int = 20) -> str:
         """Last lines of the instance's log, for error messages."""
         text = "".join(self.logs(info, follow=False))

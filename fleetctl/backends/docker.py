@@ -134,6 +134,9 @@ class DockerBackend(Backend):
             found.append(self._info(container))
         return sorted(found, key=lambda i: i.port)
 
+    def preflight(self) -> None:
+        self.ensure_image()
+
     def ensure_image(self) -> None:
         """Fail with the fix in the message rather than build for minutes inside a scale command."""
         import docker

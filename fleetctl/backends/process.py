@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -26,6 +27,7 @@ from fleetctl.config import FleetConfig
 POLL_S = 0.05
 APP = "ocr_app:create_app()"
 GUNICORN_CONF = "python:ocr_app.gunicorn_conf"
+SIDECAR_KIND = "ocr-fleet-instance"
 
 
 def proc_tag(instance_id: str) -> str:
@@ -36,6 +38,15 @@ def proc_tag(instance_id: str) -> str:
 def gunicorn_argv(instance_id: str, python: str = sys.executable) -> list[str]:
     """Command line of one instance; same interpreter as fleetctl so the venv matches."""
     return [python, "-m", "gunicorn", "-c", GUNICORN_CONF, "--name", proc_tag(instance_id), APP]
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """An instance sidecar, or {} when it is missing or torn."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _reap(pid: int) -> None:
@@ -85,7 +96,9 @@ class ProcessBackend(Backend):
 
     name = "process"
 
-    def __init__(self, cfg: FleetConfig, *, python: str = sys.executable, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, cfg: FleetConfig, *, python: str = sys.executable, sleep: Callable[[float], None] = time.sleep
+    ):
         self.cfg = cfg
         self.python = python
         self._sleep = sleep
@@ -114,8 +127,11 @@ class ProcessBackend(Backend):
         found: builtins.list[InstanceInfo] = []
         if not self.cfg.run_dir.is_dir():
             return found
-        for pid_file in sorted(self.cfg.run_dir.glob("*.pid")):
-            info = self._inspect(pid_file.stem)
+        # run/ also holds the services' pid files: only a sidecar marked as ours names an instance.
+        for meta_file in sorted(self.cfg.run_dir.glob("*.json")):
+            if _read_meta(meta_file).get("kind") != SIDECAR_KIND:
+                continue
+            info = self._inspect(meta_file.stem)
             if info is not None:
                 found.append(info)
         return sorted(found, key=lambda i: i.port)
@@ -135,10 +151,7 @@ class ProcessBackend(Backend):
         except psutil.NoSuchProcess:
             self._forget(instance_id)
             return None
-        try:
-            meta = json.loads(self._meta_file(instance_id).read_text())
-        except (OSError, ValueError):
-            meta = {}
+        meta = _read_meta(self._meta_file(instance_id))
         return InstanceInfo(
             id=instance_id,
             backend=self.name,
@@ -160,7 +173,8 @@ class ProcessBackend(Backend):
         runtime.mkdir(parents=True)
         env = {**os.environ, **spec.env, "OCR_RUNTIME_DIR": str(runtime)}
         started = time.time()
-        meta = {"port": spec.port, "host": spec.host, "config_hash": spec.config_hash, "started": started}
+        meta = {"kind": SIDECAR_KIND, "id": spec.id, "port": spec.port, "host": spec.host,
+                "config_hash": spec.config_hash, "started": started}
         procs.write_atomic(self._meta_file(spec.id), json.dumps(meta))
         # spawn() gives the instance its own session, so one killpg reaches master and workers.
         pid = procs.spawn(gunicorn_argv(spec.id, self.python), log_path=self.log_file(spec.id),
@@ -171,12 +185,35 @@ class ProcessBackend(Backend):
     def stop(self, info: InstanceInfo, grace: float) -> None:
         if info.pid is None:
             raise InstanceFailed(f"{info.id} has no pid")
-        pgid = info.pid
+        self.kill_group(info.pid, grace)  # setsid at spawn: pgid == master pid
+        self._forget(info.id)
+
+    def orphans(self) -> builtins.list[int]:
+        """Process groups of this fleet's gunicorns that no pid file names any more (lost state).
+
+        Recognised by their environment: OCR_RUNTIME_DIR lies under this FLEET_HOME's run/.
+        """
+        run_dir = str(self.cfg.run_dir.absolute()) + os.sep
+        known = {i.pid for i in self.list()}
+        groups: set[int] = set()
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if "gunicorn" not in " ".join(proc.info["cmdline"] or ()):
+                    continue
+                runtime = proc.environ().get("OCR_RUNTIME_DIR", "")
+                pgid = os.getpgid(proc.pid)
+            except (psutil.Error, ProcessLookupError):
+                continue
+            if runtime.startswith(run_dir) and pgid not in known:
+                groups.add(pgid)
+        return sorted(groups)
+
+    def kill_group(self, pgid: int, grace: float) -> None:
+        """SIGTERM a process group, SIGKILL what is left after `grace` (used for orphans)."""
         _killpg(pgid, signal.SIGTERM)
         if not _wait_group_gone(pgid, time.monotonic() + grace, self._sleep):
             _killpg(pgid, signal.SIGKILL)
             _wait_group_gone(pgid, time.monotonic() + 10.0, self._sleep)
-        self._forget(info.id)
 
     def is_alive(self, info: InstanceInfo) -> bool:
         if info.pid is None:

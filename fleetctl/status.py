@@ -1,0 +1,168 @@
+"""What `fleetctl status` shows: per instance runtime + Consul + upstream + /metrics, and the services."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fleetctl import metrics_scrape
+from fleetctl.backends.base import Backend, InstanceInfo
+from fleetctl.config import FleetConfig
+
+MAINTENANCE_CHECK = "_service_maintenance:"
+
+
+def health_by_id(consul: Any, service: str) -> dict[str, str]:
+    """Service id -> passing / warning / critical / maintenance, from the Consul health endpoint.
+
+    An unreachable agent yields {} so callers show 'unknown' or keep polling instead of crashing.
+    """
+    try:
+        _, entries = consul.health.service(service)
+    except Exception:  # noqa: BLE001 - connection refused, timeouts, 5xx: all mean "no answer"
+        return {}
+    result: dict[str, str] = {}
+    for entry in entries or []:
+        sid = entry.get("Service", {}).get("ID", "")
+        checks = entry.get("Checks") or []
+        states = [c.get("Status", "critical") for c in checks]
+        if any(str(c.get("CheckID", "")).startswith(MAINTENANCE_CHECK) for c in checks):
+            result[sid] = "maintenance"
+        elif "critical" in states:
+            result[sid] = "critical"
+        elif "warning" in states:
+            result[sid] = "warning"
+        else:
+            result[sid] = "passing"
+    return result
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """One instance as `status --json` prints it (field names are the documented contract)."""
+
+    id: str
+    backend: str
+    address: str
+    port: int
+    healthy: bool
+    health: str
+    in_upstream: bool
+    rss_mb: float | None
+    uptime_s: float
+    requests: int | None
+    cache_hit_ratio: float | None
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    instances: list[InstanceRow]
+    services: dict[str, dict[str, Any]]
+    gateway: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instances": [asdict(r) for r in self.instances],
+            "services": self.services,
+            "gateway": self.gateway,
+        }
+
+
+def _row(backend: Backend, info: InstanceInfo, health: Mapping[str, str], members: set[str],
+         scrape: Callable[[str], metrics_scrape.InstanceMetrics | None], now: float) -> InstanceRow:
+    rss = backend.rss_bytes(info)
+    metrics = scrape(info.address)
+    state = health.get(info.id, "absent")
+    ratio = metrics.cache_hit_ratio if metrics else None
+    return InstanceRow(
+        id=info.id,
+        backend=info.backend,
+        address=info.address,
+        port=info.port,
+        healthy=state == "passing",
+        health=state,
+        in_upstream=info.address in members,
+        rss_mb=None if rss is None else round(rss / 2**20, 1),
+        uptime_s=round(info.uptime(now), 1),
+        requests=metrics.requests if metrics else None,
+        cache_hit_ratio=None if ratio is None else round(ratio, 3),
+    )
+
+
+def collect(
+    cfg: FleetConfig,
+    backends: Sequence[Backend],
+    consul: Any,
+    *,
+    members: Callable[[FleetConfig], set[str]],
+    services: Callable[[FleetConfig], Mapping[str, Any]],
+    scrape: Callable[[str], metrics_scrape.InstanceMetrics | None] = metrics_scrape.fetch,
+) -> FleetStatus:
+    """Ask every source once (runtime, Consul, rendered upstream, each /metrics in parallel)."""
+    pairs = [(b, info) for b in backends for info in b.list()]
+    health = health_by_id(consul, cfg.service_name)
+    upstream = members(cfg)
+    now = time.time()
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(pairs)))) as pool:
+        rows = list(pool.map(lambda pair: _row(pair[0], pair[1], health, upstream, scrape, now), pairs))
+    svc = {name: (s.to_dict() if hasattr(s, "to_dict") else dict(s)) for name, s in services(cfg).items()}
+    return FleetStatus(instances=sorted(rows, key=lambda r: r.port), services=svc, gateway=cfg.gateway_url)
+
+
+def _fmt(value: object, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return format(value, spec)
+
+
+def _uptime(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+SUMMARY_KEYS = ("pid", "address", "reloads", "last_error")
+
+
+def _service_summary(state: Mapping[str, Any]) -> str:
+    """The few service facts worth a glance; `status --json` has all of them (log paths, ...)."""
+    parts = [] if state.get("managed", True) else ["external"]
+    parts += [f"{k}={state[k]}" for k in SUMMARY_KEYS if state.get(k) not in (None, "", [], {})]
+    return " ".join(parts)
+
+
+def _service_status(state: Mapping[str, Any]) -> str:
+    for key in ("status", "state"):
+        if isinstance(state.get(key), str):
+            return str(state[key])
+    if "running" in state:
+        return "running" if state["running"] else "stopped"
+    return "?"
+
+
+def render_table(status: FleetStatus) -> str:
+    """Plain aligned columns; one row per instance, then one per managed service."""
+    head = ("ID", "BACKEND", "ADDRESS", "CONSUL", "UPSTREAM", "RSS MiB", "UPTIME", "REQUESTS", "CACHE HIT")
+    rows = [head]
+    for r in status.instances:
+        ratio = None if r.cache_hit_ratio is None else f"{r.cache_hit_ratio:.0%}"
+        rows.append((r.id, r.backend, r.address, r.health, _fmt(r.in_upstream), _fmt(r.rss_mb, ".1f"),
+                     _uptime(r.uptime_s), _fmt(r.requests), _fmt(ratio)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    if not status.instances:
+        lines.append("(no instances; `fleetctl up` or `fleetctl scale N`)")
+    lines.append("")
+    svc_rows = [("SERVICE", "STATUS", "DETAILS")]
+    svc_rows += [(name, _service_status(s), _service_summary(s)) for name, s in status.services.items()]
+    sw = [max(len(row[i]) for row in svc_rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, sw, strict=True)).rstrip() for row in svc_rows]
+    lines.append(f"\ngateway: {status.gateway}")
+    return "\n".join(lines)
