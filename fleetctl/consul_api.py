@@ -1,0 +1,40 @@
+"""Thin helpers over py-consul: build a client from the fleet config, ask for the leader."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import consul
+import requests
+
+from fleetctl.config import FleetConfig
+
+# What a request to an unreachable or restarting agent raises.
+CONSUL_ERRORS: tuple[type[Exception], ...] = (requests.RequestException, consul.ConsulException, ValueError)
+
+
+def split_address(address: str) -> tuple[str, str, int]:
+    """'host:port' or 'http(s)://host:port' -> (scheme, host, port)."""
+    parts = urlsplit(address if "//" in address else f"//{address}")
+    scheme = parts.scheme or "http"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if scheme == "https" else 8500)
+    return scheme, host, port
+
+
+def client_for(cfg: FleetConfig, *, timeout: float = 5.0) -> consul.Consul:
+    """A client for the fleet's agent (managed or external); `timeout` bounds non-blocking calls."""
+    scheme, host, port = split_address(cfg.consul_address)
+    return consul.Consul(host=host, port=port, scheme=scheme, connections_timeout=timeout)
+
+
+def leader(client: consul.Consul) -> str:
+    """The raft leader's address, or '' while there is none (an agent still starting)."""
+    return str(client.status.leader() or "")
+
+
+def reachable(client: consul.Consul) -> bool:
+    """True when the agent answers and has a leader, i.e. it can serve catalog queries."""
+    try:
+        return bool(leader(client))
+    except CONSUL_ERRORS:
+        return False

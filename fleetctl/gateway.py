@@ -1,0 +1,243 @@
+"""The nginx gateway's files and controls: templates, paths, `nginx -t`, reload.
+
+Shared by the upstream loop (which rewrites upstream.conf) and the service manager
+(which writes nginx.conf and runs the master), so neither imports the other.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+import fleetctl
+from fleetctl import procs
+from fleetctl.config import FleetConfig
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_UNSAFE_PATH = re.compile(r'["\\$;{}\n\r]')
+
+
+class GatewayError(RuntimeError):
+    """Something about the gateway's config or process went wrong; the message says what."""
+
+
+class TemplateError(GatewayError):
+    """A template is missing or names a placeholder fleetctl does not fill."""
+
+
+class ValidationError(GatewayError):
+    """`nginx -t` rejected the rendered config; the message carries nginx's own words."""
+
+
+class Reloader(Protocol):
+    """What the upstream loop needs from the proxy: check a config, then apply it."""
+
+    def validate(self) -> None: ...
+
+    def reload(self) -> bool: ...
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+def prefix(cfg: FleetConfig) -> Path:
+    return cfg.nginx_dir
+
+
+def nginx_conf_path(cfg: FleetConfig) -> Path:
+    return cfg.nginx_dir / "nginx.conf"
+
+
+def upstream_conf_path(cfg: FleetConfig) -> Path:
+    return cfg.nginx_dir / "upstream.conf"
+
+
+def state_path(cfg: FleetConfig) -> Path:
+    """Where the sync loop records reloads and errors (read by status, never trusted for liveness)."""
+    return cfg.nginx_dir / "sync-state.json"
+
+
+def pid_path(cfg: FleetConfig) -> Path:
+    return cfg.run_dir / "nginx.pid"
+
+
+def error_log_path(cfg: FleetConfig) -> Path:
+    return cfg.log_dir / "nginx-error.log"
+
+
+def access_log_path(cfg: FleetConfig) -> Path:
+    return cfg.log_dir / "nginx-access.log"
+
+
+# --- templates -----------------------------------------------------------------------------
+
+def builtin_templates_dir() -> Path:
+    """nginx/ at the top of the source tree (the project's fixed layout)."""
+    return Path(fleetctl.__file__).resolve().parent.parent / "nginx"
+
+
+def template_text(cfg: FleetConfig, name: str) -> str:
+    """An operator's copy in $FLEET_HOME/nginx/templates/ wins over the built-in one.
+
+    Like consul-template, the template is read on every render, so an edit takes effect
+    at the next change without restarting anything.
+    """
+    for directory in (cfg.nginx_dir / "templates", builtin_templates_dir()):
+        path = directory / name
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise TemplateError(f"template {name} not found in {cfg.nginx_dir / 'templates'} or the source tree")
+
+
+def fill(template: str, values: Mapping[str, str | int]) -> str:
+    """Replace each double-brace placeholder; a multi-line value keeps the line's indentation."""
+    out: list[str] = []
+    for line in template.splitlines():
+        indent = line[: len(line) - len(line.lstrip())]
+
+        def sub(match: re.Match[str], indent: str = indent) -> str:
+            key = match.group(1)
+            if key not in values:
+                raise TemplateError(f"template placeholder {key!r} is not one fleetctl fills")
+            return str(values[key]).replace("\n", "\n" + indent)
+
+        out.append(_PLACEHOLDER.sub(sub, line))
+    return "\n".join(out) + "\n"
+
+
+def quote_path(path: Path) -> str:
+    """A path as an nginx string; refuse characters nginx would read as syntax or variables."""
+    text = str(path)
+    if _UNSAFE_PATH.search(text):
+        raise GatewayError(f"FLEET_HOME path {text!r} contains characters nginx cannot take")
+    return f'"{text}"'
+
+
+def render_nginx_conf(cfg: FleetConfig) -> str:
+    """The main config: our own prefix, pid, logs and temp paths; the gateway listener."""
+    tmp = cfg.nginx_dir / "tmp"
+    values: dict[str, str | int] = {
+        # Workers must read the prefix; as root, nginx would otherwise drop them to "nobody".
+        "user_directive": "user root;" if os.geteuid() == 0 else "# (not root: workers run as us)",
+        "pid_file": quote_path(pid_path(cfg)),
+        "lock_file": quote_path(cfg.nginx_dir / "nginx.lock"),
+        "error_log": quote_path(error_log_path(cfg)),
+        "access_log": quote_path(access_log_path(cfg)),
+        "temp_client_body": quote_path(tmp / "client_body"),
+        "temp_proxy": quote_path(tmp / "proxy"),
+        "temp_fastcgi": quote_path(tmp / "fastcgi"),
+        "temp_uwsgi": quote_path(tmp / "uwsgi"),
+        "temp_scgi": quote_path(tmp / "scgi"),
+        "upstream_conf": quote_path(upstream_conf_path(cfg)),
+        "listen": f"{cfg.gateway_host}:{cfg.gateway_port}",
+        "max_upload_mb": cfg.max_upload_mb,
+    }
+    return fill(template_text(cfg, "nginx.conf.tmpl"), values)
+
+
+def make_dirs(cfg: FleetConfig) -> None:
+    for d in (cfg.nginx_dir / "tmp", cfg.nginx_dir / "logs", cfg.run_dir, cfg.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+
+
+# --- the nginx process -----------------------------------------------------------------------
+
+def nginx_binary(cfg: FleetConfig) -> str:
+    found = procs.find_binary("nginx", cfg.home)
+    if found is None:
+        raise GatewayError("nginx not found (apt-get install nginx-light, or put it on PATH)")
+    return found
+
+
+def nginx_argv(cfg: FleetConfig, *extra: str) -> list[str]:
+    """-e, -p and -c so that nothing falls back to the distro's compiled-in /etc, /run or /var paths."""
+    return [
+        nginx_binary(cfg),
+        "-e", str(error_log_path(cfg)),
+        "-p", f"{prefix(cfg)}/",
+        "-c", str(nginx_conf_path(cfg)),
+        *extra,
+    ]
+
+
+def master_pid(cfg: FleetConfig) -> int | None:
+    """Our nginx master, if its pid file names a live nginx started with our config."""
+    return procs.live_pid(pid_path(cfg), ("nginx", str(nginx_conf_path(cfg))))
+
+
+class NginxReloader:
+    """Validates with `nginx -t` and reloads our master with SIGHUP, waiting for new workers."""
+
+    def __init__(self, cfg: FleetConfig, *, timeout: float = 10.0) -> None:
+        self.cfg = cfg
+        self.timeout = timeout
+
+    def validate(self) -> None:
+        result = subprocess.run(
+            nginx_argv(self.cfg, "-t", "-q"), capture_output=True, text=True, timeout=30, check=False
+        )
+        if result.returncode != 0:
+            raise ValidationError((result.stderr or result.stdout).strip() or "nginx -t failed")
+
+    def reload(self) -> bool:
+        """SIGHUP the master; True once a worker with the new config runs, False if nginx is down."""
+        pid = master_pid(self.cfg)
+        if pid is None:
+            return False
+        before = _worker_pids(pid)
+        os.kill(pid, signal.SIGHUP)
+        # The master forks workers with the new config, then tells the old ones to stop
+        # accepting. Once only new workers accept, every request from now on sees the new
+        # upstream, which callers (scale waits, tests) rely on.
+
+        def switched() -> bool:
+            accepting = _worker_pids(pid)
+            return bool(accepting - before) and not (accepting & before)
+
+        procs.wait_for(switched, timeout=self.timeout, what="nginx to switch to workers with the new config")
+        return True
+
+
+def _worker_pids(master: int) -> set[int]:
+    """Workers that still accept connections (an old one retitles itself when told to quit)."""
+    try:
+        return {
+            child.pid
+            for child in psutil.Process(master).children()
+            if "shutting down" not in " ".join(child.cmdline())
+        }
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def start_nginx(cfg: FleetConfig, *, timeout: float = 10.0) -> int:
+    """Start the master (it daemonizes itself) and wait until it answers /nginx-health."""
+    result = subprocess.run(nginx_argv(cfg), capture_output=True, text=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise GatewayError(f"nginx did not start: {(result.stderr or result.stdout).strip()}")
+    health = f"{cfg.gateway_url}/nginx-health"
+    try:
+        procs.wait_for(
+            lambda: master_pid(cfg) is not None and procs.http_ok(health),
+            timeout=timeout,
+            what=f"nginx to answer {health}",
+        )
+    except procs.ProcessError as exc:
+        raise GatewayError(f"{exc}\n{procs.log_tail(error_log_path(cfg))}") from None
+    pid = master_pid(cfg)
+    assert pid is not None
+    return pid
+
+
+def stop_nginx(cfg: FleetConfig, *, grace: float = 10.0) -> None:
+    """Graceful stop (SIGQUIT lets in-flight requests finish), then SIGKILL after `grace`."""
+    pid = master_pid(cfg)
+    if pid is not None:
+        procs.stop_process(pid, sig=signal.SIGQUIT, grace=grace)
+    pid_path(cfg).unlink(missing_ok=True)
+

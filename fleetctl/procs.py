@@ -1,0 +1,241 @@
+"""Small helpers for the fleet's daemons: spawn detached, find by pid file, stop, wait for readiness.
+
+A pid file alone proves nothing (pids are reused), so every lookup checks that the
+process is alive and that its command line (or environment) still matches.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+import requests
+
+
+class ProcessError(RuntimeError):
+    """A daemon could not be started, found or stopped; the message says which and why."""
+
+
+def find_binary(name: str, home: Path | None = None) -> str | None:
+    """The project-installed copy under `home/bin` first (a pinned version), then PATH, then sbin."""
+    candidates: list[Path] = []
+    if home is not None:
+        candidates.append(home / "bin" / name)
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    found = shutil.which(name)
+    if found:
+        return found
+    for sbin in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        path = Path(sbin) / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Write via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_pid(pid_path: Path) -> int | None:
+    try:
+        text = pid_path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _reap(pid: int) -> None:
+    """Collect a dead child of ours so it does not linger as a zombie (no-op for others)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def process_matches(
+    pid: int, cmdline_contains: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> bool:
+    """True when `pid` is alive (not a zombie) and its cmdline/environment match what we started."""
+    _reap(pid)
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        joined = " ".join(proc.cmdline())
+        if not all(part in joined for part in cmdline_contains):
+            return False
+        if environ:
+            env = proc.environ()
+            if any(env.get(k) != v for k, v in environ.items()):
+                return False
+        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def live_pid(
+    pid_path: Path, cmdline_contains: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> int | None:
+    """The pid in `pid_path` if that process is alive and matches; else None."""
+    pid = read_pid(pid_path)
+    if pid is None or not process_matches(pid, cmdline_contains, environ):
+        return None
+    return pid
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    pid_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start `argv` in its own session with output appended to `log_path`; record its pid.
+
+    posix_spawn leaves no Popen object behind (no ResourceWarning, no tie to the caller),
+    so the daemon outlives the command that started it.
+    """
+    exe = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
+    if exe is None:
+        raise ProcessError(f"cannot start {argv[0]!r}: not found on PATH")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    file_actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    old_cwd = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)  # posix_spawn has no cwd argument before Python 3.13
+        pid = os.posix_spawn(
+            exe,
+            list(argv),
+            dict(os.environ if env is None else env),
+            file_actions=file_actions,
+            setsid=True,
+            # Python ignores SIGPIPE and that would be inherited; daemons expect the default.
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT),
+        )
+    finally:
+        if cwd is not None:
+            os.chdir(old_cwd)
+    write_atomic(pid_path, f"{pid}\n")
+    return pid
+
+
+def stop_process(pid: int, *, sig: int = signal.SIGTERM, grace: float = 10.0) -> bool:
+    """Send `sig`, wait up to `grace` seconds, then SIGKILL it and any children left.
+
+    Returns True if the process had to be killed. Children are collected first so that
+    killing a master (nginx) never orphans its workers.
+    """
+    try:
+        proc = psutil.Process(pid)
+        children = proc.children(recursive=True)
+        proc.send_signal(sig)
+    except psutil.NoSuchProcess:
+        _reap(pid)
+        return False
+    killed = False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _alive(proc):
+            break
+        time.sleep(0.05)
+    else:
+        killed = True
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    for child in children:
+        if _alive(child):
+            killed = True
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    # A zombie counts as gone: its parent (maybe init, for a daemon) reaps it in its own time.
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in (proc, *children)) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.02)
+    return killed
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "condition",
+    fatal: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Poll `check` until it returns True; raise ProcessError naming `what` after `timeout`.
+
+    An exception from `check` means "not yet", except the `fatal` ones, which end the wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except fatal:
+            raise
+        except Exception:  # noqa: BLE001 - a failing probe just means "not yet"
+            pass
+        if time.monotonic() >= deadline:
+            raise ProcessError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True if GET `url` answers 2xx."""
+    try:
+        return requests.get(url, timeout=timeout).ok
+    except requests.RequestException:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for internal ports nobody else needs to know)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
