@@ -79,6 +79,14 @@ class ImageTooLarge(OcrError):
         super().__init__(f"the image {size}has more than the {max_pixels:,} pixel limit (OCR_MAX_PIXELS)")
 
 
+class ImageTooSmall(OcrError):
+    status = 422
+    code = 42203
+
+    def __init__(self, width: int, height: int, min_side: int) -> None:
+        super().__init__(f"the image {width}x{height} is too small: both sides must be at least {min_side} px")
+
+
 class NotReady(OcrError):
     status = 503
     code = 50301

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,35 @@ def on_starting(server: Any) -> None:
         original()
 
     server.handle_term = handle_term
+
+
+def post_worker_init(worker: Any) -> None:
+    """Workers drain on SIGTERM too: a process-group SIGTERM (systemd, killpg) reaches them directly.
+
+    The first SIGTERM keeps serving for what is left of the drain window, counted from when the instance
+    started draining (the flag file's age), so a master that already drained doesn't make workers wait
+    again. A second SIGTERM or the timer then runs gunicorn's own graceful exit.
+    """
+    graceful_exit = worker.handle_exit
+    timer: list[threading.Timer] = []
+
+    def handle_term(sig: int, frame: Any) -> None:
+        if timer:
+            timer[0].cancel()
+            graceful_exit(sig, frame)
+            return
+        flag = _runtime / "draining"
+        if not flag.exists():
+            flag.touch()
+        remaining = _settings.drain_seconds - (time.time() - flag.stat().st_mtime)
+        if remaining <= 0:
+            graceful_exit(sig, frame)
+            return
+        timer.append(threading.Timer(remaining, graceful_exit, (sig, frame)))
+        timer[0].daemon = True
+        timer[0].start()
+
+    signal.signal(signal.SIGTERM, handle_term)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import Settings
-from .errors import ImageTooLarge, PayloadTooLarge, UndecodableImage, UnsupportedImage
+from .errors import ImageTooLarge, ImageTooSmall, PayloadTooLarge, UndecodableImage, UnsupportedImage
 
 # Sniffed from the first bytes, never from a filename or a client's Content-Type.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -26,6 +26,8 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 # The engine never looks at more than this many pixels on the long side (rapidocr caps at 2000),
 # so decoding bigger only costs memory. Boxes are scaled back to the client's pixel space.
 WORK_MAX_SIDE = 2000
+# Below this no text line fits; refusing is clearer than an empty answer.
+MIN_SIDE = 8
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def decode_image(data: bytes, settings: Settings) -> DecodedImage:
         width, height = img.size  # from the header, before any pixel is decoded
         if width < 1 or height < 1:
             raise UndecodableImage(f"the image claims an invalid size {width}x{height}")
+        if min(width, height) < MIN_SIDE:
+            raise ImageTooSmall(width, height, MIN_SIDE)
         if width * height > settings.max_pixels:
             raise ImageTooLarge(width, height, settings.max_pixels)
         if getattr(img, "n_frames", 1) > 1:

@@ -83,9 +83,9 @@ class Registration:
 
     def deregister(self) -> bool:
         """Leave the catalog first on shutdown, so the gateway stops sending before we stop serving."""
-        self._stop.set()
-        if self._client is None:
+        if self._stop.is_set() or self._client is None:
             return False
+        self._stop.set()
         try:
             self._client.agent.service.deregister(self.settings.instance_id)
         except (consul.ConsulException, requests.RequestException, OSError) as exc:

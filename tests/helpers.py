@@ -1,0 +1,188 @@
+"""Plain helpers for tests: free ports, polling waits, real server processes and generated images."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from PIL import Image, ImageDraw, ImageFont
+
+REPO = Path(__file__).resolve().parent.parent
+FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/wqy")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    """Poll until `predicate` returns something truthy; fail naming what we waited for."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - the condition is not met yet
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_exc})")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def find_font(name: str) -> str:
+    for d in FONT_DIRS:
+        path = Path(d) / name
+        if path.exists():
+            return str(path)
+    raise FileNotFoundError(f"font {name} not found: run scripts/install-deps.sh")
+
+
+def text_image(text: str, size: tuple[int, int] = (640, 160), font: str = "DejaVuSans.ttf",
+               font_size: int = 48, fmt: str = "JPEG", mode: str = "RGB") -> bytes:
+    """An image with `text` rendered on white, as the bytes of `fmt`."""
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((20, (size[1] - font_size) // 2 - 4), text, fill="black",
+              font=ImageFont.truetype(find_font(font), font_size))
+    if mode != "RGB":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def consul_binary() -> str:
+    found = shutil.which("consul") or str(REPO / ".fleet" / "bin" / "consul")
+    if not Path(found).exists():
+        raise FileNotFoundError("consul not found: run scripts/install-deps.sh")
+    return found
+
+
+@dataclass
+class Proc:
+    """A real server process in its own process group, stopped with everything it spawned."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fh = log.open("ab")
+    popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                             start_new_session=True)
+    fh.close()
+    return Proc(popen, log)
+
+
+def start_redis(workdir: Path, port: int | None = None) -> Proc:
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = spawn([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--dir", str(workdir)], workdir / "redis.log")
+    proc.extra["url"] = f"redis://127.0.0.1:{port}/0"
+    proc.extra["port"] = port
+    wait_for(lambda: _tcp_open(port), 15, f"redis on port {port}")
+    return proc
+
+
+def start_consul(workdir: Path, http_port: int | None = None) -> Proc:
+    http = http_port or free_port()
+    serf_lan, serf_wan, server = (free_port() for _ in range(3))
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = spawn([consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+                  "-http-port", str(http), "-dns-port", "-1", "-grpc-port", "-1",
+                  "-serf-lan-port", str(serf_lan), "-serf-wan-port", str(serf_wan),
+                  "-server-port", str(server), "-log-level", "warn"], workdir / "consul.log")
+    proc.extra["addr"] = f"127.0.0.1:{http}"
+    proc.extra["port"] = http
+    wait_for(lambda: requests.get(f"http://127.0.0.1:{http}/v1/status/leader", timeout=1).json(),
+             30, "a Consul leader")
+    return proc
+
+
+def start_instance(workdir: Path, *, consul_addr: str = "", redis_url: str = "",
+                   instance_id: str | None = None, extra_env: dict[str, str] | None = None,
+                   ready_timeout: float = 120.0) -> Proc:
+    """A real instance under gunicorn, as fleetctl starts it; returns once /ready answers 200."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "OCR_HOST": "127.0.0.1", "OCR_PORT": str(port), "OCR_CONSUL_ADDR": consul_addr,
+        "OCR_REDIS_URL": redis_url, "OCR_INSTANCE_ID": instance_id or f"test-{port}",
+        "OCR_RUNTIME_DIR": str(workdir / f"run-{port}"), "OCR_DRAIN_SECONDS": "1",
+    })
+    env.update(extra_env or {})
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    proc = spawn([gunicorn, "-c", "python:ocr_app.gunicorn_conf", "ocr_app:create_app()"],
+                 workdir / f"instance-{port}.log", env=env, cwd=REPO)
+    proc.extra.update(port=port, url=f"http://127.0.0.1:{port}", id=env["OCR_INSTANCE_ID"])
+    try:
+        wait_for(lambda: proc.alive() and http_ok(f"http://127.0.0.1:{port}/ready") or not proc.alive(),
+                 ready_timeout, f"instance on port {port} to be ready")
+    except TimeoutError:
+        proc.stop()
+        raise
+    if not proc.alive():
+        raise RuntimeError(f"instance exited during start-up:\n{proc.tail()}")
+    return proc
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process(master_pid).children()}
