@@ -1,0 +1,35 @@
+"""Settings: defaults < environment < overrides, validated once with messages that name the variable."""
+from __future__ import annotations
+
+import pytest
+
+from ocr_app.config import ConfigError, Settings
+
+
+def test_defaults_and_derived_values() -> None:
+    s = Settings.from_env({})
+    assert (s.workers, s.threads, s.max_upload_mb, s.max_pixels, s.cache_ttl) == (1, 1, 20.0, 40_000_000, 3600)
+    assert s.ort_arena is False
+    assert s.advertise_host == "127.0.0.1" and s.advertise_port == s.port == 8000
+    assert s.instance_id.startswith("ocr-") and s.instance_id.endswith("-8000")
+    assert s.max_upload_bytes == 20 * 1024 * 1024
+
+
+def test_environment_then_overrides() -> None:
+    env = {"OCR_PORT": "9001", "OCR_THREADS": "2", "OCR_ORT_ARENA": "yes", "OCR_HOST": "0.0.0.0"}
+    s = Settings.from_env(env, threads=3)
+    assert (s.port, s.threads, s.ort_arena) == (9001, 3, True)
+    assert s.advertise_host == "127.0.0.1", "a wildcard bind is not an address others can dial"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"OCR_PORT": "eighty"}, "OCR_PORT='eighty' is not a valid int"),
+    ({"OCR_WORKERS": "0"}, "OCR_WORKERS=0 must be between 1 and 64"),
+    ({"OCR_ORT_ARENA": "maybe"}, "OCR_ORT_ARENA='maybe' is not a valid bool"),
+    ({"OCR_DET_MAX_SIDE": "500"}, "OCR_DET_MAX_SIDE=500 must be >= OCR_DET_LIMIT_SIDE=736"),
+    ({"OCR_LOG_LEVEL": "loud"}, "OCR_LOG_LEVEL='loud' is not a log level"),
+])
+def test_bad_values_fail_fast_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert message in str(err.value)

@@ -1,0 +1,77 @@
+"""The engine in-process: bundled models only, correct text, bounded detection size, no leaking options."""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from helpers import text_image
+from PIL import Image
+
+from ocr_app.config import Settings
+from ocr_app.engine import Engine, ModelFiles, _capped_preprocess
+from ocr_app.images import decode_image
+
+SETTINGS = Settings.from_env({})
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    yield Engine(SETTINGS)
+
+
+def bgr(data: bytes) -> np.ndarray:
+    return decode_image(data, SETTINGS).bgr
+
+
+def test_models_come_from_the_installed_wheel() -> None:
+    files = ModelFiles.bundled()
+    for path in (files.det, files.cls, files.rec):
+        assert path.is_file() and "rapidocr" in path.parts
+    assert len(files.digest()) == 16
+
+
+def test_recognizes_rendered_text(engine: Engine) -> None:
+    result = engine.recognize(bgr(text_image("Quick Brown Fox 12")))
+    assert [line.text for line in result.lines] == ["Quick Brown Fox 12"]
+    assert result.lines[0].confidence > 0.9
+    xs = [p[0] for p in result.lines[0].box]
+    assert min(xs) < 60 and max(xs) < 640
+
+
+def test_results_do_not_depend_on_earlier_calls(engine: Engine) -> None:
+    image = bgr(text_image("Same Answer"))
+    first = engine.recognize(image)
+    engine.recognize(bgr(text_image("Something Else Entirely", size=(900, 160))))
+    assert engine.recognize(image).lines == first.lines
+
+
+def test_blank_image_has_no_lines(engine: Engine) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 100), "white").save(buf, "PNG")
+    assert engine.recognize(bgr(buf.getvalue())).lines == []
+
+
+@pytest.mark.parametrize("size, expected", [
+    ((132, 709), (288, 1600)),    # a strip: lifted only until the long side hits the cap (stock: 3968x736)
+    ((1000, 1500), (992, 1504)),  # a photo already big enough keeps its size (multiples of 32)
+    ((3000, 4000), (1216, 1600)),  # a big one is brought down to the cap
+    ((20, 20), (736, 736)),
+])
+def test_detection_size_is_bounded(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    pre = _capped_preprocess(DetPreProcess, 736, 1600)(736, "min")
+    out = pre.resize(np.zeros((*size, 3), dtype=np.uint8))
+    assert out is not None
+    h, w = out.shape[:2]
+    assert max(h, w) <= 1600 + 16 and (h, w) == expected
+
+
+def test_cache_namespace_changes_with_detection_limits() -> None:
+    a = Settings.from_env({})
+    b = Settings.from_env({}, det_max_side=2000)
+    files = ModelFiles.bundled()
+    ns = lambda s: f"{files.digest()}:d{s.det_limit_side}-{s.det_max_side}"  # noqa: E731
+    assert ns(a) != ns(b)
