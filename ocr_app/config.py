@@ -31,7 +31,7 @@ class Settings:
     workers: int = field(default=1, metadata={"env": "OCR_WORKERS", "min": 1, "max": 64})
     threads: int = field(default=1, metadata={"env": "OCR_THREADS", "min": 1, "max": 64})
     http_threads: int = field(default=8, metadata={"env": "OCR_HTTP_THREADS", "min": 2, "max": 256})
-    max_queue: int = field(default=4, metadata={"env": "OCR_MAX_QUEUE", "min": 0, "max": 10000})
+    max_queue: int = field(default=64, metadata={"env": "OCR_MAX_QUEUE", "min": 0, "max": 10000})
     max_upload_mb: float = field(default=20.0, metadata={"env": "OCR_MAX_UPLOAD_MB", "min": 0.001})
     max_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_PIXELS", "min": 1})
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})

@@ -45,7 +45,7 @@ class Metrics:
         self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
-        for reason in ("queue_full", "not_ready", "draining"):
+        for reason in ("queue_full", "not_ready"):
             self.rejections.labels(reason=reason)
 
     def render(self) -> bytes:

@@ -1,0 +1,59 @@
+# OCR Fleet: `make up` starts a working fleet, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+N ?= 2
+export FLEET_HOME ?= $(CURDIR)/.fleet
+
+.PHONY: up down status deps venv test test-fast lint image bench bench-quick clean
+
+## Install what is missing and start the embedded fleet behind http://127.0.0.1:8080
+up: venv deps
+	$(BIN)/fleetctl up -n $(N)
+
+down:
+	$(BIN)/fleetctl down
+
+status:
+	$(BIN)/fleetctl status
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## System packages (nginx, redis, ab, fonts, chromium) and Consul; idempotent and quick when present
+deps:
+	bash scripts/install-deps.sh
+
+## The whole suite, Docker included: installs and starts what the tests need
+test: venv
+	bash scripts/install-deps.sh --with-docker
+	$(BIN)/pytest
+
+## Everything but the Docker and browser tests, for a quick loop while developing
+test-fast: venv
+	$(BIN)/pytest -m "not docker and not browser"
+
+lint: venv
+	$(BIN)/ruff check ocr_app fleetctl bench tests
+	$(BIN)/mypy
+
+## The instance image, built without pulling anything (see scripts/build-image.sh)
+image: venv
+	bash scripts/install-deps.sh --with-docker
+	bash scripts/build-image.sh
+
+bench: venv
+	$(BIN)/python -m bench
+
+bench-quick: venv
+	$(BIN)/python -m bench --quick
+
+clean:
+	-$(BIN)/fleetctl down
+	rm -rf $(VENV) .fleet bench/.work
