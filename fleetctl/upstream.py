@@ -24,8 +24,12 @@ from fleetctl.gateway import GatewayError, NginxReloader, Reloader
 
 log = logging.getLogger(__name__)
 
-# Per-server parameters (the issue's choice): three failures within 30 s take a server out for 30 s.
-SERVER_PARAMS = "max_fails=3 fail_timeout=30s"
+# Per-server parameters. max_fails=0: nginx counts every attempt that proxy_next_upstream
+# retries as a failure, including the app's queue-full 503; with max_fails=3 fail_timeout=30s
+# one overload burst took every instance out and the gateway answered 502 "no live
+# upstreams" for 30 s after the instances had recovered. Dead instances leave through their
+# failing Consul check instead, and a refused connection is retried on another at once.
+SERVER_PARAMS = "max_fails=0"
 # Never dialled: the gateway answers 503 itself while $ocr_backends is 0. It only keeps the
 # block valid, because nginx refuses an upstream with no server in it.
 PLACEHOLDER_SERVER = "server 127.0.0.1:9 down;  # placeholder: no passing instance"
@@ -208,14 +212,17 @@ def run_sync_loop(
     reloader: Reloader | None = None,
     query_wait: float = 5.0,
     backoff_cap: float = 5.0,
+    guard: threading.Lock | None = None,
 ) -> None:
     """Watch Consul until `stop_event` is set, keeping upstream.conf and nginx in step.
 
     Every wake-up (a change, or `query_wait` with none) re-renders and compares, which also
     picks up an edited template or a deleted file. Consul errors back off exponentially up
-    to `backoff_cap` while nginx keeps the last good upstream.
+    to `backoff_cap` while nginx keeps the last good upstream. `guard` is held while files
+    are written and nginx reloaded, so a stopping process can wait for exactly that.
     """
     reloader = reloader or NginxReloader(cfg)
+    guard = guard or threading.Lock()
     index: int | None = None
     applied: list[Backend] | None = None
     delay = 0.25
@@ -247,31 +254,33 @@ def run_sync_loop(
             consul_down = False
             _update_state(cfg, consul_ok=True)
         delay = 0.25
-        if stop_event.is_set():
-            break
-        try:
-            apply_backends(cfg, backends, reloader)
-        except GatewayError as exc:
-            if str(exc) != last_error:
-                log.error("kept the last good upstream: %s", exc)
-            last_error = str(exc)
-            continue
-        last_error = ""
-        if applied is None:
-            # ensure_services waits for this: the loop is up and the file reflects Consul.
-            _update_state(cfg, pid=os.getpid(), synced_at=time.time(), consul_ok=True)
-        applied = backends
+        with guard:
+            if stop_event.is_set():
+                break
+            try:
+                apply_backends(cfg, backends, reloader)
+            except GatewayError as exc:
+                if str(exc) != last_error:
+                    log.error("kept the last good upstream: %s", exc)
+                last_error = str(exc)
+                continue
+            last_error = ""
+            if applied is None:
+                # ensure_services waits for this: the loop is up and the file reflects Consul.
+                _update_state(cfg, pid=os.getpid(), synced_at=time.time(), consul_ok=True)
+            applied = backends
 
 
 def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float = 1.0) -> int:
     """Entry point for `fleetctl sync`: run the loop until SIGTERM/SIGINT; returns an exit code.
 
     The loop runs in a thread so a signal stops the process at once instead of after the
-    current blocking query.
+    current blocking query; only a render in progress is waited for.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
+    guard = threading.Lock()
     failure: list[BaseException] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -280,7 +289,9 @@ def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float 
 
     def target() -> None:
         try:
-            run_sync_loop(cfg, consul_api.client_for(cfg), stop, min_wait=min_wait, max_wait=max_wait)
+            run_sync_loop(
+                cfg, consul_api.client_for(cfg), stop, min_wait=min_wait, max_wait=max_wait, guard=guard
+            )
         except BaseException as exc:  # noqa: BLE001 - reported below, not swallowed
             failure.append(exc)
             log.exception("sync loop crashed")
@@ -295,5 +306,6 @@ def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float 
     )
     while thread.is_alive() and not stop.is_set():
         stop.wait(0.5)
-    thread.join(timeout=5.0)  # lets a render in progress finish; a blocking query is abandoned
+    with guard:  # a render/reload in progress finishes; a blocking query is simply abandoned
+        log.info("sync loop stopped")
     return 1 if failure else 0

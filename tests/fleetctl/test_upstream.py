@@ -57,7 +57,7 @@ def test_render_is_sorted_deterministic_and_deduplicated(gw_cfg: FleetConfig) ->
     servers = [line.split()[1] for line in first.splitlines() if line.strip().startswith("server ")]
     assert servers == ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003", "127.0.0.1:8010"]
     assert "least_conn;" in first and "zone ocr_backend 64k;" in first and "keepalive 32;" in first
-    assert "server 127.0.0.1:8001 max_fails=3 fail_timeout=30s;" in first
+    assert f"server 127.0.0.1:8001 {upstream.SERVER_PARAMS};" in first
     assert "default 4;" in first
 
 
@@ -152,6 +152,26 @@ def test_gateway_json_errors_for_413_and_502(
     assert resp.status_code == 502
     assert resp.headers["Content-Type"] == "application/json"
     assert resp.json()["code"] == 50201
+
+
+def test_queue_full_503_is_retried_elsewhere_and_never_locks_instances_out(
+    gw_cfg: FleetConfig, gw_consul: ConsulAgent, gw_nginx: int, gw_backends: Callable[[], EchoServer]
+) -> None:
+    full, free = gw_backends(), gw_backends()
+    gw_consul.register(full)
+    gw_consul.register(free)
+    upstream.sync_once(gw_cfg, gw_consul.client, NginxReloader(gw_cfg))
+    full.answer(503)
+    assert {_served_by(gw_cfg) for _ in range(10)} == {free.port}  # every 503 retried on the other
+
+    free.answer(503)  # overload: every instance says its queue is full
+    busy = [_get(gw_cfg) for _ in range(10)]
+    assert {r.status_code for r in busy} == {503}
+    assert all("port" in r.json() for r in busy)  # the app's own 503 reaches the client
+    full.answer(200)
+    free.answer(200)
+    # Recovered instances serve at once: the burst of 503s did not mark them failed.
+    assert {_served_by(gw_cfg) for _ in range(10)} == {full.port, free.port}
 
 
 def test_loop_follows_consul_and_debounces_a_burst(

@@ -1,0 +1,329 @@
+"""The fleet's supporting daemons: a Consul dev agent, Redis, the nginx gateway and the sync loop.
+
+Each is found by its pid file checked against the live process (command line, and the
+environment for the sync loop), so a stale pid file never passes for a running service.
+External Consul/Redis (FLEET_CONSUL_ADDR / FLEET_REDIS_URL) are used as given, never started.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from fleetctl import consul_api, gateway, procs, upstream
+from fleetctl.config import FleetConfig
+from fleetctl.gateway import GatewayError, NginxReloader
+
+SERVICES = ("consul", "redis", "nginx", "sync")
+SYNC_ARGV = (sys.executable, "-m", "fleetctl", "sync")
+REDIS_MAXMEMORY = "256mb"
+
+
+class ServiceError(RuntimeError):
+    """A managed service did not start or become ready; the message carries its log tail."""
+
+
+@dataclass
+class ServiceState:
+    """What `fleetctl status` shows for one service."""
+
+    name: str
+    managed: bool
+    running: bool
+    pid: int | None = None
+    address: str = ""
+    log: str | None = None
+    started: bool = False  # started by this call (ensure_services); False when it was already up
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(data.pop("detail"))
+        return data
+
+
+# --- paths and process signatures -------------------------------------------------------------
+
+def _pid_file(cfg: FleetConfig, name: str) -> Path:
+    return gateway.pid_path(cfg) if name == "nginx" else cfg.run_dir / f"{name}.pid"
+
+
+def _log_file(cfg: FleetConfig, name: str) -> Path:
+    return gateway.error_log_path(cfg) if name == "nginx" else cfg.log_dir / f"{name}.log"
+
+
+def _signature(cfg: FleetConfig, name: str) -> tuple[tuple[str, ...], dict[str, str] | None]:
+    """What the command line (and environment) of our own copy of `name` must contain."""
+    if name == "consul":
+        return ("consul", "agent", str(cfg.home / "consul")), None
+    if name == "redis":
+        return ("redis-server", str(cfg.home / "redis")), None
+    if name == "nginx":
+        return ("nginx", str(gateway.nginx_conf_path(cfg))), None
+    return ("fleetctl", "sync"), {"FLEET_HOME": str(cfg.home)}
+
+
+def _live(cfg: FleetConfig, name: str) -> int | None:
+    parts, env = _signature(cfg, name)
+    return procs.live_pid(_pid_file(cfg, name), parts, env)
+
+
+def _sweep(cfg: FleetConfig, name: str) -> list[int]:
+    """Our processes of `name` even when their pid file is gone (so stop leaves nothing behind)."""
+    parts, env = _signature(cfg, name)
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        joined = " ".join(proc.info["cmdline"] or ())
+        if all(p in joined for p in parts) and procs.process_matches(proc.info["pid"], parts, env):
+            if proc.info["pid"] != os.getpid():
+                found.append(int(proc.info["pid"]))
+    return found
+
+
+@contextlib.contextmanager
+def _lock(cfg: FleetConfig) -> Iterator[None]:
+    """Serialise concurrent `up`/`down` so two callers never start the same daemon twice."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.run_dir / "services.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fleet_env(cfg: FleetConfig) -> dict[str, str]:
+    """The environment that makes `config.load()` in a child rebuild this same config."""
+    env = dict(os.environ)
+    for key in ("FLEET_CONSUL_ADDR", "FLEET_REDIS_URL"):
+        env.pop(key, None)
+    env.update(
+        FLEET_HOME=str(cfg.home),
+        FLEET_BACKEND=cfg.backend,
+        FLEET_GATEWAY_PORT=str(cfg.gateway_port),
+        FLEET_CONSUL_PORT=str(cfg.consul_port),
+        FLEET_REDIS_PORT=str(cfg.redis_port),
+        FLEET_BASE_PORT=str(cfg.base_port),
+        FLEET_IMAGE=cfg.image,
+        FLEET_SERVICE_NAME=cfg.service_name,
+        OCR_MAX_UPLOAD_MB=str(cfg.max_upload_mb),
+        OCR_WORKERS=str(cfg.workers),
+        OCR_THREADS=str(cfg.threads),
+    )
+    if cfg.consul_addr:
+        env["FLEET_CONSUL_ADDR"] = cfg.consul_addr
+    if cfg.redis_url:
+        env["FLEET_REDIS_URL"] = cfg.redis_url
+    return env
+
+
+# --- readiness probes --------------------------------------------------------------------------
+
+def _consul_ready(cfg: FleetConfig) -> bool:
+    return consul_api.reachable(consul_api.client_for(cfg, timeout=1.0))
+
+
+def _redis_ready(cfg: FleetConfig) -> bool:
+    client = redis.Redis.from_url(cfg.redis_address, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _sync_ready(cfg: FleetConfig, pid: int) -> bool:
+    """The loop writes its pid once it has rendered upstream.conf from Consul for the first time."""
+    return upstream.read_state(cfg).get("pid") == pid and gateway.upstream_conf_path(cfg).is_file()
+
+
+# --- starting each service ---------------------------------------------------------------------
+
+def _start_consul(cfg: FleetConfig) -> int:
+    binary = procs.find_binary("consul", cfg.home)
+    if binary is None:
+        raise ServiceError("consul not found on PATH or in $FLEET_HOME/bin (run scripts/install-deps.sh)")
+    (cfg.home / "consul").mkdir(parents=True, exist_ok=True)
+    # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
+    # and a developer's fleet can run side by side.
+    argv = [
+        binary, "agent", "-dev", "-data-dir", str(cfg.home / "consul"), "-node", "ocr-fleet",
+        "-disable-host-node-id", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+        "-http-port", str(cfg.consul_port), "-dns-port", "-1", "-grpc-port", "-1",
+        "-serf-wan-port", "-1", "-serf-lan-port", str(procs.free_port()),
+        "-server-port", str(procs.free_port()), "-log-level", "warn",
+    ]
+    pid = procs.spawn(
+        argv, log_path=_log_file(cfg, "consul"), pid_path=_pid_file(cfg, "consul"), cwd=cfg.home
+    )
+    _wait_alive_and_ready(cfg, "consul", pid, lambda: _consul_ready(cfg), timeout=30)
+    return pid
+
+
+def _start_redis(cfg: FleetConfig) -> int:
+    binary = procs.find_binary("redis-server", cfg.home)
+    if binary is None:
+        raise ServiceError("redis-server not found (apt-get install redis-server)")
+    (cfg.home / "redis").mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary, "--port", str(cfg.redis_port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--daemonize", "no", "--dir", str(cfg.home / "redis"),
+        "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "allkeys-lru",
+        # Keep argv visible: it is how we recognise our own redis later.
+        "--set-proc-title", "no",
+    ]
+    pid = procs.spawn(argv, log_path=_log_file(cfg, "redis"), pid_path=_pid_file(cfg, "redis"), cwd=cfg.home)
+    _wait_alive_and_ready(cfg, "redis", pid, lambda: _redis_ready(cfg), timeout=15)
+    return pid
+
+
+def _start_sync(cfg: FleetConfig) -> int:
+    pid = procs.spawn(
+        SYNC_ARGV, log_path=_log_file(cfg, "sync"), pid_path=_pid_file(cfg, "sync"),
+        env=fleet_env(cfg), cwd=cfg.home,
+    )
+    _wait_alive_and_ready(cfg, "sync", pid, lambda: _sync_ready(cfg, pid), timeout=30)
+    return pid
+
+
+def _wait_alive_and_ready(
+    cfg: FleetConfig, name: str, pid: int, ready: Callable[[], bool], timeout: float
+) -> None:
+    """Poll readiness, failing fast (with the log) if the process dies first."""
+    parts, env = _signature(cfg, name)
+
+    def check() -> bool:
+        if not procs.process_matches(pid, parts, env):
+            raise ServiceError(f"{name} exited during start-up:\n{procs.log_tail(_log_file(cfg, name))}")
+        return bool(ready())
+
+    try:
+        procs.wait_for(check, timeout=timeout, what=f"{name} to become ready", fatal=(ServiceError,))
+    except procs.ProcessError as exc:
+        procs.stop_process(pid, grace=5)
+        tail = procs.log_tail(_log_file(cfg, name))
+        raise ServiceError(f"{exc}; last lines of {_log_file(cfg, name)}:\n{tail}") from None
+
+
+def _ensure_nginx(cfg: FleetConfig) -> tuple[int, bool]:
+    """Write nginx.conf (and a first upstream.conf), validate, then start or reload on change."""
+    gateway.make_dirs(cfg)
+    conf = gateway.nginx_conf_path(cfg)
+    new = gateway.render_nginx_conf(cfg)
+    old = conf.read_text(encoding="utf-8") if conf.is_file() else None
+    if not gateway.upstream_conf_path(cfg).is_file():
+        # nginx.conf includes it; the placeholder answers JSON 503 until sync fills it in.
+        procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([], cfg))
+    reloader = NginxReloader(cfg)
+    if new != old:
+        procs.write_atomic(conf, new)
+        try:
+            reloader.validate()
+        except GatewayError as exc:
+            if old is None:
+                conf.unlink(missing_ok=True)
+            else:
+                procs.write_atomic(conf, old)
+            raise ServiceError(f"rendered nginx.conf is invalid, kept the previous one: {exc}") from None
+    pid = gateway.master_pid(cfg)
+    if pid is not None:
+        if new != old:
+            reloader.reload()
+        return pid, False
+    try:
+        return gateway.start_nginx(cfg), True
+    except GatewayError as exc:
+        raise ServiceError(str(exc)) from None
+
+
+# --- public API --------------------------------------------------------------------------------
+
+def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
+    """Start whatever managed service is not running and wait until each is ready; idempotent."""
+    for d in (cfg.run_dir, cfg.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    started: dict[str, bool] = {}
+    with _lock(cfg):
+        if cfg.managed_consul:
+            started["consul"] = _live(cfg, "consul") is None
+            if started["consul"]:
+                _start_consul(cfg)
+        if cfg.managed_redis:
+            started["redis"] = _live(cfg, "redis") is None
+            if started["redis"]:
+                _start_redis(cfg)
+        started["nginx"] = _ensure_nginx(cfg)[1]
+        started["sync"] = _live(cfg, "sync") is None
+        if started["sync"]:
+            _start_sync(cfg)
+    states = service_states(cfg)
+    for name, was_started in started.items():
+        states[name].started = was_started
+    return states
+
+
+def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
+    """Each service as the runtime sees it now: alive-and-ours for managed, reachable for external."""
+    states: dict[str, ServiceState] = {}
+    consul_pid = _live(cfg, "consul") if cfg.managed_consul else None
+    states["consul"] = ServiceState(
+        "consul", cfg.managed_consul,
+        running=(consul_pid is not None or not cfg.managed_consul) and _consul_ready(cfg),
+        pid=consul_pid, address=cfg.consul_address,
+        log=str(_log_file(cfg, "consul")) if cfg.managed_consul else None,
+    )
+    redis_pid = _live(cfg, "redis") if cfg.managed_redis else None
+    states["redis"] = ServiceState(
+        "redis", cfg.managed_redis,
+        running=(redis_pid is not None or not cfg.managed_redis) and _redis_ready(cfg),
+        pid=redis_pid, address=cfg.redis_address,
+        log=str(_log_file(cfg, "redis")) if cfg.managed_redis else None,
+    )
+    nginx_pid = gateway.master_pid(cfg)
+    states["nginx"] = ServiceState(
+        "nginx", True, running=nginx_pid is not None, pid=nginx_pid, address=cfg.gateway_url,
+        log=str(gateway.error_log_path(cfg)),
+        detail={"access_log": str(gateway.access_log_path(cfg)), "config": str(gateway.nginx_conf_path(cfg))},
+    )
+    sync_pid = _live(cfg, "sync")
+    state = upstream.read_state(cfg)
+    states["sync"] = ServiceState(
+        "sync", True, running=sync_pid is not None, pid=sync_pid, address=cfg.consul_address,
+        log=str(_log_file(cfg, "sync")),
+        detail={
+            "reloads": int(state.get("reloads", 0)),
+            "last_reload": state.get("last_reload"),
+            "last_error": state.get("last_error"),
+            "consul_ok": state.get("consul_ok"),
+            "backends": sorted(upstream.upstream_members(cfg)),
+        },
+    )
+    return states
+
+
+def stop_services(cfg: FleetConfig, *, grace: float = 10.0) -> None:
+    """Stop sync, nginx, redis and consul (managed ones only), leaving no process of ours behind."""
+    names = ["sync", "nginx"]
+    names += ["redis"] if cfg.managed_redis else []
+    names += ["consul"] if cfg.managed_consul else []
+    with _lock(cfg):
+        for name in names:
+            pids = set(_sweep(cfg, name))
+            live = _live(cfg, name)
+            if live is not None:
+                pids.add(live)
+            # nginx: SIGQUIT is a graceful shutdown that lets in-flight requests finish.
+            sig = signal.SIGQUIT if name == "nginx" else signal.SIGTERM
+            for pid in sorted(pids):
+                procs.stop_process(pid, sig=sig, grace=grace)
+            _pid_file(cfg, name).unlink(missing_ok=True)
