@@ -309,7 +309,7 @@ def distinct_instances_via_gateway(f: Fleet, requests_: int = 30) -> set[str]:
         return set(pool.map(one, range(requests_)))
 
 
-def run_ab_during(f: Fleet, action: Callable[[], None], seconds: int = AB_SECONDS) -> AbResult:
+def run_ab_during(f: Fleet, action: Callable[[], object], seconds: int = AB_SECONDS) -> AbResult:
     """Start ab, wait until traffic flows, do `action`, then collect ab's verdict."""
     with requests.Session() as s:
         s.trust_env = False
