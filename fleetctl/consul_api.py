@@ -38,3 +38,8 @@ def reachable(client: consul.Consul) -> bool:
         return bool(leader(client))
     except CONSUL_ERRORS:
         return False
+
+
+def close(client: consul.Consul) -> None:
+    """Release the client's pooled connections (py-consul has no close of its own for them)."""
+    client.http.session.close()

@@ -102,7 +102,6 @@ def spawn(
     log_path: Path,
     pid_path: Path,
     env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
 ) -> int:
     """Start `argv` in its own session with output appended to `log_path`; record its pid.
 
@@ -119,22 +118,17 @@ def spawn(
         (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    old_cwd = os.getcwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)  # posix_spawn has no cwd argument before Python 3.13
-        pid = os.posix_spawn(
-            exe,
-            list(argv),
-            dict(os.environ if env is None else env),
-            file_actions=file_actions,
-            setsid=True,
-            # Python ignores SIGPIPE and that would be inherited; daemons expect the default.
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT),
-        )
-    finally:
-        if cwd is not None:
-            os.chdir(old_cwd)
+    # No cwd argument: posix_spawn has none before Python 3.13 and a chdir here would move
+    # every thread of the caller. Our daemons get absolute paths for everything.
+    pid = os.posix_spawn(
+        exe,
+        list(argv),
+        dict(os.environ if env is None else env),
+        file_actions=file_actions,
+        setsid=True,
+        # Python ignores SIGPIPE and that would be inherited; daemons expect the default.
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT),
+    )
     write_atomic(pid_path, f"{pid}\n")
     return pid
 

@@ -129,7 +129,11 @@ def fleet_env(cfg: FleetConfig) -> dict[str, str]:
 # --- readiness probes --------------------------------------------------------------------------
 
 def _consul_ready(cfg: FleetConfig) -> bool:
-    return consul_api.reachable(consul_api.client_for(cfg, timeout=1.0))
+    client = consul_api.client_for(cfg, timeout=1.0)
+    try:
+        return consul_api.reachable(client)
+    finally:
+        consul_api.close(client)
 
 
 def _redis_ready(cfg: FleetConfig) -> bool:
@@ -164,7 +168,7 @@ def _start_consul(cfg: FleetConfig) -> int:
         "-server-port", str(procs.free_port()), "-log-level", "warn",
     ]
     pid = procs.spawn(
-        argv, log_path=_log_file(cfg, "consul"), pid_path=_pid_file(cfg, "consul"), cwd=cfg.home
+        argv, log_path=_log_file(cfg, "consul"), pid_path=_pid_file(cfg, "consul")
     )
     _wait_alive_and_ready(cfg, "consul", pid, lambda: _consul_ready(cfg), timeout=30)
     return pid
@@ -182,7 +186,7 @@ def _start_redis(cfg: FleetConfig) -> int:
         # Keep argv visible: it is how we recognise our own redis later.
         "--set-proc-title", "no",
     ]
-    pid = procs.spawn(argv, log_path=_log_file(cfg, "redis"), pid_path=_pid_file(cfg, "redis"), cwd=cfg.home)
+    pid = procs.spawn(argv, log_path=_log_file(cfg, "redis"), pid_path=_pid_file(cfg, "redis"))
     _wait_alive_and_ready(cfg, "redis", pid, lambda: _redis_ready(cfg), timeout=15)
     return pid
 
@@ -190,7 +194,7 @@ def _start_redis(cfg: FleetConfig) -> int:
 def _start_sync(cfg: FleetConfig) -> int:
     pid = procs.spawn(
         SYNC_ARGV, log_path=_log_file(cfg, "sync"), pid_path=_pid_file(cfg, "sync"),
-        env=fleet_env(cfg), cwd=cfg.home,
+        env=fleet_env(cfg)
     )
     _wait_alive_and_ready(cfg, "sync", pid, lambda: _sync_ready(cfg, pid), timeout=30)
     return pid
