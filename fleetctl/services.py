@@ -28,8 +28,11 @@ SYNC_ARGV = (sys.executable, "-m", "fleetctl", "sync")
 REDIS_MAXMEMORY = "256mb"
 
 
-class ServiceError(RuntimeError):
-    """A managed service did not start or become ready; the message carries its log tail."""
+class ServiceError(procs.ProcessError):
+    """A managed service did not start or become ready; the message carries its log tail.
+
+    A ProcessError, so the CLI's single error translation already turns it into exit code 1.
+    """
 
 
 @dataclass
