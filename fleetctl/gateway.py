@@ -217,6 +217,11 @@ def _worker_pids(master: int) -> set[int]:
 
 def start_nginx(cfg: FleetConfig, *, timeout: float = 10.0) -> int:
     """Start the master (it daemonizes itself) and wait until it answers /nginx-health."""
+    if procs.port_open(cfg.gateway_host, cfg.gateway_port):
+        # Say which setting to change instead of nginx's five bind() retries.
+        raise GatewayError(
+            f"{cfg.gateway_host}:{cfg.gateway_port} is already in use by another process (FLEET_GATEWAY_PORT)"
+        )
     result = subprocess.run(nginx_argv(cfg), capture_output=True, text=True, timeout=30, check=False)
     if result.returncode != 0:
         raise GatewayError(f"nginx did not start: {(result.stderr or result.stdout).strip()}")
