@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Install what the fleet and its tests need from outside PyPI: nginx, Redis, ab,
+# fonts and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
+# $FLEET_HOME/bin. Idempotent: when everything is present it only checks (~1 s).
+#
+# usage: scripts/install-deps.sh [--with-docker]
+#   --with-docker  also install docker.io and debootstrap and start dockerd
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CONSUL_VERSION=1.8.7
+CONSUL_SUITE=bullseye
+
+with_docker=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-docker) with_docker=1 ;;
+        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $arg (see --help)" ;;
+    esac
+done
+
+# package<TAB>how to tell it is there: a command name, or "dpkg" for a package
+# that installs no command.
+wanted="nginx	nginx
+redis-server	redis-server
+apache2-utils	ab
+fonts-dejavu-core	dpkg
+fonts-wqy-zenhei	dpkg
+chromium	chromium
+procps	pgrep"
+if [ "$with_docker" = 1 ]; then
+    wanted="$wanted
+docker.io	dockerd
+debootstrap	debootstrap"
+fi
+
+is_present() {  # PACKAGE PROBE
+    if [ "$2" = dpkg ]; then
+        dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed
+    else
+        command -v "$2" >/dev/null 2>&1
+    fi
+}
+
+install_apt_packages() {
+    local missing=() pkg probe
+    while IFS=$'\t' read -r pkg probe; do
+        is_present "$pkg" "$probe" || missing+=("$pkg")
+    done <<<"$wanted"
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "apt packages: all present"
+        return 0
+    fi
+    log "apt packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Wait for a concurrent apt/dpkg instead of failing on its lock.
+    local lock=(-o DPkg::Lock::Timeout=300)
+    as_root apt-get "${lock[@]}" update -q
+    as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${missing[@]}"
+}
+
+consul_version() {  # BINARY -> "1.8.7", or nothing
+    "$1" version 2>/dev/null | sed -n 's/^Consul v\([0-9][0-9.]*\).*/\1/p' | head -n 1
+}
+
+# Consul left Debian after bullseye: fetch its .deb from the bullseye suite of
+# the machine's own mirror with a private apt state, so the system's sources,
+# lists and caches are untouched, and unpack only the binary.
+fetch_consul() {
+    local dest="$1" mirror keyrings=() k tmp
+    mirror="$(debian_mirror)" || die "no Debian mirror found in the apt sources (set FLEET_DEBIAN_MIRROR)"
+    for k in /usr/share/keyrings/debian-archive-$CONSUL_SUITE-automatic.gpg \
+        /usr/share/keyrings/debian-archive-$CONSUL_SUITE-stable.gpg; do
+        [ -r "$k" ] && keyrings+=("$k")
+    done
+    if [ ${#keyrings[@]} -eq 0 ]; then
+        # Older debian-archive-keyring: the combined keyring still holds them.
+        k=/usr/share/keyrings/debian-archive-keyring.gpg
+        [ -r "$k" ] || die "no Debian archive keyring to verify $CONSUL_SUITE (apt-get install debian-archive-keyring)"
+        keyrings=("$k")
+    fi
+
+    temp_dir tmp
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/deb" "$tmp/root"
+    local signed_by
+    signed_by="$(IFS=,; printf '%s' "${keyrings[*]}")"
+    printf 'deb [signed-by=%s] %s %s main\n' "$signed_by" "$mirror" "$CONSUL_SUITE" >"$tmp/sources.list"
+    local apt_opts=(
+        -q
+        -o "Dir::Etc::SourceList=$tmp/sources.list"
+        -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$tmp/lists"
+        -o "Dir::Cache=$tmp/cache"
+        # The private dirs are root-only; skip the _apt download sandbox.
+        -o APT::Sandbox::User=root
+    )
+    log "consul: fetching $CONSUL_SUITE's consul package from $mirror"
+    apt-get "${apt_opts[@]}" update >"$tmp/update.log" 2>&1 || {
+        cat "$tmp/update.log" >&2
+        die "apt-get update for $CONSUL_SUITE failed"
+    }
+    (cd "$tmp/deb" && apt-get "${apt_opts[@]}" download consul) >&2
+    dpkg-deb -x "$tmp"/deb/consul_*.deb "$tmp/root"
+    [ -x "$tmp/root/usr/bin/consul" ] || die "the consul package has no usr/bin/consul"
+    local got
+    got="$(consul_version "$tmp/root/usr/bin/consul")"
+    [ "$got" = "$CONSUL_VERSION" ] || die "expected Consul $CONSUL_VERSION, the package has '$got'"
+    mkdir -p "$(dirname "$dest")"
+    install -m 0755 "$tmp/root/usr/bin/consul" "$dest.tmp.$$"
+    mv -f "$dest.tmp.$$" "$dest"
+}
+
+install_consul() {
+    local home dest found
+    home="$(fleet_home)"
+    dest="$home/bin/consul"
+    if found="$(command -v consul)"; then
+        log "consul: using $found (v$(consul_version "$found"))"
+        return 0
+    fi
+    if [ -x "$dest" ] && [ "$(consul_version "$dest")" = "$CONSUL_VERSION" ]; then
+        log "consul: $dest is v$CONSUL_VERSION"
+        return 0
+    fi
+    fetch_consul "$dest"
+    log "consul: installed $dest (v$(consul_version "$dest"))"
+}
+
+install_apt_packages
+install_consul
+if [ "$with_docker" = 1 ]; then
+    "$FLEET_REPO_ROOT/scripts/start-dockerd.sh"
+fi
