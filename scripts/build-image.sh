@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Build the instance image from a host-built wheelhouse, so that nothing inside
+# `docker build` touches the network and no image has to be pullable.
+#
+# usage: scripts/build-image.sh [--force] [TAG]      (TAG default: $FLEET_IMAGE or ocr-fleet:latest)
+#   --force  rebuild even when TAG already carries the current source hash
+# environment:
+#   BASE_IMAGE             base with python3 3.11 (default python:3.11-slim); used when
+#                          present locally, else pulled (FLEET_PULL=1), else replaced by
+#                          a Debian minbase bootstrapped from the machine's apt mirror
+#   FLEET_PULL             1: try `docker pull BASE_IMAGE` (off by default: a machine
+#                          without registry access would only wait for it)
+#   FLEET_PULL_TIMEOUT     seconds for that pull (default 60)
+#   FLEET_BOOTSTRAP_IMAGE  tag of the bootstrapped base (default ocr-fleet-base:bookworm)
+#   FLEET_BOOTSTRAP_SUITE  Debian suite to bootstrap (default bookworm: python3 is 3.11)
+#   FLEET_PYTHON           Python 3.11 that builds the wheels (default: .venv's, else python3)
+# The image is labelled ocr-fleet.source-hash; the dependency wheels are cached
+# under $FLEET_HOME/cache/wheels, keyed by the requirements and the base.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+force=0
+tag=""
+for arg in "$@"; do
+    case "$arg" in
+        --force) force=1 ;;
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option: $arg (see --help)" ;;
+        *) [ -z "$tag" ] || die "more than one TAG given"; tag="$arg" ;;
+    esac
+done
+tag="${tag:-${FLEET_IMAGE:-ocr-fleet:latest}}"
+base_image="${BASE_IMAGE:-python:3.11-slim}"
+bootstrap_image="${FLEET_BOOTSTRAP_IMAGE:-ocr-fleet-base:bookworm}"
+bootstrap_suite="${FLEET_BOOTSTRAP_SUITE:-bookworm}"
+HASH_LABEL=ocr-fleet.source-hash
+# What decides the image's content besides the dependency versions: these
+# files, and every file under the packages that go into the wheel.
+HASHED_FILES=(Dockerfile .dockerignore pyproject.toml setup.cfg setup.py MANIFEST.in
+    scripts/build-image.sh scripts/lib.sh)
+HASHED_DIRS=(ocr_app fleetctl bench)
+cd "$FLEET_REPO_ROOT"
+
+image_exists() {
+    docker image inspect "$1" >/dev/null 2>&1
+}
+
+pick_python() {
+    local py
+    for py in "${FLEET_PYTHON:-}" "$FLEET_REPO_ROOT/.venv/bin/python" python3.11 python3; do
+        if [ -z "$py" ] || ! command -v "$py" >/dev/null 2>&1; then
+            continue
+        fi
+        if "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null &&
+            "$py" -m pip --version >/dev/null 2>&1; then
+            printf '%s\n' "$py"
+            return 0
+        fi
+    done
+    die "no Python 3.11 with pip found (the image's wheels are cp311); set FLEET_PYTHON"
+}
+
+# source_files: NUL-separated paths of the files a build uses: tracked and new,
+# not ignored, still present.
+source_files() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z --cached --others --exclude-standard |
+            while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done
+    else
+        find . \( -name .git -o -name .venv -o -name .fleet -o -name __pycache__ \) -prune \
+            -o -type f -printf '%P\0'
+    fi
+}
+
+# source_hash: the hashed files' names and contents, the constraints and the
+# requested base image.
+source_hash() {
+    {
+        source_files | while IFS= read -r -d '' f; do
+            local d keep=0
+            for d in "${HASHED_FILES[@]}"; do [ "$f" = "$d" ] && keep=1; done
+            for d in "${HASHED_DIRS[@]}"; do case "$f" in "$d"/*) keep=1 ;; esac; done
+            [ "$keep" = 1 ] && printf '%s\0' "$f"
+        done | LC_ALL=C sort -z | xargs -0 -r sha256sum
+        printf 'base=%s\n' "$base_image"
+        cat "$constraints"
+    } | sha256sum | cut -c1-16
+}
+
+# Nothing may stay mounted in a tree that is about to be removed.
+unmount_below() {
+    local m
+    { grep -o " $1/[^ ]*" /proc/self/mounts 2>/dev/null || true; } | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+
+# Bootstrap a Debian minbase with python3 from the machine's mirror and import
+# it as BOOTSTRAP_IMAGE; done once, then reused.
+bootstrap_base() {
+    if image_exists "$bootstrap_image"; then
+        log "base: using cached $bootstrap_image"
+        return 0
+    fi
+    command -v debootstrap >/dev/null 2>&1 ||
+        die "debootstrap is not installed; run scripts/install-deps.sh --with-docker"
+    [ "$(id -u)" -eq 0 ] || die "bootstrapping a base image needs root"
+    local mirror parent rootfs t0=$SECONDS
+    mirror="$(debian_mirror)" || die "no Debian mirror found in the apt sources (set FLEET_DEBIAN_MIRROR)"
+    temp_dir parent
+    rootfs="$parent/rootfs"
+    log "base: bootstrapping Debian $bootstrap_suite minbase from $mirror (once; cached as $bootstrap_image)"
+    if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+        "$bootstrap_suite" "$rootfs" "$mirror" >"$parent/debootstrap.log" 2>&1; then
+        tail -n 30 "$parent/debootstrap.log" >&2
+        [ -r "$rootfs/debootstrap/debootstrap.log" ] && tail -n 30 "$rootfs/debootstrap/debootstrap.log" >&2
+        unmount_below "$rootfs"
+        die "debootstrap failed"
+    fi
+    unmount_below "$rootfs"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/debootstrap
+    tar --numeric-owner -C "$rootfs" -cf - . |
+        docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+            --message "Debian $bootstrap_suite minbase + python3 (scripts/build-image.sh)" \
+            - "$bootstrap_image" >/dev/null
+    log "base: imported $bootstrap_image in $((SECONDS - t0))s"
+}
+
+resolve_base() {
+    if image_exists "$base_image"; then
+        resolved_base="$base_image"
+    elif [ "${FLEET_PULL:-0}" = 1 ] && {
+        log "base: pulling $base_image"
+        timeout "${FLEET_PULL_TIMEOUT:-60}" docker pull -q "$base_image" >/dev/null
+    }; then
+        resolved_base="$base_image"
+    else
+        log "base: $base_image is not available locally (set FLEET_PULL=1 to try pulling it)"
+        bootstrap_base
+        resolved_base="$bootstrap_image"
+    fi
+}
+
+# Environment markers are evaluated for the interpreter that installs: the base's
+# python3 may be an older 3.11 than the host's (Debian's 3.11.2 needs
+# async-timeout for redis, 3.11.7 does not). Let the base's own pip resolve the
+# wheelhouse offline and add whatever it reports missing, until it resolves.
+complete_wheelhouse() {
+    local round out missing
+    for round in 1 2 3 4 5; do
+        if out="$(docker run --rm --network none -v "$context/wheelhouse:/wheels:ro" "$resolved_base" \
+            sh -c 'python3 -m venv /tmp/venv >/dev/null &&
+                   /tmp/venv/bin/pip install -q --disable-pip-version-check --dry-run --no-index \
+                       --find-links /wheels/deps --find-links /wheels/app ocr-fleet' 2>&1)"; then
+            return 0
+        fi
+        missing="$(printf '%s\n' "$out" | sed -n 's/.*No matching distribution found for \([^;]*\).*/\1/p' | sort -u)"
+        if [ -z "$missing" ]; then
+            printf '%s\n' "$out" >&2
+            die "the wheelhouse does not install on $resolved_base"
+        fi
+        log "wheels: $resolved_base also needs: ${missing//$'\n'/ }"
+        # shellcheck disable=SC2086  # one requirement per word
+        quietly "$work/pip-extra.log" "$python" -m pip wheel -c "$constraints" -w "$context/wheelhouse/deps" $missing
+    done
+    die "the wheelhouse is still incomplete for $resolved_base after $round rounds"
+}
+
+# The dependency wheels, from the cache when the requirements, the pins and the
+# base are the same as last time (saves pip's resolution, ~1 min); else
+# collected by pip on the host and completed for the base.
+dependency_wheels() {
+    local key cache_root cache
+    key="$({
+        "$python" - "${app_wheels[@]}" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as zf:
+    meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+    print("\n".join(l for l in zf.read(meta).decode().splitlines() if l.startswith("Requires-Dist:")))
+EOF
+        cat "$constraints"
+        docker image inspect -f '{{.Id}}' "$resolved_base"
+    } | sha256sum | cut -c1-16)"
+    cache_root="$(fleet_home)/cache/wheels"
+    cache="$cache_root/$key"
+    if [ -f "$cache/.complete" ]; then
+        log "wheels: dependencies from the cache ($cache)"
+        cp -l "$cache"/*.whl "$context/wheelhouse/deps/" 2>/dev/null || cp "$cache"/*.whl "$context/wheelhouse/deps/"
+        return 0
+    fi
+    log "wheels: collecting dependencies"
+    quietly "$work/pip-deps.log" "$python" -m pip wheel -c "$constraints" -w "$context/wheelhouse/deps" "${app_wheels[@]}"
+    rm -f "$context"/wheelhouse/deps/ocr_fleet-*.whl
+    complete_wheelhouse
+    # Keep this set and the two most recent others.
+    mkdir -p "$cache_root"
+    cp -r "$context/wheelhouse/deps" "$cache.tmp.$$"
+    touch "$cache.tmp.$$/.complete"
+    rm -rf "$cache"
+    mv "$cache.tmp.$$" "$cache"
+    find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name '????????????????' -printf '%T@ %p\n' |
+        sort -rn | tail -n +4 |
+        cut -d' ' -f2- | xargs -r rm -rf
+}
+
+"$FLEET_REPO_ROOT/scripts/start-dockerd.sh"
+# One build at a time on this engine: a second one waits, then usually finds
+# the image up to date.
+exec 9>"${TMPDIR:-/tmp}/ocr-fleet-build-image.lock"
+if ! flock -n 9; then
+    log "waiting for another image build to finish"
+    flock 9
+fi
+start=$SECONDS
+python="$(pick_python)"
+work=""
+temp_dir work
+context="$work/context"
+mkdir -p "$context/wheelhouse/app" "$context/wheelhouse/deps"
+cp Dockerfile .dockerignore "$context/"
+
+# Pin dependencies to the development venv's versions when there is one, so
+# that the image runs what the tests ran.
+constraints="$work/constraints.txt"
+: >"$constraints"
+if [ -x .venv/bin/python ]; then
+    .venv/bin/python -m pip list -q --format=freeze --exclude-editable 2>/dev/null |
+        grep -v '^ocr-fleet==' >"$constraints" || true
+fi
+
+hash="$(source_hash)"
+if [ "$force" = 0 ] && image_exists "$tag" &&
+    [ "$(docker image inspect -f "{{ index .Config.Labels \"$HASH_LABEL\" }}" "$tag")" = "$hash" ]; then
+    log "$tag is up to date (source hash $hash); --force rebuilds"
+    exit 0
+fi
+
+# 1. The application wheel, from a clean copy of the source, so that building
+# it never writes into the work tree.
+mkdir -p "$work/src"
+source_files | tar --null -T - -cf - | tar -C "$work/src" -xf -
+log "wheels: building the ocr-fleet wheel with $("$python" --version)"
+quietly "$work/pip-app.log" "$python" -m pip wheel --no-deps -w "$context/wheelhouse/app" "$work/src"
+app_wheels=("$context"/wheelhouse/app/*.whl)
+
+# 2. The base: the dependency wheels are checked against its interpreter.
+resolve_base
+
+# 3. Every dependency as a wheel (cp311, manylinux).
+dependency_wheels
+log "wheels: $(find "$context/wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$context/wheelhouse" | cut -f1) ($((SECONDS - start))s)"
+
+# 4. The image; --network none proves the build is offline.
+log "image: building $tag on $resolved_base"
+iidfile="$work/iid"
+DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" docker build -q --force-rm --network none --iidfile "$iidfile" \
+    --build-arg "BASE_IMAGE=$resolved_base" --build-arg "SOURCE_HASH=$hash" \
+    --label "ocr-fleet.base-image=$resolved_base" \
+    "$context" >/dev/null
+image_id="$(cat "$iidfile")"
+
+# 5. Smoke test before tagging: the native wheels must load in this base.
+docker run --rm --network none "$image_id" \
+    python3 -c 'import cv2, onnxruntime, rapidocr, ocr_app, fleetctl; print("image imports: cv2", cv2.__version__, "onnxruntime", onnxruntime.__version__)' >&2 ||
+    die "the built image cannot import its packages"
+docker tag "$image_id" "$tag"
+# Drop the images this one replaced (dangling now); the layer cache stays.
+docker image prune -f --filter "label=$HASH_LABEL" >/dev/null ||
+    log "warning: could not prune replaced images"
+log "image: $tag built (${image_id#sha256:}, source hash $hash, $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1 / 1e6}'), $((SECONDS - start))s)"
