@@ -14,8 +14,9 @@
 #   FLEET_BOOTSTRAP_IMAGE  tag of the bootstrapped base (default ocr-fleet-base:bookworm)
 #   FLEET_BOOTSTRAP_SUITE  Debian suite to bootstrap (default bookworm: python3 is 3.11)
 #   FLEET_PYTHON           Python 3.11 that builds the wheels (default: .venv's, else python3)
-# The image is labelled ocr-fleet.source-hash; the dependency wheels are cached
-# under $FLEET_HOME/cache/wheels, keyed by the requirements and the base.
+#   FLEET_CACHE_DIR        where dependency wheels are cached, keyed by the requirements
+#                          and the base (default ~/.cache/ocr-fleet)
+# The image is labelled ocr-fleet.source-hash; an up-to-date image is not rebuilt.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,7 +26,7 @@ tag=""
 for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) usage; exit 0 ;;
         -*) die "unknown option: $arg (see --help)" ;;
         *) [ -z "$tag" ] || die "more than one TAG given"; tag="$arg" ;;
     esac
@@ -182,7 +183,7 @@ EOF
         cat "$constraints"
         docker image inspect -f '{{.Id}}' "$resolved_base"
     } | sha256sum | cut -c1-16)"
-    cache_root="$(fleet_home)/cache/wheels"
+    cache_root="${FLEET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ocr-fleet}/wheels"
     cache="$cache_root/$key"
     if [ -f "$cache/.complete" ]; then
         log "wheels: dependencies from the cache ($cache)"

@@ -16,7 +16,7 @@ with_docker=0
 for arg in "$@"; do
     case "$arg" in
         --with-docker) with_docker=1 ;;
-        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) usage; exit 0 ;;
         *) die "unknown argument: $arg (see --help)" ;;
     esac
 done

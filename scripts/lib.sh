@@ -140,3 +140,8 @@ quietly() {
         die "failed: $*"
     fi
 }
+
+# usage: print the calling script's header comment (its help text).
+usage() {
+    sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
+}

@@ -14,7 +14,7 @@ set -euo pipefail
 
 case "${1:-}" in
     "") ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
 esac
 
