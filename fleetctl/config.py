@@ -109,6 +109,7 @@ def load(env: Mapping[str, str] | None = None) -> FleetConfig:
         redis_port=_int(env, "FLEET_REDIS_PORT", 6379),
         base_port=_int(env, "FLEET_BASE_PORT", 8001),
         image=env.get("FLEET_IMAGE") or "ocr-fleet:latest",
+        service_name=env.get("FLEET_SERVICE_NAME") or "ocr",
         workers=_int(env, "OCR_WORKERS", 1),
         threads=_int(env, "OCR_THREADS", 1),
         max_upload_mb=_int(env, "OCR_MAX_UPLOAD_MB", 20),

@@ -156,13 +156,17 @@ class Engine:
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
                 "EngineConfig.onnxruntime.enable_cpu_mem_arena": s.ort_arena,
             })
-            # Load the three stages now (rapidocr loads lazily) and swap in sessions with our options.
+            # Hand rapidocr sessions built with our options (its "session" hook), so each model loads once,
+            # then load the three stages now rather than lazily on the first request.
             opts = _session_options(s)
-            stages = ((ocr._load_det_model(), self.models.det), (ocr._load_cls_model(), self.models.cls),
-                      (ocr._load_rec_model(), self.models.rec))
-            for stage, path in stages:
-                stage.session.session = ort.InferenceSession(
-                    str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            for section, path in ((ocr.cfg.Det, self.models.det), (ocr.cfg.Cls, self.models.cls),
+                                  (ocr.cfg.Rec, self.models.rec)):
+                section._set_flag("allow_objects", True)
+                section.session = ort.InferenceSession(str(path), sess_options=opts,
+                                                       providers=["CPUExecutionProvider"])
+            ocr._load_det_model()
+            ocr._load_cls_model()
+            ocr._load_rec_model()
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)

@@ -41,7 +41,9 @@ worker_class = "gthread"
 threads = _settings.max_queue + 1 + _settings.http_threads
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
-keepalive = 75  # longer than nginx's upstream keepalive_timeout (60 s), so nginx closes first
+# Longer than the gateway's upstream keepalive_timeout (4 s), so nginx closes idle connections first;
+# short, because gthread holds an idle connection this long before a graceful stop can finish.
+keepalive = 5
 preload_app = False  # one engine per worker, built after fork
 proc_name = f"ocr-fleet:{_settings.instance_id}"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -94,6 +94,7 @@ class OcrService:
             engine = self._engine_factory(self.settings)
             if self.settings.warmup:
                 engine.warm_up()
+            self._trim()  # hand back what model loading and the warm-up freed
             self._engine = engine
         except Exception as exc:  # reported by /ready; the worker stays up to say why
             self._load_error = str(exc)
