@@ -132,6 +132,14 @@ def _warn_oversubscription(cfg: FleetConfig, n: int) -> None:
         click.secho(warning, fg="yellow", err=True)
 
 
+def _note_other_backends(obj: AppContext, chosen: Backend) -> None:
+    from fleetctl.fleet import other_backends_note
+
+    note = other_backends_note(chosen, existing_backends(obj.cfg))
+    if note:
+        click.secho(note, fg="yellow", err=True)
+
+
 def _print_plan(plan: Any) -> None:
     for line in plan.describe():
         click.echo(line)
@@ -146,17 +154,15 @@ def _print_plan(plan: Any) -> None:
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float) -> None:
     """Start the managed services, scale to N instances and print the gateway URL (idempotent)."""
     from fleetctl import services
-    from fleetctl.fleet import apply_plan, make_plan
+    from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     services.ensure_services(obj.cfg)
     _warn_oversubscription(obj.cfg, instances)
-    fleet = obj.fleet(chosen)
-    plan = make_plan(fleet, instances)
-    if not plan.is_noop:
-        _print_plan(plan)
-    apply_plan(fleet, plan, timeout=timeout)
+    _note_other_backends(obj, chosen)
+    converge(obj.fleet(chosen), instances, timeout=timeout,
+             show_plan=lambda p: None if p.is_noop else _print_plan(p))
     click.echo(obj.cfg.gateway_url)
 
 
@@ -172,26 +178,18 @@ def scale(
     ctx: click.Context, n: int, backend: str | None, no_wait: bool, timeout: float, dry_run: bool
 ) -> None:
     """Converge to N instances: start missing ones, replace stale ones, drain and stop extra ones."""
-    from fleetctl.fleet import apply_plan, make_plan
+    from fleetctl.fleet import make_plan
+    from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
     chosen = obj.backend(backend)
     if dry_run:
-        from fleetctl.backends import config_hash
-        from fleetctl.fleet import busy_ports
-        from fleetctl.planner import plan as make
-
-        actual = chosen.list()
-        busy = busy_ports(obj.cfg.base_port, n + len(actual) + 64, (i.port for i in actual))
-        _print_plan(make(n, actual, config_hash(obj.cfg, chosen.name), base_port=obj.cfg.base_port,
-                         busy_ports=busy))
+        _print_plan(make_plan(obj.fleet(chosen), n))  # only the runtime is asked: needs no service
         return
     _warn_oversubscription(obj.cfg, n)
     _require_consul(obj)
-    fleet = obj.fleet(chosen)
-    plan = make_plan(fleet, n)
-    _print_plan(plan)
-    apply_plan(fleet, plan, wait=not no_wait, timeout=timeout)
+    _note_other_backends(obj, chosen)
+    converge(obj.fleet(chosen), n, wait=not no_wait, timeout=timeout, show_plan=_print_plan)
 
 
 def _require_consul(obj: AppContext) -> None:

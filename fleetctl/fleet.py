@@ -7,6 +7,8 @@ and only then sends SIGTERM. That order is what keeps the gateway at zero errors
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import time
@@ -100,10 +102,25 @@ def make_plan(fleet: Fleet, desired: int) -> Plan:
                 base_port=fleet.cfg.base_port, busy_ports=busy)
 
 
-def scale(fleet: Fleet, desired: int, *, wait: bool = True, timeout: float = 180.0) -> Plan:
+@contextlib.contextmanager
+def scale_lock(cfg: FleetConfig) -> Iterator[None]:
+    """One scale at a time per fleet: two concurrent plans would pick the same free ports."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.run_dir / "scale.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def scale(fleet: Fleet, desired: int, *, wait: bool = True, timeout: float = 180.0,
+          show_plan: Callable[[Plan], None] = lambda _p: None) -> Plan:
     """Plan, then apply: start new instances, wait for them, then drain and stop the removed ones."""
-    p = make_plan(fleet, desired)
-    apply_plan(fleet, p, wait=wait, timeout=timeout)
+    with scale_lock(fleet.cfg):
+        p = make_plan(fleet, desired)
+        show_plan(p)
+        apply_plan(fleet, p, wait=wait, timeout=timeout)
     return p
 
 
@@ -273,6 +290,17 @@ def down(cfg: FleetConfig, backends: Sequence[Backend], consul: Any | None,
     stop_services(cfg)
     report("managed services stopped")
     return count
+
+
+def other_backends_note(chosen: Backend, backends: Sequence[Backend]) -> str | None:
+    """Instances on another backend keep serving beside the chosen one; say so rather than surprise."""
+    counts = {b.name: len(b.list()) for b in backends if b.name != chosen.name}
+    busy = {name: n for name, n in counts.items() if n}
+    if not busy:
+        return None
+    parts = ", ".join(f"{n} on the {name} backend" for name, n in busy.items())
+    hint = " ".join(f"`fleetctl scale 0 --backend {name}`" for name in busy)
+    return f"note: {parts} also serve(s) through the gateway; {hint} removes them"
 
 
 def find_instance(backends: Sequence[Backend], instance_id: str) -> tuple[Backend, InstanceInfo]:
