@@ -26,6 +26,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     from . import api, health
     from .cache import ResultCache
     from .errors import register_error_handlers
+    from .fastpath import CacheHitFastPath
     from .metrics import Metrics
     from .service import OcrService
 
@@ -41,7 +42,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
 
     metrics = Metrics()
     cache = ResultCache(settings.redis_url, ttl=settings.cache_ttl, timeout=settings.redis_timeout,
-                        lock_ttl=float(settings.timeout),
+                        lock_ttl=float(settings.timeout), local_bytes=int(settings.local_cache_mb * 2**20),
                         on_error=lambda: metrics.cache.labels(result="error").inc())
     service = OcrService(settings, metrics, cache)
     app.extensions["ocr"] = service
@@ -49,6 +50,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app, settings.max_upload_mb)
+    app.wsgi_app = CacheHitFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
     if load_engine:
         service.start(background=background)
     return app

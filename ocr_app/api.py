@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 
 from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
-from .service import OcrService
+from .service import OcrService, Outcome
 
 FILE_FIELDS = ("image", "file", "image_file")
 RAW_TYPES = ("application/octet-stream",)
@@ -30,9 +30,8 @@ def _start() -> None:
 
 @bp.after_request
 def _count(resp: Response) -> Response:
-    metrics = _service().metrics
-    metrics.requests.labels(status=str(resp.status_code)).inc()
-    metrics.latency.observe(time.perf_counter() - g.get("ocr_started", time.perf_counter()))
+    _service().metrics.observe_request(resp.status_code,
+                                       time.perf_counter() - g.get("ocr_started", time.perf_counter()))
     resp.headers["X-Instance"] = _service().settings.instance_id
     return resp
 
@@ -47,18 +46,30 @@ def ocr() -> Response:
     """OCR one image: multipart, raw image body, or JSON with base64."""
     service = _service()
     data = read_image_bytes()
-    bypass = "no-cache" in request.headers.get("Cache-Control", "").lower() \
-        or request.headers.get("Pragma", "").lower() == "no-cache"
+    bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     outcome = service.ocr(data, bypass_cache=bypass)
-    body = b"".join((
+    resp = Response(success_body(outcome, service.settings.instance_id), status=200, mimetype="application/json")
+    resp.headers["X-Cache"] = outcome.cache
+    return resp
+
+
+def success_body(outcome: Outcome, instance_id: str) -> bytes:
+    """The 200 body, spliced from the cached JSON of the lines rather than re-serialized."""
+    return b"".join((
         b'{"code":0,"msg":"success","data":', outcome.data_json,
         b',"cost_time":', f"{outcome.cost_time:.4f}".encode(),
         b',"cached":', b"true" if outcome.cache in ("HIT", "COALESCED") else b"false",
-        b',"instance":', _json_str(service.settings.instance_id), b"}",
+        b',"instance":', json.dumps(instance_id).encode(), b"}",
     ))
-    resp = Response(body, status=200, mimetype="application/json")
-    resp.headers["X-Cache"] = outcome.cache
-    return resp
+
+
+def wants_bypass(cache_control: str, pragma: str) -> bool:
+    """`Cache-Control: no-cache` (or the HTTP/1.0 Pragma) runs the model even for a known image."""
+    return "no-cache" in cache_control.lower() or pragma.lower() == "no-cache"
+
+
+def is_raw_image_type(mimetype: str) -> bool:
+    return mimetype.startswith("image/") or mimetype in RAW_TYPES
 
 
 def read_image_bytes() -> bytes:
@@ -66,7 +77,7 @@ def read_image_bytes() -> bytes:
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         return _from_multipart()
-    if mimetype.startswith("image/") or mimetype in RAW_TYPES:
+    if is_raw_image_type(mimetype):
         return request.get_data(cache=False)
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return _from_json()
@@ -112,6 +123,3 @@ def _from_json() -> bytes:
     except (binascii.Error, ValueError):
         raise BadBase64() from None
 
-
-def _json_str(value: str) -> bytes:
-    return json.dumps(value).encode()

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 import redis
@@ -55,15 +56,59 @@ class Breaker:
                 self._pause = min(self._pause * 2, self._max)
 
 
+class LocalCache:
+    """A small in-process LRU in front of Redis, bounded by bytes.
+
+    Entries never go stale: a key names the image bytes, the models and the pipeline, so the answer for
+    it cannot change. Hot images are then served without a Redis round trip.
+    """
+
+    def __init__(self, max_bytes: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self._clock = clock
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            expires, value = item
+            if expires < self._clock():
+                self._drop(key)
+                return None
+            self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes // 8:
+            return  # one huge answer must not flush everything else
+        with self._lock:
+            if key in self._items:
+                self._drop(key)
+            self._items[key] = (self._clock() + self.ttl, value)
+            self._bytes += len(value)
+            while self._bytes > self.max_bytes:
+                self._drop(next(iter(self._items)))
+
+    def _drop(self, key: str) -> None:
+        _, value = self._items.pop(key)
+        self._bytes -= len(value)
+
+
 class ResultCache:
     """Stores serialized OCR results. Every method degrades to 'no cache' instead of raising."""
 
     def __init__(self, url: str, ttl: int, timeout: float, lock_ttl: float,
-                 on_error: Callable[[], None] = lambda: None) -> None:
+                 on_error: Callable[[], None] = lambda: None, local_bytes: int = 0) -> None:
         self.ttl = ttl
         self.lock_ttl = lock_ttl
         self._on_error = on_error
         self._breaker = Breaker()
+        self._local = LocalCache(local_bytes, ttl) if local_bytes > 0 else None
         self._client: redis.Redis | None = None
         if url:
             self._client = redis.Redis.from_url(
@@ -72,6 +117,7 @@ class ResultCache:
 
     @property
     def enabled(self) -> bool:
+        """Whether results are shared through Redis (the local LRU alone is not a fleet cache)."""
         return self._client is not None
 
     def _call(self, fn: Callable[[redis.Redis], object]) -> object | None:
@@ -88,10 +134,18 @@ class ResultCache:
         return result
 
     def get(self, key: str) -> bytes | None:
-        value = self._call(lambda r: r.get(key))
-        return value if isinstance(value, bytes) else None
+        if self._local is not None and (value := self._local.get(key)) is not None:
+            return value
+        found = self._call(lambda r: r.get(key))
+        if not isinstance(found, bytes):
+            return None
+        if self._local is not None:
+            self._local.put(key, found)
+        return found
 
     def put(self, key: str, value: bytes) -> None:
+        if self._local is not None:
+            self._local.put(key, value)
         self._call(lambda r: r.set(key, value, ex=self.ttl))
 
     def acquire(self, key: str) -> str | None:

@@ -40,6 +40,7 @@ class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"})
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})
+    local_cache_mb: float = field(default=16.0, metadata={"env": "OCR_LOCAL_CACHE_MB", "min": 0})
     consul_addr: str = field(default="127.0.0.1:8500", metadata={"env": "OCR_CONSUL_ADDR"})
     service_name: str = field(default="ocr", metadata={"env": "OCR_SERVICE_NAME"})
     instance_id: str = field(default="", metadata={"env": "OCR_INSTANCE_ID"})

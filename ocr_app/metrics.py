@@ -48,6 +48,10 @@ class Metrics:
         for reason in ("queue_full", "not_ready"):
             self.rejections.labels(reason=reason)
 
+    def observe_request(self, status: int, seconds: float) -> None:
+        self.requests.labels(status=str(status)).inc()
+        self.latency.observe(seconds)
+
     def render(self) -> bytes:
         """Exposition text: summed over live and dead workers in multiprocess mode."""
         path = multiprocess_dir()

@@ -133,9 +133,9 @@ class OcrService:
             data_json = self._run(engine, data)
             self.cache.put(key, data_json)
             return self._outcome(data_json, "BYPASS", started)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return self._outcome(cached, "HIT", started)
+        hit = self.lookup(data, started, key)
+        if hit is not None:
+            return hit
         token = self.cache.acquire(key)
         if token is None:  # another request is computing this image: wait for its answer
             waited = self.cache.wait(key, self.cache.lock_ttl)
@@ -148,6 +148,14 @@ class OcrService:
         finally:
             self.cache.release(key, token)
         return self._outcome(data_json, "MISS", started)
+
+    def lookup(self, data: bytes, started: float, key: str | None = None) -> Outcome | None:
+        """The cached answer for these bytes, if any: the whole of a warm request."""
+        engine = self._engine
+        if engine is None or not data:
+            return None
+        cached = self.cache.get(key or image_key(engine.cache_namespace, data))
+        return None if cached is None else self._outcome(cached, "HIT", started)
 
     def _precheck(self, data: bytes) -> None:
         """Cheap checks before the cache sees the bytes: garbage never reaches Redis."""

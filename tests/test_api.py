@@ -249,3 +249,21 @@ def test_unknown_route_and_method_are_json(instance: Proc) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == 40401
     wrong = requests.get(url(instance), timeout=5)
     assert wrong.status_code == 405 and wrong.json()["code"] == 40501
+
+
+def test_raw_body_hits_answer_like_the_full_api(instance: Proc) -> None:
+    """Raw-body hits are served below Flask; they must look the same as any other hit."""
+    image = unique_image("Fast Path")
+    requests.post(url(instance), data=image, headers=RAW, timeout=60)
+    hits_before = metric(instance, "ocr_cache_events_total", 'result="hit"')
+    ok_before = metric(instance, "ocr_requests_total", 'status="200"')
+    raw = requests.post(url(instance), data=image, headers=RAW, timeout=60)
+    multipart = requests.post(url(instance), files={"image": ("f.jpg", image)}, timeout=60)
+    for resp in (raw, multipart):
+        assert resp.status_code == 200 and resp.headers["X-Cache"] == "HIT"
+        assert resp.headers["X-Instance"] == instance.extra["id"]
+        assert resp.headers["Content-Type"] == "application/json"
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "cost_time"}  # noqa: E731
+    assert strip(raw) == strip(multipart)
+    assert metric(instance, "ocr_cache_events_total", 'result="hit"') == hits_before + 2
+    assert metric(instance, "ocr_requests_total", 'status="200"') == ok_before + 2

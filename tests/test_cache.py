@@ -100,3 +100,26 @@ def test_breaker_backs_off_and_recovers() -> None:
     breaker.failure()
     now[0] = 4.3
     assert not breaker.is_open, "success resets the pause"
+
+
+def test_local_lru_is_bounded_by_bytes_and_expires() -> None:
+    from ocr_app.cache import LocalCache
+
+    now = [0.0]
+    lru = LocalCache(max_bytes=100, ttl=10, clock=lambda: now[0])
+    for i in range(10):
+        lru.put(f"k{i}", b"x" * 12)
+    assert lru.get("k0") is None and lru.get("k9") == b"x" * 12, "oldest entries go first"
+    lru.put("huge", b"y" * 50)
+    assert lru.get("huge") is None, "an entry over 1/8 of the budget is not kept"
+    now[0] = 11
+    assert lru.get("k9") is None, "entries expire with the Redis TTL"
+
+
+def test_local_layer_answers_without_redis(redis_server: Proc) -> None:
+    cache = ResultCache(str(redis_server.extra["url"]), ttl=60, timeout=0.2, lock_ttl=5.0, local_bytes=1 << 20)
+    key = f"ocr:test:local:{time.time()}"
+    cache.put(key, b"[1]")
+    assert cache._client is not None
+    cache._client.delete(key)
+    assert cache.get(key) == b"[1]"
