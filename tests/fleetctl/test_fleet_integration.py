@@ -157,10 +157,11 @@ class Fleet:
     def cfg(self) -> fleet_config.FleetConfig:
         return fleet_config.load(self.env)
 
-    def run(self, *args: str, timeout: float = 240, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 240, expect: int | None = 0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "fleetctl", *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False, cwd=self.home,
+            [sys.executable, "-m", "fleetctl", *args], env={**self.env, **(env or {})}, capture_output=True,
+            text=True, timeout=timeout, check=False, cwd=self.home,
         )
         if expect is not None and proc.returncode != expect:
             pytest.fail(f"fleetctl {' '.join(args)} exited {proc.returncode} (wanted {expect}):\n"
@@ -417,8 +418,7 @@ def test_sigkilled_instance_leaves_upstream_fast_and_fails_no_request(fleet: Fle
 
 
 def test_logs_and_status_table(fleet: Fleet) -> None:
-    fleet.run("scale", "1")
-    iid = f"ocr-{fleet.base_port}"
+    iid = instance_ids(fleet)[0]
     out = fleet.run("logs", iid).stdout
     assert "Listening at" in out or "Booting worker" in out
     table = fleet.run("status").stdout
@@ -426,7 +426,24 @@ def test_logs_and_status_table(fleet: Fleet) -> None:
     missing = fleet.run("logs", "ocr-1", expect=1)
     assert "no running instance" in missing.stderr
     render = fleet.run("render").stdout
-    assert f"127.0.0.1:{fleet.base_port}" in render
+    assert f"127.0.0.1:{iid.removeprefix('ocr-')}" in render
+
+
+def test_stale_config_is_replaced_new_before_old(fleet: Fleet) -> None:
+    fleet.run("scale", "2")
+    old = instance_ids(fleet)
+    changed = {"OCR_MAX_UPLOAD_MB": "19"}  # part of the config hash
+    plan = fleet.run("scale", "2", "--dry-run", env=changed).stdout
+    assert all(f"stop  {i}" in plan for i in old)
+    assert plan.count("(stale config)") == 2 and plan.count("(replace stale config)") == 2
+    out = fleet.run("scale", "2", env=changed).stderr
+    # Both replacements were in the upstream before the old instances started draining.
+    first_drain = min(out.index(f"{i}: draining") for i in old)
+    assert out.count("in the nginx upstream") == 2 and out.rindex("in the nginx upstream") < first_drain
+    new = instance_ids(fleet)
+    assert len(new) == 2 and not set(new) & set(old)
+    assert fleet.members() == {f"127.0.0.1:{i.removeprefix('ocr-')}" for i in new}
+    assert fleet.run("scale", "2", "--dry-run", env=changed).stdout.startswith("nothing to do")
 
 
 def test_down_leaves_no_process(fleet: Fleet) -> None:
