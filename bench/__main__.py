@@ -1,0 +1,116 @@
+"""`python -m bench`: the load-test matrix in one command (`--quick` for the short form).
+
+The command only parses options and calls the runner; `--publish` copies a finished run into
+docs/benchmarks.md, and `--rerender` rebuilds a run's report and plots from its results.json.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from . import plan as plans
+from . import plots, report
+from . import smoke as smoke_mod
+from .runner import REPO, Options, Run, write_outputs
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def publish(run_dir: Path, docs: Path) -> Path:
+    """docs/benchmarks.md plus its PNGs under docs/benchmarks/: the committed latest full report."""
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    assets = docs / "benchmarks"
+    assets.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for key, name in plots.FILES.items():
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, assets / name)
+            made[key] = name
+    target = docs / "benchmarks.md"
+    target.write_text(report.render(results, made, asset_prefix="benchmarks/"), encoding="utf-8")
+    return target
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="The short form: instances 1,2; concurrency 1,4,16; peer at c=4.")
+@click.option("--smoke", is_flag=True, help="Pipeline self-test against a tiny built-in server (seconds).")
+@click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of real photos instead of the generated set.")
+@click.option("--url", help="OCR endpoint to load [default: the gateway from `fleetctl status` + /api/ocr].")
+@click.option("--instances", help="Instance counts, e.g. 1,2,3,5.")
+@click.option("--concurrency", help="Concurrency levels for cold, warm and peer runs, e.g. 1,4,16.")
+@click.option("--load-image", help="Name of the set image ab posts [default: the one nearest the mean cost].")
+@click.option("--peer-workers", type=click.IntRange(min=1), help="rapidocr_api -workers [default: cores].")
+@click.option("--no-engine", is_flag=True, help="Skip the in-process engine limit.")
+@click.option("--no-fleet", is_flag=True, help="Skip the fleet matrix.")
+@click.option("--no-peer", is_flag=True, help="Skip rapidocr-api.")
+@click.option("--profile/--no-profile", default=None, help="py-spy profiles of one instance [default: full only].")
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path),
+              help="Where run folders go [default: bench/results].")
+@click.option("--fleetctl", "fleetctl_cmd", help="fleetctl command line [default: python -m fleetctl].")
+@click.option("--publish", "publish_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Copy a finished run's report and plots into docs/benchmarks.md and stop.")
+@click.option("--rerender", "rerender_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
+def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
+         concurrency: str | None, load_image: str | None, peer_workers: int | None, no_engine: bool,
+         no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
+         publish_dir: Path | None, rerender_dir: Path | None) -> None:
+    """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
+    if publish_dir:
+        click.echo(publish(publish_dir, REPO / "docs"))
+        return
+    if rerender_dir:
+        results = json.loads((rerender_dir / "results.json").read_text(encoding="utf-8"))
+        write_outputs(results, rerender_dir)
+        click.echo(rerender_dir / "report.md")
+        return
+    if smoke:
+        click.echo(smoke_run(out_root))
+        return
+    plan = plans.QUICK if quick else plans.FULL
+    changes: dict[str, object] = {}
+    if (counts := _ints(instances)) is not None:
+        changes["instances"] = counts
+    if (levels := _ints(concurrency)) is not None:
+        changes.update(cold_concurrency=levels, warm_concurrency=levels, peer_concurrency=levels)
+    if profile is not None:
+        changes["profile_s"] = plans.FULL.profile_s if profile else 0.0
+    changes.update({k: False for k, off in (("engine", no_engine), ("fleet", no_fleet), ("peer", no_peer)) if off})
+    opts = Options(plan=plan.replace(**changes), images_dir=images_dir, url=url, load_image=load_image,
+                   peer_workers=peer_workers, fleetctl=fleetctl_cmd.split() if fleetctl_cmd else None)
+    if out_root:
+        opts.out_root = out_root
+    out_dir = Run(opts, _say).execute()
+    results = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+    click.echo(out_dir / "report.md")
+    for check in results.get("targets", []):
+        _say(f"  {check['label']}: {check['value']} -> {check['gap']}")
+    if results.get("error"):
+        sys.exit(130 if results.get("interrupted") else 1)
+
+
+def smoke_run(out_root: Path | None) -> Path:
+    return smoke_mod.run(out_root, _say) / "report.md"
+
+
+if __name__ == "__main__":
+    main()

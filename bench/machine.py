@@ -1,0 +1,73 @@
+"""What the numbers were measured on: CPU, cores, memory, load, versions and the commit."""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from . import ab
+from .engine_limit import usable_cores
+
+PACKAGES = ("rapidocr", "onnxruntime", "numpy", "opencv-python-headless", "Pillow", "Flask", "gunicorn")
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["ab"] = ab.version()
+    return out
+
+
+def git_commit(repo: Path) -> str:
+    """Short commit, with '+dirty' when the work tree differs: a report names the code it measured."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def describe(repo: Path) -> dict[str, Any]:
+    """Machine facts at the start of a run; the load average shows how busy the neighbours were."""
+    return {
+        "cpu": cpu_model(),
+        "cores_usable": usable_cores(),
+        "cores_logical": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions(),
+        "commit": git_commit(repo),
+        "fleet_env": fleet_env(os.environ),
+    }
+
+
+_PRIVATE = ("PATH", "HOME", "URL", "ADDR", "PASS", "TOKEN", "SECRET", "KEY", "DIR")
+
+
+def fleet_env(env: Any) -> dict[str, str]:
+    """The OCR_/FLEET_ tuning a run used, without paths, addresses or secrets."""
+    return {k: v for k, v in sorted(env.items())
+            if k.startswith(("OCR_", "FLEET_")) and not any(p in k for p in _PRIVATE) and "://" not in v}

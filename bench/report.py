@@ -1,0 +1,220 @@
+"""report.md from results.json: the summary ratios first, then each step's tables, plots and misses."""
+from __future__ import annotations
+
+from typing import Any
+
+from .summary import check_targets, levels
+
+METHOD = """\
+- **Images.** {images}. The engine limit runs the whole set; ab posts one file per run, so every fleet and
+  peer level posts the *load image* `{load}`: the image whose single-process engine time is nearest the
+  set's mean. The engine limit is measured on that same image too, and `cold_over_limit` divides by it,
+  so both sides of the ratio do the same work.
+- **Cold** requests carry `Cache-Control: no-cache` and always run the engine; **warm** runs follow one
+  priming request and a check that the next answer is a cache hit (`X-Cache: HIT`).
+- **ab** runs as `ab -r -s 120 [-t T] -n N -c C -p IMAGE -T TYPE -e CSV URL`; mean and median come from
+  ab's *Total* connection-time row, p95/p99 from its `-e` CSV. Cold levels send `max(c, min(2c, {cap}),
+  {floor})` requests bounded by `-t {cold_t:g}` s; warm levels about 80 per client ({warm_min}-{warm_max})
+  bounded by `-t {warm_t:g}` s. A time-bounded run counts only what finished; the bench then waits for
+  the servers to go idle before the next level.
+- **Failures.** ab calls a body whose length differs from the first a *Length* failure; OCR answers differ
+  by nature, so those are listed but are not failures. *Failed* = Connect + Receive + Exceptions (+ the
+  requests of an ab run aborted by its socket timeout); *non-2xx* (e.g. 503 when a queue is full) is
+  counted apart. Throughput is 2xx answers per second: a fast 503 is not work done.
+- **CPU.** Each level records cores busy by the instances (*srv*), by nginx and Redis (*infra*), by ab
+  (*ab*), and by anything else on the machine (*other*: neighbours, the bench itself).
+"""
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_f(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _level_rows(rows: list[dict[str, Any]], with_instances: bool) -> list[list[Any]]:
+    out = []
+    for lv in sorted(rows, key=lambda r: (r.get("instances", 0), r["concurrency"])):
+        a, cpu = lv["ab"], lv.get("cpu") or {}
+        flags = " ".join(f for f, on in (("time-limited", a.get("time_limited")),
+                                          (f"aborted: {a.get('aborted')}", a.get("aborted"))) if on)
+        row = [lv["concurrency"], a["complete"], a["ok_per_s"], a.get("mean_ms"), a.get("median_ms"),
+               a.get("p95_ms"), a.get("p99_ms"), a["failed_real"], a["non_2xx"], a["failed_length"],
+               f"{_f(cpu.get('server_cores'))}/{_f(cpu.get('infra_cores'))}/{_f(cpu.get('client_cores'))}"
+               f"/{_f(cpu.get('other_cores'))}", flags]
+        out.append(([lv["instances"]] if with_instances else []) + row)
+    return out
+
+
+LEVEL_HEADER = ["c", "done", "2xx/s", "mean ms", "median ms", "p95 ms", "p99 ms", "failed", "non-2xx",
+                "length (not failures)", "cores srv/infra/ab/other", "notes"]
+
+
+def _machine(m: dict[str, Any], results: dict[str, Any]) -> str:
+    v = m.get("versions") or {}
+    env = ", ".join(f"{k}={val}" for k, val in (m.get("fleet_env") or {}).items()) or "defaults"
+    return (f"- CPU: {m.get('cpu')}; {m.get('cores_usable')} usable cores; {m.get('memory_gib')} GiB RAM; "
+            f"{m.get('os')}; Python {m.get('python')}\n"
+            f"- Load average at start / end: {m.get('load_avg_start')} / {results.get('load_avg_end')}"
+            " (other users of the machine show up here)\n"
+            f"- Versions: {', '.join(f'{k} {val}' for k, val in v.items())}\n"
+            f"- Commit: `{m.get('commit')}`; fleet settings: {env}\n"
+            f"- Run: {results.get('mode')} plan, started {results.get('started')}, "
+            f"{_f(results.get('duration_s'), 0)} s; fleet: {results.get('fleet_note') or '–'}\n")
+
+
+def _summary(s: dict[str, Any]) -> str:
+    by_c = ", ".join(f"c={c}: {_f(r)}" for c, r in (s.get("fleet_over_peer_by_c") or {}).items()) or "–"
+    rows = [
+        ["engine limit (load image, best K)", f"{_f(s.get('engine_limit_img_s'), 3)} img/s"],
+        ["engine limit (whole image set, best K)", f"{_f(s.get('engine_limit_set_img_s'), 3)} img/s"],
+        [f"fleet cold throughput at {s.get('all_cores_instances')} instance(s) (all cores)",
+         f"{_f(s.get('fleet_cold_img_s'), 3)} img/s at c={s.get('fleet_cold_at_c')}"],
+        ["**fleet cold / engine limit**", f"**{_f(s.get('cold_over_limit'), 3)}**"],
+        ["rapidocr-api best throughput (c ≥ 4)", f"{_f(s.get('peer_req_s'), 3)} req/s at c={s.get('peer_at_c')}"],
+        ["**fleet / rapidocr-api at equal concurrency (worst)**", f"**{_f(s.get('fleet_over_peer'), 3)}** ({by_c})"],
+        ["**warm req/s at c=50**", f"**{_f(s.get('warm_req_s_c50'), 1)}**"],
+        ["warm p99 at c=50", f"{_f(s.get('warm_p99_ms_c50'), 1)} ms"],
+        ["**failed + non-2xx, whole fleet matrix**",
+         f"**{s.get('failed_total')}** (failed {s.get('failed_real_total')}, non-2xx {s.get('non_2xx_total')};"
+         f" of {s.get('requests_total')} requests; Length mismatches {s.get('length_mismatch_total')}, "
+         f"not failures)"],
+        ["**RSS per instance, max**", f"**{_f(s.get('rss_mb_max'), 1)} MiB**"],
+    ]
+    return _table(["ratio / figure", "value"], rows)
+
+
+def _targets(checks: list[dict[str, Any]]) -> str:
+    mark = {True: "met", False: "**MISSED**", None: "not measured"}
+    return _table(["target", "bound", "measured", "result", "gap"],
+                  [[c["label"], c["target"], c["value"], mark[c["met"]], c["gap"]] for c in checks])
+
+
+def _engine(e: dict[str, Any]) -> str:
+    if not e:
+        return "_not run_\n"
+    rows = [[r["processes"], r["label"], r["images"], r["wall_s"], r["img_per_s"]] for r in e.get("runs", [])]
+    out = _table(["K processes", "images", "jobs", "wall s", "img/s"], rows)
+    single = next((r for r in e.get("runs", []) if r["processes"] == 1 and r["label"] == "set"), None)
+    if single:
+        out += "\nMean engine time per image with one process (decode + recognize):\n\n"
+        out += _table(["image", "seconds"], [[k, v] for k, v in single["per_image_mean_s"].items()])
+    return out
+
+
+def _peer(p: dict[str, Any], summary: dict[str, Any]) -> str:
+    if not p:
+        return "_not run_\n"
+    if p.get("error"):
+        return f"The peer could not be run: `{p['error']}`\n"
+    info = p.get("info") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
+    models = p.get("model_log") or {}
+    out = (f"`rapidocr_api -ip 127.0.0.1 -p PORT -workers {p.get('workers')}`, multipart field `image_file`; "
+           f"{versions}. Bundled models: {', '.join(info.get('bundled_models') or [])}; "
+           f"verified on load: {models.get('bundled_models_verified')}; "
+           f"download attempted: {models.get('download_attempted')}. Its ONNX Runtime threads are left at "
+           "rapidocr's default (one per core, per worker).\n\n")
+    out += _table(LEVEL_HEADER, _level_rows(p.get("levels") or [], False))
+    return out
+
+
+def _profiles(profiles: dict[str, Any]) -> str:
+    out = ""
+    for mode, prof in (profiles or {}).items():
+        if not prof or not prof.get("profile"):
+            out += f"\n_{mode} profile unavailable: {(prof or {}).get('error', 'no samples')}_\n"
+            continue
+        p = prof["profile"]
+        total = max(1, p["samples"])
+        out += (f"\n**{mode}**: py-spy on one instance (and its workers) for {prof['seconds']:g} s at "
+                f"c={prof['concurrency']} against {prof['instances']} instance(s); {p['samples']} samples "
+                "(idle threads excluded).\n\n")
+        out += _table(["stage", "share"], [[k, f"{v / total * 100:.1f}%"] for k, v in p["stages"].items()])
+        out += "\n" + _table(["hottest frames (self)", "share"],
+                             [[f"`{f['frame']}`", f"{f['samples'] / total * 100:.1f}%"] for f in p["top_frames"]])
+    return out
+
+
+def _misses(checks: list[dict[str, Any]], results: dict[str, Any]) -> str:
+    missed = [c for c in checks if c["met"] is False]
+    if not missed:
+        return "Every measured target was met in this run.\n"
+    full = (results.get("fleet") or {}).get("all_cores_instances")
+    out = ""
+    for c in missed:
+        out += f"- **{c['label']}**: {c['gap']}.\n"
+    cold = levels(results, "fleet", "cold", full)
+    if cold:
+        busiest = max(cold, key=lambda lv: lv["ab"]["ok_per_s"])
+        cpu = busiest.get("cpu") or {}
+        out += (f"\nDuring the best cold level (c={busiest['concurrency']}, {full} instances) the instances kept "
+                f"{_f(cpu.get('server_cores'))} cores busy, nginx and Redis {_f(cpu.get('infra_cores'))}, ab "
+                f"{_f(cpu.get('client_cores'))}, and the rest of the machine {_f(cpu.get('other_cores'))} "
+                f"(machine total {_f(cpu.get('machine_busy_cores'))} of "
+                f"{(results.get('machine') or {}).get('cores_usable')}).\n")
+    return out
+
+
+def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "") -> str:
+    """The whole report; `asset_prefix` is where the PNGs sit relative to the markdown file."""
+    s, m = results.get("summary") or {}, results.get("machine") or {}
+    checks = results.get("targets") or check_targets(s)
+    plan = results.get("plan") or {}
+    image_note = results.get("images_note") or "the generated set"
+    out = f"# OCR Fleet benchmark: {results.get('started', '')} ({results.get('mode')})\n\n"
+    if results.get("interrupted") or results.get("error"):
+        out += f"> **Incomplete run**: {results.get('error') or 'interrupted'}. Figures below cover what finished.\n\n"
+    out += "## Machine\n\n" + _machine(m, results)
+    out += "\n## Summary (ratios from this run only)\n\n" + _summary(s)
+    out += "\n## Targets\n\n" + _targets(checks)
+    out += "\n## Where targets were missed\n\n" + _misses(checks, results)
+    if (results.get("fleet") or {}).get("profiles"):
+        out += "\nWhere an instance's time goes (profile):\n" + _profiles(results["fleet"]["profiles"])
+    out += "\n## Method\n\n" + METHOD.format(
+        images=image_note, load=results.get("load_image"), cap=plan.get("cold_low_cap"),
+        floor=plan.get("cold_min_requests"), cold_t=plan.get("cold_time_limit_s", 0),
+        warm_t=plan.get("warm_time_limit_s", 0), warm_min=plan.get("warm_min_requests"),
+        warm_max=plan.get("warm_max_requests"))
+    out += "\n## 1. Engine limit (in-process, no HTTP, K processes x 1 thread)\n\n"
+    out += _engine(results.get("engine") or {})
+    fleet = results.get("fleet") or {}
+    out += f"\n## 2. Fleet through nginx (`{fleet.get('url', '–')}`)\n\n"
+    for mode in ("cold", "warm"):
+        rows = levels(results, "fleet", mode)
+        if rows:
+            out += f"### {mode}\n\n" + _table(["instances", *LEVEL_HEADER], _level_rows(rows, True)) + "\n"
+    checks_cache = fleet.get("cache_check") or {}
+    if checks_cache:
+        out += "Cache priming check per instance count: " + "; ".join(
+            f"{n}: first {c.get('first')}, then {c.get('second')} in {c.get('second_ms')} ms"
+            for n, c in checks_cache.items()) + "\n\n"
+    for name, title in (("latency", "Latency vs concurrency"), ("throughput", "Throughput vs instances"),
+                        ("failures", "Failure rate vs concurrency"), ("cold_warm", "Cold vs warm")):
+        if name in plots:
+            out += f"![{title}]({asset_prefix}{plots[name]})\n\n"
+    out += "## 3. Peer: rapidocr-api (same images, concurrency and cores)\n\n" + _peer(results.get("peer") or {}, s)
+    out += "\n## 4. Memory (RSS per instance after its run, from `fleetctl status`)\n\n"
+    rss = fleet.get("rss") or {}
+    out += _table(["instances", "RSS MiB per instance"],
+                  [[n, ", ".join(_f(i.get("rss_mb"), 1) for i in snap)] for n, snap in rss.items()]) if rss else "–\n"
+    acc = fleet.get("accuracy")
+    if acc:
+        out += "\n## Word accuracy of the fleet's answers (generated set, cold)\n\n"
+        out += _table(["image", "HTTP", "seconds", "lines", "word accuracy"],
+                      [[a["image"], a["status"], a["seconds"], a["lines"], a["word_accuracy"]] for a in acc])
+        peer_acc = (results.get("peer") or {}).get("accuracy")
+        if peer_acc:
+            out += "\nrapidocr-api on the same images: " + ", ".join(
+                f"{a['image']} {_f(a['word_accuracy'])}" for a in peer_acc) + "\n"
+    out += ("\n## Raw data\n\n`results.json` holds every figure above; `raw/` holds each ab run's output and "
+            "`-e` CSV, the engine job times and the profiles.\n")
+    return out
