@@ -98,19 +98,11 @@ unmount_below() {
 }
 
 # Bootstrap a Debian minbase with python3 from the machine's mirror and import
-# it as BOOTSTRAP_IMAGE; done once, then reused.
+# it as BOOTSTRAP_IMAGE (the caller checks it is not there yet).
 bootstrap_base() {
-    if image_exists "$bootstrap_image"; then
-        log "base: using cached $bootstrap_image"
-        return 0
-    fi
-    command -v debootstrap >/dev/null 2>&1 ||
-        die "debootstrap is not installed; run scripts/install-deps.sh --with-docker"
-    [ "$(id -u)" -eq 0 ] || die "bootstrapping a base image needs root"
-    local mirror parent rootfs t0=$SECONDS
+    local mirror parent="$work/bootstrap" rootfs="$work/bootstrap/rootfs" t0=$SECONDS
     mirror="$(debian_mirror)" || die "no Debian mirror found in the apt sources (set FLEET_DEBIAN_MIRROR)"
-    temp_dir parent
-    rootfs="$parent/rootfs"
+    mkdir -p "$parent"
     log "base: bootstrapping Debian $bootstrap_suite minbase from $mirror (once; cached as $bootstrap_image)"
     if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         "$bootstrap_suite" "$rootfs" "$mirror" >"$parent/debootstrap.log" 2>&1; then
@@ -138,8 +130,39 @@ resolve_base() {
         resolved_base="$base_image"
     else
         log "base: $base_image is not available locally (set FLEET_PULL=1 to try pulling it)"
-        bootstrap_base
         resolved_base="$bootstrap_image"
+        if image_exists "$bootstrap_image"; then
+            log "base: using cached $bootstrap_image"
+        else
+            command -v debootstrap >/dev/null 2>&1 ||
+                die "debootstrap is not installed; run scripts/install-deps.sh --with-docker"
+            [ "$(id -u)" -eq 0 ] || die "bootstrapping a base image needs root"
+            # It takes about two minutes, mostly dpkg: let pip work meanwhile.
+            # In a process group of its own (set -m), so that stop_bootstrap can
+            # end debootstrap and its children too.
+            set -m
+            bootstrap_base &
+            bootstrap_pid=$!
+            set +m
+            at_exit stop_bootstrap
+        fi
+    fi
+}
+
+# stop_bootstrap: on an early exit, end a bootstrap still running and unmount
+# what it mounted before its directory is removed.
+stop_bootstrap() {
+    [ -n "$bootstrap_pid" ] || return 0
+    kill -TERM -- "-$bootstrap_pid" 2>/dev/null || true
+    wait "$bootstrap_pid" 2>/dev/null || true
+    unmount_below "$work/bootstrap/rootfs"
+}
+
+# wait_base: the base image exists once this returns.
+wait_base() {
+    if [ -n "$bootstrap_pid" ]; then
+        wait "$bootstrap_pid" || die "could not bootstrap $bootstrap_image"
+        bootstrap_pid=""
     fi
 }
 
@@ -168,11 +191,10 @@ complete_wheelhouse() {
     die "the wheelhouse is still incomplete for $resolved_base after $round rounds"
 }
 
-# The dependency wheels, from the cache when the requirements, the pins and the
-# base are the same as last time (saves pip's resolution, ~1 min); else
-# collected by pip on the host and completed for the base.
-dependency_wheels() {
-    local key cache_root cache
+# wheel_cache_dir: where the dependency wheels for these requirements, pins and
+# base are kept (the base must exist).
+wheel_cache_dir() {
+    local key
     key="$({
         "$python" - "${app_wheels[@]}" <<'EOF'
 import sys, zipfile
@@ -183,26 +205,39 @@ EOF
         cat "$constraints"
         docker image inspect -f '{{.Id}}' "$resolved_base"
     } | sha256sum | cut -c1-16)"
-    cache_root="${FLEET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ocr-fleet}/wheels"
-    cache="$cache_root/$key"
-    if [ -f "$cache/.complete" ]; then
-        log "wheels: dependencies from the cache ($cache)"
-        cp -l "$cache"/*.whl "$context/wheelhouse/deps/" 2>/dev/null || cp "$cache"/*.whl "$context/wheelhouse/deps/"
-        return 0
+    printf '%s/%s\n' "$wheel_cache_root" "$key"
+}
+
+# dependency_wheels: every dependency as a wheel in the context, from the cache
+# when possible (saves pip's resolution, ~1 min); else collected by pip on the
+# host, completed for the base, and cached. A base still being bootstrapped
+# is new, so its wheels cannot be cached yet: pip runs meanwhile.
+dependency_wheels() {
+    local cache
+    wheel_cache_root="${FLEET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ocr-fleet}/wheels"
+    if [ -z "$bootstrap_pid" ]; then
+        cache="$(wheel_cache_dir)"
+        if [ -f "$cache/.complete" ]; then
+            log "wheels: dependencies from the cache ($cache)"
+            cp -l "$cache"/*.whl "$context/wheelhouse/deps/" 2>/dev/null ||
+                cp "$cache"/*.whl "$context/wheelhouse/deps/"
+            return 0
+        fi
     fi
     log "wheels: collecting dependencies"
     quietly "$work/pip-deps.log" "$python" -m pip wheel -c "$constraints" -w "$context/wheelhouse/deps" "${app_wheels[@]}"
     rm -f "$context"/wheelhouse/deps/ocr_fleet-*.whl
+    wait_base
     complete_wheelhouse
+    cache="$(wheel_cache_dir)"
     # Keep this set and the two most recent others.
-    mkdir -p "$cache_root"
+    mkdir -p "$wheel_cache_root"
     cp -r "$context/wheelhouse/deps" "$cache.tmp.$$"
     touch "$cache.tmp.$$/.complete"
     rm -rf "$cache"
     mv "$cache.tmp.$$" "$cache"
-    find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name '????????????????' -printf '%T@ %p\n' |
-        sort -rn | tail -n +4 |
-        cut -d' ' -f2- | xargs -r rm -rf
+    find "$wheel_cache_root" -mindepth 1 -maxdepth 1 -type d -name '????????????????' -printf '%T@ %p\n' |
+        sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
 }
 
 "$FLEET_REPO_ROOT/scripts/start-dockerd.sh"
@@ -215,6 +250,8 @@ if ! flock -n 9; then
 fi
 start=$SECONDS
 python="$(pick_python)"
+bootstrap_pid=""
+wheel_cache_root=""
 work=""
 temp_dir work
 context="$work/context"
@@ -237,7 +274,11 @@ if [ "$force" = 0 ] && image_exists "$tag" &&
     exit 0
 fi
 
-# 1. The application wheel, from a clean copy of the source, so that building
+# 1. The base (bootstrapped in the background if need be, while pip works): the
+# dependency wheels are checked against its interpreter.
+resolve_base
+
+# 2. The application wheel, from a clean copy of the source, so that building
 # it never writes into the work tree.
 mkdir -p "$work/src"
 source_files | tar --null -T - -cf - | tar -C "$work/src" -xf -
@@ -245,11 +286,9 @@ log "wheels: building the ocr-fleet wheel with $("$python" --version)"
 quietly "$work/pip-app.log" "$python" -m pip wheel --no-deps -w "$context/wheelhouse/app" "$work/src"
 app_wheels=("$context"/wheelhouse/app/*.whl)
 
-# 2. The base: the dependency wheels are checked against its interpreter.
-resolve_base
-
 # 3. Every dependency as a wheel (cp311, manylinux).
 dependency_wheels
+wait_base
 log "wheels: $(find "$context/wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$context/wheelhouse" | cut -f1) ($((SECONDS - start))s)"
 
 # 4. The image; --network none proves the build is offline.

@@ -113,21 +113,38 @@ debian_mirror_from() {
     printf '%s\n' "${uri%/}"
 }
 
-# temp_dir VAR: make a temporary directory, store its path in VAR, and remove it
-# when the script exits (however it exits).
+# at_exit CMD: run CMD (one string, eval'd) when the script exits, before the
+# temporary directories are removed.
+_FLEET_EXIT_HOOKS=()
 _FLEET_TEMP_DIRS=()
-_fleet_cleanup_temp_dirs() {
-    local d
+at_exit() {
+    _FLEET_EXIT_HOOKS+=("$1")
+    _fleet_trap_exit
+}
+# Run the hooks on INT and TERM too: they become a plain exit.
+_fleet_trap_exit() {
+    trap _fleet_on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+_fleet_on_exit() {
+    local h d
+    for h in "${_FLEET_EXIT_HOOKS[@]}"; do
+        eval "$h" || true
+    done
     for d in "${_FLEET_TEMP_DIRS[@]}"; do
         # --one-file-system: never descend into something still mounted there.
         rm -rf --one-file-system "$d"
     done
 }
+
+# temp_dir VAR: make a temporary directory, store its path in VAR, and remove it
+# when the script exits (however it exits).
 temp_dir() {
     local d
     d="$(mktemp -d "${TMPDIR:-/tmp}/$(basename "$0" .sh).XXXXXX")"
     _FLEET_TEMP_DIRS+=("$d")
-    trap _fleet_cleanup_temp_dirs EXIT
+    _fleet_trap_exit
     printf -v "$1" '%s' "$d"
 }
 
