@@ -33,7 +33,7 @@ import requests
 from fleetctl import config as fleet_config
 from fleetctl import upstream
 
-# Not fleetctl.__file__: with tests/ on sys.path, tests/fleetctl can shadow the package as a namespace.
+# The checkout root, found from an installed module of ours.
 REPO = Path(fleet_config.__file__).resolve().parents[1]
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 TOOLS = ("consul", "redis-server", "nginx", "ab")
@@ -244,7 +244,7 @@ def _group_pids_of_port(port: int) -> set[int]:
 
 def _tool_path(env: dict[str, str]) -> None:
     """Make the tools findable and fail (never skip) with the fix when one is missing."""
-    # install-deps.sh puts Consul in the default FLEET_HOME's bin/; this fleet's home is a temp dir.
+    # fleetctl finds the checkout's Consul itself (procs.CHECKOUT_TOOLS); the check below needs it too.
     extra = [str(REPO / ".fleet" / "bin"), "/usr/sbin", "/usr/local/sbin"]
     env["PATH"] = os.pathsep.join([*extra, env.get("PATH", "")])
     missing = [t for t in TOOLS if shutil.which(t, path=env["PATH"]) is None]
