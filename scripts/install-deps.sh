@@ -54,11 +54,32 @@ install_apt_packages() {
         return 0
     fi
     log "apt packages: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
+    hold_services
     # Wait for a concurrent apt/dpkg instead of failing on its lock.
-    local lock=(-o DPkg::Lock::Timeout=300)
-    as_root apt-get "${lock[@]}" update -q
-    as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${missing[@]}"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+    as_root "${apt[@]}" update
+    as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}"
+}
+
+# The packages' services must not start: the fleet runs its own nginx and Redis
+# on its own ports (a system Redis would hold 6379), and start-dockerd.sh starts
+# dockerd. A policy-rc.d saying "no" is in place only while apt runs, unless
+# the machine has one already.
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_MARK="# temporary: scripts/install-deps.sh of ocr-fleet"
+hold_services() {
+    if [ -e "$POLICY_RC" ] && ! grep -qx "$POLICY_MARK" "$POLICY_RC" 2>/dev/null; then
+        return 0
+    fi
+    log "apt packages: holding service starts while apt runs ($POLICY_RC)"
+    printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" | as_root tee "$POLICY_RC" >/dev/null
+    as_root chmod 0755 "$POLICY_RC"
+    at_exit release_services
+}
+release_services() {
+    if grep -qx "$POLICY_MARK" "$POLICY_RC" 2>/dev/null; then
+        as_root rm -f "$POLICY_RC"
+    fi
 }
 
 consul_version() {  # BINARY -> "1.8.7", or nothing
