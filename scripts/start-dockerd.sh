@@ -4,9 +4,10 @@
 #
 # usage: scripts/start-dockerd.sh
 # environment:
-#   FLEET_DOCKERD_ARGS  flags for dockerd (default: --bridge=none --iptables=false;
-#                       the fleet uses host networking only, so the engine needs
-#                       no bridge and no NAT rules)
+#   FLEET_DOCKERD_ARGS  flags for dockerd (default: --bridge=none --iptables=false
+#                       --ip-forward=false: the fleet uses host networking only, so
+#                       the engine needs no bridge, no NAT rules and no forwarding;
+#                       plain dockerd works too where bridges and iptables do)
 #   FLEET_DOCKERD_WAIT  seconds to wait for the engine (default 30)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -31,7 +32,7 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; 
 fi
 
 wait_s="${FLEET_DOCKERD_WAIT:-30}"
-read -r -a dockerd_args <<<"${FLEET_DOCKERD_ARGS:---bridge=none --iptables=false}"
+read -r -a dockerd_args <<<"${FLEET_DOCKERD_ARGS:---bridge=none --iptables=false --ip-forward=false}"
 log_dir="$(fleet_home)/logs"
 mkdir -p "$log_dir"
 log_file="$log_dir/dockerd.log"
@@ -49,6 +50,7 @@ if [ -r /var/run/docker.pid ]; then
 fi
 if [ -z "$pid" ]; then
     log "starting dockerd ${dockerd_args[*]} (log: $log_file)"
+    printf '\n--- %s: start-dockerd.sh runs dockerd %s\n' "$(date -u +%FT%TZ)" "${dockerd_args[*]}" >>"$log_file"
     sudo_cmd=()
     [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
     # setsid: the engine outlives this script and the shell or test that ran it.
