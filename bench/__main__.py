@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -30,8 +31,13 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
     return values
 
 
+_T0 = time.monotonic()
+
+
 def _say(message: str) -> None:
-    click.echo(message, err=True)
+    """Progress on stderr with the elapsed time, so a slow step is visible while it runs."""
+    elapsed = int(time.monotonic() - _T0)
+    click.echo(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", err=True)
 
 
 def publish(run_dir: Path, docs: Path) -> Path:

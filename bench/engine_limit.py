@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import procs
 from .images import BenchImage
 
 Recognizer = Callable[[bytes], list[str]]
@@ -79,6 +80,7 @@ class EngineRun:
     wall_s: float
     jobs: list[JobTime] = field(default_factory=list)
     label: str = "set"
+    cpu: dict[str, float] = field(default_factory=dict)  # engine vs other cores busy while timed
 
     @property
     def img_per_s(self) -> float:
@@ -147,6 +149,7 @@ def measure(images: Sequence[BenchImage], processes: int, rounds: int = 1,
         proc.start()
     try:
         _await(results, "ready", processes, READY_TIMEOUT_S, workers)
+        meter = procs.CpuMeter({"engine": [p.pid for p in workers if p.pid is not None]}).__enter__()
         started = time.perf_counter()
         go.set()
         timed: list[JobTime] = []
@@ -160,6 +163,7 @@ def measure(images: Sequence[BenchImage], processes: int, rounds: int = 1,
             elif kind == "done":
                 finished += 1
         wall = time.perf_counter() - started
+        meter.__exit__(None, None, None)
     finally:
         for proc in workers:
             if proc.is_alive():
@@ -168,7 +172,8 @@ def measure(images: Sequence[BenchImage], processes: int, rounds: int = 1,
             proc.join(timeout=10)
     if len(timed) != total:
         raise EngineLimitError(f"{len(timed)} of {total} jobs reported")
-    return EngineRun(processes=processes, images=total, wall_s=round(wall, 4), jobs=timed, label=label)
+    return EngineRun(processes=processes, images=total, wall_s=round(wall, 4), jobs=timed, label=label,
+                     cpu=meter.result)
 
 
 def _get(results: Any, deadline: float, workers: Sequence[Any]) -> tuple[str, int, Any]:

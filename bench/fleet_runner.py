@@ -147,9 +147,9 @@ def _first_port(session: FleetSession) -> int:
 
 
 def _infra_pids(status: FleetStatus) -> list[int]:
-    """nginx (with its workers) and Redis: the fleet's shared plumbing, counted apart from instances."""
+    """nginx (with its workers), Redis, Consul and the sync loop: shared plumbing, apart from instances."""
     pids: list[int] = []
-    for name in ("nginx", "redis"):
+    for name in status.services:
         pid = status.service_pid(name)
         if pid:
             pids.append(pid)

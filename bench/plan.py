@@ -19,6 +19,7 @@ class Plan:
     warm_concurrency: tuple[int, ...]
     peer_concurrency: tuple[int, ...]
     engine_rounds: int  # passes over the image set per engine-limit measurement
+    engine_all_k: bool  # K = 1..cores; otherwise only K = cores (the limit itself)
     cold_min_requests: int
     cold_low_cap: int  # at low concurrency run up to this many requests (two waves) for a steadier rate
     cold_time_limit_s: float
@@ -53,6 +54,7 @@ FULL = Plan(
     warm_concurrency=(1, 4, 8, 16, 32, 50),
     peer_concurrency=(1, 4, 8, 16, 32, 50),
     engine_rounds=2,
+    engine_all_k=True,
     cold_min_requests=4,
     cold_low_cap=8,
     cold_time_limit_s=150.0,
@@ -69,6 +71,7 @@ QUICK = Plan(
     warm_concurrency=(1, 4, 16, 50),
     peer_concurrency=(4,),
     engine_rounds=1,
+    engine_all_k=False,
     cold_min_requests=2,
     cold_low_cap=0,
     cold_time_limit_s=60.0,

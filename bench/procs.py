@@ -119,14 +119,28 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None =
 
 
 def listening_pids(ports: Sequence[int]) -> list[int]:
-    """The processes listening on these loopback ports, with their children (the server workers)."""
+    """The server processes behind these ports: the listener's whole process group, plus children.
+
+    A listening socket shared by a master and its workers is reported under one pid only, so the
+    listener's process group (each instance and the peer run in their own) is what finds them all.
+    """
     wanted = set(ports)
     owners: set[int] = set()
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted and conn.pid:
             owners.add(conn.pid)
-    pids = set(owners)
+    groups: set[int] = set()
     for pid in owners:
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgid(0))  # never count the bench's own group as a server
+    pids = set(owners)
+    if groups:
+        for proc in psutil.process_iter(["pid"]):
+            with contextlib.suppress(OSError, psutil.Error):
+                if os.getpgid(proc.pid) in groups:
+                    pids.add(proc.pid)
+    for pid in list(pids):
         with contextlib.suppress(psutil.Error):
             pids.update(child.pid for child in psutil.Process(pid).children(recursive=True))
     return sorted(pids)

@@ -13,10 +13,11 @@ METHOD = """\
 - **Cold** requests carry `Cache-Control: no-cache` and always run the engine; **warm** runs follow one
   priming request and a check that the next answer is a cache hit (`X-Cache: HIT`).
 - **ab** runs as `ab -r -s 120 [-t T] -n N -c C -p IMAGE -T TYPE -e CSV URL`; mean and median come from
-  ab's *Total* connection-time row, p95/p99 from its `-e` CSV. Cold levels send `max(c, min(2c, {cap}),
-  {floor})` requests bounded by `-t {cold_t:g}` s; warm levels about 80 per client ({warm_min}-{warm_max})
-  bounded by `-t {warm_t:g}` s. A time-bounded run counts only what finished; the bench then waits for
-  the servers to go idle before the next level.
+  ab's *Total* connection-time row, p95/p99 from its `-e` CSV. A cold request costs seconds of CPU, so
+  cold levels send one wave of requests per client (ab needs n ≥ c){cold_extra}, bounded by
+  `-t {cold_t:g}` s; warm levels send about 80 requests per client ({warm_min} to {warm_max}) bounded by
+  `-t {warm_t:g}` s. The *done* column shows what each level sent. A time-bounded run counts only what
+  finished; the bench then waits for the servers to go idle before the next level.
 - **Failures.** ab calls a body whose length differs from the first a *Length* failure; OCR answers differ
   by nature, so those are listed but are not failures. *Failed* = Connect + Receive + Exceptions (+ the
   requests of an ab run aborted by its socket timeout); *non-2xx* (e.g. 503 when a queue is full) is
@@ -58,13 +59,17 @@ LEVEL_HEADER = ["c", "done", "2xx/s", "mean ms", "median ms", "p95 ms", "p99 ms"
                 "length (not failures)", "cores srv/infra/ab/other", "notes"]
 
 
+NOISY_CORES = 0.25
+
+
 def _machine(m: dict[str, Any], results: dict[str, Any]) -> str:
-    v = m.get("versions") or {}
+    v, s = m.get("versions") or {}, results.get("summary") or {}
     env = ", ".join(f"{k}={val}" for k, val in (m.get("fleet_env") or {}).items()) or "defaults"
     return (f"- CPU: {m.get('cpu')}; {m.get('cores_usable')} usable cores; {m.get('memory_gib')} GiB RAM; "
             f"{m.get('os')}; Python {m.get('python')}\n"
-            f"- Load average at start / end: {m.get('load_avg_start')} / {results.get('load_avg_end')}"
-            " (other users of the machine show up here)\n"
+            f"- Load average at start / end: {m.get('load_avg_start')} / {results.get('load_avg_end')}; "
+            f"cores busy with other work during measurements: mean {_f(s.get('noise_other_cores_mean'))}, "
+            f"max {_f(s.get('noise_other_cores_max'))}\n"
             f"- Versions: {', '.join(f'{k} {val}' for k, val in v.items())}\n"
             f"- Commit: `{m.get('commit')}`; fleet settings: {env}\n"
             f"- Run: {results.get('mode')} plan, started {results.get('started')}, "
@@ -101,11 +106,15 @@ def _targets(checks: list[dict[str, Any]]) -> str:
 def _engine(e: dict[str, Any]) -> str:
     if not e:
         return "_not run_\n"
-    rows = [[r["processes"], r["label"], r["images"], r["wall_s"], r["img_per_s"]] for r in e.get("runs", [])]
-    out = _table(["K processes", "images", "jobs", "wall s", "img/s"], rows)
-    single = next((r for r in e.get("runs", []) if r["processes"] == 1 and r["label"] == "set"), None)
+    rows = [[r["processes"], r["label"], r["images"], r["wall_s"], r["img_per_s"],
+             f"{_f((r.get('cpu') or {}).get('engine_cores'))}/{_f((r.get('cpu') or {}).get('other_cores'))}"]
+            for r in e.get("runs", [])]
+    out = _table(["K processes", "images", "jobs", "wall s", "img/s", "cores engine/other"], rows)
+    sets = [r for r in e.get("runs", []) if r["label"] == "set"]
+    single = min(sets, key=lambda r: r["processes"]) if sets else None
     if single:
-        out += "\nMean engine time per image with one process (decode + recognize):\n\n"
+        out += (f"\nMean engine time per image with {single['processes']} process(es) running "
+                "(decode + recognize):\n\n")
         out += _table(["image", "seconds"], [[k, v] for k, v in single["per_image_mean_s"].items()])
     return out
 
@@ -174,14 +183,22 @@ def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "
     if results.get("interrupted") or results.get("error"):
         out += f"> **Incomplete run**: {results.get('error') or 'interrupted'}. Figures below cover what finished.\n\n"
     out += "## Machine\n\n" + _machine(m, results)
+    if (s.get("noise_other_cores_mean") or 0) > NOISY_CORES:
+        out += (f"\n> **Shared machine.** On average {_f(s['noise_other_cores_mean'])} of "
+                f"{m.get('cores_usable')} cores were busy with work other than the measured servers and ab "
+                "(see the *other* column). Ratios taken in different minutes of this run compare different "
+                "amounts of free CPU; treat them as indicative.\n")
     out += "\n## Summary (ratios from this run only)\n\n" + _summary(s)
     out += "\n## Targets\n\n" + _targets(checks)
     out += "\n## Where targets were missed\n\n" + _misses(checks, results)
     if (results.get("fleet") or {}).get("profiles"):
         out += "\nWhere an instance's time goes (profile):\n" + _profiles(results["fleet"]["profiles"])
+    cap, floor = plan.get("cold_low_cap") or 0, plan.get("cold_min_requests") or 0
+    cold_extra = (f", two waves up to {cap} requests at low concurrency" if cap else "") + (
+        f", at least {floor}" if floor else "")
     out += "\n## Method\n\n" + METHOD.format(
-        images=image_note, load=results.get("load_image"), cap=plan.get("cold_low_cap"),
-        floor=plan.get("cold_min_requests"), cold_t=plan.get("cold_time_limit_s", 0),
+        images=image_note, load=results.get("load_image"), cold_extra=cold_extra,
+        cold_t=plan.get("cold_time_limit_s", 0),
         warm_t=plan.get("warm_time_limit_s", 0), warm_min=plan.get("warm_min_requests"),
         warm_max=plan.get("warm_max_requests"))
     out += "\n## 1. Engine limit (in-process, no HTTP, K processes x 1 thread)\n\n"

@@ -87,7 +87,7 @@ class Run:
         out: dict[str, Any] = {"cores": self.cores, "runs": []}
         self.results["engine"] = out
         runs = []
-        for k in range(1, self.cores + 1):
+        for k in range(1, self.cores + 1) if plan.engine_all_k else (self.cores,):
             self.say(f"engine: {k} process(es) x 1 thread over {len(imgs)} images x {plan.engine_rounds}")
             run = engine_limit.measure(imgs, k, plan.engine_rounds, self.opts.engine_factory)
             runs.append(run)
@@ -140,8 +140,11 @@ class Run:
         self.peer_server.start()
         server = self.peer_server
         target = Load(server.url, body, ctype)
-        # Workers load their models on first use: two requests each before anything is measured.
-        run_level(target, workers, 2 * workers, plan.cold_time_limit_s, server.pids, self.raw, "peer-warmup",
+        # Workers load their models on first use: two small requests each before anything is measured.
+        smallest = min(imgs, key=lambda im: im.size_bytes)
+        warm_body = self.raw / "peer-warmup-body.bin"
+        warm = Load(server.url, warm_body, peer.multipart_body(smallest.path, warm_body))
+        run_level(warm, workers, 2 * workers, plan.cold_time_limit_s, server.pids, self.raw, "peer-warmup",
                   self.opts.ab_path)
         out["model_log"] = server.model_log()
         for c in plan.peer_concurrency:

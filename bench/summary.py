@@ -88,6 +88,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     rss = [float(i["rss_mb"]) for snap in (fleet.get("rss") or {}).values() for i in snap
            if i.get("rss_mb") is not None]
     peer_matrix = levels(results, "peer")
+    others = [float((x.get("cpu") or {}).get("other_cores", 0.0))
+              for x in [*matrix, *peer_matrix, *engine.get("runs", [])]]
 
     return {
         "engine_limit_img_s": limit,
@@ -109,6 +111,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "requests_total": sum(lv["ab"]["complete"] for lv in matrix),
         "peer_failed_total": sum(lv["ab"]["failed_real"] + lv["ab"]["non_2xx"] for lv in peer_matrix),
         "rss_mb_max": max(rss) if rss else None,
+        # Cores busy with anything but the measured servers and ab: neighbours on a shared machine.
+        "noise_other_cores_mean": round(sum(others) / len(others), 3) if others else None,
+        "noise_other_cores_max": round(max(others), 3) if others else None,
         "rss_mb_by_instances": {n: max((float(i["rss_mb"]) for i in snap if i.get("rss_mb") is not None),
                                        default=None)
                                 for n, snap in (fleet.get("rss") or {}).items()},
