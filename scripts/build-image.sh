@@ -37,7 +37,8 @@ bootstrap_image="${FLEET_BOOTSTRAP_IMAGE:-ocr-fleet-base:bookworm}"
 bootstrap_suite="${FLEET_BOOTSTRAP_SUITE:-bookworm}"
 HASH_LABEL=ocr-fleet.source-hash
 # What decides the image's content besides the dependency versions: these
-# files, and every file under the packages that go into the wheel.
+# files, and what the wheel takes from the packages (setup.cfg: their modules
+# and package_data static/*, templates/*), not bench results or notes.
 HASHED_FILES=(Dockerfile .dockerignore pyproject.toml setup.cfg setup.py MANIFEST.in
     scripts/build-image.sh scripts/lib.sh)
 HASHED_DIRS=(ocr_app fleetctl bench)
@@ -81,7 +82,9 @@ source_hash() {
         source_files | while IFS= read -r -d '' f; do
             local d keep=0
             for d in "${HASHED_FILES[@]}"; do [ "$f" = "$d" ] && keep=1; done
-            for d in "${HASHED_DIRS[@]}"; do case "$f" in "$d"/*) keep=1 ;; esac; done
+            for d in "${HASHED_DIRS[@]}"; do
+                case "$f" in "$d"/*.py | "$d"/*/static/* | "$d"/static/* | "$d"/*/templates/* | "$d"/templates/*) keep=1 ;; esac
+            done
             [ "$keep" = 1 ] && printf '%s\0' "$f"
         done | LC_ALL=C sort -z | xargs -0 -r sha256sum
         printf 'base=%s\n' "$base_image"
