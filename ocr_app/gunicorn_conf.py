@@ -29,6 +29,7 @@ _metrics_dir = _runtime / "metrics"
 shutil.rmtree(_metrics_dir, ignore_errors=True)  # counters from an earlier run must not leak into this one
 _metrics_dir.mkdir(parents=True, exist_ok=True)
 (_runtime / "draining").unlink(missing_ok=True)
+shutil.rmtree(_runtime / "ready", ignore_errors=True)  # per-worker "engine loaded" markers
 os.environ["OCR_RUNTIME_DIR"] = str(_runtime)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 os.environ.setdefault("HOME", tempfile.gettempdir())  # ONNX Runtime writes under $HOME/.cache
@@ -113,6 +114,7 @@ def child_exit(server: Any, worker: Any) -> None:
     from ocr_app.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
+    (_runtime / "ready" / str(worker.pid)).unlink(missing_ok=True)
 
 
 def on_exit(server: Any) -> None:

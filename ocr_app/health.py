@@ -27,7 +27,8 @@ def ready() -> Response:
     if service.draining:
         return error_response(503, 50303, "draining: the instance is shutting down", retry_after=1)
     if not service.ready:
-        reason = service.load_error or "the OCR engine is loading"
+        reason = service.load_error or (
+            f"OCR engines loaded in {service.ready_workers()} of {service.settings.workers} workers")
         return error_response(503, 50301, f"not ready: {reason}", retry_after=2)
     return jsonify({"status": "ready", "instance": service.settings.instance_id,
                     "cache": service.cache.enabled})

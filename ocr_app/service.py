@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,9 @@ from .images import decode_image, sniff_format
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# How long a request waits for its worker's engine to load before it gets 503 + Retry-After.
+LOAD_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class OcrService:
         self._loaded = threading.Event()
         self._trim = _malloc_tuning()
         self._drain_flag = Path(settings.runtime_dir, "draining") if settings.runtime_dir else None
+        self._ready_dir = Path(settings.runtime_dir, "ready") if settings.runtime_dir else None
 
     # lifecycle
     def start(self, background: bool = True) -> None:
@@ -96,6 +101,9 @@ class OcrService:
                 engine.warm_up()
             self._trim()  # hand back what model loading and the warm-up freed
             self._engine = engine
+            if self._ready_dir is not None:
+                self._ready_dir.mkdir(parents=True, exist_ok=True)
+                (self._ready_dir / str(os.getpid())).touch()
         except Exception as exc:  # reported by /ready; the worker stays up to say why
             self._load_error = str(exc)
             log.exception("OCR engine failed to load")
@@ -115,12 +123,30 @@ class OcrService:
 
     @property
     def ready(self) -> bool:
-        return self._engine is not None and not self.draining
+        """Ready once every worker of the instance has its engine, so no request meets a cold worker."""
+        if self._engine is None or self.draining:
+            return False
+        return self._ready_dir is None or self.ready_workers() >= self.settings.workers
+
+    def ready_workers(self) -> int:
+        """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""
+        if self._ready_dir is None:
+            return int(self._engine is not None)
+        count = 0
+        for marker in self._ready_dir.iterdir():
+            try:
+                os.kill(int(marker.name), 0)
+                count += 1
+            except (ValueError, ProcessLookupError, PermissionError):
+                continue
+        return count
 
     # requests
     def ocr(self, data: bytes, bypass_cache: bool = False) -> Outcome:
         """OCR the uploaded bytes, answering from the cache when it can."""
         started = time.perf_counter()
+        if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
+            self._loaded.wait(LOAD_WAIT_SECONDS)
         engine = self._engine
         if engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()

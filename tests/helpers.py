@@ -16,6 +16,8 @@ from pathlib import Path
 import requests
 from PIL import Image, ImageDraw, ImageFont
 
+from fleetctl.procs import find_binary
+
 REPO = Path(__file__).resolve().parent.parent
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/wqy")
 
@@ -71,8 +73,10 @@ def text_image(text: str, size: tuple[int, int] = (640, 160), font: str = "DejaV
 
 
 def consul_binary() -> str:
-    found = shutil.which("consul") or str(REPO / ".fleet" / "bin" / "consul")
-    if not Path(found).exists():
+    """The same Consul fleetctl would run (FLEET_HOME's, the checkout's, then PATH)."""
+    home = os.environ.get("FLEET_HOME")
+    found = find_binary("consul", Path(home) if home else None)
+    if found is None:
         raise FileNotFoundError("consul not found: run scripts/install-deps.sh")
     return found
 
