@@ -98,7 +98,7 @@ def make_plan(fleet: Fleet, desired: int) -> Plan:
     actual = fleet.backend.list()
     span = desired + len(actual) + 64
     busy = busy_ports(fleet.cfg.base_port, span, (i.port for i in actual))
-    return plan(desired, actual, config_hash(fleet.cfg, fleet.backend.name),
+    return plan(desired, actual, config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact()),
                 base_port=fleet.cfg.base_port, busy_ports=busy)
 
 
@@ -144,7 +144,7 @@ def start_instance(fleet: Fleet, instance_id: str, port: int) -> InstanceInfo:
     spec = InstanceSpec(
         id=instance_id,
         port=port,
-        config_hash=config_hash(cfg, fleet.backend.name),
+        config_hash=config_hash(cfg, fleet.backend.name, fleet.backend.artifact()),
         env=instance_env(cfg, instance_id, port, runtime),
     )
     info = fleet.backend.start(spec)

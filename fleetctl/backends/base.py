@@ -91,6 +91,11 @@ class Backend(abc.ABC):
     def is_alive(self, info: InstanceInfo) -> bool:
         """Whether the instance is still running; used to fail fast while waiting for readiness."""
 
+    def artifact(self) -> str:
+        """What the instances run (an image ID, a source hash): part of the config hash, so a rebuilt
+        image or updated code shows as drift and gets replaced like a changed setting."""
+        return ""
+
     def preflight(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Fail before anything starts if the backend cannot start instances (e.g. image missing)."""
 
@@ -105,10 +110,11 @@ def instance_id(port: int) -> str:
     return f"ocr-{port}"
 
 
-def config_hash(cfg: FleetConfig, backend: str) -> str:
+def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
     """Hash of every setting that shapes an instance, so drift shows and gets replaced (compose's idea)."""
     relevant: dict[str, object] = {
         "backend": backend,
+        "artifact": artifact,
         "workers": cfg.workers,
         "threads": cfg.threads,
         "max_upload_mb": cfg.max_upload_mb,

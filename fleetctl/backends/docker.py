@@ -110,6 +110,13 @@ class DockerBackend(Backend):
         self.cfg = cfg
         self.client = client
 
+    def artifact(self) -> str:
+        """The image's ID: a rebuilt `ocr-fleet:latest` has a new one, so its containers show as stale."""
+        try:
+            return str(self.client.images.get(self.cfg.image).id)
+        except Exception:  # noqa: BLE001 - a missing image is preflight's to report
+            return ""
+
     def _filters(self) -> dict[str, builtins.list[str]]:
         return {"label": [f"{LABEL}=1", f"{LABEL}.fleet={fleet_label(self.cfg)}"]}
 

@@ -8,6 +8,7 @@ config hash).
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import os
 import shutil
@@ -91,6 +92,18 @@ def _wait_group_gone(pgid: int, deadline: float, sleep: Callable[[float], None])
         sleep(POLL_S)
 
 
+def source_hash() -> str:
+    """sha256 over the ocr_app package files as installed (editable or not)."""
+    import ocr_app
+
+    root = Path(ocr_app.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 class ProcessBackend(Backend):
     """Instances as detached gunicorn process groups under FLEET_HOME."""
 
@@ -102,6 +115,10 @@ class ProcessBackend(Backend):
         self.cfg = cfg
         self.python = python
         self._sleep = sleep
+
+    def artifact(self) -> str:
+        """A hash of the instance's code, so a code update shows as drift like a changed setting."""
+        return source_hash()
 
     # -- files -------------------------------------------------------------
     def _pid_file(self, instance_id: str) -> Path:

@@ -232,3 +232,15 @@ def test_unknown_backend_name_is_a_fleet_error(cfg: FleetConfig) -> None:
 
     with pytest.raises(BackendUnavailable, match="unknown backend"):
         make_backend("kubernetes", cfg)
+
+
+def test_a_new_artifact_is_drift() -> None:
+    """A rebuilt image or updated code changes the config hash, so the planner replaces instances."""
+    from fleetctl.backends.base import config_hash
+    from fleetctl.backends.process import source_hash
+    from fleetctl.config import FleetConfig
+
+    cfg = FleetConfig()
+    assert config_hash(cfg, "docker", "sha256:aaa") != config_hash(cfg, "docker", "sha256:bbb")
+    assert config_hash(cfg, "process", source_hash()) == config_hash(cfg, "process", source_hash())
+    assert len(source_hash()) == 12
