@@ -79,13 +79,17 @@ def _machine(m: dict[str, Any], results: dict[str, Any]) -> str:
 def _summary(s: dict[str, Any]) -> str:
     by_c = ", ".join(f"c={c}: {_f(r)}" for c, r in (s.get("fleet_over_peer_by_c") or {}).items()) or "–"
     rows = [
-        ["engine limit (load image, best K)", f"{_f(s.get('engine_limit_img_s'), 3)} img/s"],
+        ["engine limit (load image, K = cores)", f"{_f(s.get('engine_limit_img_s'), 3)} img/s"],
         ["engine limit (whole image set, best K)", f"{_f(s.get('engine_limit_set_img_s'), 3)} img/s"],
         [f"fleet cold throughput at {s.get('all_cores_instances')} instance(s) (all cores)",
          f"{_f(s.get('fleet_cold_img_s'), 3)} img/s at c={s.get('fleet_cold_at_c')}"],
         ["**fleet cold / engine limit**", f"**{_f(s.get('cold_over_limit'), 3)}**"],
+        ["↳ the same per CPU-second each side got (net of neighbours)",
+         f"{_f(s.get('cold_over_limit_per_core'), 3)} ({_f(s.get('fleet_cold_img_per_core_s'), 3)} vs "
+         f"{_f(s.get('engine_img_per_core_s'), 3)} img per core-second)"],
         ["rapidocr-api best throughput (c ≥ 4)", f"{_f(s.get('peer_req_s'), 3)} req/s at c={s.get('peer_at_c')}"],
         ["**fleet / rapidocr-api at equal concurrency (worst)**", f"**{_f(s.get('fleet_over_peer'), 3)}** ({by_c})"],
+        ["↳ the same per CPU-second each side got (worst)", _f(s.get("fleet_over_peer_per_core"), 3)],
         ["**warm req/s at c=50**", f"**{_f(s.get('warm_req_s_c50'), 1)}**"],
         ["warm p99 at c=50", f"{_f(s.get('warm_p99_ms_c50'), 1)} ms"],
         ["**failed + non-2xx, whole fleet matrix**",
@@ -153,23 +157,52 @@ def _profiles(profiles: dict[str, Any]) -> str:
     return out
 
 
+def _cores(cpu: dict[str, Any] | None) -> str:
+    c = cpu or {}
+    return (f"instances {_f(c.get('server_cores'))}, plumbing {_f(c.get('infra_cores'))}, ab "
+            f"{_f(c.get('client_cores'))}, everything else {_f(c.get('other_cores'))} cores")
+
+
+def _why(key: str, s: dict[str, Any], results: dict[str, Any]) -> str:
+    """Evidence from the same run for one missed target: CPU split, per-core ratios, failing levels."""
+    full = (results.get("fleet") or {}).get("all_cores_instances")
+    cold = levels(results, "fleet", "cold", full)
+    warm = [lv for lv in levels(results, "fleet", "warm", full) if lv["concurrency"] == 50]
+    if key == "cold_over_limit" and cold:
+        best = max(cold, key=lambda lv: lv["ab"]["ok_per_s"])
+        eff = s.get("cold_over_limit_per_core")
+        where = ("per CPU-second it matches the engine, so the gap is CPU the instances did not get"
+                 if eff is not None and eff >= 0.95 else
+                 "per CPU-second it is also below the engine, so the serving path itself costs time "
+                 "(see the cold profile)")
+        return (f"Per CPU-second the fleet reaches {_f(eff, 3)} of the engine: {where}. During its best cold "
+                f"level (c={best['concurrency']}): {_cores(best.get('cpu'))}.")
+    if key == "fleet_over_peer":
+        by_c = ", ".join(f"c={c}: {_f(r)}" for c, r in (s.get("fleet_over_peer_by_c") or {}).items())
+        return (f"Per CPU-second each side got, the ratio is {_f(s.get('fleet_over_peer_per_core'), 3)}; by "
+                f"concurrency: {by_c}. Both run the same models from the same wheel; the peer's CPU use per "
+                "level is in its table.")
+    if key in ("warm_req_s_c50", "warm_p99_ms_c50") and warm:
+        return f"At warm c=50: {_cores(warm[0].get('cpu'))} (see the warm profile for the instance's share)."
+    if key == "failed_total":
+        bad = [f"{lv['instances']}i {lv['mode']} c={lv['concurrency']}: failed {lv['ab']['failed_real']}, "
+               f"non-2xx {lv['ab']['non_2xx']}" for lv in levels(results, "fleet")
+               if lv["ab"]["failed_real"] or lv["ab"]["non_2xx"]]
+        return "Levels with failures: " + "; ".join(bad) + "." if bad else ""
+    if key == "rss_mb_max":
+        return f"Largest RSS per instance count: {s.get('rss_mb_by_instances')}."
+    return ""
+
+
 def _misses(checks: list[dict[str, Any]], results: dict[str, Any]) -> str:
     missed = [c for c in checks if c["met"] is False]
     if not missed:
         return "Every measured target was met in this run.\n"
-    full = (results.get("fleet") or {}).get("all_cores_instances")
+    s = results.get("summary") or {}
     out = ""
     for c in missed:
-        out += f"- **{c['label']}**: {c['gap']}.\n"
-    cold = levels(results, "fleet", "cold", full)
-    if cold:
-        busiest = max(cold, key=lambda lv: lv["ab"]["ok_per_s"])
-        cpu = busiest.get("cpu") or {}
-        out += (f"\nDuring the best cold level (c={busiest['concurrency']}, {full} instances) the instances kept "
-                f"{_f(cpu.get('server_cores'))} cores busy, nginx and Redis {_f(cpu.get('infra_cores'))}, ab "
-                f"{_f(cpu.get('client_cores'))}, and the rest of the machine {_f(cpu.get('other_cores'))} "
-                f"(machine total {_f(cpu.get('machine_busy_cores'))} of "
-                f"{(results.get('machine') or {}).get('cores_usable')}).\n")
+        why = _why(c["key"], s, results)
+        out += f"- **{c['label']}**: {c['gap']}." + (f" {why}" if why else "") + "\n"
     return out
 
 

@@ -60,6 +60,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a is not None and b else None
 
 
+def per_core(rate: float | None, cpu: dict[str, Any] | None, groups: tuple[str, ...]) -> float | None:
+    """Images per CPU-second the measured side actually got: robust to neighbours taking cores.
+
+    The fleet is charged for its instances and its plumbing (nginx, Redis, Consul, sync loop).
+    """
+    if rate is None or not cpu:
+        return None
+    cores = sum(float(cpu.get(f"{g}_cores") or 0.0) for g in groups)
+    return round(rate / cores, 4) if cores > 0 else None
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """The ratios the issue asks for, all from this one run."""
     engine = results.get("engine") or {}
@@ -71,15 +82,24 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     best_cold = max(cold, key=lambda lv: lv["ab"]["ok_per_s"], default=None)
     fleet_cold = best_cold["ab"]["ok_per_s"] if best_cold else None
 
+    limit_run = next((r for r in engine.get("runs", []) if r.get("label") == results.get("load_image")), None)
+    engine_eff = per_core(limit, limit_run.get("cpu") if limit_run else None, ("engine",))
+    fleet_eff = per_core(fleet_cold, best_cold.get("cpu") if best_cold else None, ("server", "infra"))
+
     peer_levels = [lv for lv in levels(results, "peer") if lv["concurrency"] >= PEER_MIN_C]
     best_peer = max(peer_levels, key=lambda lv: lv["ab"]["ok_per_s"], default=None)
     by_c: dict[str, float | None] = {}
-    cold_by_c = {lv["concurrency"]: lv["ab"]["ok_per_s"] for lv in cold}
+    by_c_core: dict[str, float | None] = {}
+    cold_by_c = {lv["concurrency"]: lv for lv in cold}
     for lv in peer_levels:
         c = lv["concurrency"]
         if c in cold_by_c:
-            by_c[str(c)] = _ratio(cold_by_c[c], lv["ab"]["ok_per_s"])
+            mine = cold_by_c[c]
+            by_c[str(c)] = _ratio(mine["ab"]["ok_per_s"], lv["ab"]["ok_per_s"])
+            by_c_core[str(c)] = _ratio(per_core(mine["ab"]["ok_per_s"], mine.get("cpu"), ("server", "infra")),
+                                       per_core(lv["ab"]["ok_per_s"], lv.get("cpu"), ("server",)))
     ratios = [v for v in by_c.values() if v is not None]
+    core_ratios = [v for v in by_c_core.values() if v is not None]
 
     warm50 = next((lv for lv in levels(results, "fleet", "warm", full) if lv["concurrency"] == WARM_C), None)
     matrix = levels(results, "fleet")
@@ -98,10 +118,16 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "fleet_cold_img_s": fleet_cold,
         "fleet_cold_at_c": best_cold["concurrency"] if best_cold else None,
         "cold_over_limit": _ratio(fleet_cold, limit),
+        # The same ratio per CPU-second each side got: what the serving stack costs, net of neighbours.
+        "engine_img_per_core_s": engine_eff,
+        "fleet_cold_img_per_core_s": fleet_eff,
+        "cold_over_limit_per_core": _ratio(fleet_eff, engine_eff),
         "peer_req_s": best_peer["ab"]["ok_per_s"] if best_peer else None,
         "peer_at_c": best_peer["concurrency"] if best_peer else None,
         "fleet_over_peer": min(ratios) if ratios else None,
         "fleet_over_peer_by_c": by_c,
+        "fleet_over_peer_per_core": min(core_ratios) if core_ratios else None,
+        "fleet_over_peer_per_core_by_c": by_c_core,
         "warm_req_s_c50": warm50["ab"]["ok_per_s"] if warm50 else None,
         "warm_p99_ms_c50": warm50["ab"].get("p99_ms") if warm50 else None,
         "failed_total": failed_real + non_2xx if matrix else None,

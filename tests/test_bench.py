@@ -268,6 +268,19 @@ def test_summary_keys_and_ratios() -> None:
     assert s["rss_mb_max"] == 260.5
 
 
+def test_per_core_ratios_discount_cores_taken_by_neighbours() -> None:
+    results = _results()
+    results["load_image"] = "receipt_en"
+    results["engine"]["runs"] = [{"label": "receipt_en", "processes": 2, "cpu": {"engine_cores": 1.0}}]
+    best = results["fleet"]["levels"][3]  # 2 instances, c=4, 1.9 img/s
+    best["cpu"] = {"server_cores": 1.8, "infra_cores": 0.2}
+    s = summary.summarize(results)
+    assert s["engine_img_per_core_s"] == 2.0  # 2.0 img/s on the one core the engine got
+    assert s["fleet_cold_img_per_core_s"] == 0.95  # 1.9 img/s on 2.0 cores, plumbing included
+    assert s["cold_over_limit_per_core"] == pytest.approx(0.475)
+    assert summary.per_core(1.0, {"server_cores": 0.0}, ("server",)) is None
+
+
 def test_targets_say_by_how_much() -> None:
     checks = {c["key"]: c for c in summary.check_targets(summary.summarize(_results()))}
     assert checks["cold_over_limit"]["met"] is True
