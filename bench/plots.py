@@ -20,6 +20,12 @@ FILES = {
 }
 
 
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """A legend only where something was drawn (matplotlib warns on an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _instance_counts(results: dict[str, Any]) -> list[int]:
     return sorted({lv["instances"] for lv in levels(results, "fleet")})
 
@@ -60,7 +66,7 @@ def latency(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("latency (ms, log)")
         ax.set_title(f"{mode}: latency vs concurrency")
         _concurrency_axis(ax, results)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -86,7 +92,7 @@ def throughput(results: dict[str, Any], path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.set_title("cold throughput vs instances, against the engine limit")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -108,7 +114,7 @@ def failures(results: dict[str, Any], path: Path) -> None:
     ax.set_ylim(-2, 102)
     ax.set_title("failure rate vs concurrency (Length mismatches are not failures)")
     _concurrency_axis(ax, results)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -127,7 +133,7 @@ def cold_warm(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel(label + " (log)")
         ax.set_title(f"cold vs warm at {full} instance(s): {label}")
         _concurrency_axis(ax, results)
-        ax.legend()
+        _legend(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from werkzeug.formparser import parse_form_data
 from werkzeug.test import EnvironBuilder
 
-from bench import ab, engine_limit, images, peer, plan, procs, profile, report, score, smoke, summary
+from bench import ab, engine_limit, images, peer, plan, plots, procs, profile, report, score, smoke, summary
 from bench.__main__ import main
 from bench.fleet import FleetSession, FleetStatus
 
@@ -509,3 +509,13 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
 def test_cli_rejects_bad_lists() -> None:
     result = CliRunner().invoke(main, ["--instances", "1,x", "--no-fleet", "--no-peer", "--no-engine"])
     assert result.exit_code == 2 and "comma-separated" in result.output
+
+
+def test_plots_draw_partial_runs_without_warnings(tmp_path: Path) -> None:
+    results = _results()
+    results["fleet"]["levels"] = [lv for lv in results["fleet"]["levels"] if lv["mode"] == "cold"]
+    results["peer"] = {}
+    made = plots.render_all(results, tmp_path)  # warnings are errors in this suite
+    assert sorted(made) == ["cold_warm", "failures", "latency", "throughput"]
+    assert all((tmp_path / name).stat().st_size > 1000 for name in made.values())
+    assert plots.render_all({}, tmp_path / "empty") == {}
