@@ -6,7 +6,6 @@ docs/benchmarks.md, and `--rerender` rebuilds a run's report and plots from its 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,8 +13,8 @@ from pathlib import Path
 import click
 
 from . import plan as plans
-from . import plots, report
 from . import smoke as smoke_mod
+from .publish import publish
 from .runner import REPO, Options, Run, write_outputs
 
 
@@ -40,21 +39,6 @@ def _say(message: str) -> None:
     click.echo(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", err=True)
 
 
-def publish(run_dir: Path, docs: Path) -> Path:
-    """docs/benchmarks.md plus its PNGs under docs/benchmarks/: the committed latest full report."""
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    assets = docs / "benchmarks"
-    assets.mkdir(parents=True, exist_ok=True)
-    made = {}
-    for key, name in plots.FILES.items():
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, assets / name)
-            made[key] = name
-    target = docs / "benchmarks.md"
-    target.write_text(report.render(results, made, asset_prefix="benchmarks/"), encoding="utf-8")
-    return target
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="The short form: instances 1,2; concurrency 1,4,16; peer at c=4.")
 @click.option("--smoke", is_flag=True, help="Pipeline self-test against a tiny built-in server (seconds).")
@@ -74,15 +58,17 @@ def publish(run_dir: Path, docs: Path) -> Path:
 @click.option("--fleetctl", "fleetctl_cmd", help="fleetctl command line [default: python -m fleetctl].")
 @click.option("--publish", "publish_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Copy a finished run's report and plots into docs/benchmarks.md and stop.")
+@click.option("--docs", "docs_dir", type=click.Path(file_okay=False, path_type=Path), default=REPO / "docs",
+              show_default="docs/", help="Where --publish writes benchmarks.md.")
 @click.option("--rerender", "rerender_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
 def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
          concurrency: str | None, load_image: str | None, peer_workers: int | None, no_engine: bool,
          no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
-         publish_dir: Path | None, rerender_dir: Path | None) -> None:
+         publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None) -> None:
     """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
     if publish_dir:
-        click.echo(publish(publish_dir, REPO / "docs"))
+        click.echo(publish(publish_dir, docs_dir))
         return
     if rerender_dir:
         results = json.loads((rerender_dir / "results.json").read_text(encoding="utf-8"))

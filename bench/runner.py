@@ -175,7 +175,7 @@ class Run:
                     command = self.opts.fleetctl or default_command()
                     self.session = FleetSession(FleetCtl(self.raw / "fleetctl.log", command))
                     self.session.__enter__()
-                    self.say(f"fleet: bringing up {plan.instances[0]} instance(s)")
+                    self.say(f"fleet: preparing {plan.instances[0]} instance(s) (fleetctl up or scale)")
                     self.session.scale_to(plan.instances[0])
                 if installer is not None:
                     installer.join()

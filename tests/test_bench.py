@@ -21,6 +21,7 @@ from werkzeug.test import EnvironBuilder
 from bench import ab, engine_limit, images, peer, plan, plots, procs, profile, report, score, smoke, summary
 from bench.__main__ import main
 from bench.fleet import FleetSession, FleetStatus
+from bench.publish import publish
 
 HEAD = """This is ApacheBench, Version 2.3 <$Revision$>
 Copyright 1996 Adam Twiss, Zeus Technology Ltd, http://www.zeustech.net/
@@ -500,10 +501,13 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     # the CLI re-renders that run and publishes it into a docs folder
     cli = CliRunner().invoke(main, ["--rerender", str(out_dir)])
     assert cli.exit_code == 0, cli.output
-    from bench.__main__ import publish
-    doc = publish(out_dir, tmp_path / "docs")
-    assert "](benchmarks/latency_vs_concurrency.png)" in doc.read_text(encoding="utf-8")
+    cli = CliRunner().invoke(main, ["--publish", str(out_dir), "--docs", str(tmp_path / "docs")])
+    assert cli.exit_code == 0, cli.output
+    text = (tmp_path / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks") and "\n## Latest report:" in text and "\n### Summary" in text
+    assert "](benchmarks/latency_vs_concurrency.png)" in text
     assert (tmp_path / "docs" / "benchmarks" / "cold_vs_warm.png").exists()
+    assert publish(out_dir, tmp_path / "docs2").name == "benchmarks.md"
 
 
 def test_cli_rejects_bad_lists() -> None:
