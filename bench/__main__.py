@@ -49,6 +49,8 @@ def _say(message: str) -> None:
 @click.option("--concurrency", help="Concurrency levels for cold, warm and peer runs, e.g. 1,4,16.")
 @click.option("--load-image", help="Name of the set image ab posts [default: the one nearest the mean cost].")
 @click.option("--peer-workers", type=click.IntRange(min=1), help="rapidocr_api -workers [default: cores].")
+@click.option("--peer-threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="ONNX Runtime threads per rapidocr-api worker; 0 = rapidocr's stock default.")
 @click.option("--no-engine", is_flag=True, help="Skip the in-process engine limit.")
 @click.option("--no-fleet", is_flag=True, help="Skip the fleet matrix.")
 @click.option("--no-peer", is_flag=True, help="Skip rapidocr-api.")
@@ -63,7 +65,8 @@ def _say(message: str) -> None:
 @click.option("--rerender", "rerender_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
 def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
-         concurrency: str | None, load_image: str | None, peer_workers: int | None, no_engine: bool,
+         concurrency: str | None, load_image: str | None, peer_workers: int | None, peer_threads: int,
+         no_engine: bool,
          no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
          publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None) -> None:
     """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
@@ -88,7 +91,8 @@ def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, ins
         changes["profile_s"] = plans.FULL.profile_s if profile else 0.0
     changes.update({k: False for k, off in (("engine", no_engine), ("fleet", no_fleet), ("peer", no_peer)) if off})
     opts = Options(plan=plan.replace(**changes), images_dir=images_dir, url=url, load_image=load_image,
-                   peer_workers=peer_workers, fleetctl=fleetctl_cmd.split() if fleetctl_cmd else None)
+                   peer_workers=peer_workers, peer_threads=peer_threads,
+                   fleetctl=fleetctl_cmd.split() if fleetctl_cmd else None)
     if out_root:
         opts.out_root = out_root
     out_dir = Run(opts, _say).execute()

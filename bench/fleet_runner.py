@@ -6,6 +6,7 @@ instance count the instances' RSS is recorded as `fleetctl status` reports it.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,7 @@ class FleetBench:
     url: str | None = None
     profiler: Profiler | None = None
     ab_path: str = "ab"
+    _access_log: Path | None = None
 
     def run(self, out: dict[str, Any]) -> None:
         """Fill `out` as levels complete; `save` persists it so an interrupted run keeps its data."""
@@ -56,6 +58,8 @@ class FleetBench:
             ports = status.ports()
             pids = lambda ports=ports: procs.listening_pids(ports)  # noqa: E731 - re-read: workers may restart
             infra = _infra_pids(status)
+            access = (status.services.get("nginx") or {}).get("access_log")
+            self._access_log = Path(access) if access else None
             self._warm_up(url, n)
             if n == full and self.plan.accuracy:
                 out["accuracy"] = self._accuracy(url)
@@ -82,9 +86,12 @@ class FleetBench:
 
     def _level(self, out: dict[str, Any], n: int, mode: str, what: load.Load, c: int, requests_n: int,
                limit: float, pids: Callable[[], list[int]], infra: list[int]) -> None:
+        log = AccessLog.at(self._access_log)
         level = load.run_level(what, c, requests_n, limit, pids, self.raw_dir, f"fleet-{n}i-{mode}-c{c}",
                                self.ab_path, infra_pids=infra)
         level.update(target="fleet", instances=n, mode=mode)
+        if log is not None:
+            level["gateway_status"] = log.statuses()
         out["levels"].append(level)
         self.say(f"fleet {n}i {mode:4} {load.describe(level)}")
         self.save()
@@ -136,6 +143,33 @@ class FleetBench:
         self.say(f"profile {mode}: {load.describe(level)}")
         return {"instances": n, "concurrency": c, "seconds": seconds, "level": level,
                 "profile": prof.to_json() if prof else None, "raw": f"raw/{raw.name}"}
+
+
+@dataclass
+class AccessLog:
+    """The gateway's JSON access log from a mark on: which status codes ab's "non-2xx" were."""
+
+    path: Path
+    offset: int
+
+    @classmethod
+    def at(cls, path: Path | None) -> AccessLog | None:
+        """Mark the log's current end; None when the gateway keeps no log we can read."""
+        if path is None or not path.exists():
+            return None
+        return cls(path, path.stat().st_size)
+
+    def statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            for raw in fh:
+                try:
+                    code = str(json.loads(raw)["status"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                counts[code] = counts.get(code, 0) + 1
+        return dict(sorted(counts.items()))
 
 
 def _first_port(session: FleetSession) -> int:

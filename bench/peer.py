@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import requests
 
 from . import procs, score
-from .images import BenchImage
+from .images import BenchImage, content_type
 
 PACKAGE = "rapidocr-api"
 READY_TIMEOUT_S = 180.0
@@ -93,11 +93,39 @@ def describe(python: Path) -> dict[str, object]:
     return info
 
 
+_CONFIGURE = """
+import pathlib, shutil, sys, rapidocr, yaml
+path = pathlib.Path(rapidocr.__file__).parent / "config.yaml"
+stock = path.with_name("config.yaml.bench-stock")
+if not stock.exists():
+    shutil.copy2(path, stock)
+cfg = yaml.safe_load(stock.read_text(encoding="utf-8"))
+threads = int(sys.argv[1])
+if threads > 0:
+    ort = cfg["EngineConfig"]["onnxruntime"]
+    ort["intra_op_num_threads"] = threads
+    ort["inter_op_num_threads"] = 1
+path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+"""
+
+
+def configure_threads(python: Path, threads: int) -> None:
+    """ONNX Runtime threads per peer worker, through rapidocr's config.yaml: the server's only knob.
+
+    0 restores rapidocr's stock setting (ONNX Runtime's default: a thread per core in every worker).
+    The stock file is kept beside it, so any setting can be undone.
+    """
+    out = subprocess.run([str(python), "-c", _CONFIGURE, str(threads)], capture_output=True, text=True,
+                         timeout=120)
+    if out.returncode != 0:
+        raise PeerError(f"cannot configure the peer's threads: {out.stderr.strip()[-300:]}")
+
+
 def multipart_body(image: Path, out: Path, field: str = "image_file") -> str:
     """Write a one-file multipart body for `ab -p`; returns the Content-Type with its boundary."""
     boundary = "bench" + uuid.uuid5(uuid.NAMESPACE_URL, image.name).hex
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{image.name}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode()
+            f"Content-Type: {content_type(image)}\r\n\r\n").encode()
     out.write_bytes(head + image.read_bytes() + f"\r\n--{boundary}--\r\n".encode())
     return f"multipart/form-data; boundary={boundary}"
 
@@ -160,7 +188,8 @@ def accuracy(url: str, imgs: list[BenchImage]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         try:
             with open(image.path, "rb") as fh:
-                resp = requests.post(url, files={"image_file": (image.path.name, fh, "image/jpeg")}, timeout=300)
+                resp = requests.post(url, files={"image_file": (image.path.name, fh, content_type(image.path))},
+                                     timeout=300)
             code, payload = resp.status_code, resp.json()
         except (requests.RequestException, ValueError):
             code, payload = 0, None

@@ -45,8 +45,11 @@ def _level_rows(rows: list[dict[str, Any]], with_instances: bool) -> list[list[A
     out = []
     for lv in sorted(rows, key=lambda r: (r.get("instances", 0), r["concurrency"])):
         a, cpu = lv["ab"], lv.get("cpu") or {}
+        codes = {k: v for k, v in (lv.get("gateway_status") or {}).items() if not k.startswith("2")}
         flags = " ".join(f for f, on in (("time-limited", a.get("time_limited")),
-                                          (f"aborted: {a.get('aborted')}", a.get("aborted"))) if on)
+                                          (f"aborted: {a.get('aborted')}", a.get("aborted")),
+                                          ("gateway: " + ", ".join(f"{k}×{v}" for k, v in codes.items()), codes))
+                         if on)
         row = [lv["concurrency"], a["complete"], a["ok_per_s"], a.get("mean_ms"), a.get("median_ms"),
                a.get("p95_ms"), a.get("p99_ms"), a["failed_real"], a["non_2xx"], a["failed_length"],
                f"{_f(cpu.get('server_cores'))}/{_f(cpu.get('infra_cores'))}/{_f(cpu.get('client_cores'))}"
@@ -67,9 +70,10 @@ def _machine(m: dict[str, Any], results: dict[str, Any]) -> str:
     env = ", ".join(f"{k}={val}" for k, val in (m.get("fleet_env") or {}).items()) or "defaults"
     return (f"- CPU: {m.get('cpu')}; {m.get('cores_usable')} usable cores; {m.get('memory_gib')} GiB RAM; "
             f"{m.get('os')}; Python {m.get('python')}\n"
-            f"- Load average at start / end: {m.get('load_avg_start')} / {results.get('load_avg_end')}; "
-            f"cores busy with other work during measurements: mean {_f(s.get('noise_other_cores_mean'))}, "
-            f"max {_f(s.get('noise_other_cores_max'))}\n"
+            f"- Cores busy with other work (neighbours) during measurements: mean "
+            f"{_f(s.get('noise_other_cores_mean'))}, max {_f(s.get('noise_other_cores_max'))}; load average at "
+            f"start / end: {m.get('load_avg_start')} / {results.get('load_avg_end')} (runnable threads, the "
+            "bench's own included)\n"
             f"- Versions: {', '.join(f'{k} {val}' for k, val in v.items())}\n"
             f"- Commit: `{m.get('commit')}`; fleet settings: {env}\n"
             f"- Run: {results.get('mode')} plan, started {results.get('started')}, "
@@ -134,10 +138,18 @@ def _peer(p: dict[str, Any], summary: dict[str, Any]) -> str:
     out = (f"`rapidocr_api -ip 127.0.0.1 -p PORT -workers {p.get('workers')}`, multipart field `image_file`; "
            f"{versions}. Bundled models: {', '.join(info.get('bundled_models') or [])}; "
            f"verified on load: {models.get('bundled_models_verified')}; "
-           f"download attempted: {models.get('download_attempted')}. Its ONNX Runtime threads are left at "
-           "rapidocr's default (one per core, per worker).\n\n")
+           f"download attempted: {models.get('download_attempted')}. {_peer_threads(p)}\n\n")
     out += _table(LEVEL_HEADER, _level_rows(p.get("levels") or [], False))
     return out
+
+
+def _peer_threads(p: dict[str, Any]) -> str:
+    threads = p.get("threads")
+    if not threads:
+        return "ONNX Runtime threads: rapidocr's stock default (a thread per core in every worker)."
+    return (f"ONNX Runtime threads: {threads} per worker, set in the peer's rapidocr `config.yaml` (its only "
+            f"knob), so {p.get('workers')} workers x {threads} thread(s) use the same cores as the fleet's "
+            "instances; `--peer-threads 0` measures rapidocr's stock setting instead.")
 
 
 def _profiles(profiles: dict[str, Any]) -> str:
@@ -179,19 +191,57 @@ def _why(key: str, s: dict[str, Any], results: dict[str, Any]) -> str:
                 f"level (c={best['concurrency']}): {_cores(best.get('cpu'))}.")
     if key == "fleet_over_peer":
         by_c = ", ".join(f"c={c}: {_f(r)}" for c, r in (s.get("fleet_over_peer_by_c") or {}).items())
-        return (f"Per CPU-second each side got, the ratio is {_f(s.get('fleet_over_peer_per_core'), 3)}; by "
-                f"concurrency: {by_c}. Both run the same models from the same wheel; the peer's CPU use per "
-                "level is in its table.")
-    if key in ("warm_req_s_c50", "warm_p99_ms_c50") and warm:
-        return f"At warm c=50: {_cores(warm[0].get('cpu'))} (see the warm profile for the instance's share)."
+        share = _engine_share(results)
+        inside = (f" The cold profile puts {share:.0f}% of an instance's samples inside the OCR models, the "
+                  "same models the peer runs; with both sides CPU-bound on them, the ratio can exceed 1 only "
+                  "by what the peer wastes." if share is not None else "")
+        return (f"By concurrency: {by_c}. Per CPU-second each side got, the worst ratio is "
+                f"{_f(s.get('fleet_over_peer_per_core'), 3)}, and the fleet itself runs at "
+                f"{_f(s.get('cold_over_limit_per_core'), 3)} of the engine per CPU-second.{inside}")
+    if key == "warm_req_s_c50" and warm:
+        cpu = warm[0].get("cpu") or {}
+        cores = float((results.get("machine") or {}).get("cores_usable") or 0)
+        free = cores - float(cpu.get("client_cores") or 0) - float(cpu.get("other_cores") or 0)
+        busy = float(cpu.get("machine_busy_cores") or 0)
+        full = " all cores were busy, so CPU per request decides." if cores and busy >= 0.9 * cores else ""
+        return (f"At warm c=50: {_cores(cpu)};{full} The fleet spent {_f(_ms_per_request(warm[0]), 2)} ms of "
+                f"CPU per cache hit (instances and plumbing); 2000 req/s on the {_f(free)} cores left by ab "
+                f"and neighbours needs at most {_f(free / 2000 * 1000, 2)} ms. The warm profile shows where it "
+                "goes.")
+    if key == "warm_p99_ms_c50" and warm:
+        rate = warm[0]["ab"]["ok_per_s"]
+        mean = 50 / rate * 1000 if rate else None
+        return (f"With 50 requests always in flight, mean latency is 50 / throughput (Little's law): "
+                f"{_f(rate, 0)} req/s gives {_f(mean, 1)} ms, and the tail queues behind it; a 50 ms p99 at "
+                "c=50 needs well over 2000 req/s or a much tighter spread.")
     if key == "failed_total":
-        bad = [f"{lv['instances']}i {lv['mode']} c={lv['concurrency']}: failed {lv['ab']['failed_real']}, "
-               f"non-2xx {lv['ab']['non_2xx']}" for lv in levels(results, "fleet")
-               if lv["ab"]["failed_real"] or lv["ab"]["non_2xx"]]
+        bad = []
+        for lv in levels(results, "fleet"):
+            if lv["ab"]["failed_real"] or lv["ab"]["non_2xx"]:
+                codes = {k: v for k, v in (lv.get("gateway_status") or {}).items() if not k.startswith("2")}
+                seen = f" (gateway answered {', '.join(f'{k}×{v}' for k, v in codes.items())})" if codes else ""
+                bad.append(f"{lv['instances']}i {lv['mode']} c={lv['concurrency']}: failed "
+                           f"{lv['ab']['failed_real']}, non-2xx {lv['ab']['non_2xx']}{seen}")
         return "Levels with failures: " + "; ".join(bad) + "." if bad else ""
     if key == "rss_mb_max":
         return f"Largest RSS per instance count: {s.get('rss_mb_by_instances')}."
     return ""
+
+
+ENGINE_STAGES = ("detection", "recognition", "angle classifier", "rapidocr other (crop, sort, boxes)")
+
+
+def _engine_share(results: dict[str, Any]) -> float | None:
+    prof = (((results.get("fleet") or {}).get("profiles") or {}).get("cold") or {}).get("profile")
+    if not prof or not prof.get("samples"):
+        return None
+    return sum(prof["stages"].get(k, 0) for k in ENGINE_STAGES) / prof["samples"] * 100
+
+
+def _ms_per_request(level: dict[str, Any]) -> float | None:
+    cpu, rate = level.get("cpu") or {}, level["ab"]["ok_per_s"]
+    cores = float(cpu.get("server_cores") or 0) + float(cpu.get("infra_cores") or 0)
+    return cores / rate * 1000 if rate and cores else None
 
 
 def _misses(checks: list[dict[str, Any]], results: dict[str, Any]) -> str:

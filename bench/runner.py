@@ -37,6 +37,7 @@ class Options:
     fleetctl: list[str] | None = None
     load_image: str | None = None
     peer_workers: int | None = None
+    peer_threads: int = 1  # ONNX threads per peer worker; 0 = rapidocr's stock default
     engine_factory: str = engine_limit.DEFAULT_FACTORY
     seed: int = images.DEFAULT_SEED
     ab_path: str = "ab"
@@ -131,7 +132,9 @@ class Run:
     def peer(self, python: Path, imgs: list[images.BenchImage], load_img: images.BenchImage) -> None:
         plan = self.opts.plan
         workers = self.opts.peer_workers or self.cores
-        out: dict[str, Any] = {"workers": workers, "info": peer.describe(python), "levels": []}
+        threads = self.opts.peer_threads
+        peer.configure_threads(python, threads)
+        out: dict[str, Any] = {"workers": workers, "threads": threads, "info": peer.describe(python), "levels": []}
         self.results["peer"] = out
         body = self.raw / "peer-body.bin"
         ctype = peer.multipart_body(load_img.path, body)
@@ -183,10 +186,7 @@ class Run:
                 if plan.fleet:
                     self.fleet(imgs, load_img)
                 if plan.peer:
-                    if "error" in install:
-                        self.results["peer"] = {"error": install["error"]}
-                    else:
-                        self.peer(install["python"], imgs, load_img)
+                    self._peer_step(install, imgs, load_img)
             except KeyboardInterrupt as exc:
                 self.results["interrupted"] = True
                 self.results["error"] = f"interrupted ({exc or 'Ctrl-C'})"
@@ -200,6 +200,22 @@ class Run:
                     self._cleanup(installer)
                     self.finish()
         return self.out_dir
+
+    def _peer_step(self, install: dict[str, Any], imgs: list[images.BenchImage],
+                   load_img: images.BenchImage) -> None:
+        """The peer is a comparison, not the subject: its failure is recorded and the run still completes."""
+        if "error" in install:
+            self.results["peer"] = {"error": install["error"]}
+            return
+        try:
+            self.peer(install["python"], imgs, load_img)
+        except Exception as exc:
+            self.results.setdefault("peer", {})["error"] = f"{type(exc).__name__}: {exc}"
+            (self.raw / "peer-error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            self.say(f"peer: {exc}")
+        finally:
+            if self.peer_server is not None:
+                self.peer_server.stop()
 
     def _install(self, out: dict[str, Any]) -> None:
         try:

@@ -18,7 +18,21 @@ from click.testing import CliRunner
 from werkzeug.formparser import parse_form_data
 from werkzeug.test import EnvironBuilder
 
-from bench import ab, engine_limit, images, peer, plan, plots, procs, profile, report, score, smoke, summary
+from bench import (
+    ab,
+    engine_limit,
+    fleet_runner,
+    images,
+    peer,
+    plan,
+    plots,
+    procs,
+    profile,
+    report,
+    score,
+    smoke,
+    summary,
+)
 from bench.__main__ import main
 from bench.fleet import FleetSession, FleetStatus
 from bench.publish import publish
@@ -523,3 +537,14 @@ def test_plots_draw_partial_runs_without_warnings(tmp_path: Path) -> None:
     assert sorted(made) == ["cold_warm", "failures", "latency", "throughput"]
     assert all((tmp_path / name).stat().st_size > 1000 for name in made.values())
     assert plots.render_all({}, tmp_path / "empty") == {}
+
+
+def test_gateway_access_log_names_the_non_2xx_codes(tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    log_path.write_text('{"status":200}\n', encoding="utf-8")
+    mark = fleet_runner.AccessLog.at(log_path)
+    assert mark is not None
+    with open(log_path, "a", encoding="utf-8") as fh:
+        fh.write('{"status":200,"uri":"/api/ocr"}\n{"status":504}\n{"status":503}\n{"status":504}\nnot json\n')
+    assert mark.statuses() == {"200": 1, "503": 1, "504": 2}
+    assert fleet_runner.AccessLog.at(tmp_path / "missing.log") is None
