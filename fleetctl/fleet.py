@@ -8,7 +8,6 @@ and only then sends SIGTERM. That order is what keeps the gateway at zero errors
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import time
@@ -17,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetctl import metrics_scrape
+from fleetctl import metrics_scrape, procs
 from fleetctl.backends.base import (
     Backend,
     FleetError,
@@ -102,16 +101,9 @@ def make_plan(fleet: Fleet, desired: int) -> Plan:
                 base_port=fleet.cfg.base_port, busy_ports=busy)
 
 
-@contextlib.contextmanager
-def scale_lock(cfg: FleetConfig) -> Iterator[None]:
+def scale_lock(cfg: FleetConfig) -> contextlib.AbstractContextManager[None]:
     """One scale at a time per fleet: two concurrent plans would pick the same free ports."""
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(cfg.run_dir / "scale.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return procs.file_lock(cfg.run_dir / "scale.lock")
 
 
 def scale(fleet: Fleet, desired: int, *, wait: bool = True, timeout: float = 180.0,

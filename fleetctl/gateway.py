@@ -170,6 +170,20 @@ def master_pid(cfg: FleetConfig) -> int | None:
     return procs.live_pid(pid_path(cfg), ("nginx", str(nginx_conf_path(cfg))))
 
 
+def install_validated(path: Path, new: str, old: str | None, reloader: Reloader) -> None:
+    """Write `new` atomically and have nginx check it; on failure put `old` back (or remove the file)
+    and re-raise, so a bad render never stays on disk for the next reload to pick up."""
+    procs.write_atomic(path, new)
+    try:
+        reloader.validate()
+    except GatewayError:
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            procs.write_atomic(path, old)
+        raise
+
+
 class NginxReloader:
     """Validates with `nginx -t` and reloads our master with SIGHUP, waiting for new workers."""
 

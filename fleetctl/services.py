@@ -7,11 +7,10 @@ External Consul/Redis (FLEET_CONSUL_ADDR / FLEET_REDIS_URL) are used as given, n
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,16 +91,9 @@ def _sweep(cfg: FleetConfig, name: str) -> list[int]:
     return found
 
 
-@contextlib.contextmanager
-def _lock(cfg: FleetConfig) -> Iterator[None]:
+def _lock(cfg: FleetConfig) -> contextlib.AbstractContextManager[None]:
     """Serialise concurrent `up`/`down` so two callers never start the same daemon twice."""
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(cfg.run_dir / "services.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return procs.file_lock(cfg.run_dir / "services.lock")
 
 
 def fleet_env(cfg: FleetConfig) -> dict[str, str]:
@@ -233,14 +225,9 @@ def _ensure_nginx(cfg: FleetConfig) -> tuple[int, bool]:
         procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([], cfg))
     reloader = NginxReloader(cfg)
     if new != old:
-        procs.write_atomic(conf, new)
         try:
-            reloader.validate()
+            gateway.install_validated(conf, new, old, reloader)
         except GatewayError as exc:
-            if old is None:
-                conf.unlink(missing_ok=True)
-            else:
-                procs.write_atomic(conf, old)
             raise ServiceError(f"rendered nginx.conf is invalid, kept the previous one: {exc}") from None
     pid = gateway.master_pid(cfg)
     if pid is not None:

@@ -144,14 +144,9 @@ def apply_backends(cfg: FleetConfig, backends: list[Backend], reloader: Reloader
     members = sorted(b.address for b in _unique_sorted(backends))
     if new == old:
         return False
-    procs.write_atomic(path, new)
     try:
-        reloader.validate()
+        gateway.install_validated(path, new, old, reloader)
     except GatewayError as exc:
-        if old is None:
-            path.unlink(missing_ok=True)
-        else:
-            procs.write_atomic(path, old)
         _update_state(cfg, last_error=str(exc), last_error_at=time.time())
         raise
     if reloader.reload():
