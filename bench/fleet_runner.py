@@ -40,6 +40,8 @@ class FleetBench:
     url: str | None = None
     profiler: Profiler | None = None
     ab_path: str = "ab"
+    deadline: float | None = None  # monotonic time past which only the all-cores count is measured
+    probe: Callable[[str], None] | None = None  # CPU speed probe between instance counts
     _access_log: Path | None = None
 
     def run(self, out: dict[str, Any]) -> None:
@@ -50,7 +52,12 @@ class FleetBench:
         out.setdefault("profiles", {})
         full = all_cores_instances(self.plan.instances, self.cores)
         out["all_cores_instances"] = full
+        out.setdefault("skipped", [])
         for n in self.plan.instances:
+            if n != full and self.deadline is not None and time.monotonic() > self.deadline:
+                out["skipped"].append(f"{n} instance(s): the {self.plan.name} plan's time budget was spent")
+                self.say(f"fleet: skipping {n} instance(s), time budget spent")
+                continue
             self.say(f"fleet: scaling to {n} instance(s)")
             status = self.session.scale_to(n)
             url = self.url or f"{(status.gateway or 'http://127.0.0.1:8080').rstrip('/')}/api/ocr"
@@ -82,6 +89,8 @@ class FleetBench:
                 out["profiles"]["warm"] = self._profile(warm, 50, pids, infra, out, n, "warm")
             after = self.session.ctl.status()
             out["rss"][str(n)] = after.rss() if after else []
+            if self.probe is not None:
+                self.probe(f"after {n} instance(s)")
             self.save()
 
     def _level(self, out: dict[str, Any], n: int, mode: str, what: load.Load, c: int, requests_n: int,

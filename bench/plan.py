@@ -27,6 +27,7 @@ class Plan:
     warm_max_requests: int
     warm_time_limit_s: float
     profile_s: float  # 0: no profile
+    time_budget_s: float | None = None  # past it, levels away from the all-cores count are skipped
     accuracy: bool = True
     peer: bool = True
     engine: bool = True
@@ -66,7 +67,7 @@ FULL = Plan(
 
 QUICK = Plan(
     name="quick",
-    instances=(1, 2),
+    instances=(2, 1),  # the all-cores count first: the summary rests on it
     cold_concurrency=(1, 4, 16),
     warm_concurrency=(1, 4, 16, 50),
     peer_concurrency=(4,),
@@ -79,6 +80,7 @@ QUICK = Plan(
     warm_max_requests=2000,
     warm_time_limit_s=5.0,
     profile_s=0.0,
+    time_budget_s=240.0,
     accuracy=False,
 )
 

@@ -63,6 +63,7 @@ LEVEL_HEADER = ["c", "done", "2xx/s", "mean ms", "median ms", "p95 ms", "p99 ms"
 
 
 NOISY_CORES = 0.25
+SPEED_SPREAD = 1.2
 
 
 def _machine(m: dict[str, Any], results: dict[str, Any]) -> str:
@@ -266,6 +267,14 @@ def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "
     if results.get("interrupted") or results.get("error"):
         out += f"> **Incomplete run**: {results.get('error') or 'interrupted'}. Figures below cover what finished.\n\n"
     out += "## Machine\n\n" + _machine(m, results)
+    speeds = [p["mops"] for p in results.get("cpu_speed") or [] if p.get("mops")]
+    if speeds:
+        out += ("- Single-core speed probe (M loop steps/s, taken between phases): "
+                + ", ".join(f"{p['at']} {p['mops']}" for p in results["cpu_speed"]) + "\n")
+    if speeds and max(speeds) / min(speeds) > SPEED_SPREAD:
+        out += (f"\n> **The CPU's speed changed during the run** ({min(speeds)} to {max(speeds)} M steps/s on the "
+                "same probe): a shared host slowed every core for a while. Figures from different phases were "
+                "taken at different speeds; the per-CPU-second ratios do not correct for this.\n")
     if (s.get("noise_other_cores_mean") or 0) > NOISY_CORES:
         out += (f"\n> **Shared machine.** On average {_f(s['noise_other_cores_mean'])} of "
                 f"{m.get('cores_usable')} cores were busy with work other than the measured servers and ab "
@@ -292,6 +301,8 @@ def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "
         rows = levels(results, "fleet", mode)
         if rows:
             out += f"### {mode}\n\n" + _table(["instances", *LEVEL_HEADER], _level_rows(rows, True)) + "\n"
+    if fleet.get("skipped"):
+        out += "Skipped: " + "; ".join(fleet["skipped"]) + ".\n\n"
     checks_cache = fleet.get("cache_check") or {}
     if checks_cache:
         out += "Cache priming check per instance count: " + "; ".join(

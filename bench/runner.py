@@ -63,6 +63,10 @@ class Run:
         self.peer_server: peer.PeerServer | None = None
         self.stop_install = threading.Event()
 
+    def probe(self, label: str) -> None:
+        """Record the single-core speed now (see machine.cpu_speed)."""
+        self.results.setdefault("cpu_speed", []).append({"at": label, "mops": machine.cpu_speed()})
+
     def save(self) -> None:
         tmp = self.out_dir / "results.json.tmp"
         tmp.write_text(json.dumps(self.results, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
@@ -125,7 +129,9 @@ class Run:
         bench = fleet_runner.FleetBench(
             session=self.session, plan=self.opts.plan, load_image=load_img, image_set=imgs, raw_dir=self.raw,
             cores=self.cores, say=self.say, save=self.save, url=self.opts.url,
-            profiler=profiler if self.opts.plan.profile_s else None, ab_path=self.opts.ab_path)
+            profiler=profiler if self.opts.plan.profile_s else None, ab_path=self.opts.ab_path,
+            deadline=self._t0 + self.opts.plan.time_budget_s if self.opts.plan.time_budget_s else None,
+            probe=self.probe)
         self.results["fleet"] = {}
         bench.run(self.results["fleet"])
 
@@ -170,6 +176,7 @@ class Run:
         with procs.signals_unwind():
             try:
                 imgs = self.image_set()
+                self.probe("start")
                 self.save()
                 if plan.peer:  # pip runs while the fleet starts: neither is being measured yet
                     installer = threading.Thread(target=self._install, args=(install,), daemon=True)
@@ -183,10 +190,12 @@ class Run:
                 if installer is not None:
                     installer.join()
                 load_img = self.engine(imgs) if plan.engine else self._pick_load_image(imgs, None)
+                self.probe("after the engine limit")
                 if plan.fleet:
                     self.fleet(imgs, load_img)
                 if plan.peer:
                     self._peer_step(install, imgs, load_img)
+                    self.probe("after the peer")
             except KeyboardInterrupt as exc:
                 self.results["interrupted"] = True
                 self.results["error"] = f"interrupted ({exc or 'Ctrl-C'})"

@@ -312,10 +312,13 @@ def test_report_renders_every_section(tmp_path: Path) -> None:
     results["fleet"]["profiles"] = {"cold": {"seconds": 20, "concurrency": 4, "instances": 2, "profile": {
         "samples": 10, "stages": {"detection": 6, "recognition": 4}, "top_frames": [{"frame": "run (x.py:1)",
                                                                                       "samples": 7}]}}}
+    results["cpu_speed"] = [{"at": "start", "mops": 10.0}, {"at": "after the peer", "mops": 4.0}]
+    results["fleet"]["skipped"] = ["1 instance(s): the quick plan's time budget was spent"]
     text = report.render(results, {"latency": "latency_vs_concurrency.png"}, asset_prefix="benchmarks/")
-    for needle in ("## Summary", "**MISSED**", "-20.0%", "## 1. Engine limit", "### cold", "### warm",
-                   "](benchmarks/latency_vs_concurrency.png)", "## 3. Peer", "## 4. Memory", "detection | 60.0%",
-                   "length (not failures)"):
+    needles = ("speed changed during the run", "Skipped: 1 instance(s)", "## Summary", "**MISSED**", "-20.0%",
+               "## 1. Engine limit", "### cold", "### warm", "](benchmarks/latency_vs_concurrency.png)",
+               "## 3. Peer", "## 4. Memory", "detection | 60.0%", "length (not failures)")
+    for needle in needles:
         assert needle in text, needle
 
 
