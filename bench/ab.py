@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DEFAULT_TIMEOUT_S = 120  # ab -s: one socket's silence that aborts the whole run
+DEFAULT_TIMEOUT_S = 300  # ab -s: one socket's silence that aborts the whole run; matches the gateway's read timeout, which covers a full queue
 
 
 class AbError(RuntimeError):

@@ -12,7 +12,7 @@ METHOD = """\
   so both sides of the ratio do the same work.
 - **Cold** requests carry `Cache-Control: no-cache` and always run the engine; **warm** runs follow one
   priming request and a check that the next answer is a cache hit (`X-Cache: HIT`).
-- **ab** runs as `ab -r -s 120 [-t T] -n N -c C -p IMAGE -T TYPE -e CSV URL`; mean and median come from
+- **ab** runs as `ab -r -s 300 [-t T] -n N -c C -p IMAGE -T TYPE -e CSV URL`; mean and median come from
   ab's *Total* connection-time row, p95/p99 from its `-e` CSV. A cold request costs seconds of CPU, so
   cold levels send one wave of requests per client (ab needs n ≥ c){cold_extra}, bounded by
   `-t {cold_t:g}` s; warm levels send about 80 requests per client ({warm_min} to {warm_max}) bounded by
