@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DEFAULT_TIMEOUT_S = 300  # ab -s: one socket's silence that aborts the whole run; matches the gateway's read timeout, which covers a full queue
+# ab -s: one socket's silence that aborts the whole run; matches the gateway's read timeout, which covers a
+# full queue, so ab never gives up on a request the gateway would still answer.
+DEFAULT_TIMEOUT_S = 300
 
 
 class AbError(RuntimeError):

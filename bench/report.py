@@ -12,7 +12,7 @@ METHOD = """\
   so both sides of the ratio do the same work.
 - **Cold** requests carry `Cache-Control: no-cache` and always run the engine; **warm** runs follow one
   priming request and a check that the next answer is a cache hit (`X-Cache: HIT`).
-- **ab** runs as `ab -r -s 300 [-t T] -n N -c C -p IMAGE -T TYPE -e CSV URL`; mean and median come from
+- **ab** runs as `ab -r -s {ab_timeout} [-t T] -n N -c C -p IMAGE -T TYPE -e CSV URL`; mean and median come from
   ab's *Total* connection-time row, p95/p99 from its `-e` CSV. A cold request costs seconds of CPU, so
   cold levels send one wave of requests per client (ab needs n ≥ c){cold_extra}, bounded by
   `-t {cold_t:g}` s; warm levels send about 80 requests per client ({warm_min} to {warm_max}) bounded by
@@ -289,6 +289,7 @@ def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "
     cold_extra = (f", two waves up to {cap} requests at low concurrency" if cap else "") + (
         f", at least {floor}" if floor else "")
     out += "\n## Method\n\n" + METHOD.format(
+        ab_timeout=results.get("ab_timeout_s", 120),  # runs recorded before it was stored used 120 s
         images=image_note, load=results.get("load_image"), cold_extra=cold_extra,
         cold_t=plan.get("cold_time_limit_s", 0),
         warm_t=plan.get("warm_time_limit_s", 0), warm_min=plan.get("warm_min_requests"),

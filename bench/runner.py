@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import engine_limit, fleet_runner, images, machine, peer, plots, procs, report, summary
+from . import ab, engine_limit, fleet_runner, images, machine, peer, plots, procs, report, summary
 from .fleet import FleetCtl, FleetSession, default_command
 from .load import Load, describe, run_level
 from .plan import Plan
@@ -57,6 +57,7 @@ class Run:
         self.results: dict[str, Any] = {
             "schema": 1, "mode": opts.plan.name, "started": self.started.isoformat(timespec="seconds"),
             "machine": machine.describe(REPO), "plan": opts.plan.to_json(), "summary": {},
+            "ab_timeout_s": ab.DEFAULT_TIMEOUT_S,
         }
         self._t0 = time.monotonic()
         self.session: FleetSession | None = None

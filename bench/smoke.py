@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import engine_limit, images, load, machine
+from . import ab, engine_limit, images, load, machine
 from .plan import QUICK
 from .runner import REPO, write_outputs
 
@@ -82,6 +82,7 @@ def run(out_root: Path | None = None, say: Callable[[str], None] = print) -> Pat
     engine = engine_limit.measure(imgs, 1, 1, "bench.engine_limit:decode_only")
     results: dict[str, Any] = {
         "schema": 1, "mode": "smoke", "started": started.isoformat(timespec="seconds"),
+        "ab_timeout_s": ab.DEFAULT_TIMEOUT_S,
         "machine": machine.describe(REPO), "plan": QUICK.to_json(), "load_image": imgs[0].name,
         "images": [im.to_json() for im in imgs], "images_note": "2 generated images (smoke)",
         "engine": {"cores": 1, "runs": [engine.to_json()], "limit_img_s": round(engine.img_per_s, 4),

@@ -229,7 +229,7 @@ def test_ab_command_puts_time_limit_before_count(tmp_path: Path) -> None:
     cmd = spec.command(tmp_path / "a.csv")
     assert cmd.index("-t") < cmd.index("-n")  # ab's -t resets -n to 50000
     assert cmd[cmd.index("-H") + 1] == "Cache-Control: no-cache"
-    assert cmd[cmd.index("-s") + 1] == "120" and "-e" in cmd and "-r" in cmd
+    assert cmd[cmd.index("-s") + 1] == str(ab.DEFAULT_TIMEOUT_S) and "-e" in cmd and "-r" in cmd
     with pytest.raises(ValueError):
         ab.AbSpec("u", tmp_path, "x", concurrency=5, requests=4).command(tmp_path / "b.csv")
 
