@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from . import plots, report
+from .runner import backfill
 
 PREFACE = """\
 # Benchmarks
@@ -77,7 +78,7 @@ def demote(markdown: str) -> str:
 
 def publish(run_dir: Path, docs: Path) -> Path:
     """Write docs/benchmarks.md and copy the run's PNGs into docs/benchmarks/."""
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    results = backfill(json.loads((run_dir / "results.json").read_text(encoding="utf-8")), run_dir)
     assets = docs / "benchmarks"
     assets.mkdir(parents=True, exist_ok=True)
     made = {}

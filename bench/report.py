@@ -289,7 +289,7 @@ def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "
     cold_extra = (f", two waves up to {cap} requests at low concurrency" if cap else "") + (
         f", at least {floor}" if floor else "")
     out += "\n## Method\n\n" + METHOD.format(
-        ab_timeout=results.get("ab_timeout_s", 120),  # runs recorded before it was stored used 120 s
+        ab_timeout=results.get("ab_timeout_s", "?"),
         images=image_note, load=results.get("load_image"), cold_extra=cold_extra,
         cold_t=plan.get("cold_time_limit_s", 0),
         warm_t=plan.get("warm_time_limit_s", 0), warm_min=plan.get("warm_min_requests"),

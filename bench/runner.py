@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -253,8 +254,20 @@ class Run:
         write_outputs(self.results, self.out_dir)
 
 
+def backfill(results: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Facts older runs did not store, recovered from their raw ab logs (the command line is kept there)."""
+    if "ab_timeout_s" not in results:
+        for raw in sorted((out_dir / "raw").glob("*.txt")):
+            match = re.match(r"\$ \S*ab .*?-s (\d+)", raw.read_text(encoding="utf-8", errors="replace"))
+            if match:
+                results["ab_timeout_s"] = int(match.group(1))
+                break
+    return results
+
+
 def write_outputs(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """Summary, targets, results.json, plots and report.md; also used to re-render an old run."""
+    backfill(results, out_dir)
     results["summary"] = summary.summarize(results)
     results["targets"] = summary.check_targets(results["summary"])
     tmp = out_dir / "results.json.tmp"

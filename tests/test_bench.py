@@ -29,6 +29,7 @@ from bench import (
     procs,
     profile,
     report,
+    runner,
     score,
     smoke,
     summary,
@@ -551,3 +552,12 @@ def test_gateway_access_log_names_the_non_2xx_codes(tmp_path: Path) -> None:
         fh.write('{"status":200,"uri":"/api/ocr"}\n{"status":504}\n{"status":503}\n{"status":504}\nnot json\n')
     assert mark.statuses() == {"200": 1, "503": 1, "504": 2}
     assert fleet_runner.AccessLog.at(tmp_path / "missing.log") is None
+
+
+def test_backfill_recovers_abs_timeout_from_the_raw_log(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "fleet-1i-cold-c1.txt").write_text(
+        "$ ab -r -s 120 -n 4 -c 1 -p x.jpg -T image/jpeg -e x.csv http://127.0.0.1:8080/api/ocr\n# exit 0\n",
+        encoding="utf-8")
+    assert runner.backfill({}, tmp_path)["ab_timeout_s"] == 120
+    assert runner.backfill({"ab_timeout_s": 300}, tmp_path)["ab_timeout_s"] == 300
