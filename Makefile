@@ -48,10 +48,10 @@ image: venv
 	bash scripts/install-deps.sh --with-docker
 	bash scripts/build-image.sh
 
-bench: venv
+bench: venv deps
 	$(BIN)/python -m bench
 
-bench-quick: venv
+bench-quick: venv deps
 	$(BIN)/python -m bench --quick
 
 clean:
