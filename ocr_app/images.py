@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import Settings
-from .errors import ImageTooLarge, ImageTooSmall, PayloadTooLarge, UndecodableImage, UnsupportedImage
+from .errors import ImageTooLarge, ImageTooSmall, MissingImage, PayloadTooLarge, UndecodableImage, UnsupportedImage
 
 # Sniffed from the first bytes, never from a filename or a client's Content-Type.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -48,15 +48,24 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, settings: Settings) -> DecodedImage:
-    """Validate and decode an upload; every failure is a typed 4xx error, never a crash."""
+def check_upload(data: bytes, settings: Settings) -> str:
+    """The checks that need no decoding (empty, size, format by magic bytes); returns the format.
+
+    Cheap enough to run before the cache sees the bytes, so garbage never reaches Redis.
+    """
+    if not data:
+        raise MissingImage("the image is empty (0 bytes)")
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(settings.max_upload_mb)
-    if not data:
-        raise UndecodableImage("the image is empty")
     fmt = sniff_format(data)
     if fmt is None:
         raise UnsupportedImage()
+    return fmt
+
+
+def decode_image(data: bytes, settings: Settings) -> DecodedImage:
+    """Validate and decode an upload; every failure is a typed 4xx error, never a crash."""
+    fmt = check_upload(data, settings)
     with warnings.catch_warnings():
         # Pillow's own bomb check warns at ~89 MP; our explicit pixel limit below is the one that counts.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

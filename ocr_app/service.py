@@ -18,8 +18,8 @@ from pathlib import Path
 from .cache import ResultCache, image_key
 from .config import Settings
 from .engine import Engine, OcrResult
-from .errors import MissingImage, NotReady, Overloaded, PayloadTooLarge, UnsupportedImage
-from .images import decode_image, sniff_format
+from .errors import NotReady, Overloaded
+from .images import check_upload, decode_image
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class OcrService:
             if self._load_error:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
-        self._precheck(data)
+        check_upload(data, self.settings)
         key = image_key(engine.cache_namespace, data)
         if bypass_cache:
             data_json = self._run(engine, data)
@@ -182,15 +182,6 @@ class OcrService:
             return None
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
         return None if cached is None else self._outcome(cached, "HIT", started)
-
-    def _precheck(self, data: bytes) -> None:
-        """Cheap checks before the cache sees the bytes: garbage never reaches Redis."""
-        if not data:
-            raise MissingImage("the image is empty (0 bytes)")
-        if len(data) > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(self.settings.max_upload_mb)
-        if sniff_format(data) is None:
-            raise UnsupportedImage()
 
     def _run(self, engine: Engine, data: bytes) -> bytes:
         try:

@@ -8,7 +8,14 @@ import pytest
 from PIL import Image
 
 from ocr_app.config import Settings
-from ocr_app.errors import ImageTooLarge, ImageTooSmall, PayloadTooLarge, UndecodableImage, UnsupportedImage
+from ocr_app.errors import (
+    ImageTooLarge,
+    ImageTooSmall,
+    MissingImage,
+    PayloadTooLarge,
+    UndecodableImage,
+    UnsupportedImage,
+)
 from ocr_app.images import WORK_MAX_SIDE, decode_image, sniff_format
 
 SETTINGS = Settings.from_env({})
@@ -87,3 +94,8 @@ def test_truncated_and_garbage() -> None:
         decode_image(data[: len(data) // 3], SETTINGS)
     with pytest.raises(UndecodableImage):
         decode_image(b"\x89PNG\r\n\x1a\n garbage", SETTINGS)
+
+
+def test_empty_upload_is_missing_input() -> None:
+    with pytest.raises(MissingImage):
+        decode_image(b"", SETTINGS)
