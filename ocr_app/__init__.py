@@ -23,9 +23,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask
 
-    from . import api, health
+    from . import api, health, jobs_api
     from .cache import ResultCache
     from .errors import register_error_handlers
+    from .fanout import PageFanout
     from .fastpath import CacheHitFastPath
     from .metrics import Metrics
     from .service import OcrService
@@ -46,11 +47,33 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
                         on_error=lambda: metrics.cache.labels(result="error").inc())
     service = OcrService(settings, metrics, cache)
     app.extensions["ocr"] = service
+    app.extensions["ocr_fanout"] = PageFanout(
+        settings.gateway_url, local=lambda data, bypass: service.ocr(data, bypass_cache=bypass).data_json,
+        per_doc=settings.fanout_pages, per_worker=settings.fanout_inflight, read_timeout=float(settings.timeout))
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(jobs_api.bp)
     register_error_handlers(app, settings.max_upload_mb)
     app.wsgi_app = CacheHitFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
     if load_engine:
         service.start(background=background)
+    _start_jobs(app, service, consumers=load_engine)
     return app
+
+
+def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
+    """The job store, and this worker's consumer threads (after fork: gunicorn never preloads us)."""
+    from .jobs import JobStore, JobWorkers
+
+    settings = service.settings
+    if not settings.redis_url:
+        return
+    store = JobStore.from_url(settings.redis_url, ttl=settings.job_ttl, max_pending=settings.job_max_pending,
+                              timeout=settings.redis_timeout)
+    app.extensions["ocr_jobs"] = store
+    if consumers and settings.job_consumers:
+        workers = JobWorkers(store, settings.instance_id, settings.job_consumers, settings.job_claim_seconds,
+                             run_page=app.extensions["ocr_fanout"].local, can_take=service.idle)
+        app.extensions["ocr_job_workers"] = workers
+        workers.start()

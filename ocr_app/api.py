@@ -9,6 +9,9 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 
 from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
+from .fanout import PAGE_HEADER, PageFanout
+from .images import sniff_format
+from .pages import Upload, assemble, split_pages
 from .service import OcrService, Outcome
 
 FILE_FIELDS = ("image", "file", "image_file")
@@ -47,10 +50,29 @@ def ocr() -> Response:
     service = _service()
     data = read_image_bytes()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
+    if sniff_format(data) == "TIFF":
+        upload = split_pages(data, service.settings)
+        if upload.document:
+            return _document(service, upload, bypass)
     outcome = service.ocr(data, bypass_cache=bypass)
     resp = Response(success_body(outcome, service.settings.instance_id), status=200, mimetype="application/json")
     resp.headers["X-Cache"] = outcome.cache
     return resp
+
+
+def _document(service: OcrService, upload: Upload, bypass: bool) -> Response:
+    """OCR every page, spread over the fleet unless this request is itself a page of a document."""
+    started = time.perf_counter()
+    pages = [p.data for p in upload.pages]
+    if PAGE_HEADER in request.headers:
+        lines = [service.ocr(page, bypass_cache=bypass).data_json for page in pages]
+    else:
+        fanout: PageFanout = current_app.extensions["ocr_fanout"]
+        lines = fanout.run(pages, bypass, request.headers.get("X-Request-ID", ""))
+    body = assemble(True, [(p.number, p.width, p.height) for p in upload.pages], [json.loads(x) for x in lines])
+    body.update(cost_time=round(time.perf_counter() - started, 4), instance=service.settings.instance_id)
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=200,
+                    mimetype="application/json")
 
 
 def success_body(outcome: Outcome, instance_id: str) -> bytes:

@@ -114,6 +114,40 @@ class Draining(OcrError):
         super().__init__("the instance is shutting down")
 
 
+class JobNotFound(OcrError):
+    status = 404
+    code = 40450
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}: it never existed or expired (OCR_JOB_TTL)")
+
+
+class PageFailed(OcrError):
+    """A document page sent through the gateway came back with an error the client should see."""
+
+    status = 502
+    code = 50250
+
+
+class JobStoreUnavailable(OcrError):
+    status = 503
+    code = 50350
+    retry_after = 2
+
+    def __init__(self, detail: str = "") -> None:
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"the job store (Redis, OCR_REDIS_URL) is unavailable{extra}; /api/ocr still works")
+
+
+class JobQueueFull(OcrError):
+    status = 503
+    code = 50351
+    retry_after = 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the job queue holds more than {limit} pages (OCR_JOB_MAX_PENDING): retry later")
+
+
 # Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
 _HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
 

@@ -56,6 +56,10 @@ class Admission:
         with self._lock:
             self._count -= 1
 
+    @property
+    def in_use(self) -> int:
+        return self._count
+
 
 def _malloc_tuning() -> Callable[[], None]:
     """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use."""
@@ -127,6 +131,10 @@ class OcrService:
         if self._engine is None or self.draining:
             return False
         return self._ready_dir is None or self.ready_workers() >= self.settings.workers
+
+    def idle(self) -> bool:
+        """Loaded, not draining and running no OCR: the only time a job consumer takes a page."""
+        return self._engine is not None and self.admission.in_use == 0 and not self.draining
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""

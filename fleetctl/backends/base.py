@@ -140,6 +140,7 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int, runtime_dir: str | N
         "OCR_WORKERS": str(cfg.workers),
         "OCR_THREADS": str(cfg.threads),
         "OCR_MAX_UPLOAD_MB": str(cfg.max_upload_mb),
+        "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet
     }
     if runtime_dir is not None:
         env["OCR_RUNTIME_DIR"] = runtime_dir

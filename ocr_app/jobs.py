@@ -1,0 +1,346 @@
+"""Async jobs on a Redis Stream with a consumer group: one stream entry per page.
+
+Why Streams and not RQ: the engine lives in the gunicorn workers, so the consumers are threads there
+that reuse it; RQ would need worker processes of its own with a second copy of the models. A page is
+the unit of work, so a SIGKILLed instance loses at most the pages it held, and XAUTOCLAIM hands them
+to another consumer once they have been idle OCR_JOB_CLAIM_SECONDS. Every write is idempotent (a
+page's result is stored with HSETNX), so a page done twice counts once.
+
+Keys (all expire OCR_JOB_TTL seconds after the job's last change):
+    ocr:job:<id>          hash: status, document, total, done, pages (JSON sizes), bypass, error, times
+    ocr:job:<id>:input    hash: page number -> the page's image bytes, removed once the page is done
+    ocr:job:<id>:results  hash: page number -> that page's lines (JSON)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from .errors import JobNotFound, JobQueueFull, JobStoreUnavailable, OcrError
+from .pages import Upload, assemble
+
+log = logging.getLogger(__name__)
+
+STREAM = "ocr:jobs"
+GROUP = "ocr"
+PREFIX = "ocr:job:"
+BLOCK_MS = 1000
+MAX_ATTEMPTS = 3  # deliveries of one page before the job fails (a page that kills its worker)
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+# Stores a page's result once, counts it, and finishes the job on its last page; a no-op when the job
+# is gone, cancelled or failed. KEYS: job, results, input. ARGV: page, lines, ttl, now.
+_COMPLETE_PAGE = """
+local st = redis.call('hget', KEYS[1], 'status')
+if (not st) or st == 'cancelled' or st == 'failed' then return -1 end
+if redis.call('hsetnx', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  local done = redis.call('hincrby', KEYS[1], 'done', 1)
+  if done >= tonumber(redis.call('hget', KEYS[1], 'total')) then
+    redis.call('hset', KEYS[1], 'status', 'done')
+  end
+end
+redis.call('hset', KEYS[1], 'updated', ARGV[4])
+redis.call('hdel', KEYS[3], ARGV[1])
+for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[3]) end
+return 1
+"""
+# A page starts: queued -> running, and the job's keys live OCR_JOB_TTL from now. KEYS as above.
+_START = """
+if redis.call('hget', KEYS[1], 'status') == 'queued' then
+  redis.call('hset', KEYS[1], 'status', 'running', 'updated', ARGV[1])
+end
+for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[2]) end
+return 1
+"""
+
+PageRunner = Callable[[bytes, bool], bytes]  # page bytes, bypass cache -> the page's lines as JSON
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}"
+
+
+def _input_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:input"
+
+
+def _results_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:results"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What GET /api/jobs/<id> shows."""
+
+    job_id: str
+    status: str
+    done: int
+    total: int
+    created: float
+    updated: float
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": 0, "msg": "success", "job_id": self.job_id, "status": self.status,
+            "progress": {"done": self.done, "total": self.total},
+            "created": self.created, "updated": self.updated,
+        }
+        if self.result is not None:
+            body["result"] = self.result
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class JobStore:
+    """Submit, inspect and cancel jobs. Any Redis failure becomes JobStoreUnavailable (503)."""
+
+    def __init__(self, client: redis.Redis, ttl: int, max_pending: int) -> None:
+        self.client = client
+        self.ttl = ttl
+        self.max_pending = max_pending
+        self._complete = client.register_script(_COMPLETE_PAGE)
+        self._start = client.register_script(_START)
+
+    @classmethod
+    def from_url(cls, url: str, ttl: int, max_pending: int, timeout: float) -> JobStore:
+        # Longer than a blocking XREADGROUP, short to connect so a dead Redis answers 503 quickly.
+        client = redis.Redis.from_url(url, socket_timeout=BLOCK_MS / 1000 + timeout + 1,
+                                      socket_connect_timeout=max(timeout, 0.5), health_check_interval=30)
+        return cls(client, ttl, max_pending)
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def submit(self, upload: Upload, bypass: bool) -> str:
+        """Store the pages and queue one stream entry per page; returns the job id."""
+        try:
+            return self._submit(upload, bypass)
+        except (redis.RedisError, OSError) as exc:
+            raise JobStoreUnavailable(str(exc)) from None
+
+    def _submit(self, upload: Upload, bypass: bool) -> str:
+        if self.client.xlen(STREAM) + len(upload.pages) > self.max_pending:
+            raise JobQueueFull(self.max_pending)
+        self.ensure_group()
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        key = job_key(job_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, mapping={
+            "status": "queued", "document": int(upload.document), "total": len(upload.pages), "done": 0,
+            "bypass": int(bypass), "created": now, "updated": now,
+            "pages": json.dumps([[p.number, p.width, p.height] for p in upload.pages]),
+        })
+        pipe.hset(_input_key(job_id), mapping={page.number: page.data for page in upload.pages})
+        pipe.expire(key, self.ttl)
+        pipe.expire(_input_key(job_id), self.ttl)
+        for page in upload.pages:
+            pipe.xadd(STREAM, {"job": job_id, "page": page.number})
+        pipe.execute()
+        return job_id
+
+    def get(self, job_id: str) -> JobView:
+        try:
+            meta = self._meta(job_id)
+            results = self.client.hgetall(_results_key(job_id)) if meta["status"] == "done" else {}
+        except (redis.RedisError, OSError) as exc:
+            raise JobStoreUnavailable(str(exc)) from None
+        pages: list[tuple[int, int, int]] = [(int(n), int(w), int(h)) for n, w, h in json.loads(meta["pages"])]
+        result = None
+        if meta["status"] == "done":
+            lines = [json.loads(results[str(number).encode()]) for number, _, _ in pages]
+            result = assemble(meta["document"] == "1", pages, lines)
+        error = None
+        if meta.get("error_code"):
+            error = {"code": int(meta["error_code"]), "msg": meta.get("error_msg", "")}
+        return JobView(job_id=job_id, status=meta["status"], done=int(meta["done"]), total=int(meta["total"]),
+                       created=float(meta["created"]), updated=float(meta["updated"]),
+                       result=result, error=error)
+
+    def cancel(self, job_id: str) -> str:
+        """Stop a job: its remaining pages are skipped and any result is dropped. Returns the status."""
+        try:
+            self._meta(job_id)  # 404 for an unknown job
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(job_key(job_id), mapping={"status": "cancelled", "updated": time.time()})
+            pipe.delete(_results_key(job_id), _input_key(job_id))
+            pipe.expire(job_key(job_id), self.ttl)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            raise JobStoreUnavailable(str(exc)) from None
+        return "cancelled"
+
+    def _meta(self, job_id: str) -> dict[str, str]:
+        raw = self.client.hgetall(job_key(job_id)) if _valid_id(job_id) else {}
+        if not raw:
+            raise JobNotFound(job_id)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    # used by the consumers
+    def fail(self, job_id: str, code: int, msg: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(job_key(job_id), mapping={"status": "failed", "error_code": code, "error_msg": msg,
+                                            "updated": time.time()})
+        pipe.delete(_results_key(job_id), _input_key(job_id))
+        pipe.expire(job_key(job_id), self.ttl)
+        pipe.execute()
+
+    def complete_page(self, job_id: str, page: int, lines: bytes) -> None:
+        self._complete(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)],
+                       args=[page, lines, self.ttl, time.time()])
+
+    def start_page(self, job_id: str) -> None:
+        self._start(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)], args=[time.time(), self.ttl])
+
+
+def _valid_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
+class Consumer:
+    """One consumer thread of the group: takes a page when its worker is idle, OCRs it, records it."""
+
+    def __init__(self, store: JobStore, name: str, run_page: PageRunner, claim_seconds: float,
+                 can_take: Callable[[], bool], stop: threading.Event) -> None:
+        self.store = store
+        self.name = name
+        self.run_page = run_page
+        self.claim_ms = int(claim_seconds * 1000)
+        self.can_take = can_take
+        self.stop = stop
+        self._next_claim = 0.0
+
+    def loop(self) -> None:
+        backoff = 0.5
+        while not self.stop.is_set():
+            if not self.can_take():
+                self.stop.wait(0.05)
+                continue
+            try:
+                entry = self._next_entry()
+                backoff = 0.5
+            except (redis.RedisError, OSError) as exc:  # Redis away: wait, then try again
+                log.debug("jobs: %s", exc)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if entry is not None:
+                self._handle(*entry)
+
+    def _next_entry(self) -> tuple[str, dict[str, str], bool] | None:
+        """The next page: one claimed from a dead or stalled consumer first, else a new one."""
+        client = self.store.client
+        if time.monotonic() >= self._next_claim:  # pages whose consumer died or stalled
+            self._next_claim = time.monotonic() + max(self.claim_ms / 2000, 0.5)
+            claimed = self._call_group(lambda: client.xautoclaim(
+                STREAM, GROUP, self.name, min_idle_time=self.claim_ms, start_id="0-0", count=1))
+            if claimed and claimed[1]:
+                entry_id, fields = claimed[1][0]
+                if fields:  # a deleted entry comes back empty
+                    return (*_decode(entry_id, fields), True)
+        got = self._call_group(lambda: client.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=1,
+                                                         block=BLOCK_MS))
+        if not got:
+            return None
+        entry_id, fields = got[0][1][0]
+        return (*_decode(entry_id, fields), False)
+
+    def _call_group(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.store.ensure_group()  # Redis restarted empty
+            return fn()
+
+    def _handle(self, entry_id: str, fields: dict[str, str], redelivered: bool) -> None:
+        store, client = self.store, self.store.client
+        job_id, page = fields.get("job", ""), int(fields.get("page", "0") or 0)
+        if redelivered:
+            log.info("jobs: took over page %s of job %s from a stalled or dead consumer", page, job_id)
+        try:
+            status, bypass = client.hmget(job_key(job_id), "status", "bypass")
+            if status is not None and _text(status) not in FINISHED:
+                attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
+                if attempts > MAX_ATTEMPTS:
+                    store.fail(job_id, 50050, f"page {page} failed {MAX_ATTEMPTS} times")
+                # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
+                # the cache: compute it rather than wait for that lock to time out.
+                elif not self._run(job_id, page, bypass == b"1" or redelivered):
+                    client.hincrby(job_key(job_id), f"attempts:{page}", -1)
+                    self.stop.wait(1.0)
+                    return  # left pending: claimed again once idle, here or elsewhere
+            client.xack(STREAM, GROUP, entry_id)
+            client.xdel(STREAM, entry_id)
+        except (redis.RedisError, OSError) as exc:
+            # Unacknowledged: the entry stays pending and is claimed again later.
+            log.warning("jobs: page %s of %s left for a retry: %s", page, job_id, exc)
+
+    def _run(self, job_id: str, page: int, bypass: bool) -> bool:
+        """OCR one page and record it; False when the worker could not take it now (503)."""
+        data = cast("bytes | None", self.store.client.hget(_input_key(job_id), str(page)))
+        if data is None:
+            self.store.fail(job_id, 41050, f"page {page} expired before it was processed (OCR_JOB_TTL)")
+            return True
+        self.store.start_page(job_id)
+        try:
+            lines = self.run_page(data, bypass)
+        except OcrError as exc:
+            if exc.status == 503:
+                return False
+            self.store.fail(job_id, exc.code, f"page {page}: {exc.msg}")
+            return True
+        self.store.complete_page(job_id, page, lines)
+        return True
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(entry_id: Any, fields: dict[Any, Any]) -> tuple[str, dict[str, str]]:
+    return _text(entry_id), {_text(k): _text(v) for k, v in fields.items()}
+
+
+class JobWorkers:
+    """The consumer threads of one gunicorn worker: started after fork, stopped on drain or exit."""
+
+    def __init__(self, store: JobStore, instance_id: str, count: int, claim_seconds: float,
+                 run_page: PageRunner, can_take: Callable[[], bool]) -> None:
+        self.stop_event = threading.Event()
+        self.threads = [
+            threading.Thread(
+                target=Consumer(store, f"{instance_id}/{os.getpid()}/{n}", run_page, claim_seconds,
+                                can_take, self.stop_event).loop,
+                name=f"job-consumer-{n}", daemon=True)
+            for n in range(count)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the page in hand (bounded), take no more; unfinished pages are claimed elsewhere."""
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,134 @@
+"""A document's pages spread over a real fleet (fleetctl: Consul, Redis, nginx, two instances)."""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from gw_servers import EchoServer
+from helpers import free_port, start_instance, tiff_pages
+from test_fleet_integration import Fleet, make_fleet, teardown_fleet
+
+from ocr_app.errors import Overloaded, PageFailed
+from ocr_app.fanout import PAGE_HEADER, PageFanout
+
+
+@pytest.fixture(scope="module")
+def fleet2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    f = make_fleet(tmp_path_factory.mktemp("fanout"), "process")
+    try:
+        f.run("up", "-n", "2", timeout=300)
+        yield f
+    finally:
+        teardown_fleet(f)
+
+
+def words(n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:4].upper()
+    return [f"Sheet {i} {tag}" for i in range(1, n + 1)]
+
+
+def post_doc(url: str, data: bytes, **headers: str) -> dict[str, Any]:
+    resp = requests.post(f"{url}/api/ocr", data=data, headers={"Content-Type": "image/tiff", **headers},
+                         timeout=300)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def page_texts(body: dict[str, Any]) -> list[str]:
+    return [" ".join(line["text"] for line in page["data"]) for page in body["pages"]]
+
+
+def access_log(f: Fleet) -> list[dict[str, Any]]:
+    lines = (f.home / "logs" / "nginx-access.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def instance_urls(f: Fleet) -> list[str]:
+    return [f"http://127.0.0.1:{i['port']}" for i in f.status()["instances"]]
+
+
+def bypass_count(urls: list[str]) -> float:
+    total = 0.0
+    for url in urls:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        found = re.search(r'^ocr_cache_events_total\{result="bypass"\} ([0-9.e+]+)$', text, re.MULTILINE)
+        total += float(found.group(1)) if found else 0.0
+    return total
+
+
+def test_pages_spread_over_the_fleet_and_equal_local(fleet2: Fleet) -> None:
+    texts = words(6)
+    doc = tiff_pages(texts)
+    seen = len(access_log(fleet2))
+    spread = post_doc(fleet2.gateway, doc)
+    assert page_texts(spread) == texts
+    assert [p["page"] for p in spread["pages"]] == list(range(1, 7))
+    entries = access_log(fleet2)[seen:]
+    assert len(entries) == 1 + 6  # the document, then each page as its own request
+    assert len({e["upstream_addr"] for e in entries}) >= 2, entries
+
+    # The same document OCRed locally in one instance (a page header: no fan-out), models run anew.
+    seen = len(access_log(fleet2))
+    local = post_doc(instance_urls(fleet2)[0], doc, **{PAGE_HEADER: "1", "Cache-Control": "no-cache"})
+    assert len(access_log(fleet2)) == seen  # nothing went back through the gateway
+    assert [p["data"] for p in local["pages"]] == [p["data"] for p in spread["pages"]]
+    assert local["data"] == spread["data"]
+
+
+def test_no_cache_applies_to_each_page(fleet2: Fleet) -> None:
+    doc = tiff_pages(words(3))
+    urls = instance_urls(fleet2)
+    post_doc(fleet2.gateway, doc)  # every page cached now
+    before = bypass_count(urls)
+    post_doc(fleet2.gateway, doc, **{"Cache-Control": "no-cache"})
+    assert bypass_count(urls) == before + 3
+
+
+def test_gateway_unreachable_falls_back_to_local(tmp_path: Path) -> None:
+    inst = start_instance(tmp_path, extra_env={"OCR_WORKERS": "1",
+                                                "OCR_GATEWAY_URL": f"http://127.0.0.1:{free_port()}"})
+    try:
+        texts = words(2)
+        assert page_texts(post_doc(str(inst.extra["url"]), tiff_pages(texts))) == texts
+    finally:
+        inst.stop()
+
+
+def _fanout(url: str, local: Callable[[bytes, bool], bytes]) -> PageFanout:
+    return PageFanout(url, local=local, per_doc=2, per_worker=4, read_timeout=10)
+
+
+def test_a_full_fleet_answers_503_at_once(gw_backends: Callable[[], EchoServer]) -> None:
+    """The gateway's 503 (every instance tried was full) sends pages to the local queue, which refuses too."""
+    gateway = gw_backends()
+    gateway.answer(503)
+
+    def full_here(page: bytes, bypass: bool) -> bytes:
+        raise Overloaded(0)
+
+    with pytest.raises(Overloaded):
+        _fanout(f"http://{gateway.address}", full_here).run([b"p1", b"p2", b"p3"], bypass=False)
+
+
+def test_a_page_4xx_is_passed_on_and_other_answers_run_locally(gw_backends: Callable[[], EchoServer]) -> None:
+    gateway = gw_backends()
+    gateway.answer(200)  # 200 but not OCR JSON: run here
+    ran: list[bytes] = []
+
+    def local(page: bytes, bypass: bool) -> bytes:
+        ran.append(page)
+        return b"[]"
+
+    assert _fanout(f"http://{gateway.address}", local).run([b"a", b"b"], bypass=False) == [b"[]", b"[]"]
+    assert sorted(ran) == [b"a", b"b"]
+    gateway.answer(422)
+    with pytest.raises(PageFailed) as err:
+        _fanout(f"http://{gateway.address}", local).run([b"a", b"b"], bypass=False)
+    assert err.value.status == 422
