@@ -47,9 +47,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
                         on_error=lambda: metrics.cache.labels(result="error").inc())
     service = OcrService(settings, metrics, cache)
     app.extensions["ocr"] = service
-    app.extensions["ocr_fanout"] = PageFanout(
-        settings.gateway_url, local=lambda data, bypass: service.ocr(data, bypass_cache=bypass).data_json,
-        per_doc=settings.fanout_pages, per_worker=settings.fanout_inflight, read_timeout=float(settings.timeout))
+    app.extensions["ocr_fanout"] = PageFanout(settings.gateway_url, per_doc=settings.fanout_pages,
+                                              per_worker=settings.fanout_inflight,
+                                              read_timeout=float(settings.timeout))
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
@@ -74,6 +74,7 @@ def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
     app.extensions["ocr_jobs"] = store
     if consumers and settings.job_consumers:
         workers = JobWorkers(store, settings.instance_id, settings.job_consumers, settings.job_claim_seconds,
-                             run_page=app.extensions["ocr_fanout"].local, can_take=service.idle)
+                             run_page=lambda data, bypass: service.ocr(data, bypass_cache=bypass).data_json,
+                             can_take=service.idle)
         app.extensions["ocr_job_workers"] = workers
         workers.start()

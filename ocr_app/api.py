@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 
 from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
-from .fanout import PAGE_HEADER, PageFanout
+from .fanout import PAGE_HEADER, PageFanout, run_pages
 from .images import sniff_format
 from .pages import Upload, assemble, split_pages
 from .service import OcrService, Outcome
@@ -63,13 +63,18 @@ def ocr() -> Response:
 def _document(service: OcrService, upload: Upload, bypass: bool) -> Response:
     """OCR every page, spread over the fleet unless this request is itself a page of a document."""
     started = time.perf_counter()
-    pages = [p.data for p in upload.pages]
-    if PAGE_HEADER in request.headers:
-        lines = [service.ocr(page, bypass_cache=bypass).data_json for page in pages]
-    else:
-        fanout: PageFanout = current_app.extensions["ocr_fanout"]
-        lines = fanout.run(pages, bypass, request.headers.get("X-Request-ID", ""))
-    body = assemble(True, [(p.number, p.width, p.height) for p in upload.pages], [json.loads(x) for x in lines])
+    fanout: PageFanout = current_app.extensions["ocr_fanout"]
+    request_id = request.headers.get("X-Request-ID", "")
+
+    def run(number: int, page: bytes) -> bytes:
+        remote = fanout.fetch(page, number, bypass, request_id=request_id) if parallel else None
+        if remote is not None:
+            return json.dumps(remote[0], ensure_ascii=False, separators=(",", ":")).encode()
+        return service.ocr(page, bypass_cache=bypass).data_json
+
+    with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
+        lines = run_pages(upload.images(), run, parallel)
+    body = assemble(True, [(p.number, p.width, p.height) for p in upload.sizes], [json.loads(x) for x in lines])
     body.update(cost_time=round(time.perf_counter() - started, 4), instance=service.settings.instance_id)
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=200,
                     mimetype="application/json")

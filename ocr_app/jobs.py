@@ -136,7 +136,7 @@ class JobStore:
             raise JobStoreUnavailable(str(exc)) from None
 
     def _submit(self, upload: Upload, bypass: bool) -> str:
-        if self.client.xlen(STREAM) + len(upload.pages) > self.max_pending:
+        if self.client.xlen(STREAM) + len(upload.sizes) > self.max_pending:
             raise JobQueueFull(self.max_pending)
         self.ensure_group()
         job_id = uuid.uuid4().hex
@@ -144,14 +144,14 @@ class JobStore:
         key = job_key(job_id)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={
-            "status": "queued", "document": int(upload.document), "total": len(upload.pages), "done": 0,
+            "status": "queued", "document": int(upload.document), "total": len(upload.sizes), "done": 0,
             "bypass": int(bypass), "created": now, "updated": now,
-            "pages": json.dumps([[p.number, p.width, p.height] for p in upload.pages]),
+            "pages": json.dumps([[p.number, p.width, p.height] for p in upload.sizes]),
         })
-        pipe.hset(_input_key(job_id), mapping={page.number: page.data for page in upload.pages})
+        pipe.hset(_input_key(job_id), mapping=dict(enumerate(upload.images(), start=1)))
         pipe.expire(key, self.ttl)
         pipe.expire(_input_key(job_id), self.ttl)
-        for page in upload.pages:
+        for page in upload.sizes:
             pipe.xadd(STREAM, {"job": job_id, "page": page.number})
         pipe.execute()
         return job_id

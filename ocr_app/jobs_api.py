@@ -38,7 +38,7 @@ def submit() -> Response:
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     job_id = store.submit(upload, bypass)
     resp = jsonify({"code": 0, "msg": "success", "job_id": job_id, "status": "queued",
-                    "progress": {"done": 0, "total": len(upload.pages)}})
+                    "progress": {"done": 0, "total": len(upload.sizes)}})
     resp.status_code = 202
     resp.headers["Location"] = f"/api/jobs/{job_id}"
     return resp

@@ -1,12 +1,14 @@
 """Upload -> page images: the seam that jobs and the fan-out build on.
 
 A stand-in until the document loader (PDF and multi-page TIFF) lands: an image is one page, a
-multi-page TIFF is one page per frame, each re-encoded as PNG so it is an ordinary image request.
+multi-page TIFF is one page per frame. Pages are encoded one at a time, as PNG, when asked for, so a
+caller can OCR page k while page k+1 is being encoded.
 """
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,50 +20,68 @@ from .images import check_upload
 
 # Frames taken from one TIFF; more is refused rather than rendered.
 MAX_PAGES = 50
+_TIFF_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError)
 
 
 @dataclass(frozen=True)
-class Page:
+class PageSize:
     number: int  # from 1
-    data: bytes  # an image the service accepts on its own (cached by its own hash)
     width: int
     height: int
 
 
-@dataclass(frozen=True)
 class Upload:
-    pages: list[Page]
-    document: bool  # False: one plain image, answered in the single-image shape
+    """One upload's pages: sizes are known up front, page images are encoded on demand, in order."""
+
+    def __init__(self, data: bytes, sizes: list[PageSize], image: Image.Image | None) -> None:
+        self.data = data
+        self.sizes = sizes
+        self._image = image  # None: a plain image, sent on as its own bytes
+
+    @property
+    def document(self) -> bool:
+        """False for one plain image, answered in the single-image shape."""
+        return self._image is not None
+
+    def images(self) -> Iterator[bytes]:
+        """Each page as an image the service accepts on its own (cached by its own hash)."""
+        if self._image is None:
+            yield self.data
+            return
+        try:
+            for frame in ImageSequence.Iterator(self._image):
+                buf = io.BytesIO()
+                frame.convert("RGB").save(buf, format="PNG", compress_level=1)
+                yield buf.getvalue()
+        except _TIFF_ERRORS as exc:
+            raise UndecodableImage(f"the TIFF data is corrupt or truncated: {exc}") from None
 
 
 def split_pages(data: bytes, settings: Settings) -> Upload:
-    """The pages of an upload; a single image stays as its own bytes (same cache key as /api/ocr)."""
+    """The pages of an upload, with every page's size checked before any is decoded."""
     fmt = check_upload(data, settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data), formats=[fmt])
             frames = getattr(img, "n_frames", 1)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise UndecodableImage(f"the {fmt} header could not be read: {exc}") from None
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(None, None, settings.max_pixels) from None
-        if fmt != "TIFF" or frames <= 1:
-            return Upload([Page(1, data, *img.size)], document=False)
-        if frames > MAX_PAGES:
-            raise UndecodableImage(f"the TIFF has {frames} pages, more than {MAX_PAGES}")
-        pages = []
-        try:
-            for number, frame in enumerate(ImageSequence.Iterator(img), start=1):
-                width, height = frame.size
+            if fmt != "TIFF" or frames <= 1:
+                return Upload(data, [PageSize(1, *img.size)], None)
+            if frames > MAX_PAGES:
+                raise UndecodableImage(f"the TIFF has {frames} pages, more than {MAX_PAGES}")
+            sizes = []
+            for number in range(1, frames + 1):
+                img.seek(number - 1)
+                width, height = img.size
                 if width * height > settings.max_pixels:
                     raise ImageTooLarge(width, height, settings.max_pixels)
-                buf = io.BytesIO()
-                frame.convert("RGB").save(buf, format="PNG")
-                pages.append(Page(number, buf.getvalue(), width, height))
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise UndecodableImage(f"the TIFF data is corrupt or truncated: {exc}") from None
-    return Upload(pages, document=True)
+                sizes.append(PageSize(number, width, height))
+            img.seek(0)
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(None, None, settings.max_pixels) from None
+        except (UnidentifiedImageError, *_TIFF_ERRORS) as exc:
+            raise UndecodableImage(f"the {fmt} data could not be read: {exc}") from None
+    return Upload(data, sizes, img)
 
 
 def assemble(document: bool, pages: list[tuple[int, int, int]], lines: list[list[dict[str, Any]]]

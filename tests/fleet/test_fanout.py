@@ -5,6 +5,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from gw_servers import EchoServer
 from helpers import free_port, start_instance, tiff_pages
 from test_fleet_integration import Fleet, make_fleet, teardown_fleet
 
-from ocr_app.errors import Overloaded, PageFailed
+from ocr_app.errors import PageFailed
 from ocr_app.fanout import PAGE_HEADER, PageFanout
 
 
@@ -101,34 +102,52 @@ def test_gateway_unreachable_falls_back_to_local(tmp_path: Path) -> None:
         inst.stop()
 
 
-def _fanout(url: str, local: Callable[[bytes, bool], bytes]) -> PageFanout:
-    return PageFanout(url, local=local, per_doc=2, per_worker=4, read_timeout=10)
+def _fanout(url: str) -> PageFanout:
+    return PageFanout(url, per_doc=2, per_worker=4, read_timeout=10)
 
 
-def test_a_full_fleet_answers_503_at_once(gw_backends: Callable[[], EchoServer]) -> None:
-    """The gateway's 503 (every instance tried was full) sends pages to the local queue, which refuses too."""
+@pytest.mark.parametrize("status", [503, 502, 504, 200])
+def test_pages_the_gateway_cannot_take_run_locally(gw_backends: Callable[[], EchoServer], status: int) -> None:
+    """A 503 (every instance the gateway tried was full), other 5xx, or a 200 that is not OCR JSON."""
     gateway = gw_backends()
-    gateway.answer(503)
-
-    def full_here(page: bytes, bypass: bool) -> bytes:
-        raise Overloaded(0)
-
-    with pytest.raises(Overloaded):
-        _fanout(f"http://{gateway.address}", full_here).run([b"p1", b"p2", b"p3"], bypass=False)
+    gateway.answer(status)
+    assert _fanout(f"http://{gateway.address}").fetch(b"page", 1, bypass=False) is None
+    assert _fanout(f"http://127.0.0.1:{free_port()}").fetch(b"page", 1, bypass=False) is None
 
 
-def test_a_page_4xx_is_passed_on_and_other_answers_run_locally(gw_backends: Callable[[], EchoServer]) -> None:
+def test_a_page_4xx_is_passed_on(gw_backends: Callable[[], EchoServer]) -> None:
     gateway = gw_backends()
-    gateway.answer(200)  # 200 but not OCR JSON: run here
-    ran: list[bytes] = []
-
-    def local(page: bytes, bypass: bool) -> bytes:
-        ran.append(page)
-        return b"[]"
-
-    assert _fanout(f"http://{gateway.address}", local).run([b"a", b"b"], bypass=False) == [b"[]", b"[]"]
-    assert sorted(ran) == [b"a", b"b"]
     gateway.answer(422)
     with pytest.raises(PageFailed) as err:
-        _fanout(f"http://{gateway.address}", local).run([b"a", b"b"], bypass=False)
-    assert err.value.status == 422
+        _fanout(f"http://{gateway.address}").fetch(b"page", 3, bypass=False)
+    assert err.value.status == 422 and "page 3" in err.value.msg
+
+
+def test_a_worker_fans_out_a_bounded_number_of_documents() -> None:
+    fanout = PageFanout("http://127.0.0.1:1", per_doc=2, per_worker=4, read_timeout=1)
+    with fanout.document() as first, fanout.document() as second, fanout.document() as third:
+        assert (first, second, third) == (2, 2, 0)  # the third runs locally
+    with fanout.document(allowed=False) as page_request:
+        assert page_request == 0
+    with PageFanout("", per_doc=2, per_worker=4, read_timeout=1).document() as no_gateway:
+        assert no_gateway == 0
+
+
+def test_a_full_instance_answers_a_document_503_at_once(tmp_path: Path) -> None:
+    """No room anywhere: the pages come back from the gateway as 503s and the local queue refuses too."""
+    gateway = EchoServer()
+    gateway.answer(503)
+    inst = start_instance(tmp_path, extra_env={"OCR_WORKERS": "1", "OCR_MAX_QUEUE": "0",
+                                                "OCR_GATEWAY_URL": f"http://{gateway.address}"})
+    try:
+        url = f"{inst.extra['url']}/api/ocr"
+        doc = tiff_pages(words(3))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda _: requests.post(url, data=doc, headers={"Content-Type": "image/tiff"},
+                                                            timeout=300), range(4)))
+        codes = sorted(r.status_code for r in answers)
+        assert set(codes) <= {200, 503} and 503 in codes, codes
+        assert all(r.json()["code"] == 50302 for r in answers if r.status_code == 503)
+    finally:
+        inst.stop()
+        gateway.close()
