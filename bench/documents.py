@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
 import time
@@ -23,7 +24,7 @@ from .fleet import FleetSession
 
 PAGES = 12
 COUNTS = (1, 2, 3)
-REPEATS = 2
+REPEATS = 3
 TARGET = 1.6  # 2 instances against 1, on this 2-core machine
 BEGIN, END = "<!-- documents-bench -->", "<!-- /documents-bench -->"
 
@@ -92,7 +93,7 @@ def run(session: FleetSession, say: Callable[[str], None], counts: Sequence[int]
         _, spread = _upstreams(log_path, seen)
         results = [p["data"] for p in body["pages"]]
         reference = reference if reference is not None else results
-        level = {"instances": n, "seconds": [round(t, 2) for t in times],
+        level = {"instances": n, "seconds": [round(t, 2) for t in times], "load_1m": round(os.getloadavg()[0], 2),
                  "pages_per_s": round(pages / min(times), 3), "identical": results == reference,
                  "requests_per_upstream": spread}
         say(f"documents: {n} instance(s): {level['pages_per_s']} pages/s, {level['seconds']} s")
@@ -110,7 +111,8 @@ def report(results: dict[str, Any], when: str) -> str:
     rows = "\n".join(
         f"| {lv['instances']} | {lv['pages_per_s']} | {', '.join(str(s) for s in lv['seconds'])} | "
         f"{'yes' if lv['identical'] else 'NO'} | "
-        f"{', '.join(str(v) for _, v in sorted(lv['requests_per_upstream'].items())) or '-'} |"
+        f"{', '.join(str(v) for _, v in sorted(lv['requests_per_upstream'].items())) or '-'} | "
+        f"{lv.get('load_1m', '-')} |"
         for lv in results["levels"])
     speedup = results.get("speedup_2_over_1")
     verdict = (f"2 instances / 1 instance: **{speedup}x** (target {TARGET}x: "
@@ -124,12 +126,13 @@ through the gateway with `Cache-Control: no-cache`, on 1, 2 and 3 instances in o
 instance splits it and sends each page back through the gateway, so the pages run on the whole fleet.
 Pages/s is pages divided by the best wall time of {results['repeats']} requests. "Same pages" compares
 every page's lines (text, boxes and confidences) with the 1-instance run. The last column counts the
-requests each instance answered: the document itself, then its pages.
+requests each instance answered: the document itself, then its pages. The load average shows how busy
+the shared machine was: above the core count, other work took CPU from the fleet.
 
 Latest run: {when}
 
-| instances | pages/s | seconds per document | same pages | requests per instance |
-|---|---|---|---|---|
+| instances | pages/s | seconds per document | same pages | requests per instance | load (1 min) |
+|---|---|---|---|---|---|
 {rows}
 
 {verdict}

@@ -20,7 +20,7 @@ RESULTS = {
 def test_report_names_figures_and_verdict() -> None:
     block = documents.report(RESULTS, "2026-01-01T00:00:00+00:00")
     assert block.startswith(documents.BEGIN) and block.rstrip().endswith(documents.END)
-    assert "| 2 | 1.143 | 11.0, 10.5 | yes | 13, 13 |" in block
+    assert "| 2 | 1.143 | 11.0, 10.5 | yes | 13, 13 | - |" in block
     assert "**1.8x** (target 1.6x: met)" in block
 
 

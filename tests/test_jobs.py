@@ -1,6 +1,7 @@
 """Async jobs against real Redis and two real instances: any instance answers, a SIGKILL loses no page."""
 from __future__ import annotations
 
+import io
 import signal
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 import redis
 import requests
 from helpers import Proc, free_port, start_instance, text_image, tiff_pages, wait_for, worker_pids
+from PIL import Image
 
 JOB_TTL = 20
 CLAIM_SECONDS = 2
@@ -142,6 +144,37 @@ def test_bad_uploads_are_refused_before_queueing(pair: tuple[Proc, Proc], body: 
     a, _ = pair
     pids = _worker_pids(a)
     resp = requests.post(f"{a.extra['url']}/api/jobs", data=body, headers={"Content-Type": ctype}, timeout=10)
+    assert resp.status_code == status and resp.json()["code"] == code, resp.text
+    assert _worker_pids(a) == pids
+
+
+def _tiff(frames: list[Image.Image]) -> bytes:
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    return buf.getvalue()
+
+
+def _truncated_tiff() -> bytes:
+    whole = tiff_pages(["One", "Two", "Three"])
+    return whole[: len(whole) // 2]
+
+
+HOSTILE_TIFFS = {
+    # 51 tiny pages: past the page limit, refused before any page is encoded
+    "too many pages": (lambda: _tiff([Image.new("L", (16, 16), 255)] * 51), 422, 42201),
+    # a bilevel second page of 9000x5000: 45 MP, past OCR_MAX_PIXELS, a few KB on the wire
+    "page pixel bomb": (lambda: _tiff([Image.new("1", (64, 64), 1), Image.new("1", (9000, 5000), 1)]), 422, 42202),
+    "truncated document": (_truncated_tiff, 422, 42201),
+}
+
+
+@pytest.mark.parametrize("path", ["/api/ocr", "/api/jobs"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_TIFFS))
+def test_hostile_documents_get_4xx_and_workers_survive(pair: tuple[Proc, Proc], path: str, case: str) -> None:
+    a, _ = pair
+    make, status, code = HOSTILE_TIFFS[case]
+    pids = _worker_pids(a)
+    resp = requests.post(f"{a.extra['url']}{path}", data=make(), headers={"Content-Type": "image/tiff"}, timeout=60)
     assert resp.status_code == status and resp.json()["code"] == code, resp.text
     assert _worker_pids(a) == pids
 
