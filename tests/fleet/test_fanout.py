@@ -13,7 +13,7 @@ import pytest
 import requests
 from gw_servers import EchoServer
 from helpers import free_port, start_instance, tiff_pages
-from test_fleet_integration import Fleet, make_fleet, teardown_fleet
+from test_fleet_integration import Fleet, make_fleet, teardown_fleet, wait_until
 
 from ocr_app.errors import PageFailed
 from ocr_app.fanout import PAGE_HEADER, PageFanout
@@ -151,3 +151,19 @@ def test_a_full_instance_answers_a_document_503_at_once(tmp_path: Path) -> None:
     finally:
         inst.stop()
         gateway.close()
+
+
+def test_a_job_through_the_gateway(fleet2: Fleet) -> None:
+    """Jobs behind nginx: 202 and its Location pass through, polls and the cancel go to any instance."""
+    texts = words(3)
+    resp = requests.post(f"{fleet2.gateway}/api/jobs", data=tiff_pages(texts),
+                         headers={"Content-Type": "image/tiff"}, timeout=60)
+    assert resp.status_code == 202, resp.text
+    location = f"{fleet2.gateway}{resp.headers['Location']}"
+
+    def done() -> bool:
+        return bool(requests.get(location, timeout=10).json()["status"] == "done")
+
+    wait_until(done, 180, "the job to finish", interval=0.2)
+    assert page_texts(requests.get(location, timeout=10).json()["result"]) == texts
+    assert requests.delete(location, timeout=10).json()["status"] == "cancelled"
