@@ -68,6 +68,7 @@ def _document(service: OcrService, upload: Upload, bypass: bool) -> Response:
 
     def run(number: int, page: bytes) -> bytes:
         remote = fanout.fetch(page, number, bypass, request_id=request_id) if parallel else None
+        service.metrics.document_pages.labels(where="local" if remote is None else "fleet").inc()
         if remote is not None:
             return json.dumps(remote[0], ensure_ascii=False, separators=(",", ":")).encode()
         return service.ocr(page, bypass_cache=bypass).data_json

@@ -218,8 +218,10 @@ class Consumer:
     """One consumer thread of the group: takes a page when its worker is idle, OCRs it, records it."""
 
     def __init__(self, store: JobStore, name: str, run_page: PageRunner, claim_seconds: float,
-                 can_take: Callable[[], bool], stop: threading.Event) -> None:
+                 can_take: Callable[[], bool], stop: threading.Event,
+                 on_page: Callable[[str], None] = lambda outcome: None) -> None:
         self.store = store
+        self.on_page = on_page  # done | failed | retried | taken_over, for the metrics
         self.name = name
         self.run_page = run_page
         self.claim_ms = int(claim_seconds * 1000)
@@ -276,16 +278,19 @@ class Consumer:
         job_id, page = fields.get("job", ""), int(fields.get("page", "0") or 0)
         if redelivered:
             log.info("jobs: took over page %s of job %s from a stalled or dead consumer", page, job_id)
+            self.on_page("taken_over")
         try:
             status, bypass = client.hmget(job_key(job_id), "status", "bypass")
             if status is not None and _text(status) not in FINISHED:
                 attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
                 if attempts > MAX_ATTEMPTS:
                     store.fail(job_id, 50050, f"page {page} failed {MAX_ATTEMPTS} times")
+                    self.on_page("failed")
                 # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
                 # the cache: compute it rather than wait for that lock to time out.
                 elif not self._run(job_id, page, bypass == b"1" or redelivered):
                     client.hincrby(job_key(job_id), f"attempts:{page}", -1)
+                    self.on_page("retried")
                     self.stop.wait(1.0)
                     return  # left pending: claimed again once idle, here or elsewhere
             client.xack(STREAM, GROUP, entry_id)
@@ -307,8 +312,10 @@ class Consumer:
             if exc.status == 503:
                 return False
             self.store.fail(job_id, exc.code, f"page {page}: {exc.msg}")
+            self.on_page("failed")
             return True
         self.store.complete_page(job_id, page, lines)
+        self.on_page("done")
         return True
 
 
@@ -324,12 +331,13 @@ class JobWorkers:
     """The consumer threads of one gunicorn worker: started after fork, stopped on drain or exit."""
 
     def __init__(self, store: JobStore, instance_id: str, count: int, claim_seconds: float,
-                 run_page: PageRunner, can_take: Callable[[], bool]) -> None:
+                 run_page: PageRunner, can_take: Callable[[], bool],
+                 on_page: Callable[[str], None] = lambda outcome: None) -> None:
         self.stop_event = threading.Event()
         self.threads = [
             threading.Thread(
                 target=Consumer(store, f"{instance_id}/{os.getpid()}/{n}", run_page, claim_seconds,
-                                can_take, self.stop_event).loop,
+                                can_take, self.stop_event, on_page).loop,
                 name=f"job-consumer-{n}", daemon=True)
             for n in range(count)
         ]

@@ -19,6 +19,7 @@ from prometheus_client import (
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 CACHE_RESULTS = ("hit", "miss", "coalesced", "bypass", "error")
+JOB_PAGE_RESULTS = ("done", "failed", "retried", "taken_over")
 
 
 def multiprocess_dir() -> str | None:
@@ -43,6 +44,14 @@ class Metrics:
         self.inflight = Gauge("ocr_inflight_requests", "OCR API requests being served", registry=r,
                               multiprocess_mode="livesum")
         self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
+        self.document_pages = Counter("ocr_document_pages", "Document pages by where they were OCRed", ["where"],
+                                      registry=r)
+        self.job_pages = Counter("ocr_job_pages", "Job pages this instance's consumers handled", ["result"],
+                                 registry=r)
+        for where in ("fleet", "local"):
+            self.document_pages.labels(where=where)
+        for outcome in JOB_PAGE_RESULTS:
+            self.job_pages.labels(result=outcome)
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
         for reason in ("queue_full", "not_ready"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import signal
 import uuid
 from collections.abc import Iterator
@@ -229,3 +230,5 @@ def test_sigkill_of_the_working_instance_loses_no_page(pair: tuple[Proc, Proc], 
     assert done["status"] == "done", done
     assert done["progress"] == {"done": 8, "total": 8}
     assert page_texts(done["result"]) == texts
+    metrics = requests.get(f"{b.extra['url']}/metrics", timeout=10).text
+    assert re.search(r'^ocr_job_pages_total\{result="taken_over"\} [1-9]', metrics, re.MULTILINE), metrics

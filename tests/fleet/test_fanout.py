@@ -55,20 +55,27 @@ def instance_urls(f: Fleet) -> list[str]:
     return [f"http://127.0.0.1:{i['port']}" for i in f.status()["instances"]]
 
 
-def bypass_count(urls: list[str]) -> float:
+def metric_sum(urls: list[str], series: str) -> float:
     total = 0.0
     for url in urls:
         text = requests.get(f"{url}/metrics", timeout=10).text
-        found = re.search(r'^ocr_cache_events_total\{result="bypass"\} ([0-9.e+]+)$', text, re.MULTILINE)
+        found = re.search(r"^" + re.escape(series) + r" ([0-9.e+]+)$", text, re.MULTILINE)
         total += float(found.group(1)) if found else 0.0
     return total
+
+
+def bypass_count(urls: list[str]) -> float:
+    return metric_sum(urls, 'ocr_cache_events_total{result="bypass"}')
 
 
 def test_pages_spread_over_the_fleet_and_equal_local(fleet2: Fleet) -> None:
     texts = words(6)
     doc = tiff_pages(texts)
     seen = len(access_log(fleet2))
+    urls = instance_urls(fleet2)
+    through_fleet = metric_sum(urls, 'ocr_document_pages_total{where="fleet"}')
     spread = post_doc(fleet2.gateway, doc)
+    assert metric_sum(urls, 'ocr_document_pages_total{where="fleet"}') == through_fleet + 6
     assert page_texts(spread) == texts
     assert [p["page"] for p in spread["pages"]] == list(range(1, 7))
     entries = access_log(fleet2)[seen:]
@@ -77,7 +84,7 @@ def test_pages_spread_over_the_fleet_and_equal_local(fleet2: Fleet) -> None:
 
     # The same document OCRed locally in one instance (a page header: no fan-out), models run anew.
     seen = len(access_log(fleet2))
-    local = post_doc(instance_urls(fleet2)[0], doc, **{PAGE_HEADER: "1", "Cache-Control": "no-cache"})
+    local = post_doc(urls[0], doc, **{PAGE_HEADER: "1", "Cache-Control": "no-cache"})
     assert len(access_log(fleet2)) == seen  # nothing went back through the gateway
     assert [p["data"] for p in local["pages"]] == [p["data"] for p in spread["pages"]]
     assert local["data"] == spread["data"]
