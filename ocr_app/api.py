@@ -9,9 +9,9 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 
 from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
-from .fanout import PAGE_HEADER, PageFanout, run_pages
+from .fanout import PAGE_HEADER, PageFanout, gateway_runner
 from .images import sniff_format
-from .pages import Upload, assemble, split_pages
+from .pages import PageAnswer, PageOptions, Upload, assemble, ocr_pages, split_pages
 from .service import OcrService, Outcome
 
 FILE_FIELDS = ("image", "file", "image_file")
@@ -64,18 +64,21 @@ def _document(service: OcrService, upload: Upload, bypass: bool) -> Response:
     """OCR every page, spread over the fleet unless this request is itself a page of a document."""
     started = time.perf_counter()
     fanout: PageFanout = current_app.extensions["ocr_fanout"]
-    request_id = request.headers.get("X-Request-ID", "")
 
-    def run(number: int, page: bytes) -> bytes:
-        remote = fanout.fetch(page, number, bypass, request_id=request_id) if parallel else None
-        service.metrics.document_pages.labels(where="local" if remote is None else "fleet").inc()
-        if remote is not None:
-            return json.dumps(remote[0], ensure_ascii=False, separators=(",", ":")).encode()
-        return service.ocr(page, bypass_cache=bypass).data_json
+    def local(data: bytes, options: PageOptions) -> PageAnswer:
+        outcome = service.ocr(data, bypass_cache=options.bypass_cache)
+        return json.loads(outcome.data_json), outcome.cache
+
+    def count(where: str) -> None:
+        service.metrics.document_pages.labels(where=where).inc()
 
     with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
-        lines = run_pages(upload.images(), run, parallel)
-    body = assemble(True, [(p.number, p.width, p.height) for p in upload.sizes], [json.loads(x) for x in lines])
+        runner = gateway_runner(fanout, local, lambda lines, cache: (lines, cache),
+                                request.headers.get("X-Request-ID", ""), count) if parallel else local
+        answers = ocr_pages(upload, runner, PageOptions(bypass_cache=bypass), parallel)
+    if not parallel:
+        service.metrics.document_pages.labels(where="local").inc(len(answers))
+    body = assemble(True, [(p.number, p.width, p.height) for p in upload.sizes], [lines for lines, _ in answers])
     body.update(cost_time=round(time.perf_counter() - started, 4), instance=service.settings.instance_id)
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=200,
                     mimetype="application/json")

@@ -8,12 +8,12 @@ flight, and a page request never waits on anything but an engine.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import requests
 
@@ -73,17 +73,35 @@ class PageFanout:
         raise _page_error(number, resp)
 
 
-def run_pages(pages: Iterable[bytes], run: Callable[[int, bytes], bytes], parallel: int) -> list[bytes]:
-    """run(number, page) for each page, at most `parallel` at once, while the next page is prepared."""
-    if parallel <= 1:
-        return [run(number, page) for number, page in enumerate(pages, start=1)]
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="page") as pool:
-        futures: list[Future[bytes]] = []
-        for number, page in enumerate(pages, start=1):
-            futures.append(pool.submit(run, number, page))
-            while sum(not f.done() for f in futures) >= parallel:
-                wait([f for f in futures if not f.done()], return_when=FIRST_COMPLETED)
-        return [f.result() for f in futures]
+class PageOptionsLike(Protocol):
+    """What a page runner's options must offer: whether to skip the cache, and the query that asks for them."""
+
+    @property
+    def bypass_cache(self) -> bool: ...
+
+    def to_query(self) -> dict[str, str]: ...
+
+
+Opts = TypeVar("Opts", bound=PageOptionsLike)
+Answer = TypeVar("Answer")
+
+
+def gateway_runner(fanout: PageFanout, local: Callable[[bytes, Opts], Answer],
+                   answer: Callable[[list[dict[str, Any]], str], Answer], request_id: str = "",
+                   on_page: Callable[[str], None] = lambda where: None) -> Callable[[bytes, Opts], Answer]:
+    """A page runner for the document loader: each page through the gateway, or `local` when it can't.
+
+    `answer(lines, x_cache)` builds the runner's answer from the fleet's reply; pages are numbered in the
+    order the runner is called, for the page header and the logs.
+    """
+    numbers = itertools.count(1)
+
+    def run(data: bytes, options: Opts) -> Answer:
+        got = fanout.fetch(data, next(numbers), options.bypass_cache, options.to_query(), request_id)
+        on_page("local" if got is None else "fleet")
+        return local(data, options) if got is None else answer(*got)
+
+    return run
 
 
 def _page_error(number: int, resp: requests.Response) -> PageFailed:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,33 @@ def split_pages(data: bytes, settings: Settings) -> Upload:
         except (UnidentifiedImageError, *_TIFF_ERRORS) as exc:
             raise UndecodableImage(f"the {fmt} data could not be read: {exc}") from None
     return Upload(data, sizes, img)
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """What decides a page's answer besides its bytes (the stand-in has no per-page options yet)."""
+
+    bypass_cache: bool = False
+
+    def to_query(self) -> dict[str, str]:
+        return {}
+
+
+PageAnswer = tuple[list[dict[str, Any]], str]  # a page's lines and its X-Cache
+PageRunner = Callable[[bytes, PageOptions], PageAnswer]
+
+
+def ocr_pages(upload: Upload, runner: PageRunner, options: PageOptions, parallel: int = 1) -> list[PageAnswer]:
+    """Each page through `runner`, at most `parallel` at once, encoding the next page meanwhile."""
+    if parallel <= 1:
+        return [runner(page, options) for page in upload.images()]
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="page") as pool:
+        futures: list[Future[PageAnswer]] = []
+        for page in upload.images():
+            futures.append(pool.submit(runner, page, options))
+            while sum(not f.done() for f in futures) >= parallel:
+                wait([f for f in futures if not f.done()], return_when=FIRST_COMPLETED)
+        return [f.result() for f in futures]
 
 
 def assemble(document: bool, pages: list[tuple[int, int, int]], lines: list[list[dict[str, Any]]]
