@@ -62,6 +62,16 @@ end
 for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[2]) end
 return 1
 """
+# queued/running -> failed with the page's error; its data and partial results go. KEYS as above.
+# ARGV: code, msg, now, ttl.
+_FAIL = """
+local st = redis.call('hget', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return 0 end
+redis.call('hset', KEYS[1], 'status', 'failed', 'error_code', ARGV[1], 'error_msg', ARGV[2], 'updated', ARGV[3])
+redis.call('del', KEYS[2], KEYS[3])
+redis.call('expire', KEYS[1], ARGV[4])
+return 1
+"""
 
 PageRunner = Callable[[bytes, bool], bytes]  # page bytes, bypass cache -> the page's lines as JSON
 
@@ -113,6 +123,7 @@ class JobStore:
         self.max_pending = max_pending
         self._complete = client.register_script(_COMPLETE_PAGE)
         self._start = client.register_script(_START)
+        self._fail = client.register_script(_FAIL)
 
     @classmethod
     def from_url(cls, url: str, ttl: int, max_pending: int, timeout: float) -> JobStore:
@@ -195,12 +206,9 @@ class JobStore:
 
     # used by the consumers
     def fail(self, job_id: str, code: int, msg: str) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(job_key(job_id), mapping={"status": "failed", "error_code": code, "error_msg": msg,
-                                            "updated": time.time()})
-        pipe.delete(_results_key(job_id), _input_key(job_id))
-        pipe.expire(job_key(job_id), self.ttl)
-        pipe.execute()
+        """Fail a job that is still queued or running (never one already cancelled or finished)."""
+        self._fail(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)],
+                   args=[code, msg, time.time(), self.ttl])
 
     def complete_page(self, job_id: str, page: int, lines: bytes) -> None:
         self._complete(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)],
@@ -219,8 +227,10 @@ class Consumer:
 
     def __init__(self, store: JobStore, name: str, run_page: PageRunner, claim_seconds: float,
                  can_take: Callable[[], bool], stop: threading.Event,
-                 on_page: Callable[[str], None] = lambda outcome: None) -> None:
+                 on_page: Callable[[str], None] = lambda outcome: None,
+                 draining: Callable[[], bool] = lambda: False) -> None:
         self.store = store
+        self.draining = draining
         self.on_page = on_page  # done | failed | retried | taken_over, for the metrics
         self.name = name
         self.run_page = run_page
@@ -243,8 +253,12 @@ class Consumer:
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if entry is not None:
-                self._handle(*entry)
+            if entry is None:
+                continue
+            if self.draining():  # it came in while we were draining: leave it pending for another consumer
+                log.info("jobs: draining, page entry %s left for another instance", entry[0])
+                continue
+            self._handle(*entry)
 
     def _next_entry(self) -> tuple[str, dict[str, str], bool] | None:
         """The next page: one claimed from a dead or stalled consumer first, else a new one."""
@@ -332,12 +346,13 @@ class JobWorkers:
 
     def __init__(self, store: JobStore, instance_id: str, count: int, claim_seconds: float,
                  run_page: PageRunner, can_take: Callable[[], bool],
-                 on_page: Callable[[str], None] = lambda outcome: None) -> None:
+                 on_page: Callable[[str], None] = lambda outcome: None,
+                 draining: Callable[[], bool] = lambda: False) -> None:
         self.stop_event = threading.Event()
         self.threads = [
             threading.Thread(
                 target=Consumer(store, f"{instance_id}/{os.getpid()}/{n}", run_page, claim_seconds,
-                                can_take, self.stop_event, on_page).loop,
+                                can_take, self.stop_event, on_page, draining).loop,
                 name=f"job-consumer-{n}", daemon=True)
             for n in range(count)
         ]

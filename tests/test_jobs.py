@@ -126,6 +126,16 @@ def test_cancel(pair: tuple[Proc, Proc], redis_server: Proc) -> None:
     assert job(a, job_id)["status"] == "cancelled"
 
 
+def test_a_failing_page_fails_the_job(pair: tuple[Proc, Proc]) -> None:
+    """Page 2 is 4x4 px: the job ends failed with that page's own error, and no result."""
+    a, b = pair
+    pages = [Image.open(io.BytesIO(text_image("Fine page", fmt="PNG"))), Image.new("RGB", (4, 4), "white")]
+    job_id = submit(a, _tiff(pages)).json()["job_id"]
+    failed = wait_finished(b, job_id)
+    assert failed["status"] == "failed" and "result" not in failed
+    assert failed["error"]["code"] == 42203 and "page 2" in failed["error"]["msg"]
+
+
 @pytest.mark.parametrize("job_id", ["0" * 32, "nope", "x%20y", "a" * 500])
 def test_unknown_job_is_404(pair: tuple[Proc, Proc], job_id: str) -> None:
     for method in ("get", "delete"):
@@ -210,6 +220,32 @@ def test_redis_down_jobs_503_and_sync_api_works(tmp_path: Path) -> None:
         assert ok.status_code == 200 and "Still Works" in " ".join(x["text"] for x in ok.json()["data"])
     finally:
         inst.stop()
+
+
+def job_pages_done(inst: Proc) -> float:
+    text = requests.get(f"{inst.extra['url']}/metrics", timeout=10).text
+    found = re.search(r'^ocr_job_pages_total\{result="done"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_draining_instance_takes_no_job_page(pair: tuple[Proc, Proc], redis_server: Proc,
+                                               tmp_path: Path) -> None:
+    _, b = pair
+    env = {"OCR_WORKERS": "1", "OCR_DRAIN_SECONDS": "300", "OCR_JOB_CLAIM_SECONDS": str(CLAIM_SECONDS)}
+    c = start_instance(tmp_path, redis_url=str(redis_server.extra["url"]), instance_id="jobs-c", extra_env=env)
+    try:
+        before = job_pages_done(c)
+        c.signal(signal.SIGTERM)  # drains for 300 s: still answers, takes no new work
+        wait_for(lambda: requests.get(f"{c.extra['url']}/ready", timeout=5).status_code == 503, 30,
+                 "instance c to drain")
+        texts = words(4)
+        job_id = submit(c, tiff_pages(texts)).json()["job_id"]  # it still accepts and answers jobs
+        done = wait_finished(c, job_id)
+        assert done["status"] == "done" and page_texts(done["result"]) == texts
+        assert job_pages_done(c) == before
+    finally:
+        c.signal(signal.SIGKILL)
+        c.popen.wait(10)
 
 
 def test_sigkill_of_the_working_instance_loses_no_page(pair: tuple[Proc, Proc], redis_server: Proc) -> None:
