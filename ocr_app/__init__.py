@@ -25,8 +25,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
 
     from . import api, health
     from .cache import ResultCache
-    from .errors import register_error_handlers
     from .fastpath import CacheHitFastPath
+    from .handlers import register_error_handlers
     from .metrics import Metrics
     from .service import OcrService
 

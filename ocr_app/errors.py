@@ -1,16 +1,24 @@
-"""Typed errors raised inside the app, and the one handler that turns any exception into JSON.
+"""Typed errors raised inside the app: no Flask here, so the service, images and tests can use them.
 
 Codes are stable: the first three digits are the HTTP status, the rest tell cases apart.
+handlers.py turns them (and Werkzeug's own errors) into the JSON error shape, once.
 """
 from __future__ import annotations
 
-import logging
-from typing import Any
+# Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
+HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
+INTERNAL_ERROR = 50001  # anything unexpected: logged with its traceback, never an HTML 500
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+def error_classes() -> list[type[OcrError]]:
+    """Every typed error, in definition order (the OpenAPI document lists their codes)."""
+    found: list[type[OcrError]] = []
+    todo: list[type[OcrError]] = [OcrError]
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
 class OcrError(Exception):
@@ -110,38 +118,5 @@ class Draining(OcrError):
     code = 50303
     retry_after = 1
 
-    def __init__(self) -> None:
-        super().__init__("the instance is shutting down")
-
-
-# Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
-_HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
-
-
-def error_response(status: int, code: int, msg: str, retry_after: int | None = None) -> Response:
-    resp = jsonify({"code": code, "msg": msg, "data": []})
-    resp.status_code = status
-    if retry_after is not None:
-        resp.headers["Retry-After"] = str(retry_after)
-    return resp
-
-
-def register_error_handlers(app: Flask, max_upload_mb: float) -> None:
-    """One place where exceptions become the JSON error shape; nothing escapes as an HTML 500."""
-
-    @app.errorhandler(OcrError)
-    def _ocr_error(exc: OcrError) -> Response:
-        return error_response(exc.status, exc.code, exc.msg, exc.retry_after)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        if status == 413:
-            return error_response(413, 41301, str(PayloadTooLarge(max_upload_mb)))
-        msg = exc.description or exc.name
-        return error_response(status, _HTTP_CODES.get(status, status * 100), str(msg))
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Any:
-        log.exception("unexpected error")
-        return error_response(500, 50001, "internal error: the failure was logged")
+    def __init__(self, msg: str = "draining: the instance is shutting down") -> None:
+        super().__init__(msg)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from .errors import error_response
+from .errors import Draining, NotReady
 from .service import OcrService
 
 bp = Blueprint("health", __name__)
@@ -25,11 +25,11 @@ def ready() -> Response:
     """Readiness: 200 once the engine is warm, and only while not draining."""
     service = _service()
     if service.draining:
-        return error_response(503, 50303, "draining: the instance is shutting down", retry_after=1)
+        raise Draining()
     if not service.ready:
         reason = service.load_error or (
             f"OCR engines loaded in {service.ready_workers()} of {service.settings.workers} workers")
-        return error_response(503, 50301, f"not ready: {reason}", retry_after=2)
+        raise NotReady(f"not ready: {reason}")
     return jsonify({"status": "ready", "instance": service.settings.instance_id,
                     "cache": service.cache.enabled})
 
