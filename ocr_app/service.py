@@ -80,6 +80,7 @@ class OcrService:
         self.cache = cache
         self.admission = Admission(settings.max_queue)
         self._engine_factory = engine_factory
+        self.load_wait = LOAD_WAIT_SECONDS
         self._engine: Engine | None = None
         self._load_error: str | None = None
         self._loaded = threading.Event()
@@ -146,7 +147,7 @@ class OcrService:
         """OCR the uploaded bytes, answering from the cache when it can."""
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
-            self._loaded.wait(LOAD_WAIT_SECONDS)
+            self._loaded.wait(self.load_wait)
         engine = self._engine
         if engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()
