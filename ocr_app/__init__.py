@@ -30,10 +30,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
 
     from . import api, health
     from .cache import ResultCache
+    from .engine import Engine
     from .fastpath import CacheHitFastPath
     from .handlers import register_error_handlers
     from .metrics import Metrics
-    from .engine import Engine
     from .service import OcrService
 
     settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
