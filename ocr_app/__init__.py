@@ -5,7 +5,6 @@ its own engine after fork.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +32,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     from .engine import Engine
     from .fastpath import CacheHitFastPath
     from .handlers import register_error_handlers
+    from .logs import AccessLog, configure_logging
     from .metrics import Metrics
     from .service import OcrService
 
     settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    configure_logging(settings)
 
     app = Flask(__name__)
     # Room for base64 (4/3) and multipart framing; the image itself is checked against the exact limit.
@@ -56,7 +55,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app, settings.max_upload_mb)
-    app.wsgi_app = CacheHitFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
+    fast = CacheHitFastPath(app.wsgi_app, service)
+    app.wsgi_app = AccessLog(fast, settings.instance_id)  # type: ignore[method-assign]
     if load_engine:
         service.start(background=background)
     return app

@@ -51,6 +51,7 @@ class Settings:
     timeout: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
     runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
+    log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
 
     @classmethod
@@ -79,6 +80,8 @@ class Settings:
             )
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"OCR_LOG_FORMAT={self.log_format!r} must be text or json")
         changes: dict[str, Any] = {}
         if not self.instance_id:
             changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"

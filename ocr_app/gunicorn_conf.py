@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_app.config import Settings
+from ocr_app.logs import gunicorn_logconfig
 
 # Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,
 # 2 processes x 1 thread measured 1.45-1.56 img/s against 0.98 for 2 x 2.
@@ -49,9 +50,10 @@ preload_app = False  # one engine per worker, built after fork
 proc_name = f"ocr-fleet:{_settings.instance_id}"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True  # one fixed socket path would be shared by every instance on the host
-accesslog = None  # the gateway writes the access log
+accesslog = None  # the app writes one access line per request (ocr_app.logs), the gateway its own
 errorlog = "-"
 loglevel = _settings.log_level
+logconfig_dict = gunicorn_logconfig(_settings) or {}  # OCR_LOG_FORMAT=json: gunicorn's lines as JSON too
 
 
 def when_ready(server: Any) -> None:

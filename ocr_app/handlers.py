@@ -4,15 +4,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import HTTP_CODES, INTERNAL_ERROR, OcrError, PayloadTooLarge
+from .logs import ERROR_CODE_KEY
 
 log = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: int, msg: str, retry_after: int | None = None) -> Response:
+    """The JSON error shape; the code also goes to the request's access line."""
+    request.environ[ERROR_CODE_KEY] = code
     resp = jsonify({"code": code, "msg": msg, "data": []})
     resp.status_code = status
     if retry_after is not None:

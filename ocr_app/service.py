@@ -133,6 +133,8 @@ class OcrService:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""
         if self._ready_dir is None:
             return int(self._engine is not None)
+        if not self._ready_dir.is_dir():  # no worker has loaded yet (the master clears it at start)
+            return 0
         count = 0
         for marker in self._ready_dir.iterdir():
             try:

@@ -22,6 +22,7 @@ from inproc import RAW, FakeEngine, build_app, png
 from PIL import Image
 
 from ocr_app import Settings, create_app
+from ocr_app.fastpath import CacheHitFastPath
 
 
 def build(tmp_path: Path, engine: FakeEngine | None = None, *, factory: Callable[[Settings], Any] | None = None,
@@ -135,9 +136,16 @@ class CountingApp:
         return self.app(environ, start_response)
 
 
+def count_flask_calls(app: Flask) -> CountingApp:
+    """Put a counter between the fast path (inside the access log) and the Flask app."""
+    fast = app.wsgi_app.app  # type: ignore[attr-defined]
+    assert isinstance(fast, CacheHitFastPath)
+    fast.app = CountingApp(fast.app)
+    return fast.app
+
+
 def test_fast_path_serves_raw_hits_below_flask_with_the_same_answer(app: Flask, client: FlaskClient) -> None:
-    behind = CountingApp(app.wsgi_app.app)  # type: ignore[attr-defined]
-    app.wsgi_app.app = behind  # type: ignore[attr-defined]
+    behind = count_flask_calls(app)
     image = png(2)
     miss = client.post("/api/ocr", data=image, headers=RAW)
     assert miss.headers["X-Cache"] == "MISS" and behind.calls == 1
@@ -159,8 +167,7 @@ def test_fast_path_serves_raw_hits_below_flask_with_the_same_answer(app: Flask, 
 def test_fast_path_passes_everything_else_to_flask(app: Flask, client: FlaskClient, headers: dict[str, str]) -> None:
     image = png(3)
     assert client.post("/api/ocr", data=image, headers=RAW).status_code == 200
-    behind = CountingApp(app.wsgi_app.app)  # type: ignore[attr-defined]
-    app.wsgi_app.app = behind  # type: ignore[attr-defined]
+    behind = count_flask_calls(app)
     resp = client.post("/api/ocr", data=image, headers=headers)
     assert behind.calls == 1
     assert resp.headers.get("X-Cache") != "HIT"
@@ -182,10 +189,13 @@ def test_request_during_load_waits_for_the_engine(tmp_path: Path) -> None:
         loaded.wait(30)
         return FakeEngine(settings)
 
-    app = create_app({"redis_url": "", "instance_id": "slow"}, engine_factory=slow_factory)
+    # A runtime dir as gunicorn_conf leaves it: no worker has written its "ready" marker yet.
+    app = create_app({"redis_url": "", "instance_id": "slow", "runtime_dir": str(tmp_path)},
+                     engine_factory=slow_factory)
     client = app.test_client()
     ready = client.get("/ready")
-    assert ready.status_code == 503 and ready.get_json()["code"] == 50301 and ready.headers["Retry-After"] == "2"
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "2"
+    assert ready.get_json()["code"] == 50301 and "loaded in 0 of 1 workers" in ready.get_json()["msg"]
     assert client.get("/health").status_code == 200  # liveness never waits for the engine
     results: list[int] = []
     waiting = threading.Thread(target=lambda: results.append(
