@@ -34,6 +34,8 @@ class OcrError(Exception):
 
 
 class MissingImage(OcrError):
+    """No image: an empty body or file, a wrong field name, or JSON without image_base64."""
+
     code = 40001
 
     def __init__(self, msg: str = "no image: send multipart field 'image' (or 'file', 'image_file'), "
@@ -42,10 +44,14 @@ class MissingImage(OcrError):
 
 
 class MalformedRequest(OcrError):
+    """Malformed request: bad JSON, or multipart without a boundary."""
+
     code = 40002
 
 
 class BadBase64(OcrError):
+    """Image_base64 is not valid base64."""
+
     code = 40003
 
     def __init__(self, msg: str = "image_base64 is not valid base64") -> None:
@@ -53,6 +59,8 @@ class BadBase64(OcrError):
 
 
 class PayloadTooLarge(OcrError):
+    """The body is larger than OCR_MAX_UPLOAD_MB."""
+
     status = 413
     code = 41301
 
@@ -61,6 +69,8 @@ class PayloadTooLarge(OcrError):
 
 
 class UnsupportedImage(OcrError):
+    """Not an allowed image format (JPEG, PNG, BMP, WebP, TIFF), sniffed from the bytes."""
+
     status = 415
     code = 41501
 
@@ -69,16 +79,22 @@ class UnsupportedImage(OcrError):
 
 
 class UnsupportedContentType(OcrError):
+    """The request's Content-Type is not accepted."""
+
     status = 415
     code = 41502
 
 
 class UndecodableImage(OcrError):
+    """The image is undecodable, truncated or corrupt."""
+
     status = 422
     code = 42201
 
 
 class ImageTooLarge(OcrError):
+    """More pixels than OCR_MAX_PIXELS, read from the header before decoding."""
+
     status = 422
     code = 42202
 
@@ -88,6 +104,8 @@ class ImageTooLarge(OcrError):
 
 
 class ImageTooSmall(OcrError):
+    """Smaller than 8 px on a side."""
+
     status = 422
     code = 42203
 
@@ -96,6 +114,8 @@ class ImageTooSmall(OcrError):
 
 
 class NotReady(OcrError):
+    """The instance is starting (the engine is not loaded yet), or the engine failed to load."""
+
     status = 503
     code = 50301
     retry_after = 2
@@ -105,6 +125,8 @@ class NotReady(OcrError):
 
 
 class Overloaded(OcrError):
+    """The instance is busy: more than OCR_MAX_QUEUE jobs wait (the gateway retries another)."""
+
     status = 503
     code = 50302
     retry_after = 1
@@ -114,6 +136,8 @@ class Overloaded(OcrError):
 
 
 class Draining(OcrError):
+    """The instance is draining (/ready only; OCR requests that still arrive are served)."""
+
     status = 503
     code = 50303
     retry_after = 1
