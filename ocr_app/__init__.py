@@ -59,4 +59,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     app.wsgi_app = AccessLog(fast, settings.instance_id)  # type: ignore[method-assign]
     if load_engine:
         service.start(background=background)
+    if background:
+        metrics.start_rss_sampler()
     return app

@@ -49,6 +49,8 @@ class Settings:
     drain_seconds: float = field(default=3.0, metadata={"env": "OCR_DRAIN_SECONDS", "min": 0})
     graceful_timeout: int = field(default=90, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
     timeout: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    max_requests: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS", "min": 0})
+    max_requests_jitter: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS_JITTER", "min": 0})
     runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
     log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})

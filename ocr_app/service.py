@@ -124,10 +124,22 @@ class OcrService:
 
     @property
     def ready(self) -> bool:
-        """Ready once every worker of the instance has its engine, so no request meets a cold worker."""
-        if self._engine is None or self.draining:
+        """Ready once every worker of the instance has its engine, so no request meets a cold worker.
+
+        From then on a worker recycled by OCR_MAX_REQUESTS does not make the instance unready (the gateway
+        would drop it for nothing): requests that reach the new worker wait for its engine.
+        """
+        if self.draining or self._load_error:
             return False
-        return self._ready_dir is None or self.ready_workers() >= self.settings.workers
+        if self._ready_dir is None:
+            return self._engine is not None
+        warm = self._ready_dir.with_name("warm")  # cleared by the master at start
+        if warm.exists():
+            return True
+        if self._engine is not None and self.ready_workers() >= self.settings.workers:
+            warm.touch()
+            return True
+        return False
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""

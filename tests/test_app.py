@@ -301,3 +301,8 @@ def test_an_engine_crash_is_a_json_500_and_the_app_keeps_serving(tmp_path: Path)
     engine.fail = None
     assert client.post("/api/ocr", data=png(12), headers=RAW).status_code == 200
     assert metric(client, "ocr_inflight_requests") == 0
+
+
+def test_metrics_report_the_worker_rss(client: FlaskClient) -> None:
+    rss = metric(client, "ocr_worker_rss_bytes")  # one process here: no pid label
+    assert rss > 10 * 2**20
