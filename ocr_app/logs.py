@@ -8,10 +8,10 @@ attached to every log line written while the request runs.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -101,7 +101,7 @@ def gunicorn_logconfig(settings: Settings) -> dict[str, Any] | None:
 def incoming_request_id(environ: dict[str, Any]) -> str:
     """The gateway's id when it is a sane token, otherwise a fresh one (nginx's shape: 32 hex digits)."""
     sent = environ.get("HTTP_X_REQUEST_ID", "")
-    return sent if _VALID_ID.fullmatch(sent) else uuid.uuid4().hex
+    return sent if _VALID_ID.fullmatch(sent) else os.urandom(16).hex()
 
 
 class AccessLog:
@@ -134,29 +134,29 @@ class AccessLog:
     def _write(self, environ: dict[str, Any], rid: str, seen: dict[str, Any], sent: int, started: float) -> None:
         try:
             status = int(str(seen.get("status", "500")).split(" ", 1)[0])
-            headers = {k.lower(): v for k, v in seen.get("headers", [])}
             path = environ.get("PATH_INFO", "")
-            method = environ.get("REQUEST_METHOD", "")
-            fields: dict[str, Any] = {
-                "request_id": rid, "method": method, "path": path, "status": status,
-                "cache": headers.get("x-cache"), "profile": _profile(environ),
-                "bytes": sent, "bytes_in": int(environ.get("CONTENT_LENGTH") or 0),
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-                "client": environ.get("HTTP_X_CLIENT") or environ.get("REMOTE_ADDR"),
-                "instance": self.instance,
-            }
-            code = environ.get(ERROR_CODE_KEY)
-            if code is not None:
-                fields["code"] = code
             level = logging.INFO
             if status >= 500:
                 level = logging.ERROR if status == 500 else logging.WARNING
             elif status < 400 and path in QUIET_PATHS:
                 level = logging.DEBUG
-            if self.log.isEnabledFor(level):
-                msg = (f"{method} {path} {status}" + (f" code={code}" if code is not None else "")
-                       + f" cache={fields['cache'] or '-'} {sent}B {fields['ms']}ms id={rid} client={fields['client']}")
-                self.log.log(level, msg, extra=fields)
+            if not self.log.isEnabledFor(level):
+                return
+            method = environ.get("REQUEST_METHOD", "")
+            cache = next((v for k, v in seen.get("headers", ()) if k == "X-Cache"), None)
+            ms = round((time.perf_counter() - started) * 1000, 2)
+            client = environ.get("HTTP_X_CLIENT") or environ.get("REMOTE_ADDR")
+            fields: dict[str, Any] = {
+                "request_id": rid, "method": method, "path": path, "status": status, "cache": cache,
+                "profile": _profile(environ), "bytes": sent, "bytes_in": int(environ.get("CONTENT_LENGTH") or 0),
+                "ms": ms, "client": client, "instance": self.instance,
+            }
+            code = environ.get(ERROR_CODE_KEY)
+            if code is not None:
+                fields["code"] = code
+            msg = (f"{method} {path} {status}" + (f" code={code}" if code is not None else "")
+                   + f" cache={cache or '-'} {sent}B {ms}ms id={rid} client={client}")
+            self.log.log(level, msg, extra=fields)
         finally:
             request_id.set(None)
 
