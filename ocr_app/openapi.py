@@ -35,8 +35,7 @@ def json_content(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": json_content(ref("Error")),
-                                "headers": {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}}
+    response: dict[str, Any] = {"description": description, "content": json_content(ref("Error")), "headers": {}}
     if retry_after:
         response["headers"]["Retry-After"] = {"description": "seconds to wait before retrying",
                                               "schema": {"type": "integer"}}
@@ -139,7 +138,6 @@ PATHS: dict[str, Any] = {
                         "X-Cache": {"schema": {"enum": ["HIT", "MISS", "COALESCED", "BYPASS"]},
                                     "description": "where the answer came from"},
                         "X-Instance": {"schema": {"type": "string"}, "description": "the instance that answered"},
-                        "X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"},
                     }},
             "400": error_response("no image or a malformed request"),
             "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB"),
@@ -187,7 +185,10 @@ def document() -> dict[str, Any]:
     paths = copy.deepcopy(PATHS)
     for item in paths.values():
         for operation in item.values():
+            # Every request may carry an id and every answer echoes it (ocr_app/logs.py).
+            operation.setdefault("parameters", []).append({"$ref": "#/components/parameters/X-Request-ID"})
             for status, response in operation["responses"].items():
+                response.setdefault("headers", {})["X-Request-ID"] = {"$ref": "#/components/headers/X-Request-ID"}
                 if status.isdigit() and int(status) >= 400:
                     response["description"] += f". Codes: {codes_for(int(status))}"
     return {
@@ -203,6 +204,11 @@ def document() -> dict[str, Any]:
                 "description": "the request's id: the one sent (printable ASCII, up to 128 characters), else a "
                                "new one; written to the gateway's and the instance's access logs",
                 "schema": {"type": "string"}}},
+            "parameters": {"X-Request-ID": {
+                "name": "X-Request-ID", "in": "header", "required": False,
+                "description": "an id for this request (the gateway sets one); echoed in the response and "
+                               "written to the access logs. Up to 128 printable ASCII characters, no spaces",
+                "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"}}},
         },
     }
 

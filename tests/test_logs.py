@@ -90,6 +90,20 @@ def test_a_missing_or_hostile_request_id_is_replaced(app: Flask, stream: io.Stri
     assert access(stream)[-1]["request_id"] == rid
 
 
+@pytest.mark.parametrize(("query", "logged"), [
+    ("profile=" + "p" * 5000, "p" * 64),  # bounded in the log
+    ("profile=a&profile=b", "a"),
+    ("profile=%ff%fe", "\ufffd\ufffd"),  # not UTF-8
+    ("profile", None),
+    ("profile=&x=1", None),
+    ("%%%&&&==", None),
+])
+def test_hostile_profile_queries_are_logged_bounded(app: Flask, stream: io.StringIO, query: str,
+                                                   logged: str | None) -> None:
+    assert app.test_client().get(f"/nope?{query}", buffered=True).status_code == 404
+    assert access(stream)[-1]["profile"] == logged
+
+
 def test_errors_carry_their_code_and_the_request_id(tmp_path: Path, stream: io.StringIO) -> None:
     engine = FakeEngine(fail=RuntimeError("engine exploded"))
     app = build_app(tmp_path / "run", engine, log_format="json")

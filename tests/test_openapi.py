@@ -98,3 +98,13 @@ def test_the_web_page_links_to_the_document(app: Flask) -> None:
     link = re.search(r'href="([^"]*openapi\.json)"', page)
     assert link, "the page must link to the OpenAPI document"
     assert client.get("/" + link.group(1).lstrip("/")).status_code == 200
+
+
+def test_every_operation_takes_and_echoes_a_request_id(app: Flask, served: dict[str, Any]) -> None:
+    for path, item in served["paths"].items():
+        for method, operation in item.items():
+            refs = [p.get("$ref") for p in operation["parameters"]]
+            assert "#/components/parameters/X-Request-ID" in refs, (path, method)
+            for response in operation["responses"].values():
+                assert "X-Request-ID" in response["headers"], (path, method)
+    assert app.test_client().get("/openapi.json", headers={"X-Request-ID": "doc-1"}).headers["X-Request-ID"] == "doc-1"
