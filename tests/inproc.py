@@ -6,6 +6,7 @@ error handling are the real app's.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,20 @@ def build_app(runtime_dir: Path, engine: FakeEngine | None = None, *,
     app = create_app(config, engine_factory=factory or (lambda s: engine or FakeEngine(s)), background=False)
     app.config["TESTING"] = True
     return app
+
+
+def log_to(buf: io.StringIO) -> None:
+    """Send the app's log lines (the handler of the last app built) to `buf`."""
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "ocr_fleet", False))
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buf)
+
+
+def drop_log_handler() -> None:
+    """Remove the app's log handler from the root logger (after a test that captured it)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "ocr_fleet", False)]:
+        root.removeHandler(handler)
 
 
 class AppServer:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 import requests
 from flask import Flask
 from helpers import Proc, text_image, wait_for
-from inproc import RAW, FakeEngine, build_app, png
+from inproc import RAW, FakeEngine, build_app, drop_log_handler, log_to, png
 
 from ocr_app import Settings
 from ocr_app.config import ConfigError
@@ -26,16 +25,12 @@ def stream() -> Iterator[io.StringIO]:
     """What the app's log handler writes, for apps built in this test; the handler is removed after."""
     buf = io.StringIO()
     yield buf
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "ocr_fleet", False)]:
-        root.removeHandler(handler)
+    drop_log_handler()
 
 
 # Test-client calls here are buffered: like a real server, that closes the body, which writes the access line.
 def capture(app: Flask, buf: io.StringIO) -> None:
-    handler = next(h for h in logging.getLogger().handlers if getattr(h, "ocr_fleet", False))
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(buf)
+    log_to(buf)
 
 
 def lines(buf: io.StringIO) -> list[dict[str, Any]]:

@@ -1,6 +1,8 @@
 """The Consul -> upstream.conf -> nginx loop, against a real Consul agent, real nginx and real backends."""
 from __future__ import annotations
 
+import io
+import json
 import random
 import re
 import threading
@@ -12,7 +14,7 @@ import pytest
 import requests
 from gw_servers import ConsulAgent, EchoServer
 from helpers import wait_for
-from inproc import RAW, AppServer, FakeEngine, png
+from inproc import RAW, AppServer, FakeEngine, drop_log_handler, log_to, png
 
 from fleetctl import gateway, upstream
 from fleetctl.config import FleetConfig
@@ -203,6 +205,32 @@ def test_queue_full_503_is_retried_elsewhere_and_never_locks_instances_out(
             gate.set()
         for server in servers.values():
             server.close()
+
+
+def test_request_id_is_the_same_in_the_client_nginx_and_instance_logs(
+    gw_cfg: FleetConfig, gw_consul: ConsulAgent, gw_nginx: int, tmp_path: Path
+) -> None:
+    """The gateway's X-Request-ID reaches the app, is echoed once, and both access logs carry it."""
+    app_log = io.StringIO()
+    server = AppServer(tmp_path / "app", FakeEngine(), log_format="json")
+    log_to(app_log)
+    try:
+        gw_consul.register(server)
+        upstream.sync_once(gw_cfg, gw_consul.client, NginxReloader(gw_cfg))
+        sent = requests.post(f"{gw_cfg.gateway_url}/api/ocr", data=png(1), headers={**RAW, "X-Request-ID": "abc"},
+                             timeout=30)
+        made = requests.post(f"{gw_cfg.gateway_url}/api/ocr", data=png(2), headers=RAW, timeout=30)
+    finally:
+        server.close()
+        drop_log_handler()
+    assert sent.status_code == made.status_code == 200
+    assert sent.headers["X-Request-ID"] == "abc"  # one header: nginx hides the app's copy and sets its own
+    generated = made.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    app_ids = [json.loads(line).get("request_id") for line in app_log.getvalue().splitlines()]
+    gateway_ids = [json.loads(line)["request_id"] for line in gateway.access_log_path(gw_cfg).read_text().splitlines()]
+    for rid in ("abc", generated):
+        assert rid in app_ids and rid in gateway_ids
 
 
 def test_loop_follows_consul_and_debounces_a_burst(
