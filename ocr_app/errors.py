@@ -50,7 +50,7 @@ class MalformedRequest(OcrError):
 
 
 class BadBase64(OcrError):
-    """Image_base64 is not valid base64."""
+    """The image_base64 field is not valid base64."""
 
     code = 40003
 

@@ -3,7 +3,8 @@
 Routes are written out by hand (a test compares them with the app's url_map); error codes are generated
 from the typed errors in errors.py, so a new error class is documented without touching this file.
 To document a new route, add its path item to PATHS (or a parameter to OCR_PARAMETERS); shared shapes
-go in SCHEMAS and are referenced as `ref("Name")`.
+go in SCHEMAS and are referenced as `ref("Name")`. An error response lists every code of its status unless
+`error_response(..., codes=(...))` names the ones it can really carry (as `x-error-codes`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .errors import HTTP_CODES, INTERNAL_ERROR, OcrError, error_classes
 # Codes only the gateway (nginx) answers with; listed so a client can handle every code it may see.
 GATEWAY_CODES = {
     50201: (502, "bad gateway: no OCR instance answered"),
-    50301: (503, "no OCR instance is available (the gateway), or the engine is not loaded yet"),
+    50301: (503, "no OCR instance is available"),
     50401: (504, "the OCR instance timed out"),
 }
 # Werkzeug's routing and parsing errors, mapped in handlers.py.
@@ -34,8 +35,11 @@ def json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
+def error_response(description: str, retry_after: bool = False, codes: tuple[int, ...] = ()) -> dict[str, Any]:
+    """An error response; its codes are `codes`, or every code of its status when none are given."""
     response: dict[str, Any] = {"description": description, "content": json_content(ref("Error")), "headers": {}}
+    if codes:
+        response["x-error-codes"] = list(codes)
     if retry_after:
         response["headers"]["Retry-After"] = {"description": "seconds to wait before retrying",
                                               "schema": {"type": "integer"}}
@@ -54,12 +58,17 @@ def error_codes() -> list[tuple[int, int, str, str]]:
         found.setdefault(code, (code, status, "HTTPError", HTTP_ERROR_TEXT.get(code, "")))
     found.setdefault(INTERNAL_ERROR, (INTERNAL_ERROR, 500, "InternalError", "a bug: logged with its traceback"))
     for code, (status, meaning) in GATEWAY_CODES.items():
-        found.setdefault(code, (code, status, "Gateway", meaning))
+        if code in found:  # the gateway answers with an instance's code: say both
+            known = found[code]
+            found[code] = (*known[:3], f"{known[3]} At the gateway: {meaning}.")
+        else:
+            found[code] = (code, status, "Gateway", meaning)
     return sorted(found.values())
 
 
-def codes_for(status: int) -> str:
-    return ", ".join(f"`{code}` {name}" for code, st, name, _ in error_codes() if st == status)
+def codes_for(status: int, only: list[int] | None = None) -> list[tuple[int, str]]:
+    """(code, name) of the codes of `status`, or of `only` when given."""
+    return [(code, name) for code, st, name, _ in error_codes() if st == status and (not only or code in only)]
 
 
 SCHEMAS: dict[str, Any] = {
@@ -140,11 +149,13 @@ PATHS: dict[str, Any] = {
                         "X-Instance": {"schema": {"type": "string"}, "description": "the instance that answered"},
                     }},
             "400": error_response("no image or a malformed request"),
+            "405": error_response("POST only"),
             "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB"),
             "415": error_response("not an accepted image format or Content-Type"),
             "422": error_response("the image cannot be decoded, or is too large or too small"),
             "500": error_response("a bug: logged with its traceback"),
-            "503": error_response("starting, busy (OCR_MAX_QUEUE) or, at the gateway, no instance", True),
+            "503": error_response("starting, busy (OCR_MAX_QUEUE) or, at the gateway, no instance", True,
+                                  (50301, 50302)),
         },
     }},
     "/health": {"get": {
@@ -155,7 +166,7 @@ PATHS: dict[str, Any] = {
         "operationId": "ready",
         "summary": "Readiness: every worker's engine is loaded and the instance is not draining",
         "responses": {"200": {"description": "ready", "content": json_content(ref("Ready"))},
-                      "503": error_response("loading (50301) or draining (50303)", True)},
+                      "503": error_response("loading or draining", True, (50301, 50303))},
     }},
     "/metrics": {"get": {
         "operationId": "metrics", "summary": "Prometheus metrics, summed over the instance's workers",
@@ -190,12 +201,15 @@ def document() -> dict[str, Any]:
             for status, response in operation["responses"].items():
                 response.setdefault("headers", {})["X-Request-ID"] = {"$ref": "#/components/headers/X-Request-ID"}
                 if status.isdigit() and int(status) >= 400:
-                    response["description"] += f". Codes: {codes_for(int(status))}"
+                    listed = codes_for(int(status), response.get("x-error-codes"))
+                    response["x-error-codes"] = [code for code, _ in listed]
+                    response["description"] += ". Codes: " + ", ".join(f"`{code}` {name}" for code, name in listed)
     return {
         "openapi": "3.1.0",
         "info": {"title": "OCR Fleet instance API", "version": _version(),
                  "description": "Every instance serves this API; the gateway forwards it unchanged. "
-                                "Errors are JSON `{code, msg, data: []}` with a stable code (see ErrorCode)."},
+                                "Errors are JSON `{code, msg, data: []}` with a stable code (see ErrorCode); "
+                                "any unknown path answers 404 with code 40401."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {

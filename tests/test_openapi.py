@@ -61,7 +61,15 @@ def test_every_error_code_is_documented(served: dict[str, Any]) -> None:
     for code in (*errors.HTTP_CODES.values(), errors.INTERNAL_ERROR, 50201, 50401):
         assert code in documented
     ocr = served["paths"]["/api/ocr"]["post"]["responses"]
-    assert "42202" in ocr["422"]["description"] and "50302" in ocr["503"]["description"]
+    assert ocr["422"]["x-error-codes"] == [42201, 42202, 42203]
+    assert ocr["503"]["x-error-codes"] == [50301, 50302]
+    assert served["paths"]["/ready"]["get"]["responses"]["503"]["x-error-codes"] == [50301, 50303]
+    for item in served["paths"].values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert response["x-error-codes"], f"{status} of {operation['operationId']} lists no code"
+                    assert all(str(code).startswith(status) for code in response["x-error-codes"])
 
 
 def test_error_codes_are_unique_per_class() -> None:
