@@ -37,7 +37,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     from .service import OcrService
 
     settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
-    configure_logging(settings)
+    log_handler = configure_logging(settings)
 
     app = Flask(__name__)
     # Room for base64 (4/3) and multipart framing; the image itself is checked against the exact limit.
@@ -56,7 +56,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     app.register_blueprint(health.bp)
     register_error_handlers(app, settings.max_upload_mb)
     fast = CacheHitFastPath(app.wsgi_app, service)
-    app.wsgi_app = AccessLog(fast, settings.instance_id)  # type: ignore[method-assign]
+    access = AccessLog(fast, settings.instance_id, log_handler, settings.log_format)
+    app.wsgi_app = access  # type: ignore[method-assign]
     if load_engine:
         service.start(background=background)
     if background:

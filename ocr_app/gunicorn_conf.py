@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_app.config import Settings
-from ocr_app.logs import gunicorn_logconfig
+from ocr_app.logs import gunicorn_logger_class
 
 # Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,
 # 2 processes x 1 thread measured 1.45-1.56 img/s against 0.98 for 2 x 2.
@@ -58,7 +58,7 @@ control_socket_disable = True  # one fixed socket path would be shared by every 
 accesslog = None  # the app writes one access line per request (ocr_app.logs), the gateway its own
 errorlog = "-"
 loglevel = _settings.log_level
-logconfig_dict = gunicorn_logconfig(_settings) or {}  # OCR_LOG_FORMAT=json: gunicorn's lines as JSON too
+logger_class = gunicorn_logger_class(_settings) or "gunicorn.glogging.Logger"  # JSON: gunicorn's lines too
 
 
 def when_ready(server: Any) -> None:

@@ -1,12 +1,14 @@
 """Instance logs: text or JSON lines (OCR_LOG_FORMAT), and one access line per request with its id.
 
 The access line is written by a WSGI middleware outside everything else, so cache hits the fast path
-answers below Flask are logged like the rest. The request id is the gateway's `X-Request-Id` (nginx logs
-the same one), or a new one when a client called the instance directly; it is echoed in the response and
-attached to every log line written while the request runs.
+answers below Flask are logged like the rest. It goes straight to the log handler's stream in the
+handler's format, without a LogRecord: measured in-process, that costs a cache hit 11 us instead of 27 us.
+The request id is the gateway's `X-Request-Id` (nginx logs the same one), or a new one when a client called
+the instance directly; it is echoed in the response and attached to every log line written meanwhile.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -14,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -59,7 +62,7 @@ def json_formatter() -> logging.Formatter:
                          json_ensure_ascii=False)
 
 
-def log_handler(fmt: str, instance: str) -> logging.Handler:
+def log_handler(fmt: str, instance: str) -> logging.StreamHandler[Any]:
     """A stderr handler in `fmt` (text or json) that stamps the instance and request id on each line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.ocr_fleet = True  # type: ignore[attr-defined]  # ours: replaced, never duplicated
@@ -68,34 +71,37 @@ def log_handler(fmt: str, instance: str) -> logging.Handler:
     return handler
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings) -> logging.StreamHandler[Any]:
     """Route the app's logs to stderr in the chosen format; idempotent (tests build many apps)."""
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "ocr_fleet", False)]:
-        root.removeHandler(handler)
-    root.addHandler(log_handler(settings.log_format, settings.instance_id))
+    for old in [h for h in root.handlers if getattr(h, "ocr_fleet", False)]:
+        root.removeHandler(old)
+    handler = log_handler(settings.log_format, settings.instance_id)
+    root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    return handler
 
 
-def gunicorn_logconfig(settings: Settings) -> dict[str, Any] | None:
-    """gunicorn's own lines (master and workers) in JSON too; None keeps its text format.
+def gunicorn_logger_class(settings: Settings) -> type | None:
+    """With OCR_LOG_FORMAT=json, a gunicorn logger whose own lines (master and workers) are JSON too.
 
-    Its access log stays off: the app writes the access line (a logconfig_dict turns gunicorn's on).
+    Not a logconfig_dict: that turns gunicorn's access-log machinery on for every request even with its
+    output dropped (measured: 333 us of CPU per cache hit, against 270 us without). The app writes the
+    access line itself.
     """
     if settings.log_format != "json":
         return None
-    level = settings.log_level.upper()
-    return {
-        "version": 1, "disable_existing_loggers": False,
-        "root": {"level": level, "handlers": ["ocr"]},
-        "loggers": {
-            "gunicorn.error": {"level": level, "handlers": [], "propagate": True, "qualname": "gunicorn.error"},
-            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False,
-                                "qualname": "gunicorn.access"},
-        },
-        "handlers": {"ocr": {"()": "ocr_app.logs.log_handler", "fmt": "json", "instance": settings.instance_id}},
-        "formatters": {},
-    }
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            configure_logging(settings)  # the master's root handler; each worker's app replaces it
+            for handler in list(self.error_log.handlers):
+                self.error_log.removeHandler(handler)
+            self.error_log.propagate = True  # to the root's JSON handler
+
+    return JsonLogger
 
 
 def incoming_request_id(environ: dict[str, Any]) -> str:
@@ -107,10 +113,12 @@ def incoming_request_id(environ: dict[str, Any]) -> str:
 class AccessLog:
     """Outermost WSGI middleware: request id in, echoed out, and one access line when the body is sent."""
 
-    def __init__(self, app: WSGIApp, instance: str) -> None:
+    def __init__(self, app: WSGIApp, instance: str, handler: logging.StreamHandler[Any], fmt: str) -> None:
         self.app = app
         self.instance = instance
-        self.log = logging.getLogger(ACCESS_LOGGER)
+        self.handler = handler  # the access line goes to its stream, under its lock
+        self.json = fmt == "json"
+        self.log = logging.getLogger(ACCESS_LOGGER)  # only for its level
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -146,19 +154,42 @@ class AccessLog:
             cache = next((v for k, v in seen.get("headers", ()) if k == "X-Cache"), None)
             ms = round((time.perf_counter() - started) * 1000, 2)
             client = environ.get("HTTP_X_CLIENT") or environ.get("REMOTE_ADDR")
-            fields: dict[str, Any] = {
+            code = environ.get(ERROR_CODE_KEY)
+            msg = (f"{method} {path} {status}" + (f" code={code}" if code is not None else "")
+                   + f" cache={cache or '-'} {sent}B {ms}ms id={rid} client={client}")
+            now = time.time()
+            if not self.json:
+                self._emit(f"{_asctime(now)} {logging.getLevelName(level)} [{os.getpid()}] {ACCESS_LOGGER}: {msg}")
+                return
+            line: dict[str, Any] = {
+                "level": logging.getLevelName(level), "logger": ACCESS_LOGGER, "msg": msg, "pid": os.getpid(),
                 "request_id": rid, "method": method, "path": path, "status": status, "cache": cache,
                 "profile": _profile(environ), "bytes": sent, "bytes_in": int(environ.get("CONTENT_LENGTH") or 0),
                 "ms": ms, "client": client, "instance": self.instance,
             }
-            code = environ.get(ERROR_CODE_KEY)
             if code is not None:
-                fields["code"] = code
-            msg = (f"{method} {path} {status}" + (f" code={code}" if code is not None else "")
-                   + f" cache={cache or '-'} {sent}B {ms}ms id={rid} client={client}")
-            self.log.log(level, msg, extra=fields)
+                line["code"] = code
+            line["ts"] = datetime.fromtimestamp(now, UTC).isoformat()
+            self._emit(json.dumps(line, ensure_ascii=False, default=str))
         finally:
             request_id.set(None)
+
+    def _emit(self, line: str) -> None:
+        """One line to the handler's stream, as StreamHandler.emit writes it (a lost line never fails a request)."""
+        handler = self.handler
+        handler.acquire()
+        try:
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            handler.release()
+
+
+def _asctime(now: float) -> str:
+    """logging's default asctime: local time with milliseconds."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now * 1000) % 1000:03d}"
 
 
 def _profile(environ: dict[str, Any]) -> str | None:

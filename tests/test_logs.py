@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -132,6 +133,28 @@ def test_text_format_is_one_readable_line(tmp_path: Path, stream: io.StringIO) -
     app.test_client().get("/nope", headers={"X-Request-Id": "t-1"}, buffered=True)
     [line] = stream.getvalue().splitlines()
     assert "ocr_app.access: GET /nope 404 code=40401" in line and "id=t-1" in line
+
+
+def test_access_lines_have_the_shape_of_every_other_line(tmp_path: Path, stream: io.StringIO) -> None:
+    """The access line is written without a LogRecord: it must still look like the formatter's lines."""
+    app = build_app(tmp_path / "json", log_format="json")
+    capture(app, stream)
+    app.test_client().get("/nope", buffered=True)
+    logging.getLogger("ocr_app.test").warning("a plain line")
+    access_line, plain = lines(stream)
+    base = {"ts", "level", "logger", "msg", "pid", "instance"}
+    assert base <= set(access_line) and base <= set(plain)
+    assert access_line["pid"] == plain["pid"] and access_line["instance"] == plain["instance"]
+    for line in (access_line, plain):
+        assert datetime.fromisoformat(line["ts"]).utcoffset() is not None
+
+    text = io.StringIO()
+    app = build_app(tmp_path / "text", log_format="text")
+    capture(app, text)
+    app.test_client().get("/nope", buffered=True)
+    logging.getLogger("ocr_app.test").warning("a plain line")
+    shape = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) \[\d+\] ocr_app\.[a-z]+: .+")
+    assert all(shape.fullmatch(line) for line in text.getvalue().splitlines()), text.getvalue()
 
 
 def test_log_format_is_validated() -> None:
