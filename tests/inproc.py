@@ -33,15 +33,17 @@ class FakeEngine:
         self.gate = gate
         self.fail = fail
         self.calls = 0
-        self.running = 0
+        self.running = 0  # calls inside recognize(), waiting for the engine lock or holding it
         self._lock = threading.Lock()  # the real engine serializes calls too
+        self._count = threading.Lock()  # `+=` on an attribute is not atomic across threads
 
     def warm_up(self) -> OcrResult:
         return OcrResult()
 
     def recognize(self, bgr: np.ndarray) -> OcrResult:
-        self.calls += 1
-        self.running += 1
+        with self._count:
+            self.calls += 1
+            self.running += 1
         try:
             with self._lock:
                 if self.gate is not None:
@@ -51,7 +53,8 @@ class FakeEngine:
                 h, w = bgr.shape[:2]
                 return OcrResult(lines=[Line("fake text", 0.99, [[0, 0], [w, 0], [w, h], [0, h]])], elapsed=0.001)
         finally:
-            self.running -= 1
+            with self._count:
+                self.running -= 1
 
 
 def png(seed: int, size: tuple[int, int] = (64, 32)) -> bytes:
