@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 import requests
-from helpers import Proc, free_port, start_instance, text_image, tiff_pages, wait_for, worker_pids
+from helpers import Proc, free_port, page_lines, start_instance, text_image, tiff_pages, wait_for, worker_pids
 from PIL import Image
 
 JOB_TTL = 20
@@ -60,8 +60,7 @@ def wait_finished(inst: Proc, job_id: str, timeout: float = 180) -> dict[str, An
 
 
 def words(n: int) -> list[str]:
-    tag = uuid.uuid4().hex[:4].upper()
-    return [f"Page {i} {tag}" for i in range(1, n + 1)]
+    return page_lines(n, "Page")
 
 
 def page_texts(result: dict[str, Any]) -> list[str]:

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from gw_servers import EchoServer
-from helpers import free_port, start_instance, tiff_pages
-from test_fleet_integration import Fleet, make_fleet, teardown_fleet, wait_until
+from helpers import free_port, page_lines, start_instance, tiff_pages, wait_for
+from test_fleet_integration import Fleet, make_fleet, teardown_fleet
 
 from ocr_app.errors import PageFailed
 from ocr_app.fanout import PAGE_HEADER, PageFanout
@@ -30,8 +30,7 @@ def fleet2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def words(n: int) -> list[str]:
-    tag = uuid.uuid4().hex[:4].upper()
-    return [f"Sheet {i} {tag}" for i in range(1, n + 1)]
+    return page_lines(n, "Sheet")
 
 
 def post_doc(url: str, data: bytes, **headers: str) -> dict[str, Any]:
@@ -113,21 +112,63 @@ def _fanout(url: str) -> PageFanout:
     return PageFanout(url, per_doc=2, per_worker=4, read_timeout=10)
 
 
+class StatusServer:
+    """A real HTTP server in a thread answering every request with one status: an error body in our shape,
+    or for 200 a JSON body that is not an OCR answer."""
+
+    def __init__(self, status: int) -> None:
+        shape = {"code": status * 100 + 1, "msg": f"answered {status}", "data": []} if status >= 400 else {"ok": 1}
+        body = json.dumps(shape).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def status_server() -> Iterator[Callable[[int], StatusServer]]:
+    made: list[StatusServer] = []
+
+    def make(status: int) -> StatusServer:
+        made.append(StatusServer(status))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()
+
+
 @pytest.mark.parametrize("status", [503, 502, 504, 200])
-def test_pages_the_gateway_cannot_take_run_locally(gw_backends: Callable[[], EchoServer], status: int) -> None:
+def test_pages_the_gateway_cannot_take_run_locally(status_server: Callable[[int], StatusServer],
+                                                   status: int) -> None:
     """A 503 (every instance the gateway tried was full), other 5xx, or a 200 that is not OCR JSON."""
-    gateway = gw_backends()
-    gateway.answer(status)
+    gateway = status_server(status)
     assert _fanout(f"http://{gateway.address}").fetch(b"page", 1, bypass=False) is None
     assert _fanout(f"http://127.0.0.1:{free_port()}").fetch(b"page", 1, bypass=False) is None
 
 
-def test_a_page_4xx_is_passed_on(gw_backends: Callable[[], EchoServer]) -> None:
-    gateway = gw_backends()
-    gateway.answer(422)
+def test_a_page_4xx_is_passed_on(status_server: Callable[[int], StatusServer]) -> None:
+    gateway = status_server(422)
     with pytest.raises(PageFailed) as err:
         _fanout(f"http://{gateway.address}").fetch(b"page", 3, bypass=False)
-    assert err.value.status == 422 and "page 3" in err.value.msg
+    assert err.value.status == 422 and err.value.code == 42201 and "page 3" in err.value.msg
 
 
 def test_a_worker_fans_out_a_bounded_number_of_documents() -> None:
@@ -142,8 +183,7 @@ def test_a_worker_fans_out_a_bounded_number_of_documents() -> None:
 
 def test_a_full_instance_answers_a_document_503_at_once(tmp_path: Path) -> None:
     """No room anywhere: the pages come back from the gateway as 503s and the local queue refuses too."""
-    gateway = EchoServer()
-    gateway.answer(503)
+    gateway = StatusServer(503)
     inst = start_instance(tmp_path, extra_env={"OCR_WORKERS": "1", "OCR_MAX_QUEUE": "0",
                                                 "OCR_GATEWAY_URL": f"http://{gateway.address}"})
     try:
@@ -171,6 +211,6 @@ def test_a_job_through_the_gateway(fleet2: Fleet) -> None:
     def done() -> bool:
         return bool(requests.get(location, timeout=10).json()["status"] == "done")
 
-    wait_until(done, 180, "the job to finish", interval=0.2)
+    wait_for(done, 180, "the job to finish", interval=0.2)
     assert page_texts(requests.get(location, timeout=10).json()["result"]) == texts
     assert requests.delete(location, timeout=10).json()["status"] == "cancelled"
