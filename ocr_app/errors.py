@@ -185,3 +185,23 @@ class JobQueueFull(OcrError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"the job queue holds more than {limit} pages (OCR_JOB_MAX_PENDING): retry later")
+
+
+class JobPageExpired(OcrError):
+    """A job's page data expired (OCR_JOB_TTL) before a consumer reached it: the job fails with this."""
+
+    status = 410
+    code = 41050
+
+    def __init__(self, page: int) -> None:
+        super().__init__(f"page {page} expired before it was processed (OCR_JOB_TTL)")
+
+
+class JobPageRepeatedlyFailed(OcrError):
+    """A job's page was delivered MAX_ATTEMPTS times without finishing (it killed its worker each time)."""
+
+    status = 500
+    code = 50050
+
+    def __init__(self, page: int, attempts: int) -> None:
+        super().__init__(f"page {page} was started {attempts} times and never finished")

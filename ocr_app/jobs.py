@@ -25,7 +25,14 @@ from typing import Any, cast
 
 import redis
 
-from .errors import JobNotFound, JobQueueFull, JobStoreUnavailable, OcrError
+from .errors import (
+    JobNotFound,
+    JobPageExpired,
+    JobPageRepeatedlyFailed,
+    JobQueueFull,
+    JobStoreUnavailable,
+    OcrError,
+)
 from .pages import Upload, assemble
 
 log = logging.getLogger(__name__)
@@ -298,7 +305,8 @@ class Consumer:
             if status is not None and _text(status) not in FINISHED:
                 attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
                 if attempts > MAX_ATTEMPTS:
-                    store.fail(job_id, 50050, f"page {page} failed {MAX_ATTEMPTS} times")
+                    error = JobPageRepeatedlyFailed(page, MAX_ATTEMPTS)
+                    store.fail(job_id, error.code, error.msg)
                     self.on_page("failed")
                 # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
                 # the cache: compute it rather than wait for that lock to time out.
@@ -317,7 +325,8 @@ class Consumer:
         """OCR one page and record it; False when the worker could not take it now (503)."""
         data = cast("bytes | None", self.store.client.hget(_input_key(job_id), str(page)))
         if data is None:
-            self.store.fail(job_id, 41050, f"page {page} expired before it was processed (OCR_JOB_TTL)")
+            expired = JobPageExpired(page)
+            self.store.fail(job_id, expired.code, expired.msg)
             return True
         self.store.start_page(job_id)
         try:
