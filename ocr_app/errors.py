@@ -56,7 +56,7 @@ class UnsupportedImage(OcrError):
     status = 415
     code = 41501
 
-    def __init__(self, msg: str = "not an allowed image format: send JPEG, PNG, BMP, WebP or TIFF") -> None:
+    def __init__(self, msg: str = "not an allowed format: send JPEG, PNG, BMP, WebP, TIFF or PDF") -> None:
         super().__init__(msg)
 
 
@@ -112,6 +112,99 @@ class Draining(OcrError):
 
     def __init__(self) -> None:
         super().__init__("the instance is shutting down")
+
+
+class InvalidOption(OcrError):
+    """A request parameter (pages, dpi, words, format, pdf_text, password) has a value we don't accept."""
+
+    code = 40030
+
+
+class PageNotInDocument(OcrError):
+    code = 40031
+
+    def __init__(self, page: int, count: int) -> None:
+        super().__init__(f"pages= selects page {page}, but the document has {count} page(s)")
+
+
+class FormatNeedsOneFile(OcrError):
+    code = 40032
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(f"format={fmt} answers one file: send a batch with format=json (the default)")
+
+
+class TooManyFiles(OcrError):
+    status = 413
+    code = 41330
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} files in one request: at most {limit} (OCR_MAX_BATCH)")
+
+
+class PageImageTooLarge(OcrError):
+    status = 413
+    code = 41331
+
+    def __init__(self, page: int, limit_mb: float) -> None:
+        super().__init__(f"page {page} encodes to more than the {limit_mb:g} MB limit (OCR_MAX_UPLOAD_MB): "
+                         "lower dpi")
+
+
+class TooManyPages(OcrError):
+    status = 422
+    code = 42230
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} pages selected: at most {limit} per request (OCR_MAX_PAGES); "
+                         "select fewer with pages=, e.g. pages=1-10")
+
+
+class PageTooManyPixels(OcrError):
+    status = 422
+    code = 42231
+
+    def __init__(self, page: int, width: int, height: int, dpi: int, max_pixels: int) -> None:
+        super().__init__(f"page {page} would render to {width}x{height} px at {dpi} dpi, more than the "
+                         f"{max_pixels:,} pixel limit (OCR_MAX_PIXELS): lower dpi")
+
+
+class PageSizeBomb(OcrError):
+    status = 422
+    code = 42232
+
+    def __init__(self, page: int, width_pt: float, height_pt: float, limit_pt: float) -> None:
+        super().__init__(f"page {page} is {width_pt:.0f}x{height_pt:.0f} pt, larger than {limit_pt:.0f} pt on a "
+                         "side (OCR_PDF_MAX_PAGE_PT): refused before rendering")
+
+
+class PdfPasswordRequired(OcrError):
+    status = 422
+    code = 42233
+
+    def __init__(self) -> None:
+        super().__init__("the PDF is encrypted: send its password in the 'password' parameter")
+
+
+class PdfWrongPassword(OcrError):
+    status = 422
+    code = 42234
+
+    def __init__(self) -> None:
+        super().__init__("the PDF is encrypted and the 'password' given does not open it")
+
+
+class BrokenDocument(OcrError):
+    status = 422
+    code = 42235
+
+
+class PdfActiveContent(OcrError):
+    status = 422
+    code = 42236
+
+    def __init__(self) -> None:
+        super().__init__("the PDF contains JavaScript: documents with active content are refused")
 
 
 # Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.

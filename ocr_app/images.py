@@ -94,6 +94,13 @@ def decode_image(data: bytes, settings: Settings) -> DecodedImage:
             raise ImageTooLarge(width, height, settings.max_pixels) from None
 
 
+def oriented_size(data: bytes) -> tuple[int, int]:
+    """Width and height after EXIF orientation, from the header alone (boxes are in this space)."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        return (height, width) if _exif_orientation(img) in (5, 6, 7, 8) else (width, height)
+
+
 def _exif_orientation(img: Image.Image) -> int:
     try:
         return int(img.getexif().get(0x0112, 1))

@@ -1,0 +1,240 @@
+"""Uploads -> pages -> lines: a PDF or multi-page TIFF becomes page images, each OCRed through one runner.
+
+The seam for spreading a document over the fleet is the page runner: `PageRunner(page_bytes, options)`
+returns one page's lines. The default (`local_runner`) runs the page through this worker's normal cached
+path, so every page is cached by its own hash; another runner can send the same bytes and options to
+any instance as an ordinary image request. `ocr_document` runs up to `parallel` pages at once.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from PIL import Image, UnidentifiedImageError
+
+from .config import Settings
+from .errors import (
+    BrokenDocument,
+    ImageTooLarge,
+    ImageTooSmall,
+    PageImageTooLarge,
+    TooManyPages,
+    UndecodableImage,
+)
+from .images import MIN_SIDE, _to_rgb, check_upload, oriented_size, sniff_format
+from .options import PageOptions, RequestOptions
+from .pdf import PagePlan, PdfFile, encode_png, is_pdf
+from .service import OcrService
+
+
+@dataclass(frozen=True)
+class PageAnswer:
+    """What a runner returns for one page: its lines (boxes in the page's pixels) and its cache status."""
+
+    lines: list[dict[str, Any]]
+    cache: str = "MISS"  # HIT | MISS | COALESCED | BYPASS, as the X-Cache header says
+
+
+PageRunner = Callable[[bytes, PageOptions], PageAnswer]
+
+
+@dataclass(frozen=True)
+class PageResult:
+    number: int  # from 1
+    width: int
+    height: int
+    source: str  # "ocr" or "pdf_text"
+    lines: list[dict[str, Any]]
+    cache: str = ""  # empty for a page read from its text layer
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """The answer to one upload: a plain image (kept byte-exact as today) or a document's pages."""
+
+    document: bool
+    pages: list[PageResult] = field(default_factory=list)
+    data_json: bytes | None = None  # a plain image's lines, exactly as cached
+    cache: str = "MISS"
+    cost_time: float = 0.0
+
+
+class Document(Protocol):
+    """A multi-page upload: sizes are checked in `plan` before any page is rendered."""
+
+    page_count: int
+
+    def plan(self, numbers: list[int]) -> list[PagePlan]: ...
+    def render(self, plan: PagePlan) -> Any: ...
+    def text_lines(self, plan: PagePlan, words: bool) -> list[dict[str, Any]] | None: ...
+    def close(self) -> None: ...
+
+
+def local_runner(service: OcrService) -> PageRunner:
+    """Pages OCRed in this worker through the service's cached path (cache key = page bytes + options)."""
+
+    def run(data: bytes, options: PageOptions) -> PageAnswer:
+        outcome = service.ocr(data, page=options)
+        return PageAnswer(lines=json.loads(outcome.data_json), cache=outcome.cache)
+
+    return run
+
+
+def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
+                     runner: PageRunner | None = None, parallel: int = 1) -> Recognition:
+    """OCR one uploaded file, whatever its kind, as the request's options say."""
+    started = time.perf_counter()
+    settings = service.settings
+    page_options = replace(options.page, words=options.needs_words)
+    document = open_document(data, settings, options)
+    if document is None:
+        outcome = service.ocr(data, page=page_options)
+        return Recognition(document=False, data_json=outcome.data_json, cache=outcome.cache,
+                           cost_time=outcome.cost_time)
+    with closing(document):
+        numbers = options.select(document.page_count)
+        if len(numbers) > settings.max_pages:
+            raise TooManyPages(len(numbers), settings.max_pages)
+        pages = ocr_document(document, document.plan(numbers), options, page_options,
+                             runner or local_runner(service), settings, parallel)
+    return Recognition(document=True, pages=pages, cache=combined_cache(pages),
+                       cost_time=time.perf_counter() - started)
+
+
+def image_page(data: bytes, rec: Recognition) -> PageResult:
+    """A plain image's answer as page 1, for the formats that need the page size (text, hOCR, Textract)."""
+    width, height = oriented_size(data)
+    return PageResult(1, width, height, "ocr", json.loads(rec.data_json or b"[]"), rec.cache)
+
+
+def open_document(data: bytes, settings: Settings, options: RequestOptions) -> Document | None:
+    """The upload as a document (PDF, TIFF with several frames), or None for a plain image."""
+    if is_pdf(data):
+        if len(data) > settings.max_upload_bytes:
+            check_upload(data, settings)  # the same 413 as an image
+        return PdfFile(data, settings, options.dpi, options.password)
+    if sniff_format(data) == "TIFF" and len(data) <= settings.max_upload_bytes:
+        last = max((hi for _, hi in options.pages), default=0)
+        return TiffFile.open(data, settings, max(settings.max_pages, last) + 1)
+    return None  # an image, or something the image path refuses with its own error
+
+
+def ocr_document(document: Document, plans: list[PagePlan], options: RequestOptions, page_options: PageOptions,
+                 runner: PageRunner, settings: Settings, parallel: int = 1) -> list[PageResult]:
+    """Each planned page from its text layer or through the runner, keeping at most `parallel` in flight."""
+    results: dict[int, PageResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="page") as pool:
+        pending: list[tuple[PagePlan, Future[PageAnswer]]] = []
+        for plan in plans:
+            lines = document.text_lines(plan, page_options.words) if options.pdf_text == "auto" else None
+            if lines is not None:
+                results[plan.number] = PageResult(plan.number, plan.width, plan.height, "pdf_text", lines)
+                continue
+            data = encode_page(document.render(plan), plan.number, settings)
+            pending.append((plan, pool.submit(runner, data, page_options)))
+            while len([f for _, f in pending if not f.done()]) >= max(1, parallel):
+                _wait_first(pending)
+        for plan, future in pending:
+            answer = future.result()  # the first failing page's error is the document's error
+            results[plan.number] = PageResult(plan.number, plan.width, plan.height, "ocr", answer.lines,
+                                              answer.cache)
+    return [results[plan.number] for plan in plans]
+
+
+def encode_page(image: Image.Image, number: int, settings: Settings) -> bytes:
+    """A rendered page as PNG (JPEG if PNG would pass the upload limit), so it is an ordinary image request."""
+    data = encode_png(image)
+    if len(data) > settings.max_upload_bytes:
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=90)
+        data = buf.getvalue()
+    if len(data) > settings.max_upload_bytes:
+        raise PageImageTooLarge(number, settings.max_upload_mb)
+    return data
+
+
+def combined_cache(pages: list[PageResult]) -> str:
+    """One X-Cache for a document: the weakest of its OCRed pages (a text-layer page needs no cache)."""
+    states = {p.cache for p in pages if p.source == "ocr"}
+    for state in ("BYPASS", "MISS", "COALESCED"):
+        if state in states:
+            return state
+    return "HIT" if states else "MISS"
+
+
+class TiffFile:
+    """A TIFF with several frames: each frame is a page, checked against the pixel limit before decoding."""
+
+    def __init__(self, image: Image.Image, page_count: int, settings: Settings) -> None:
+        self._image = image
+        self.page_count = page_count
+        self.settings = settings
+
+    @classmethod
+    def open(cls, data: bytes, settings: Settings, max_frames: int) -> TiffFile | None:
+        """The TIFF as a document, or None when it has one frame (then it is a plain image)."""
+        try:
+            image = Image.open(io.BytesIO(data), formats=["TIFF"])
+            count = _count_frames(image, max_frames)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise UndecodableImage(f"the TIFF could not be read: {exc}") from None
+        return cls(image, count, settings) if count > 1 else None
+
+    def plan(self, numbers: list[int]) -> list[PagePlan]:
+        plans = []
+        for number in numbers:
+            frame = self._frame(number)
+            width, height = frame.size
+            if width * height > self.settings.max_pixels:
+                raise ImageTooLarge(width, height, self.settings.max_pixels)
+            if min(width, height) < MIN_SIDE:
+                raise ImageTooSmall(width, height, MIN_SIDE)
+            plans.append(PagePlan(number, width, height))
+        return plans
+
+    def render(self, plan: PagePlan) -> Image.Image:
+        frame = self._frame(plan.number)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                frame.load()
+                return _to_rgb(frame)
+        except (OSError, ValueError, SyntaxError, EOFError, MemoryError, Image.DecompressionBombError) as exc:
+            raise BrokenDocument(f"page {plan.number} of the TIFF is corrupt or truncated: {exc}") from None
+
+    def text_lines(self, plan: PagePlan, words: bool) -> list[dict[str, Any]] | None:
+        return None  # TIFF has no text layer
+
+    def close(self) -> None:
+        self._image.close()
+
+    def _frame(self, number: int) -> Image.Image:
+        try:
+            self._image.seek(number - 1)
+        except (OSError, ValueError, EOFError, SyntaxError) as exc:
+            raise BrokenDocument(f"page {number} of the TIFF could not be read: {exc}") from None
+        return self._image
+
+
+def _count_frames(image: Image.Image, limit: int) -> int:
+    """Frames, counted no further than `limit`: past the page limit the document is refused anyway."""
+    count = 1
+    while count < limit:
+        try:
+            image.seek(count)
+        except EOFError:
+            break
+        count += 1
+    image.seek(0)
+    return count
+
+
+def _wait_first(pending: list[tuple[PagePlan, Future[PageAnswer]]]) -> None:
+    wait([f for _, f in pending if not f.done()], return_when=FIRST_COMPLETED)

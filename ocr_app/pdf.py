@@ -1,0 +1,260 @@
+"""PDF -> pages with PDFium (pypdfium2): limits checked before anything renders, text layers read directly.
+
+PDFium is one process-wide library and not thread-safe, so every call into it, closing included, holds
+`PDFIUM_LOCK`. Objects are closed explicitly inside the lock rather than left to garbage collection,
+which could run in any thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import io
+import math
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from .config import Settings
+from .errors import (
+    BrokenDocument,
+    PageSizeBomb,
+    PageTooManyPixels,
+    PdfActiveContent,
+    PdfPasswordRequired,
+    PdfWrongPassword,
+)
+
+# One lock for the process, because PDFium's state is process-wide (not a per-app object).
+PDFIUM_LOCK = threading.Lock()
+
+# Only blank space may come before the header, so a zip holding a PDF is never read as one.
+HEADER_WINDOW = 1024
+# A complete file ends with %%EOF; a truncated one PDFium would half-repair, so it is refused instead.
+TRAILER_WINDOW = 64 * 1024
+# More characters than this on one page is not a text layer worth reading char by char: OCR it instead.
+MAX_TEXT_CHARS = 200_000
+_JS_NAME = re.compile(rb"/(JavaScript|JS)[\s/<>\[\]()]")
+
+
+def is_pdf(data: bytes) -> bool:
+    """A PDF header at the start (after a byte-order mark or blank space), never one buried in another file."""
+    return data[:HEADER_WINDOW].lstrip(b"\xef\xbb\xbf \t\r\n\x00").startswith(b"%PDF-")
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """One selected page, checked against every limit before it is rendered."""
+
+    number: int  # from 1
+    width: int  # rendered pixels, after the page's own rotation
+    height: int
+
+
+@contextmanager
+def _pdfium_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except pdfium.PdfiumError as exc:
+        raise BrokenDocument(f"the PDF is broken: {what} failed ({exc})") from None
+
+
+class PdfFile:
+    """An open PDF. Use as a context manager; every method takes the PDFium lock itself."""
+
+    def __init__(self, data: bytes, settings: Settings, dpi: int, password: str | None = None) -> None:
+        self.settings = settings
+        self.dpi = dpi
+        self.scale = dpi / 72.0
+        if b"%%EOF" not in data[-TRAILER_WINDOW:]:
+            raise BrokenDocument("the PDF is truncated: it does not end with %%EOF")
+        with PDFIUM_LOCK:
+            self._doc = _open(data, password)
+            try:
+                self.page_count = len(self._doc)
+                scripts = pdfium_c.FPDFDoc_GetJavaScriptActionCount(self._doc.raw)
+            except BaseException:
+                self._doc.close()
+                raise
+        if scripts > 0 or _JS_NAME.search(data):
+            self.close()
+            raise PdfActiveContent()
+
+    def __enter__(self) -> PdfFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with PDFIUM_LOCK:
+            self._doc.close()
+
+    def plan(self, numbers: list[int]) -> list[PagePlan]:
+        """Check each selected page's size against the page and pixel limits, rendering nothing."""
+        limit_pt = self.settings.pdf_max_page_pt
+        plans = []
+        with PDFIUM_LOCK:
+            for number in numbers:
+                with _pdfium_errors(f"reading page {number}"):
+                    ok, width_pt, height_pt = _page_size(self._doc, number - 1)
+                if not ok or not (math.isfinite(width_pt) and math.isfinite(height_pt)):
+                    raise BrokenDocument(f"the PDF is broken: page {number} has no valid size")
+                if max(width_pt, height_pt) > limit_pt:
+                    raise PageSizeBomb(number, width_pt, height_pt, limit_pt)
+                width = max(1, math.ceil(width_pt * self.scale))
+                height = max(1, math.ceil(height_pt * self.scale))
+                if width * height > self.settings.max_pixels:
+                    raise PageTooManyPixels(number, width, height, self.dpi, self.settings.max_pixels)
+                plans.append(PagePlan(number, width, height))
+        return plans
+
+    def render(self, plan: PagePlan) -> Any:
+        """The page as a PIL RGB image at the request's dpi (annotations drawn, forms not)."""
+        with PDFIUM_LOCK:
+            with _pdfium_errors(f"rendering page {plan.number}"):
+                page = self._doc[plan.number - 1]
+                try:
+                    bitmap = page.render(scale=self.scale, may_draw_forms=False, rev_byteorder=True)
+                    try:
+                        return bitmap.to_pil().convert("RGB")  # a copy, so the bitmap can go now
+                    finally:
+                        bitmap.close()
+                finally:
+                    page.close()
+
+    def text_lines(self, plan: PagePlan, words: bool) -> list[dict[str, Any]] | None:
+        """The page's own text as lines with boxes in rendered pixels, or None when it has no text layer."""
+        with PDFIUM_LOCK:
+            with _pdfium_errors(f"reading the text of page {plan.number}"):
+                page = self._doc[plan.number - 1]
+                try:
+                    textpage = page.get_textpage()
+                    try:
+                        chars = _chars(textpage)
+                        if chars is None:
+                            return None
+                        to_px = _device_mapper(page, plan)
+                        return _lines(chars, to_px, words)
+                    finally:
+                        textpage.close()
+                finally:
+                    page.close()
+
+
+def _open(data: bytes, password: str | None) -> Any:
+    try:
+        return pdfium.PdfDocument(data, password=password)
+    except pdfium.PdfiumError as exc:
+        if exc.err_code == pdfium_c.FPDF_ERR_PASSWORD:
+            raise (PdfWrongPassword() if password else PdfPasswordRequired()) from None
+        if exc.err_code == pdfium_c.FPDF_ERR_SECURITY:
+            raise BrokenDocument("the PDF uses an unsupported security handler") from None
+        raise BrokenDocument(f"the PDF could not be read: {exc}") from None
+
+
+def _page_size(doc: Any, index: int) -> tuple[bool, float, float]:
+    """The page's size in points, after its /Rotate, read without loading the page's content."""
+    size = pdfium_c.FS_SIZEF()
+    ok = pdfium_c.FPDF_GetPageSizeByIndexF(doc.raw, index, ctypes.byref(size))
+    return bool(ok), float(size.width), float(size.height)
+
+
+Char = tuple[str, tuple[float, float, float, float] | None]
+
+
+def _chars(textpage: Any) -> list[Char] | None:
+    """(char, box in points) in content order; None when the page has no visible characters."""
+    count = textpage.count_chars()
+    if count <= 0 or count > MAX_TEXT_CHARS:
+        return None
+    chars: list[Char] = []
+    for i in range(count):
+        code = pdfium_c.FPDFText_GetUnicode(textpage.raw, i)
+        ch = chr(code) if 0 < code < 0x110000 else ""
+        if ch in ("\r", "\n"):
+            chars.append(("\n", None))
+        elif not ch or ch.isspace() or not ch.isprintable():
+            chars.append((" ", None))
+        else:
+            try:
+                chars.append((ch, textpage.get_charbox(i)))
+            except pdfium.PdfiumError:
+                chars.append((ch, None))
+    return chars if any(box is not None for _, box in chars) else None
+
+
+def _device_mapper(page: Any, plan: PagePlan) -> Any:
+    """Page points -> rendered pixels, with the page's rotation and origin, as PDFium renders it."""
+    x, y = ctypes.c_int(), ctypes.c_int()
+
+    def to_px(px: float, py: float) -> tuple[float, float]:
+        pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, plan.width, plan.height, 0, px, py,
+                                   ctypes.byref(x), ctypes.byref(y))
+        return float(x.value), float(y.value)
+
+    return to_px
+
+
+def _lines(chars: list[Char], to_px: Any, words: bool) -> list[dict[str, Any]]:
+    """Group characters into words (split at spaces) and lines (split at line breaks)."""
+    raw_lines: list[list[tuple[str, list[float]]]] = []
+    line: list[tuple[str, list[float]]] = []
+    word_text, word_box = "", [0.0, 0.0, 0.0, 0.0]
+
+    def end_word() -> None:
+        nonlocal word_text
+        if word_text:
+            line.append((word_text, _pixel_box(word_box, to_px)))
+        word_text = ""
+
+    for ch, box in chars:
+        if box is None or ch == " ":
+            end_word()
+            if ch == "\n" and line:
+                raw_lines.append(line)
+                line = []
+            continue
+        if not word_text:
+            word_box = list(box)
+        else:
+            word_box = [min(word_box[0], box[0]), min(word_box[1], box[1]),
+                        max(word_box[2], box[2]), max(word_box[3], box[3])]
+        word_text += ch
+    end_word()
+    if line:
+        raw_lines.append(line)
+    out = []
+    for items in raw_lines:
+        boxes = [b for _, b in items]
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        item: dict[str, Any] = {"text": " ".join(t for t, _ in items), "confidence": 1.0,
+                                "box": _quad(x0, y0, x1, y1)}
+        if words:
+            item["words"] = [{"text": t, "confidence": 1.0, "box": _quad(*b)} for t, b in items]
+        out.append(item)
+    out.sort(key=lambda it: (it["box"][0][1], it["box"][0][0]))
+    return out
+
+
+def _pixel_box(box: list[float], to_px: Any) -> list[float]:
+    left, bottom, right, top = box
+    xa, ya = to_px(left, top)
+    xb, yb = to_px(right, bottom)
+    return [min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)]
+
+
+def _quad(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    """Four corners clockwise from top left, like the engine's boxes."""
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def encode_png(image: Any) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()

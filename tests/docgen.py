@@ -1,0 +1,70 @@
+"""Documents with known text for the tests: PDFs (scanned and born-digital pages), TIFFs, hostile files."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+from fpdf import FPDF
+from helpers import text_image
+from PIL import Image
+
+
+def text_pdf(pages: list[tuple[str, str]], encrypt: str | None = None) -> bytes:
+    """A PDF with one page per (kind, text): kind "scan" is a picture of the text, "digital" real text."""
+    pdf = FPDF(unit="pt", format=(612, 792))
+    pdf.set_auto_page_break(False)
+    for kind, text in pages:
+        pdf.add_page()
+        if kind == "scan":
+            image = Image.open(io.BytesIO(text_image(text, size=(1000, 200), fmt="PNG")))
+            pdf.image(image, x=36, y=100, w=540)
+        else:
+            pdf.set_font("Helvetica", size=28)
+            pdf.text(x=60, y=150, text=text)
+    if encrypt:
+        pdf.set_encryption(owner_password="owner-" + encrypt, user_password=encrypt)
+    return bytes(pdf.output())
+
+
+def tiff_pages(texts: list[str]) -> bytes:
+    """A multi-page TIFF, one frame per text."""
+    frames = [Image.open(io.BytesIO(text_image(t, size=(800, 200), fmt="PNG"))).convert("RGB") for t in texts]
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
+    return buf.getvalue()
+
+
+def raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF from raw object bodies (object 1 is the catalog), with a correct xref table and trailer."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def pages_pdf(count: int, media_box: str = "0 0 612 792", extra_catalog: bytes = b"") -> bytes:
+    """`count` empty pages sharing one MediaBox (a page bomb when the box is huge)."""
+    kids = b" ".join(b"%d 0 R" % (3 + i) for i in range(count))
+    objects = [b"<< /Type /Catalog /Pages 2 0 R " + extra_catalog + b" >>",
+               b"<< /Type /Pages /Kids [" + kids + b"] /Count %d /MediaBox [%s] >>" % (count, media_box.encode())]
+    objects += [b"<< /Type /Page /Parent 2 0 R >>"] * count
+    return raw_pdf(objects)
+
+
+def javascript_pdf() -> bytes:
+    """One page and an OpenAction that runs JavaScript."""
+    return pages_pdf(1, extra_catalog=b"/OpenAction << /S /JavaScript /JS (app.alert\\('hi'\\);) >>")
+
+
+def zip_as_pdf() -> bytes:
+    """A zip archive, as a client might send it by mistake with a .pdf name and type."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("doc.pdf", b"%PDF-1.7 not really")
+    return buf.getvalue()
