@@ -1,0 +1,203 @@
+"""Documents against a real instance: PDF and TIFF pages, selection, text layers, words, formats, batches."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+from docgen import javascript_pdf, pages_pdf, text_pdf, tiff_pages, zip_as_pdf
+from helpers import Proc, text_image, worker_pids
+
+PDF_TYPE = {"Content-Type": "application/pdf"}
+
+
+def url(instance: Proc, query: str = "") -> str:
+    return f"{instance.extra['url']}/api/ocr{query}"
+
+
+def page_texts(body: dict) -> dict[int, str]:
+    return {p["page"]: " ".join(line["text"] for line in p["data"]) for p in body["pages"]}
+
+
+@pytest.fixture(scope="module")
+def words() -> list[str]:
+    """Fresh words per run, so no page is already cached from an earlier run."""
+    tag = uuid.uuid4().hex[:4].upper()
+    return [f"Invoice {tag}", f"Contract {tag} Digital", f"Receipt {tag}"]
+
+
+@pytest.fixture(scope="module")
+def pdf(words: list[str]) -> bytes:
+    """Page 1 and 3 are pictures of text, page 2 is born-digital text."""
+    return text_pdf([("scan", words[0]), ("digital", words[1]), ("scan", words[2])])
+
+
+@pytest.fixture(scope="module")
+def pdf_answer(instance: Proc, pdf: bytes) -> dict:
+    resp = requests.post(url(instance), data=pdf, headers=PDF_TYPE, timeout=120)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def test_pdf_raw_body_gives_every_page(pdf_answer: dict, words: list[str]) -> None:
+    body = pdf_answer
+    assert body["code"] == 0 and body["msg"] == "success"
+    assert [p["page"] for p in body["pages"]] == [1, 2, 3]
+    assert [p["source"] for p in body["pages"]] == ["ocr", "pdf_text", "ocr"]
+    assert page_texts(body) == {1: words[0], 2: words[1], 3: words[2]}
+    assert all((p["width"], p["height"]) == (1700, 2200) for p in body["pages"]), "letter at 200 dpi"
+    assert [(d["text"], d["page"]) for d in body["data"]] == [(w, i) for i, w in enumerate(words, 1)]
+    digital = body["pages"][1]["data"][0]
+    assert digital["confidence"] == 1.0
+    (x0, y0), (x1, y1) = digital["box"][0], digital["box"][2]
+    assert 150 < x0 < x1 < 1700 and 300 < y0 < y1 < 450, "the text layer's box is in rendered pixels"
+
+
+def test_pdf_multipart_and_base64_give_the_same_pages(instance: Proc, pdf: bytes, pdf_answer: dict) -> None:
+    multipart = requests.post(url(instance), files={"image": ("doc.pdf", pdf, "application/pdf")}, timeout=120)
+    encoded = requests.post(url(instance), json={"image_base64": base64.b64encode(pdf).decode()}, timeout=120)
+    octet = requests.post(url(instance), data=pdf, headers={"Content-Type": "application/octet-stream"}, timeout=120)
+    for resp in (multipart, encoded, octet):
+        assert resp.status_code == 200, resp.text
+        assert page_texts(resp.json()) == page_texts(pdf_answer)
+        assert resp.headers["X-Cache"] == "HIT", "each page was cached by its own hash"
+
+
+def test_no_cache_applies_to_each_page(instance: Proc, pdf: bytes) -> None:
+    resp = requests.post(url(instance, "?pages=1"), data=pdf, headers={**PDF_TYPE, "Cache-Control": "no-cache"},
+                         timeout=120)
+    assert resp.status_code == 200 and resp.headers["X-Cache"] == "BYPASS"
+
+
+def test_page_selection(instance: Proc, pdf: bytes, words: list[str]) -> None:
+    resp = requests.post(url(instance, "?pages=3,1-2,2"), data=pdf, headers=PDF_TYPE, timeout=120)
+    assert resp.status_code == 200, resp.text
+    assert [p["page"] for p in resp.json()["pages"]] == [3, 1, 2], "in the order asked, each page once"
+    assert page_texts(resp.json())[3] == words[2]
+    for query, code in (("?pages=4", 40031), ("?pages=2-1", 40030), ("?pages=x", 40030), ("?pages=0", 40030)):
+        resp = requests.post(url(instance, query), data=pdf, headers=PDF_TYPE, timeout=60)
+        assert resp.status_code == 400 and resp.json()["code"] == code, (query, resp.text)
+
+
+def test_pdf_text_never_runs_the_model(instance: Proc, pdf: bytes, words: list[str]) -> None:
+    resp = requests.post(url(instance, "?pages=2&pdf_text=never"), data=pdf, headers=PDF_TYPE, timeout=120)
+    assert resp.status_code == 200, resp.text
+    page = resp.json()["pages"][0]
+    assert page["source"] == "ocr" and " ".join(d["text"] for d in page["data"]) == words[1]
+    assert page["data"][0]["confidence"] < 1.0
+
+
+def test_three_page_tiff(instance: Proc) -> None:
+    tag = uuid.uuid4().hex[:4].upper()
+    texts = [f"First {tag}", f"Second {tag}", f"Third {tag}"]
+    resp = requests.post(url(instance, "?pages=1,3"), data=tiff_pages(texts), headers={"Content-Type": "image/tiff"},
+                         timeout=120)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert page_texts(body) == {1: texts[0], 3: texts[2]}
+    assert all(p["source"] == "ocr" and (p["width"], p["height"]) == (800, 200) for p in body["pages"])
+
+
+def test_single_image_answers_as_before(instance: Proc) -> None:
+    resp = requests.post(url(instance), data=text_image("Plain Image"), headers={"Content-Type": "image/jpeg"},
+                         timeout=60)
+    assert resp.status_code == 200
+    assert set(resp.json()) == {"code", "msg", "data", "cost_time", "cached", "instance"}
+
+
+def test_words_on_images_and_pages(instance: Proc, pdf: bytes) -> None:
+    image = requests.post(url(instance, "?words=1"), data=text_image("Three Word Line"),
+                          headers={"Content-Type": "image/jpeg"}, timeout=60)
+    document = requests.post(url(instance, "?words=1&pages=1-2"), data=pdf, headers=PDF_TYPE, timeout=120)
+    plain = requests.post(url(instance), data=text_image("Three Word Line"), headers={"Content-Type": "image/jpeg"},
+                          timeout=60)
+    assert "words" not in plain.json()["data"][0], "word boxes are cached apart from plain answers"
+    lines = image.json()["data"] + document.json()["data"]
+    assert len(lines) == 3
+    for line in lines:
+        assert [w["text"] for w in line["words"]] == line["text"].split()
+        xs = [p[0] for p in line["box"]]
+        for word in line["words"]:
+            assert 0 < word["confidence"] <= 1 and len(word["box"]) == 4
+            assert min(xs) - 5 <= word["box"][0][0] < word["box"][1][0] <= max(xs) + 5
+
+
+def test_formats(instance: Proc, pdf: bytes, words: list[str]) -> None:
+    text = requests.post(url(instance, "?format=text"), data=pdf, headers=PDF_TYPE, timeout=120)
+    assert text.status_code == 200 and text.headers["Content-Type"].startswith("text/plain")
+    assert text.text == "\f".join(words) + "\n"
+    hocr = requests.post(url(instance, "?format=hocr&pages=2"), data=pdf, headers=PDF_TYPE, timeout=120)
+    root = ET.fromstring(hocr.content)
+    spans = root.findall(".//{http://www.w3.org/1999/xhtml}span[@class='ocrx_word']")
+    assert [s.text for s in spans] == words[1].split()
+    textract = requests.post(url(instance, "?format=textract"), data=text_image("Textract Shape"),
+                             headers={"Content-Type": "image/jpeg"}, timeout=60).json()
+    assert [b["Text"] for b in textract["Blocks"] if b["BlockType"] == "WORD"] == ["Textract", "Shape"]
+    bad = requests.post(url(instance, "?format=pdf"), data=pdf, headers=PDF_TYPE, timeout=60)
+    assert bad.status_code == 400 and bad.json()["code"] == 40030
+
+
+def test_batch_answers_each_file_in_order(instance: Proc, pdf: bytes, words: list[str]) -> None:
+    files = [("image", ("a.jpg", text_image("Batch One"), "image/jpeg")),
+             ("image", ("b.gif", b"GIF89a not an image", "image/gif")),
+             ("image", ("c.pdf", pdf, "application/pdf")),
+             ("image", ("d.pdf", pdf[: len(pdf) // 2], "application/pdf"))]
+    resp = requests.post(url(instance, "?pages=2"), files=files, timeout=120)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["code"] == 0 and body["msg"] == "success"
+    results = body["results"]
+    assert [r["filename"] for r in results] == ["a.jpg", "b.gif", "c.pdf", "d.pdf"]
+    assert [r["code"] for r in results] == [0, 41501, 0, 42235]
+    assert results[0]["data"][0]["text"] == "Batch One"
+    assert page_texts(results[2]) == {2: words[1]}
+
+
+def test_batch_limits(instance: Proc) -> None:
+    tiny = text_image("x", size=(32, 32))
+    too_many = [("image", (f"{i}.jpg", tiny, "image/jpeg")) for i in range(17)]
+    resp = requests.post(url(instance), files=too_many, timeout=60)
+    assert resp.status_code == 413 and resp.json()["code"] == 41330 and "OCR_MAX_BATCH" in resp.json()["msg"]
+    resp = requests.post(url(instance, "?format=text"), files=too_many[:2], timeout=60)
+    assert resp.status_code == 400 and resp.json()["code"] == 40032
+
+
+def test_encrypted_pdf_opens_with_its_password(instance: Proc) -> None:
+    locked = text_pdf([("digital", "Sealed Words")], encrypt="s3cret")
+    resp = requests.post(url(instance, "?password=s3cret"), data=locked, headers=PDF_TYPE, timeout=60)
+    assert resp.status_code == 200 and resp.json()["data"][0]["text"] == "Sealed Words"
+    resp = requests.post(url(instance), files={"image": ("x.pdf", locked)}, data={"password": "wrong"}, timeout=60)
+    assert resp.status_code == 422 and resp.json()["code"] == 42234
+
+
+HOSTILE = {
+    "encrypted": (lambda: text_pdf([("digital", "x")], encrypt="pw"), "", 422, 42233, "password"),
+    "truncated": (lambda: text_pdf([("digital", "x")])[:400], "", 422, 42235, "truncated"),
+    "page bomb": (lambda: pages_pdf(1, "0 0 100000 100000"), "", 422, 42232, "OCR_PDF_MAX_PAGE_PT"),
+    "pixel limit": (lambda: pages_pdf(1, "0 0 14000 14000"), "", 422, 42231, "OCR_MAX_PIXELS"),
+    "1000 pages": (lambda: pages_pdf(1000), "", 422, 42230, "OCR_MAX_PAGES"),
+    "javascript": (javascript_pdf, "", 422, 42236, "JavaScript"),
+    "zip as pdf": (zip_as_pdf, "", 415, 41501, "PDF"),
+    "dpi too high": (lambda: pages_pdf(1), "?dpi=5000", 400, 40030, "OCR_PDF_MAX_DPI"),
+    "garbage after header": (lambda: b"%PDF-1.7\n" + bytes(range(256)) * 20 + b"\n%%EOF\n", "", 422, 42235, "PDF"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_documents_get_their_error_and_workers_live(instance: Proc, name: str) -> None:
+    make, query, status, code, names = HOSTILE[name]
+    before = worker_pids(instance.pid)
+    resp = requests.post(url(instance, query), data=make(), headers=PDF_TYPE, timeout=60)
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["code"] == code and names in body["msg"] and body["data"] == []
+    assert worker_pids(instance.pid) == before
+
+
+def test_a_1000_page_pdf_with_a_selection_is_fine(instance: Proc) -> None:
+    resp = requests.post(url(instance, "?pages=1000"), data=pages_pdf(1000), headers=PDF_TYPE, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert json.loads(resp.content)["pages"][0]["page"] == 1000
