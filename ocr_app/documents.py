@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +33,9 @@ from .images import MIN_SIDE, _to_rgb, check_upload, oriented_size, sniff_format
 from .options import PageOptions, RequestOptions
 from .pdf import PagePlan, PdfFile, encode_png, is_pdf
 from .service import OcrService
+
+# What Pillow raises on a hostile TIFF, beyond its documented OSError (found by tests/test_fuzz.py).
+_TIFF_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ class TiffFile:
         try:
             image = Image.open(io.BytesIO(data), formats=["TIFF"])
             count = _count_frames(image, max_frames)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        except (UnidentifiedImageError, *_TIFF_ERRORS) as exc:
             raise UndecodableImage(f"the TIFF could not be read: {exc}") from None
         return cls(image, count, settings) if count > 1 else None
 
@@ -206,7 +210,7 @@ class TiffFile:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 frame.load()
                 return _to_rgb(frame)
-        except (OSError, ValueError, SyntaxError, EOFError, MemoryError, Image.DecompressionBombError) as exc:
+        except (*_TIFF_ERRORS, MemoryError, Image.DecompressionBombError) as exc:
             raise BrokenDocument(f"page {plan.number} of the TIFF is corrupt or truncated: {exc}") from None
 
     def text_lines(self, plan: PagePlan, words: bool) -> list[dict[str, Any]] | None:
@@ -218,7 +222,7 @@ class TiffFile:
     def _frame(self, number: int) -> Image.Image:
         try:
             self._image.seek(number - 1)
-        except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        except _TIFF_ERRORS as exc:
             raise BrokenDocument(f"page {number} of the TIFF could not be read: {exc}") from None
         return self._image
 

@@ -26,9 +26,10 @@ def text_pdf(pages: list[tuple[str, str]], encrypt: str | None = None) -> bytes:
     return bytes(pdf.output())
 
 
-def tiff_pages(texts: list[str]) -> bytes:
+def tiff_pages(texts: list[str], size: tuple[int, int] = (800, 200), font_size: int = 48) -> bytes:
     """A multi-page TIFF, one frame per text."""
-    frames = [Image.open(io.BytesIO(text_image(t, size=(800, 200), fmt="PNG"))).convert("RGB") for t in texts]
+    frames = [Image.open(io.BytesIO(text_image(t, size=size, fmt="PNG", font_size=font_size))).convert("RGB")
+              for t in texts]
     buf = io.BytesIO()
     frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
     return buf.getvalue()
