@@ -7,6 +7,7 @@ any instance as an ordinary image request. `ocr_document` runs up to `parallel` 
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -35,6 +36,8 @@ from .pdf import PagePlan, PdfFile, encode_png, is_pdf
 from .service import OcrService
 
 # What Pillow raises on a hostile TIFF, beyond its documented OSError (found by tests/test_fuzz.py).
+# The web page's page images: enough to see the boxes, small enough for a JSON answer.
+PREVIEW_MAX_SIDE = 1000
 _TIFF_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError, struct.error)
 
 
@@ -57,6 +60,7 @@ class PageResult:
     source: str  # "ocr" or "pdf_text"
     lines: list[dict[str, Any]]
     cache: str = ""  # empty for a page read from its text layer
+    preview: str | None = None  # a data: URL of a small JPEG of the page, when asked for
 
 
 @dataclass(frozen=True)
@@ -135,21 +139,35 @@ def ocr_document(document: Document, plans: list[PagePlan], options: RequestOpti
     """Each planned page from its text layer or through the runner, keeping at most `parallel` in flight."""
     results: dict[int, PageResult] = {}
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="page") as pool:
-        pending: list[tuple[PagePlan, Future[PageAnswer]]] = []
+        pending: list[tuple[PagePlan, str | None, Future[PageAnswer]]] = []
         for plan in plans:
             lines = document.text_lines(plan, page_options.words) if options.pdf_text == "auto" else None
+            image = document.render(plan) if lines is None or options.preview else None
+            preview = preview_url(image) if image is not None and options.preview else None
             if lines is not None:
-                results[plan.number] = PageResult(plan.number, plan.width, plan.height, "pdf_text", lines)
+                results[plan.number] = PageResult(plan.number, plan.width, plan.height, "pdf_text", lines,
+                                                  preview=preview)
                 continue
-            data = encode_page(document.render(plan), plan.number, settings)
-            pending.append((plan, pool.submit(runner, data, page_options)))
-            while len([f for _, f in pending if not f.done()]) >= max(1, parallel):
-                _wait_first(pending)
-        for plan, future in pending:
+            assert image is not None
+            data = encode_page(image, plan.number, settings)
+            del image  # only the encoded page stays in memory while it waits for the runner
+            pending.append((plan, preview, pool.submit(runner, data, page_options)))
+            while len([f for _, _, f in pending if not f.done()]) >= max(1, parallel):
+                wait([f for _, _, f in pending if not f.done()], return_when=FIRST_COMPLETED)
+        for plan, preview, future in pending:
             answer = future.result()  # the first failing page's error is the document's error
             results[plan.number] = PageResult(plan.number, plan.width, plan.height, "ocr", answer.lines,
-                                              answer.cache)
+                                              answer.cache, preview)
     return [results[plan.number] for plan in plans]
+
+
+def preview_url(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> str:
+    """A small JPEG of the page as a data: URL; boxes stay in the page's full pixel size."""
+    small = image.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def encode_page(image: Image.Image, number: int, settings: Settings) -> bytes:
@@ -238,7 +256,3 @@ def _count_frames(image: Image.Image, limit: int) -> int:
         count += 1
     image.seek(0)
     return count
-
-
-def _wait_first(pending: list[tuple[PagePlan, Future[PageAnswer]]]) -> None:
-    wait([f for _, f in pending if not f.done()], return_when=FIRST_COMPLETED)

@@ -47,6 +47,7 @@ class RequestOptions:
     pages: tuple[tuple[int, int], ...] = ()  # inclusive ranges from 1; empty means every page
     pdf_text: str = "auto"
     password: str | None = None
+    preview: bool = False  # each document page also comes back as a small JPEG (the web page shows it)
 
     @property
     def needs_words(self) -> bool:
@@ -85,6 +86,7 @@ def parse_options(values: Mapping[str, str], settings: Settings, bypass_cache: b
         pages=parse_pages(values.get("pages", "")),
         pdf_text=pdf_text,
         password=password if password else None,
+        preview=_parse_flag("preview", values.get("preview", "0")),
     )
 
 
