@@ -78,6 +78,7 @@ class Document(Protocol):
     """A multi-page upload: sizes are checked in `plan` before any page is rendered."""
 
     page_count: int
+    counted_all: bool  # False when counting stopped early (past every limit): page_count is then a floor
 
     def plan(self, numbers: list[int]) -> list[PagePlan]: ...
     def render(self, plan: PagePlan) -> Any: ...
@@ -109,7 +110,7 @@ def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
     with closing(document):
         numbers = options.select(document.page_count)
         if len(numbers) > settings.max_pages:
-            raise TooManyPages(len(numbers), settings.max_pages)
+            raise TooManyPages(len(numbers), settings.max_pages, at_least=not document.counted_all)
         pages = ocr_document(document, document.plan(numbers), options, page_options,
                              runner or local_runner(service), settings, parallel)
     return Recognition(document=True, pages=pages, cache=combined_cache(pages),
@@ -194,20 +195,25 @@ def combined_cache(pages: list[PageResult]) -> str:
 class TiffFile:
     """A TIFF with several frames: each frame is a page, checked against the pixel limit before decoding."""
 
-    def __init__(self, image: Image.Image, page_count: int, settings: Settings) -> None:
+    def __init__(self, image: Image.Image, page_count: int, settings: Settings, counted_all: bool) -> None:
         self._image = image
         self.page_count = page_count
         self.settings = settings
+        self.counted_all = counted_all
 
     @classmethod
     def open(cls, data: bytes, settings: Settings, max_frames: int) -> TiffFile | None:
         """The TIFF as a document, or None when it has one frame (then it is a plain image)."""
         try:
-            image = Image.open(io.BytesIO(data), formats=["TIFF"])
-            count = _count_frames(image, max_frames)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked per frame
+                image = Image.open(io.BytesIO(data), formats=["TIFF"])
+                count = _count_frames(image, max_frames)
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(None, None, settings.max_pixels) from None
         except (UnidentifiedImageError, *_TIFF_ERRORS) as exc:
             raise UndecodableImage(f"the TIFF could not be read: {exc}") from None
-        return cls(image, count, settings) if count > 1 else None
+        return cls(image, count, settings, count < max_frames) if count > 1 else None
 
     def plan(self, numbers: list[int]) -> list[PagePlan]:
         plans = []
@@ -239,7 +245,11 @@ class TiffFile:
 
     def _frame(self, number: int) -> Image.Image:
         try:
-            self._image.seek(number - 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                self._image.seek(number - 1)
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(None, None, self.settings.max_pixels) from None
         except _TIFF_ERRORS as exc:
             raise BrokenDocument(f"page {number} of the TIFF could not be read: {exc}") from None
         return self._image

@@ -155,9 +155,9 @@ class TooManyPages(OcrError):
     status = 422
     code = 42230
 
-    def __init__(self, count: int, limit: int) -> None:
-        super().__init__(f"{count} pages selected: at most {limit} per request (OCR_MAX_PAGES); "
-                         "select fewer with pages=, e.g. pages=1-10")
+    def __init__(self, count: int, limit: int, at_least: bool = False) -> None:
+        super().__init__(f"{'more than ' if at_least else ''}{count - at_least} pages selected: at most {limit} "
+                         "per request (OCR_MAX_PAGES); select fewer with pages=, e.g. pages=1-10")
 
 
 class PageTooManyPixels(OcrError):

@@ -68,6 +68,7 @@ class PdfFile:
 
     def __init__(self, data: bytes, settings: Settings, dpi: int, password: str | None = None) -> None:
         self.settings = settings
+        self.counted_all = True
         self.dpi = dpi
         self.scale = dpi / 72.0
         if b"%%EOF" not in data[-TRAILER_WINDOW:]:

@@ -69,3 +69,28 @@ def zip_as_pdf() -> bytes:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("doc.pdf", b"%PDF-1.7 not really")
     return buf.getvalue()
+
+
+def raw_tiff(sizes: list[tuple[int, int]], loop: bool = False) -> bytes:
+    """A greyscale TIFF whose frames claim `sizes` but all share one 64x64 strip (a frame bomb when huge).
+
+    With `loop`, the last frame's next-IFD offset points back at the first.
+    """
+    import struct
+
+    pixels = bytes(range(256)) * 16  # 64x64, 8-bit
+    header = b"II*\x00" + struct.pack("<I", 8 + len(pixels))
+    out = bytearray(header + pixels)
+    ifd_size = 2 + 8 * 12 + 4
+    first_ifd = len(out)
+    for i, (width, height) in enumerate(sizes):
+        entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+                   (273, 4, 8), (278, 4, 64), (279, 4, len(pixels))]
+        last = i == len(sizes) - 1
+        following = first_ifd if (last and loop) else (0 if last else len(out) + ifd_size)
+        out += struct.pack("<H", len(entries))
+        for tag, kind, value in entries:
+            value_field = struct.pack("<I", value) if kind == 4 else struct.pack("<HH", value, 0)
+            out += struct.pack("<HHI", tag, kind, 1) + value_field
+        out += struct.pack("<I", following)
+    return bytes(out)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import uuid
 import xml.etree.ElementTree as ET
 
+import pypdfium2 as pdfium
 import pytest
 import requests
-from docgen import javascript_pdf, pages_pdf, text_pdf, tiff_pages, zip_as_pdf
+from docgen import javascript_pdf, pages_pdf, raw_tiff, text_pdf, tiff_pages, zip_as_pdf
 from helpers import Proc, text_image, worker_pids
 
 PDF_TYPE = {"Content-Type": "application/pdf"}
@@ -201,3 +203,60 @@ def test_a_1000_page_pdf_with_a_selection_is_fine(instance: Proc) -> None:
     resp = requests.post(url(instance, "?pages=1000"), data=pages_pdf(1000), headers=PDF_TYPE, timeout=60)
     assert resp.status_code == 200, resp.text
     assert json.loads(resp.content)["pages"][0]["page"] == 1000
+
+
+TIFF_HOSTILE = {
+    "frame bomb": (lambda: raw_tiff([(64, 64), (100000, 100000)]), 422, 42202, "OCR_MAX_PIXELS"),
+    "first frame bomb": (lambda: raw_tiff([(100000, 100000), (64, 64)]), 422, 42202, "OCR_MAX_PIXELS"),
+    "too many frames": (lambda: raw_tiff([(64, 64)] * 60), 422, 42230, "more than 50 pages"),
+    "tiny frame": (lambda: raw_tiff([(64, 64), (4, 4)]), 422, 42203, "8 px"),
+    "truncated": (lambda: tiff_pages(["One", "Two"])[:300], 422, 42201, "TIFF"),
+}
+
+
+@pytest.mark.parametrize("name", list(TIFF_HOSTILE))
+def test_hostile_tiffs_get_their_error_and_workers_live(instance: Proc, name: str) -> None:
+    make, status, code, names = TIFF_HOSTILE[name]
+    before = worker_pids(instance.pid)
+    resp = requests.post(url(instance), data=make(), headers={"Content-Type": "image/tiff"}, timeout=60)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["code"] == code and names in resp.json()["msg"]
+    assert worker_pids(instance.pid) == before
+
+
+def test_a_looping_tiff_reads_each_frame_once(instance: Proc) -> None:
+    resp = requests.post(url(instance), data=raw_tiff([(64, 64), (64, 64)], loop=True),
+                         headers={"Content-Type": "image/tiff"}, timeout=60)
+    assert resp.status_code == 200 and [p["page"] for p in resp.json()["pages"]] == [1, 2]
+
+
+def test_rotated_page_text_boxes_match_the_rendered_page(instance: Proc) -> None:
+    doc = pdfium.PdfDocument(text_pdf([("digital", "Turned Page")]))
+    doc[0].set_rotation(90)
+    buf = io.BytesIO()
+    doc.save(buf)
+    doc.close()
+    text = requests.post(url(instance), data=buf.getvalue(), headers=PDF_TYPE, timeout=60).json()
+    ocr = requests.post(url(instance, "?pdf_text=never"), data=buf.getvalue(), headers=PDF_TYPE, timeout=120).json()
+    assert (text["pages"][0]["width"], text["pages"][0]["height"]) == (2200, 1700)
+    assert text["data"][0]["text"] == ocr["data"][0]["text"] == "Turned Page"
+
+    def bounds(box: list[list[float]]) -> tuple[float, float, float, float]:
+        return min(p[0] for p in box), min(p[1] for p in box), max(p[0] for p in box), max(p[1] for p in box)
+
+    # the text layer's box is tight to the glyphs, the detector's a little looser: same place, same shape
+    a, b = bounds(text["data"][0]["box"]), bounds(ocr["data"][0]["box"])
+    assert b[0] - 5 <= a[0] < a[2] <= b[2] + 5 and b[1] - 5 <= a[1] < a[3] <= b[3] + 5, (a, b)
+    assert abs((a[0] + a[2]) - (b[0] + b[2])) / 2 < 20 and abs((a[1] + a[3]) - (b[1] + b[3])) / 2 < 20, (a, b)
+    assert a[3] - a[1] > 4 * (a[2] - a[0]), "the line runs down the turned page"
+
+
+def test_preview_adds_a_small_jpeg_per_page(instance: Proc, pdf: bytes) -> None:
+    resp = requests.post(url(instance, "?preview=1&pages=1-2"), data=pdf, headers=PDF_TYPE, timeout=120)
+    from PIL import Image
+
+    for page in resp.json()["pages"]:
+        head, _, payload = page["preview"].partition(",")
+        assert head == "data:image/jpeg;base64"
+        image = Image.open(io.BytesIO(base64.b64decode(payload)))
+        assert max(image.size) == 1000 and image.size[0] / image.size[1] == pytest.approx(1700 / 2200, abs=0.01)
