@@ -10,7 +10,7 @@ import os
 from contextlib import closing
 
 import pytest
-from docgen import text_pdf, tiff_pages
+from docgen import raw_tiff, text_pdf, tiff_pages
 from helpers import text_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +32,7 @@ def _seeds() -> dict[str, bytes]:
         "jpeg": text_image("Fuzz", size=(96, 48), font_size=20),
         "png": text_image("Fuzz", size=(96, 48), font_size=20, fmt="PNG"),
         "tiff": tiff_pages(["Fuzz one", "Fuzz two"], size=(96, 32), font_size=14),
+        "tiff_ifds": raw_tiff([(64, 64), (64, 64), (64, 64)]),
         "pdf": text_pdf([("digital", "Fuzz text"), ("scan", "Fuzz scan")]),
     }
 
