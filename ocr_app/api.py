@@ -9,7 +9,7 @@ import time
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .documents import Recognition, image_page, recognize_upload
+from .documents import PAGE_DISPATCH, PageDispatch, Recognition, image_page, recognize_upload
 from .errors import (
     BadBase64,
     FormatNeedsOneFile,
@@ -35,6 +35,12 @@ bp = Blueprint("api", __name__)
 def _service() -> OcrService:
     service: OcrService = current_app.extensions["ocr"]
     return service
+
+
+def _dispatch() -> PageDispatch | None:
+    """How this app runs a document's pages; None means locally, one at a time (documents.local_runner)."""
+    dispatch: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
+    return dispatch
 
 
 @bp.before_request
@@ -70,7 +76,7 @@ def ocr() -> Response:
             raise FormatNeedsOneFile(options.format)
         return _batch(service, uploads, options)
     name, data = uploads[0]
-    rec = recognize_upload(service, data, options)
+    rec = recognize_upload(service, data, options, _dispatch())
     resp = Response(answer_body(rec, data, options, service.settings.instance_id), status=200,
                     content_type=CONTENT_TYPES[options.format])
     resp.headers["X-Cache"] = rec.cache
@@ -96,7 +102,7 @@ def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: Reque
     parts = []
     for name, data in uploads:
         try:
-            rec = recognize_upload(service, data, options)
+            rec = recognize_upload(service, data, options, _dispatch())
             body = answer_body(rec, data, options, service.settings.instance_id)
         except OcrError as exc:
             body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,

@@ -53,6 +53,17 @@ PageRunner = Callable[[bytes, PageOptions], PageAnswer]
 
 
 @dataclass(frozen=True)
+class PageDispatch:
+    """How an app runs document pages: set `app.extensions[PAGE_DISPATCH]` to replace the local default."""
+
+    runner: PageRunner
+    parallel: int = 1  # pages in flight at once for one document
+
+
+PAGE_DISPATCH = "ocr_pages"
+
+
+@dataclass(frozen=True)
 class PageResult:
     number: int  # from 1
     width: int
@@ -97,8 +108,11 @@ def local_runner(service: OcrService) -> PageRunner:
 
 
 def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
-                     runner: PageRunner | None = None, parallel: int = 1) -> Recognition:
-    """OCR one uploaded file, whatever its kind, as the request's options say."""
+                     dispatch: PageDispatch | None = None) -> Recognition:
+    """OCR one uploaded file, whatever its kind, as the request's options say.
+
+    A document's pages go through `dispatch` (default: one at a time through this worker's cached path).
+    """
     started = time.perf_counter()
     settings = service.settings
     page_options = replace(options.page, words=options.needs_words)
@@ -111,8 +125,9 @@ def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
         numbers = options.select(document.page_count)
         if len(numbers) > settings.max_pages:
             raise TooManyPages(len(numbers), settings.max_pages, at_least=not document.counted_all)
-        pages = ocr_document(document, document.plan(numbers), options, page_options,
-                             runner or local_runner(service), settings, parallel)
+        dispatch = dispatch or PageDispatch(local_runner(service))
+        pages = ocr_document(document, document.plan(numbers), options, page_options, dispatch.runner, settings,
+                             dispatch.parallel)
     return Recognition(document=True, pages=pages, cache=combined_cache(pages),
                        cost_time=time.perf_counter() - started)
 
