@@ -13,7 +13,7 @@ import json
 import struct
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -85,6 +85,23 @@ class Recognition:
     cost_time: float = 0.0
 
 
+@dataclass(frozen=True)
+class PageWork:
+    """One selected page, ready: its lines from the text layer, or its encoded image for a runner."""
+
+    plan: PagePlan
+    image: bytes | None  # PNG (or JPEG) of the rendered page; None when `lines` came from the text layer
+    lines: list[dict[str, Any]] | None
+    preview: str | None = None
+
+    def result(self, answer: PageAnswer | None = None) -> PageResult:
+        """The page's result, from the runner's `answer` (an OCRed page) or its own lines."""
+        p = self.plan
+        if answer is None:
+            return PageResult(p.number, p.width, p.height, "pdf_text", self.lines or [], preview=self.preview)
+        return PageResult(p.number, p.width, p.height, "ocr", answer.lines, answer.cache, self.preview)
+
+
 class Document(Protocol):
     """A multi-page upload: sizes are checked in `plan` before any page is rendered."""
 
@@ -122,14 +139,20 @@ def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
         return Recognition(document=False, data_json=outcome.data_json, cache=outcome.cache,
                            cost_time=outcome.cost_time)
     with closing(document):
-        numbers = options.select(document.page_count)
-        if len(numbers) > settings.max_pages:
-            raise TooManyPages(len(numbers), settings.max_pages, at_least=not document.counted_all)
         dispatch = dispatch or PageDispatch(local_runner(service))
-        pages = ocr_document(document, document.plan(numbers), options, page_options, dispatch.runner, settings,
+        pages = ocr_document(prepare_pages(document, options, settings), page_options, dispatch.runner,
                              dispatch.parallel)
     return Recognition(document=True, pages=pages, cache=combined_cache(pages),
                        cost_time=time.perf_counter() - started)
+
+
+def load_pages(data: bytes, settings: Settings, options: RequestOptions) -> list[PageWork] | None:
+    """Every selected page of a document, read or rendered now (for a queue of page jobs); None for an image."""
+    document = open_document(data, settings, options)
+    if document is None:
+        return None
+    with closing(document):
+        return list(prepare_pages(document, options, settings))
 
 
 def image_page(data: bytes, rec: Recognition) -> PageResult:
@@ -150,31 +173,41 @@ def open_document(data: bytes, settings: Settings, options: RequestOptions) -> D
     return None  # an image, or something the image path refuses with its own error
 
 
-def ocr_document(document: Document, plans: list[PagePlan], options: RequestOptions, page_options: PageOptions,
-                 runner: PageRunner, settings: Settings, parallel: int = 1) -> list[PageResult]:
-    """Each planned page from its text layer or through the runner, keeping at most `parallel` in flight."""
-    results: dict[int, PageResult] = {}
+def prepare_pages(document: Document, options: RequestOptions, settings: Settings) -> Iterator[PageWork]:
+    """The selected pages one by one; every page is checked against every limit before the first is rendered."""
+    numbers = options.select(document.page_count)
+    if len(numbers) > settings.max_pages:
+        raise TooManyPages(len(numbers), settings.max_pages, at_least=not document.counted_all)
+    words = options.needs_words
+    for plan in document.plan(numbers):
+        lines = document.text_lines(plan, words) if options.pdf_text == "auto" else None
+        image = document.render(plan) if lines is None or options.preview else None
+        preview = preview_url(image) if image is not None and options.preview else None
+        data = encode_page(image, plan.number, settings) if image is not None and lines is None else None
+        del image  # only the encoded page stays in memory while it waits for a runner
+        yield PageWork(plan, data, lines, preview)
+
+
+def ocr_document(works: Iterable[PageWork], page_options: PageOptions, runner: PageRunner,
+                 parallel: int = 1) -> list[PageResult]:
+    """Each page from its text layer or through the runner, keeping at most `parallel` pages in flight.
+
+    `works` is consumed as pages finish, so a lazy `prepare_pages` renders a page only when a slot is free.
+    """
+    done: list[PageResult | Future[PageAnswer]] = []
+    by_future: dict[Future[PageAnswer], PageWork] = {}
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="page") as pool:
-        pending: list[tuple[PagePlan, str | None, Future[PageAnswer]]] = []
-        for plan in plans:
-            lines = document.text_lines(plan, page_options.words) if options.pdf_text == "auto" else None
-            image = document.render(plan) if lines is None or options.preview else None
-            preview = preview_url(image) if image is not None and options.preview else None
-            if lines is not None:
-                results[plan.number] = PageResult(plan.number, plan.width, plan.height, "pdf_text", lines,
-                                                  preview=preview)
+        for work in works:
+            if work.image is None:
+                done.append(work.result())
                 continue
-            assert image is not None
-            data = encode_page(image, plan.number, settings)
-            del image  # only the encoded page stays in memory while it waits for the runner
-            pending.append((plan, preview, pool.submit(runner, data, page_options)))
-            while len([f for _, _, f in pending if not f.done()]) >= max(1, parallel):
-                wait([f for _, _, f in pending if not f.done()], return_when=FIRST_COMPLETED)
-        for plan, preview, future in pending:
-            answer = future.result()  # the first failing page's error is the document's error
-            results[plan.number] = PageResult(plan.number, plan.width, plan.height, "ocr", answer.lines,
-                                              answer.cache, preview)
-    return [results[plan.number] for plan in plans]
+            future = pool.submit(runner, work.image, page_options)
+            by_future[future] = work
+            done.append(future)
+            while sum(not f.done() for f in by_future) >= max(1, parallel):
+                wait([f for f in by_future if not f.done()], return_when=FIRST_COMPLETED)
+    # the first failing page's error is the document's error
+    return [item if isinstance(item, PageResult) else by_future[item].result(item.result()) for item in done]
 
 
 def preview_url(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> str:

@@ -5,9 +5,7 @@ crash of the worker, which would take the test process down with it).
 """
 from __future__ import annotations
 
-import io
 import os
-from contextlib import closing
 
 import pytest
 from docgen import raw_tiff, text_pdf, tiff_pages
@@ -16,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocr_app.config import Settings
-from ocr_app.documents import open_document
+from ocr_app.documents import load_pages
 from ocr_app.errors import OcrError
 from ocr_app.images import decode_image
-from ocr_app.options import RequestOptions
+from ocr_app.options import PageOptions, RequestOptions
 
 SETTINGS = Settings.from_env({}, max_pixels=4_000_000, max_pages=4)
-OPTIONS = RequestOptions(dpi=36)
+OPTIONS = RequestOptions(page=PageOptions(words=True), dpi=36, preview=True)  # every page rendered and read
 # Per file kind; FUZZ_EXAMPLES=2000 for a longer hunt (1,500 each ran clean).
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 
@@ -61,16 +59,9 @@ def mutated(draw: st.DrawFn, kind: str) -> bytes:
 
 
 def decode_all(data: bytes) -> None:
-    """What an instance does before the engine: open the document, plan, render and read each page."""
-    document = open_document(data, SETTINGS, OPTIONS)
-    if document is None:
+    """What an instance does before the engine: open the document, check it, read and render every page."""
+    if load_pages(data, SETTINGS, OPTIONS) is None:
         decode_image(data, SETTINGS)
-        return
-    with closing(document):
-        for plan in document.plan(OPTIONS.select(min(document.page_count, SETTINGS.max_pages))):
-            document.text_lines(plan, words=True)
-            image = document.render(plan)
-            image.save(io.BytesIO(), "PNG")
 
 
 @pytest.mark.filterwarnings("ignore")  # Pillow warns about odd files; warnings are not failures here
