@@ -38,6 +38,10 @@ HEADER_WINDOW = 1024
 TRAILER_WINDOW = 64 * 1024
 # More characters than this on one page is not a text layer worth reading char by char: OCR it instead.
 MAX_TEXT_CHARS = 200_000
+# A page whose images cover more than this share of it is a scan: it is OCRed even with a text layer.
+PICTURE_SHARE = 0.5
+# Page objects looked at for that, at most; the first ones of a page are its content's start.
+MAX_OBJECTS = 5000
 _JS_NAME = re.compile(rb"/(JavaScript|JS)[\s/<>\[\]()]")
 
 
@@ -134,6 +138,8 @@ class PdfFile:
             with _pdfium_errors(f"reading the text of page {plan.number}"):
                 page = self._doc[plan.number - 1]
                 try:
+                    if _mostly_picture(page):
+                        return None  # a scan: its text layer, if any, is often partial (a stamp, a footer)
                     textpage = page.get_textpage()
                     try:
                         chars = _chars(textpage)
@@ -156,6 +162,24 @@ def _open(data: bytes, password: str | None) -> Any:
         if exc.err_code == pdfium_c.FPDF_ERR_SECURITY:
             raise BrokenDocument("the PDF uses an unsupported security handler") from None
         raise BrokenDocument(f"the PDF could not be read: {exc}") from None
+
+
+def _mostly_picture(page: Any) -> bool:
+    """Whether images cover more than PICTURE_SHARE of the page (looking at MAX_OBJECTS objects at most)."""
+    left, bottom, right, top = page.get_cropbox()
+    area = max(1e-6, (right - left) * (top - bottom))
+    covered = 0.0
+    for count, obj in enumerate(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)):
+        if count >= MAX_OBJECTS:
+            break
+        try:
+            ol, ob, orr, ot = obj.get_bounds()
+        except pdfium.PdfiumError:
+            continue
+        width, height = min(orr, right) - max(ol, left), min(ot, top) - max(ob, bottom)
+        if width > 0 and height > 0:
+            covered += width * height
+    return covered / area > PICTURE_SHARE
 
 
 def _page_size(doc: Any, index: int) -> tuple[bool, float, float]:

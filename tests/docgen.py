@@ -10,7 +10,8 @@ from PIL import Image
 
 
 def text_pdf(pages: list[tuple[str, str]], encrypt: str | None = None) -> bytes:
-    """A PDF with one page per (kind, text): kind "scan" is a picture of the text, "digital" real text."""
+    """A PDF with one page per (kind, text): "scan" is a picture of the text, "digital" real text, and
+    "stamped scan" a full-page picture of the text with a small digital stamp."""
     pdf = FPDF(unit="pt", format=(612, 792))
     pdf.set_auto_page_break(False)
     for kind, text in pages:
@@ -18,6 +19,11 @@ def text_pdf(pages: list[tuple[str, str]], encrypt: str | None = None) -> bytes:
         if kind == "scan":
             image = Image.open(io.BytesIO(text_image(text, size=(1000, 200), fmt="PNG")))
             pdf.image(image, x=36, y=100, w=540)
+        elif kind == "stamped scan":  # a full-page scan with a small digital stamp on it
+            image = Image.open(io.BytesIO(text_image(text, size=(612, 792), fmt="PNG", font_size=40)))
+            pdf.image(image, x=0, y=0, w=612, h=792)
+            pdf.set_font("Helvetica", size=10)
+            pdf.text(x=500, y=780, text="STAMP")
         else:
             pdf.set_font("Helvetica", size=28)
             pdf.text(x=60, y=150, text=text)

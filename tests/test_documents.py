@@ -260,3 +260,12 @@ def test_preview_adds_a_small_jpeg_per_page(instance: Proc, pdf: bytes) -> None:
         assert head == "data:image/jpeg;base64"
         image = Image.open(io.BytesIO(base64.b64decode(payload)))
         assert max(image.size) == 1000 and image.size[0] / image.size[1] == pytest.approx(1700 / 2200, abs=0.01)
+
+
+def test_a_scan_with_a_digital_stamp_is_ocred(instance: Proc) -> None:
+    tag = uuid.uuid4().hex[:4].upper()
+    pdf = text_pdf([("stamped scan", f"Scanned {tag}")])
+    resp = requests.post(url(instance), data=pdf, headers=PDF_TYPE, timeout=120)
+    assert resp.status_code == 200, resp.text
+    page = resp.json()["pages"][0]
+    assert page["source"] == "ocr" and f"Scanned {tag}" in [line["text"] for line in page["data"]]
