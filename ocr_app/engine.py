@@ -5,6 +5,7 @@ points inside the installed rapidocr package.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
@@ -186,16 +187,16 @@ class Engine:
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
             raise EngineError(f"could not load the OCR models: {exc}") from exc
 
-    def _with_word_boxes(self, ocr: Any) -> Any:
-        """A second pipeline object that returns word boxes and shares the loaded models.
+    @staticmethod
+    def _with_word_boxes(ocr: Any) -> Any:
+        """A second pipeline object that returns word boxes: a shallow copy, so it shares the loaded models
+        and every other setting.
 
         Word boxes are a per-request choice; passing it to RapidOCR's __call__ would write it into the
         shared pipeline (STYLE rule 3), so each choice gets its own fixed pipeline instead.
         """
-        from rapidocr import RapidOCR
-
-        words = RapidOCR(params={"Global.log_level": "warning", "Global.return_word_box": True})
-        words.text_det, words.text_cls, words.text_rec = ocr.text_det, ocr.text_cls, ocr.text_rec
+        words = copy.copy(ocr)
+        words.return_word_box = True
         return words
 
     def recognize(self, bgr: np.ndarray, words: bool = False) -> OcrResult:
