@@ -142,6 +142,8 @@ def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
         dispatch = dispatch or PageDispatch(local_runner(service))
         pages = ocr_document(prepare_pages(document, options, settings), page_options, dispatch.runner,
                              dispatch.parallel)
+    for page in pages:
+        service.metrics.pages.labels(source=page.source).inc()
     return Recognition(document=True, pages=pages, cache=combined_cache(pages),
                        cost_time=time.perf_counter() - started)
 

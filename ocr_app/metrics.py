@@ -43,10 +43,14 @@ class Metrics:
         self.inflight = Gauge("ocr_inflight_requests", "OCR API requests being served", registry=r,
                               multiprocess_mode="livesum")
         self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
+        self.pages = Counter("ocr_document_pages", "Document pages answered, by where their text came from",
+                             ["source"], registry=r)
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
         for reason in ("queue_full", "not_ready"):
             self.rejections.labels(reason=reason)
+        for source in ("ocr", "pdf_text"):
+            self.pages.labels(source=source)
 
     def observe_request(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()

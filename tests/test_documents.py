@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -82,6 +83,18 @@ def test_page_selection(instance: Proc, pdf: bytes, words: list[str]) -> None:
     for query, code in (("?pages=4", 40031), ("?pages=2-1", 40030), ("?pages=x", 40030), ("?pages=0", 40030)):
         resp = requests.post(url(instance, query), data=pdf, headers=PDF_TYPE, timeout=60)
         assert resp.status_code == 400 and resp.json()["code"] == code, (query, resp.text)
+
+
+def pages_metric(instance: Proc, source: str) -> float:
+    text = requests.get(f"{instance.extra['url']}/metrics", timeout=5).text
+    found = re.search(rf'^ocr_document_pages_total{{source="{source}"}} ([0-9.e+]+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_pages_are_counted_by_source(instance: Proc, pdf: bytes) -> None:
+    before = pages_metric(instance, "pdf_text"), pages_metric(instance, "ocr")
+    assert requests.post(url(instance, "?pages=1-2"), data=pdf, headers=PDF_TYPE, timeout=120).status_code == 200
+    assert (pages_metric(instance, "pdf_text"), pages_metric(instance, "ocr")) == (before[0] + 1, before[1] + 1)
 
 
 def test_pdf_text_never_runs_the_model(instance: Proc, pdf: bytes, words: list[str]) -> None:
