@@ -282,3 +282,16 @@ def test_a_scan_with_a_digital_stamp_is_ocred(instance: Proc) -> None:
     assert resp.status_code == 200, resp.text
     page = resp.json()["pages"][0]
     assert page["source"] == "ocr" and f"Scanned {tag}" in [line["text"] for line in page["data"]]
+
+
+def test_parameters_from_form_fields_and_json_keys(instance: Proc, pdf: bytes, words: list[str]) -> None:
+    form = requests.post(url(instance, "?pages=1"), files={"image": ("d.pdf", pdf)},
+                         data={"pages": "2", "format": "text"}, timeout=120)
+    assert form.status_code == 200 and form.text == words[1] + "\n", "a form field overrides the query string"
+    encoded = base64.b64encode(pdf).decode()
+    as_json = requests.post(url(instance), json={"image_base64": encoded, "pages": 2, "words": True}, timeout=120)
+    assert as_json.status_code == 200, as_json.text
+    line = as_json.json()["data"][0]
+    assert line["page"] == 2 and [w["text"] for w in line["words"]] == words[1].split()
+    bad = requests.post(url(instance), json={"image_base64": encoded, "dpi": "lots"}, timeout=60)
+    assert bad.status_code == 400 and bad.json()["code"] == 40030 and "dpi" in bad.json()["msg"]
