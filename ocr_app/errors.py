@@ -207,6 +207,15 @@ class PdfActiveContent(OcrError):
         super().__init__("the PDF contains JavaScript: documents with active content are refused")
 
 
+class PdfImageBomb(OcrError):
+    status = 422
+    code = 42237
+
+    def __init__(self, page: int, width: int, height: int, max_pixels: int) -> None:
+        super().__init__(f"page {page} embeds a {width}x{height} px image, more than the {max_pixels:,} pixel "
+                         "limit (OCR_MAX_PIXELS): refused before rendering")
+
+
 # Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
 _HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
 

@@ -25,6 +25,7 @@ from .errors import (
     PageSizeBomb,
     PageTooManyPixels,
     PdfActiveContent,
+    PdfImageBomb,
     PdfPasswordRequired,
     PdfWrongPassword,
 )
@@ -111,12 +112,30 @@ class PdfFile:
                     raise BrokenDocument(f"the PDF is broken: page {number} has no valid size")
                 if max(width_pt, height_pt) > limit_pt:
                     raise PageSizeBomb(number, width_pt, height_pt, limit_pt)
+                with _pdfium_errors(f"reading page {number}"):
+                    self._check_images(number)
                 width = max(1, math.ceil(width_pt * self.scale))
                 height = max(1, math.ceil(height_pt * self.scale))
                 if width * height > self.settings.max_pixels:
                     raise PageTooManyPixels(number, width, height, self.dpi, self.settings.max_pixels)
                 plans.append(PagePlan(number, width, height))
         return plans
+
+    def _check_images(self, number: int) -> None:
+        """Refuse a page embedding an image bigger than the pixel limit: PDFium would decode it whole."""
+        page = self._doc[number - 1]
+        try:
+            for count, obj in enumerate(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)):
+                if count >= MAX_OBJECTS:
+                    break
+                try:
+                    width, height = obj.get_px_size()
+                except pdfium.PdfiumError:
+                    continue
+                if width * height > self.settings.max_pixels:
+                    raise PdfImageBomb(number, width, height, self.settings.max_pixels)
+        finally:
+            page.close()
 
     def render(self, plan: PagePlan) -> Any:
         """The page as a PIL RGB image at the request's dpi (annotations drawn, forms not)."""

@@ -100,3 +100,20 @@ def raw_tiff(sizes: list[tuple[int, int]], loop: bool = False) -> bytes:
             out += struct.pack("<HHI", tag, kind, 1) + value_field
         out += struct.pack("<I", following)
     return bytes(out)
+
+
+def image_bomb_pdf(width: int = 60000, height: int = 60000) -> bytes:
+    """One page showing an image XObject that claims `width` x `height` pixels (its data is a few bytes)."""
+    import zlib
+
+    data = zlib.compress(b"\x00" * 64)
+    content = b"q 500 0 0 500 50 50 cm /Im1 Do Q"
+    return raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im1 5 0 R >> >>"
+        b" /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8"
+        b" /Filter /FlateDecode /Length %d >>\nstream\n" % (width, height, len(data)) + data + b"\nendstream",
+    ])
