@@ -34,8 +34,32 @@ def document_body(rec: Recognition, instance_id: str) -> bytes:
 
 
 def as_text(pages: list[PageResult]) -> str:
-    """Plain text in reading order: one line per text line, pages separated by a form feed."""
-    return "\f".join("\n".join(line["text"] for line in page.lines) for page in pages) + "\n"
+    """Plain text in reading order: one row per line of the page, pages separated by a form feed.
+
+    Lines side by side (a label and its amount) share a row, joined by a space, left to right.
+    """
+    return "\f".join("\n".join(" ".join(line["text"] for line in row) for row in rows(page.lines))
+                     for page in pages) + "\n"
+
+
+def rows(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Lines grouped into rows: a line joins a row when they overlap by half the smaller one's height."""
+    def span(line: dict[str, Any]) -> tuple[float, float]:
+        ys = [pt[1] for pt in line["box"]]
+        return min(ys), max(ys)
+
+    out: list[tuple[float, float, list[dict[str, Any]]]] = []
+    for line in sorted(lines, key=lambda item: span(item)[0]):
+        top, bottom = span(line)
+        for i, (row_top, row_bottom, members) in enumerate(out):
+            overlap = min(bottom, row_bottom) - max(top, row_top)
+            if overlap >= 0.5 * min(bottom - top, row_bottom - row_top):
+                members.append(line)
+                out[i] = (min(top, row_top), max(bottom, row_bottom), members)
+                break
+        else:
+            out.append((top, bottom, [line]))
+    return [sorted(members, key=lambda item: min(pt[0] for pt in item["box"])) for _, _, members in out]
 
 
 def as_hocr(pages: list[PageResult]) -> str:

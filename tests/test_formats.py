@@ -79,6 +79,15 @@ def test_text_is_lines_in_order_with_form_feeds_between_pages() -> None:
     assert as_text(PAGES) == "Hello brave Fleet\nno word boxes <&>\fHello brave Fleet\n"
 
 
+def test_text_puts_lines_side_by_side_on_one_row() -> None:
+    def line(text: str, x0: float, y0: float, x1: float, y1: float) -> dict:
+        return {"text": text, "confidence": 0.9, "box": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]}
+
+    lines = [line("0.00", 300, 102, 340, 128), line("Total", 10, 10, 90, 40), line("Cache hits", 10, 100, 150, 130),
+             line("below", 10, 140, 80, 170)]
+    assert as_text([PageResult(1, 400, 300, "ocr", lines)]) == "Total\nCache hits 0.00\nbelow\n"
+
+
 def test_document_json_keeps_flat_data_with_page_numbers() -> None:
     body = json.loads(document_body(Recognition(document=True, pages=PAGES, cache="HIT"), "i-1"))
     assert [p["page"] for p in body["pages"]] == [1, 2]
