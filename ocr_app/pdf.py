@@ -11,6 +11,7 @@ import io
 import math
 import re
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ PICTURE_SHARE = 0.5
 # Page objects looked at for that, at most; the first ones of a page are its content's start.
 MAX_OBJECTS = 5000
 _JS_NAME = re.compile(rb"/(JavaScript|JS)[\s/<>\[\]()]")
+# The start of a Flate-compressed object stream's data (where an OpenAction can hide from a byte search).
+_OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm[^>]*?/FlateDecode[^>]*>>\s*stream\r?\n|"
+                            rb"/FlateDecode[^>]*?/Type\s*/ObjStm[^>]*>>\s*stream\r?\n")
+# Bytes of object streams inflated, in all, to look for JavaScript.
+INFLATE_LIMIT = 32 * 1024 * 1024
 
 
 def is_pdf(data: bytes) -> bool:
@@ -86,7 +92,7 @@ class PdfFile:
             except BaseException:
                 self._doc.close()
                 raise
-        if scripts > 0 or _JS_NAME.search(data):
+        if scripts > 0 or has_javascript(data):
             self.close()
             raise PdfActiveContent()
 
@@ -170,6 +176,28 @@ class PdfFile:
                         textpage.close()
                 finally:
                     page.close()
+
+
+def has_javascript(data: bytes) -> bool:
+    """A JavaScript action or name in the file, also inside compressed object streams (PDF 1.5+).
+
+    Object streams are inflated up to INFLATE_LIMIT bytes in all; what lies beyond is not searched.
+    """
+    if _JS_NAME.search(data):
+        return True
+    budget = INFLATE_LIMIT
+    for match in _OBJECT_STREAM.finditer(data):
+        inflater = zlib.decompressobj()
+        try:
+            chunk = inflater.decompress(data[match.end():match.end() + budget], budget)
+        except zlib.error:
+            continue
+        if _JS_NAME.search(chunk):
+            return True
+        budget -= len(chunk)
+        if budget <= 0:
+            break
+    return False
 
 
 def _open(data: bytes, password: str | None) -> Any:

@@ -117,3 +117,18 @@ def image_bomb_pdf(width: int = 60000, height: int = 60000) -> bytes:
         b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8"
         b" /Filter /FlateDecode /Length %d >>\nstream\n" % (width, height, len(data)) + data + b"\nendstream",
     ])
+
+
+def javascript_in_object_stream_pdf() -> bytes:
+    """An OpenAction running JavaScript, kept in a Flate-compressed object stream (no /JS in the plain bytes)."""
+    import zlib
+
+    header = b"5 0 "
+    data = zlib.compress(header + b"<< /S /JavaScript /JS (app.alert\\(1\\);) >>")
+    return raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 /MediaBox [0 0 612 792] >>",
+        b"<< /Type /Page /Parent 2 0 R >>",
+        b"<< /Type /ObjStm /N 1 /First %d /Filter /FlateDecode /Length %d >>\nstream\n" % (len(header), len(data))
+        + data + b"\nendstream",
+    ])

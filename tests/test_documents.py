@@ -11,7 +11,16 @@ import xml.etree.ElementTree as ET
 import pypdfium2 as pdfium
 import pytest
 import requests
-from docgen import image_bomb_pdf, javascript_pdf, pages_pdf, raw_tiff, text_pdf, tiff_pages, zip_as_pdf
+from docgen import (
+    image_bomb_pdf,
+    javascript_in_object_stream_pdf,
+    javascript_pdf,
+    pages_pdf,
+    raw_tiff,
+    text_pdf,
+    tiff_pages,
+    zip_as_pdf,
+)
 from helpers import Proc, text_image, worker_pids
 
 PDF_TYPE = {"Content-Type": "application/pdf"}
@@ -195,6 +204,7 @@ HOSTILE = {
     "pixel limit": (lambda: pages_pdf(1, "0 0 14000 14000"), "", 422, 42231, "OCR_MAX_PIXELS"),
     "1000 pages": (lambda: pages_pdf(1000), "", 422, 42230, "OCR_MAX_PAGES"),
     "javascript": (javascript_pdf, "", 422, 42236, "JavaScript"),
+    "javascript in an object stream": (javascript_in_object_stream_pdf, "", 422, 42236, "JavaScript"),
     "embedded image bomb": (image_bomb_pdf, "", 422, 42237, "OCR_MAX_PIXELS"),
     "zip as pdf": (zip_as_pdf, "", 415, 41501, "PDF"),
     "dpi too high": (lambda: pages_pdf(1), "?dpi=5000", 400, 40030, "OCR_PDF_MAX_DPI"),
