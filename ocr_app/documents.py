@@ -10,35 +10,25 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .config import Settings
-from .errors import (
-    BrokenDocument,
-    ImageTooLarge,
-    ImageTooSmall,
-    PageImageTooLarge,
-    TooManyPages,
-    UndecodableImage,
-)
-from .images import MIN_SIDE, _to_rgb, check_upload, oriented_size, sniff_format
+from .errors import PageImageTooLarge, TooManyPages
+from .images import check_upload, oriented_size, sniff_format
 from .options import PageOptions, RequestOptions
-from .pdf import PagePlan, PdfFile, encode_png, is_pdf
+from .pdf import PagePlan, PdfFile, is_pdf
 from .service import OcrService
+from .tiff import TiffFile
 
-# What Pillow raises on a hostile TIFF, beyond its documented OSError (found by tests/test_fuzz.py).
 # The web page's page images: enough to see the boxes, small enough for a JSON answer.
 PREVIEW_MAX_SIDE = 1000
-_TIFF_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -208,7 +198,11 @@ def ocr_document(works: Iterable[PageWork], page_options: PageOptions, runner: P
             done.append(future)
             while sum(not f.done() for f in by_future) >= max(1, parallel):
                 wait([f for f in by_future if not f.done()], return_when=FIRST_COMPLETED)
+            if any(f.done() and f.exception() is not None for f in by_future):
+                break  # a page failed: the document fails, so render and send no more pages
     # the first failing page's error is the document's error
+    for future in by_future:
+        future.result()  # raises the first failed page's error, in page order
     return [item if isinstance(item, PageResult) else by_future[item].result(item.result()) for item in done]
 
 
@@ -223,7 +217,9 @@ def preview_url(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> str:
 
 def encode_page(image: Image.Image, number: int, settings: Settings) -> bytes:
     """A rendered page as PNG (JPEG if PNG would pass the upload limit), so it is an ordinary image request."""
-    data = encode_png(image)
+    buf = io.BytesIO()
+    image.save(buf, "PNG", compress_level=1)  # fast: a text page compresses well even at level 1
+    data = buf.getvalue()
     if len(data) > settings.max_upload_bytes:
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=90)
@@ -240,79 +236,3 @@ def combined_cache(pages: list[PageResult]) -> str:
         if state in states:
             return state
     return "HIT" if states else "MISS"
-
-
-class TiffFile:
-    """A TIFF with several frames: each frame is a page, checked against the pixel limit before decoding."""
-
-    def __init__(self, image: Image.Image, page_count: int, settings: Settings, counted_all: bool) -> None:
-        self._image = image
-        self.page_count = page_count
-        self.settings = settings
-        self.counted_all = counted_all
-
-    @classmethod
-    def open(cls, data: bytes, settings: Settings, max_frames: int) -> TiffFile | None:
-        """The TIFF as a document, or None when it has one frame (then it is a plain image)."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked per frame
-                image = Image.open(io.BytesIO(data), formats=["TIFF"])
-                count = _count_frames(image, max_frames)
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(None, None, settings.max_pixels) from None
-        except (UnidentifiedImageError, *_TIFF_ERRORS) as exc:
-            raise UndecodableImage(f"the TIFF could not be read: {exc}") from None
-        return cls(image, count, settings, count < max_frames) if count > 1 else None
-
-    def plan(self, numbers: list[int]) -> list[PagePlan]:
-        plans = []
-        for number in numbers:
-            frame = self._frame(number)
-            width, height = frame.size
-            if width * height > self.settings.max_pixels:
-                raise ImageTooLarge(width, height, self.settings.max_pixels)
-            if min(width, height) < MIN_SIDE:
-                raise ImageTooSmall(width, height, MIN_SIDE)
-            plans.append(PagePlan(number, width, height))
-        return plans
-
-    def render(self, plan: PagePlan) -> Image.Image:
-        frame = self._frame(plan.number)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                frame.load()
-                return _to_rgb(frame)
-        except (*_TIFF_ERRORS, MemoryError, Image.DecompressionBombError) as exc:
-            raise BrokenDocument(f"page {plan.number} of the TIFF is corrupt or truncated: {exc}") from None
-
-    def text_lines(self, plan: PagePlan, words: bool) -> list[dict[str, Any]] | None:
-        return None  # TIFF has no text layer
-
-    def close(self) -> None:
-        self._image.close()
-
-    def _frame(self, number: int) -> Image.Image:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                self._image.seek(number - 1)
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(None, None, self.settings.max_pixels) from None
-        except _TIFF_ERRORS as exc:
-            raise BrokenDocument(f"page {number} of the TIFF could not be read: {exc}") from None
-        return self._image
-
-
-def _count_frames(image: Image.Image, limit: int) -> int:
-    """Frames, counted no further than `limit`: past the page limit the document is refused anyway."""
-    count = 1
-    while count < limit:
-        try:
-            image.seek(count)
-        except EOFError:
-            break
-        count += 1
-    image.seek(0)
-    return count

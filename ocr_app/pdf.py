@@ -7,7 +7,6 @@ which could run in any thread.
 from __future__ import annotations
 
 import ctypes
-import io
 import math
 import re
 import threading
@@ -324,9 +323,3 @@ def _pixel_box(box: list[float], to_px: Any) -> list[float]:
 def _quad(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
     """Four corners clockwise from top left, like the engine's boxes."""
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
-
-
-def encode_png(image: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()

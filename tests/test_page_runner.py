@@ -8,6 +8,7 @@ from docgen import text_pdf
 
 from ocr_app import create_app
 from ocr_app.documents import PAGE_DISPATCH, PageAnswer, PageDispatch
+from ocr_app.errors import Overloaded
 from ocr_app.options import PageOptions
 
 
@@ -52,3 +53,20 @@ def test_pages_go_through_the_installed_runner_in_order() -> None:
     first = hashlib.sha256(runner.calls[0][0]).hexdigest()[:8]
     assert first in html and resp.headers["X-Cache"] == "HIT"
 
+
+
+def test_a_failing_page_fails_the_document_and_stops_sending_pages() -> None:
+    app = create_app({"redis_url": "", "consul_addr": ""}, load_engine=False)
+    calls: list[bytes] = []
+
+    def busy_from_the_second_page(data: bytes, options: PageOptions) -> PageAnswer:
+        calls.append(data)
+        if len(calls) >= 2:
+            raise Overloaded(64)
+        return PageAnswer(lines=[])
+
+    app.extensions[PAGE_DISPATCH] = PageDispatch(busy_from_the_second_page, parallel=1)
+    pdf = text_pdf([("scan", f"Page {i}") for i in range(1, 7)])
+    resp = app.test_client().post("/api/ocr", data=pdf, headers={"Content-Type": "application/pdf"})
+    assert resp.status_code == 503 and resp.get_json()["code"] == 50302
+    assert len(calls) <= 3, "pages after the failure are not sent"
