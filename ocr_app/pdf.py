@@ -22,6 +22,7 @@ import pypdfium2.raw as pdfium_c
 from .config import Settings
 from .errors import (
     BrokenDocument,
+    ImageTooSmall,
     PageSizeBomb,
     PageTooManyPixels,
     PdfActiveContent,
@@ -29,6 +30,7 @@ from .errors import (
     PdfPasswordRequired,
     PdfWrongPassword,
 )
+from .images import MIN_SIDE
 
 # One lock for the process, because PDFium's state is process-wide (not a per-app object).
 PDFIUM_LOCK = threading.Lock()
@@ -113,7 +115,7 @@ class PdfFile:
             for number in numbers:
                 with _pdfium_errors(f"reading page {number}"):
                     ok, width_pt, height_pt = _page_size(self._doc, number - 1)
-                if not ok or not (math.isfinite(width_pt) and math.isfinite(height_pt)):
+                if not ok or not (0 < width_pt < math.inf and 0 < height_pt < math.inf):
                     raise BrokenDocument(f"the PDF is broken: page {number} has no valid size")
                 if max(width_pt, height_pt) > limit_pt:
                     raise PageSizeBomb(number, width_pt, height_pt, limit_pt)
@@ -123,6 +125,8 @@ class PdfFile:
                 height = max(1, math.ceil(height_pt * self.scale))
                 if width * height > self.settings.max_pixels:
                     raise PageTooManyPixels(number, width, height, self.dpi, self.settings.max_pixels)
+                if min(width, height) < MIN_SIDE:
+                    raise ImageTooSmall(width, height, MIN_SIDE)
                 plans.append(PagePlan(number, width, height))
         return plans
 

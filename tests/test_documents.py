@@ -208,6 +208,7 @@ HOSTILE = {
     "embedded image bomb": (image_bomb_pdf, "", 422, 42237, "OCR_MAX_PIXELS"),
     "zip as pdf": (zip_as_pdf, "", 415, 41501, "PDF"),
     "dpi too high": (lambda: pages_pdf(1), "?dpi=5000", 400, 40030, "OCR_PDF_MAX_DPI"),
+    "2 pt page": (lambda: pages_pdf(1, "0 0 2 2"), "", 422, 42203, "8 px"),
     "garbage after header": (lambda: b"%PDF-1.7\n" + bytes(range(256)) * 20 + b"\n%%EOF\n", "", 422, 42235, "PDF"),
 }
 
