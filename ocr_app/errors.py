@@ -216,6 +216,14 @@ class PdfImageBomb(OcrError):
                          "limit (OCR_MAX_PIXELS): refused before rendering")
 
 
+class PageRenderTimeout(OcrError):
+    status = 422
+    code = 42238
+
+    def __init__(self, page: int, seconds: float) -> None:
+        super().__init__(f"page {page} took longer than {seconds:g} s to render (OCR_PDF_RENDER_SECONDS)")
+
+
 # Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
 _HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
 

@@ -10,6 +10,7 @@ import ctypes
 import math
 import re
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from .config import Settings
 from .errors import (
     BrokenDocument,
     ImageTooSmall,
+    PageRenderTimeout,
     PageSizeBomb,
     PageTooManyPixels,
     PdfActiveContent,
@@ -83,6 +85,7 @@ class PdfFile:
         self.counted_all = True
         self.dpi = dpi
         self.scale = dpi / 72.0
+        self._open_page: tuple[int, Any] | None = None
         if b"%%EOF" not in data[-TRAILER_WINDOW:]:
             raise BrokenDocument("the PDF is truncated: it does not end with %%EOF")
         with PDFIUM_LOCK:
@@ -105,7 +108,25 @@ class PdfFile:
 
     def close(self) -> None:
         with PDFIUM_LOCK:
+            self._drop_page()
             self._doc.close()
+
+    def _page(self, number: int) -> Any:
+        """Page `number`, kept open for the next call (a page's text and its rendering parse it once).
+
+        Callers hold PDFIUM_LOCK and must not close it.
+        """
+        if self._open_page is not None and self._open_page[0] == number:
+            return self._open_page[1]
+        self._drop_page()
+        page = self._doc[number - 1]
+        self._open_page = (number, page)
+        return page
+
+    def _drop_page(self) -> None:
+        if self._open_page is not None:
+            self._open_page[1].close()
+            self._open_page = None
 
     def plan(self, numbers: list[int]) -> list[PagePlan]:
         """Check each selected page's size against the page and pixel limits, rendering nothing."""
@@ -132,53 +153,72 @@ class PdfFile:
 
     def _check_images(self, number: int) -> None:
         """Refuse a page embedding an image bigger than the pixel limit: PDFium would decode it whole."""
-        page = self._doc[number - 1]
-        try:
-            for count, obj in enumerate(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)):
-                if count >= MAX_OBJECTS:
-                    break
-                try:
-                    width, height = obj.get_px_size()
-                except pdfium.PdfiumError:
-                    continue
-                if width * height > self.settings.max_pixels:
-                    raise PdfImageBomb(number, width, height, self.settings.max_pixels)
-        finally:
-            page.close()
+        page = self._page(number)
+        for count, obj in enumerate(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)):
+            if count >= MAX_OBJECTS:
+                break
+            try:
+                width, height = obj.get_px_size()
+            except pdfium.PdfiumError:
+                continue
+            if width * height > self.settings.max_pixels:
+                raise PdfImageBomb(number, width, height, self.settings.max_pixels)
 
     def render(self, plan: PagePlan) -> Any:
-        """The page as a PIL RGB image at the request's dpi (annotations drawn, forms not)."""
+        """The page as a PIL RGB image at the request's dpi (annotations drawn, forms not).
+
+        PDFium renders progressively and is asked to pause once OCR_PDF_RENDER_SECONDS have passed, so a
+        page built to take forever (millions of drawing operations) gives up instead of holding the lock.
+        """
+        deadline = time.monotonic() + self.settings.pdf_render_seconds
         with PDFIUM_LOCK:
             with _pdfium_errors(f"rendering page {plan.number}"):
-                page = self._doc[plan.number - 1]
+                page = self._page(plan.number)
+                bitmap = pdfium.PdfBitmap.new_native(plan.width, plan.height, format=pdfium_c.FPDFBitmap_BGR,
+                                                     rev_byteorder=True)
                 try:
-                    bitmap = page.render(scale=self.scale, may_draw_forms=False, rev_byteorder=True)
-                    try:
-                        return bitmap.to_pil().convert("RGB")  # a copy, so the bitmap can go now
-                    finally:
-                        bitmap.close()
+                    bitmap.fill_rect((255, 255, 255, 255), 0, 0, plan.width, plan.height)
+                    if not _render_until(bitmap, page, plan, deadline):
+                        raise PageRenderTimeout(plan.number, self.settings.pdf_render_seconds)
+                    return bitmap.to_pil().convert("RGB")  # a copy, so the bitmap can go now
                 finally:
-                    page.close()
+                    bitmap.close()
 
     def text_lines(self, plan: PagePlan, words: bool) -> list[dict[str, Any]] | None:
         """The page's own text as lines with boxes in rendered pixels, or None when it has no text layer."""
         with PDFIUM_LOCK:
             with _pdfium_errors(f"reading the text of page {plan.number}"):
-                page = self._doc[plan.number - 1]
+                page = self._page(plan.number)
+                if _mostly_picture(page):
+                    return None  # a scan: its text layer, if any, is often partial (a stamp, a footer)
+                textpage = page.get_textpage()
                 try:
-                    if _mostly_picture(page):
-                        return None  # a scan: its text layer, if any, is often partial (a stamp, a footer)
-                    textpage = page.get_textpage()
-                    try:
-                        chars = _chars(textpage)
-                        if chars is None:
-                            return None
-                        to_px = _device_mapper(page, plan)
-                        return _lines(chars, to_px, words)
-                    finally:
-                        textpage.close()
+                    chars = _chars(textpage)
+                    if chars is None:
+                        return None
+                    return _lines(chars, _device_mapper(page, plan), words)
                 finally:
-                    page.close()
+                    textpage.close()
+
+
+def _render_until(bitmap: Any, page: Any, plan: PagePlan, deadline: float) -> bool:
+    """Render `page` into `bitmap`, pausing to check the clock; False when the deadline passed first."""
+    pause = pdfium_c.IFSDK_PAUSE(version=1)
+    callback = type(pause.NeedToPauseNow)(lambda _: time.monotonic() > deadline)
+    pause.NeedToPauseNow = callback  # `callback` stays referenced until rendering is over
+    flags = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER
+    status = pdfium_c.FPDF_RenderPageBitmap_Start(bitmap.raw, page.raw, 0, 0, plan.width, plan.height, 0, flags,
+                                                  ctypes.byref(pause))
+    try:
+        while status == pdfium_c.FPDF_RENDER_TOBECONTINUED:
+            if time.monotonic() > deadline:
+                return False
+            status = pdfium_c.FPDF_RenderPage_Continue(page.raw, ctypes.byref(pause))
+    finally:
+        pdfium_c.FPDF_RenderPage_Close(page.raw)
+    if status == pdfium_c.FPDF_RENDER_FAILED:
+        raise pdfium.PdfiumError("PDFium could not render the page")
+    return True
 
 
 def has_javascript(data: bytes) -> bool:

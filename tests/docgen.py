@@ -132,3 +132,14 @@ def javascript_in_object_stream_pdf() -> bytes:
         b"<< /Type /ObjStm /N 1 /First %d /Filter /FlateDecode /Length %d >>\nstream\n" % (len(header), len(data))
         + data + b"\nendstream",
     ])
+
+
+def busy_page_pdf(strokes: int = 200_000) -> bytes:
+    """One page drawing `strokes` lines: slow to render on purpose."""
+    content = b"".join(b"%d 0 m %d 792 l S\n" % (i % 612, (i * 7) % 612) for i in range(strokes))
+    return raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+    ])
