@@ -75,7 +75,7 @@ def ocr() -> Response:
         if options.format != "json":
             raise FormatNeedsOneFile(options.format)
         return _batch(service, uploads, options)
-    name, data = uploads[0]
+    _, data = uploads[0]
     rec = recognize_upload(service, data, options, _dispatch())
     resp = Response(answer_body(rec, data, options, service.settings.instance_id), status=200,
                     content_type=CONTENT_TYPES[options.format])
