@@ -83,7 +83,7 @@ def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
     app.extensions["ocr_jobs"] = store
     if consumers and settings.job_consumers:
         workers = JobWorkers(store, settings.instance_id, settings.job_consumers, settings.job_claim_seconds,
-                             run_page=lambda data, bypass: service.ocr(data, bypass_cache=bypass).data_json,
+                             run_page=lambda data, options: service.ocr(data, page=options).data_json,
                              can_take=service.idle, draining=lambda: service.draining,
                              on_page=lambda outcome: service.metrics.job_pages.labels(result=outcome).inc())
         app.extensions["ocr_job_workers"] = workers

@@ -4,18 +4,43 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
+from .documents import (
+    PAGE_DISPATCH,
+    PageAnswer,
+    PageDispatch,
+    Recognition,
+    image_page,
+    local_runner,
+    recognize_upload,
+)
+from .errors import (
+    BadBase64,
+    FormatNeedsOneFile,
+    MalformedRequest,
+    MissingImage,
+    OcrError,
+    TooManyFiles,
+    UnsupportedContentType,
+)
 from .fanout import PAGE_HEADER, PageFanout, gateway_runner
+from .formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
 from .images import sniff_format
-from .pages import PageAnswer, PageOptions, Upload, assemble, ocr_pages, split_pages
+from .options import PageOptions, RequestOptions, parse_options
+from .pdf import is_pdf
 from .service import OcrService, Outcome
+
+log = logging.getLogger(__name__)
 
 FILE_FIELDS = ("image", "file", "image_file")
 RAW_TYPES = ("application/octet-stream",)
+DOCUMENT_TYPES = ("application/pdf", "application/x-pdf")
 
 bp = Blueprint("api", __name__)
 
@@ -23,6 +48,33 @@ bp = Blueprint("api", __name__)
 def _service() -> OcrService:
     service: OcrService = current_app.extensions["ocr"]
     return service
+
+
+@contextmanager
+def _dispatch(data: bytes) -> Iterator[PageDispatch | None]:
+    """How this request runs a document's pages: through the gateway over the whole fleet when this
+    worker may fan out one more document and the request is not itself a page; else locally."""
+    custom: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
+    fanout: PageFanout = current_app.extensions["ocr_fanout"]
+    if custom is not None or not (is_pdf(data) or sniff_format(data) == "TIFF"):
+        yield custom  # an image never needs a lease
+        return
+    service = _service()
+
+    def count(where: str) -> None:
+        service.metrics.fanout_pages.labels(where=where).inc()
+
+    with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
+        local = local_runner(service)
+        if not parallel:
+            def counted(page: bytes, options: PageOptions) -> PageAnswer:
+                count("local")
+                return local(page, options)
+
+            yield PageDispatch(counted)
+            return
+        runner = gateway_runner(fanout, local, PageAnswer, request.headers.get("X-Request-ID", ""), count)
+        yield PageDispatch(runner, parallel)
 
 
 @bp.before_request
@@ -46,41 +98,56 @@ def _done(exc: BaseException | None) -> None:
 
 @bp.post("/api/ocr")
 def ocr() -> Response:
-    """OCR one image: multipart, raw image body, or JSON with base64."""
+    """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
     service = _service()
-    data = read_image_bytes()
+    uploads, params = read_uploads()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
-    if sniff_format(data) == "TIFF":
-        upload = split_pages(data, service.settings)
-        if upload.document:
-            return _document(service, upload, bypass)
-    outcome = service.ocr(data, bypass_cache=bypass)
-    resp = Response(success_body(outcome, service.settings.instance_id), status=200, mimetype="application/json")
-    resp.headers["X-Cache"] = outcome.cache
+    options = parse_options(params, service.settings, bypass_cache=bypass)
+    if len(uploads) > service.settings.max_batch:
+        raise TooManyFiles(len(uploads), service.settings.max_batch)
+    if len(uploads) > 1:
+        if options.format != "json":
+            raise FormatNeedsOneFile(options.format)
+        return _batch(service, uploads, options)
+    _, data = uploads[0]
+    with _dispatch(data) as dispatch:
+        rec = recognize_upload(service, data, options, dispatch)
+    resp = Response(answer_body(rec, data, options, service.settings.instance_id), status=200,
+                    content_type=CONTENT_TYPES[options.format])
+    resp.headers["X-Cache"] = rec.cache
     return resp
 
 
-def _document(service: OcrService, upload: Upload, bypass: bool) -> Response:
-    """OCR every page, spread over the fleet unless this request is itself a page of a document."""
-    started = time.perf_counter()
-    fanout: PageFanout = current_app.extensions["ocr_fanout"]
+def answer_body(rec: Recognition, data: bytes, options: RequestOptions, instance_id: str) -> bytes:
+    """The body in the requested format; a plain image in JSON keeps today's exact bytes."""
+    if options.format == "json":
+        if rec.document:
+            return document_body(rec, instance_id)
+        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time), instance_id)
+    pages = rec.pages if rec.document else [image_page(data, rec)]
+    if options.format == "text":
+        return as_text(pages).encode()
+    if options.format == "hocr":
+        return as_hocr(pages).encode()
+    return json.dumps(as_textract(pages), ensure_ascii=False, separators=(",", ":")).encode()
 
-    def local(data: bytes, options: PageOptions) -> PageAnswer:
-        outcome = service.ocr(data, bypass_cache=options.bypass_cache)
-        return json.loads(outcome.data_json), outcome.cache
 
-    def count(where: str) -> None:
-        service.metrics.document_pages.labels(where=where).inc()
-
-    with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
-        runner = gateway_runner(fanout, local, lambda lines, cache: (lines, cache),
-                                request.headers.get("X-Request-ID", ""), count) if parallel else local
-        answers = ocr_pages(upload, runner, PageOptions(bypass_cache=bypass), parallel)
-    if not parallel:
-        service.metrics.document_pages.labels(where="local").inc(len(answers))
-    body = assemble(True, [(p.number, p.width, p.height) for p in upload.sizes], [lines for lines, _ in answers])
-    body.update(cost_time=round(time.perf_counter() - started, 4), instance=service.settings.instance_id)
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=200,
+def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: RequestOptions) -> Response:
+    """One entry per file, in order; a bad file gets its own error entry and the others still run."""
+    parts = []
+    for name, data in uploads:
+        try:
+            with _dispatch(data) as dispatch:
+                rec = recognize_upload(service, data, options, dispatch)
+            body = answer_body(rec, data, options, service.settings.instance_id)
+        except OcrError as exc:
+            body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        except Exception:  # one file's bug must not lose the others' answers
+            log.exception("unexpected error on a file of a batch")
+            body = b'{"code":50001,"msg":"internal error: the failure was logged","data":[]}'
+        parts.append(body[:-1] + b',"filename":' + json.dumps(name, ensure_ascii=False).encode() + b"}")
+    return Response(b'{"code":0,"msg":"success","results":[' + b",".join(parts) + b"]}", status=200,
                     mimetype="application/json")
 
 
@@ -103,30 +170,37 @@ def is_raw_image_type(mimetype: str) -> bool:
     return mimetype.startswith("image/") or mimetype in RAW_TYPES
 
 
-def read_image_bytes() -> bytes:
-    """The uploaded image's bytes, from whichever input form the client used."""
+def read_uploads() -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """The uploaded files (name, bytes) and the request's parameters, from whichever form was used.
+
+    Parameters come from the query string, overridden by multipart form fields or JSON keys.
+    """
+    params = {k: v for k, v in request.args.items()}
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
-        return _from_multipart()
-    if is_raw_image_type(mimetype):
-        return request.get_data(cache=False)
+        uploads = _from_multipart()
+        params.update({k: v for k, v in request.form.items() if k not in FILE_FIELDS})
+        return uploads, params
+    if is_raw_image_type(mimetype) or mimetype in DOCUMENT_TYPES:
+        return [("", request.get_data(cache=False))], params
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        return _from_json()
+        data, extra = _from_json()
+        params.update(extra)
+        return [("", data)], params
     if not mimetype and not request.content_length:
         raise MissingImage()
     raise UnsupportedContentType(
         f"Content-Type {mimetype or '(none)'!r} is not accepted: use multipart/form-data, image/*, "
-        "application/octet-stream or application/json")
+        "application/pdf, application/octet-stream or application/json")
 
 
-def _from_multipart() -> bytes:
+def _from_multipart() -> list[tuple[str, bytes]]:
     if "boundary" not in request.mimetype_params:
         raise MalformedRequest("multipart body without a boundary")
     files = request.files
-    for name in FILE_FIELDS:
-        upload = files.get(name)
-        if upload is not None:
-            return upload.read()
+    uploads = [(upload.filename or name, upload.read()) for name in FILE_FIELDS for upload in files.getlist(name)]
+    if uploads:
+        return uploads
     for name in FILE_FIELDS:
         if name in request.form:
             raise MissingImage(f"field '{name}' was sent as text, not as a file: use -F '{name}=@photo.jpg'")
@@ -136,7 +210,7 @@ def _from_multipart() -> bytes:
     raise MissingImage("the multipart body has no image part (empty or malformed): send field 'image'")
 
 
-def _from_json() -> bytes:
+def _from_json() -> tuple[bytes, dict[str, str]]:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise MalformedRequest('the body is not a JSON object: send {"image_base64": "..."}')
@@ -150,7 +224,15 @@ def _from_json() -> bytes:
     compact = "".join(encoded.split())
     compact += "=" * (-len(compact) % 4)
     try:
-        return base64.b64decode(compact, validate=True)
+        data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise BadBase64() from None
+    return data, {k: _param(v) for k, v in payload.items() if k != "image_base64" and v is not None}
+
+
+def _param(value: object) -> str:
+    """JSON values as the query string would carry them (true -> "1")."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 

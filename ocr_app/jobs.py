@@ -33,7 +33,7 @@ from .errors import (
     JobStoreUnavailable,
     OcrError,
 )
-from .pages import Upload, assemble
+from .options import PageOptions
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ redis.call('expire', KEYS[1], ARGV[4])
 return 1
 """
 
-PageRunner = Callable[[bytes, bool], bytes]  # page bytes, bypass cache -> the page's lines as JSON
+PageRunner = Callable[[bytes, PageOptions], bytes]  # page bytes, options -> the page's lines as JSON
 
 
 def job_key(job_id: str) -> str:
@@ -96,8 +96,19 @@ def _results_key(job_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class JobPage:
+    """One page of a job as submitted: its size, and its lines when a text layer already gave them."""
+
+    number: int
+    width: int
+    height: int
+    image: bytes | None  # to OCR; None when `lines` came from the text layer
+    lines: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
 class JobView:
-    """What GET /api/jobs/<id> shows."""
+    """A job as stored: what GET /api/jobs/<id> shows, and what its result is made from once done."""
 
     job_id: str
     status: str
@@ -105,17 +116,19 @@ class JobView:
     total: int
     created: float
     updated: float
-    result: dict[str, Any] | None
+    document: bool
+    params: dict[str, str]  # the request's parameters (no password), to answer in the format asked for
+    pages: list[tuple[int, int, int, str, list[dict[str, Any]]]] | None  # when done: number, w, h, source, lines
     error: dict[str, Any] | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, result: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "code": 0, "msg": "success", "job_id": self.job_id, "status": self.status,
             "progress": {"done": self.done, "total": self.total},
             "created": self.created, "updated": self.updated,
         }
-        if self.result is not None:
-            body["result"] = self.result
+        if result is not None:
+            body["result"] = result
         if self.error is not None:
             body["error"] = self.error
         return body
@@ -146,30 +159,39 @@ class JobStore:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def submit(self, upload: Upload, bypass: bool) -> str:
-        """Store the pages and queue one stream entry per page; returns the job id."""
+    def submit(self, pages: list[JobPage], document: bool, words: bool, bypass: bool,
+               params: dict[str, str]) -> str:
+        """Store the pages, and queue one stream entry per page to OCR; returns the job id."""
         try:
-            return self._submit(upload, bypass)
+            return self._submit(pages, document, words, bypass, params)
         except (redis.RedisError, OSError) as exc:
             raise JobStoreUnavailable(str(exc)) from None
 
-    def _submit(self, upload: Upload, bypass: bool) -> str:
-        if self.client.xlen(STREAM) + len(upload.sizes) > self.max_pending:
+    def _submit(self, pages: list[JobPage], document: bool, words: bool, bypass: bool,
+                params: dict[str, str]) -> str:
+        to_ocr = [p for p in pages if p.image is not None]
+        if self.client.xlen(STREAM) + len(to_ocr) > self.max_pending:
             raise JobQueueFull(self.max_pending)
         self.ensure_group()
         job_id = uuid.uuid4().hex
         now = time.time()
         key = job_key(job_id)
+        read = {p.number: json.dumps(p.lines, ensure_ascii=False) for p in pages if p.image is None}
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={
-            "status": "queued", "document": int(upload.document), "total": len(upload.sizes), "done": 0,
-            "bypass": int(bypass), "created": now, "updated": now,
-            "pages": json.dumps([[p.number, p.width, p.height] for p in upload.sizes]),
+            "status": "queued" if to_ocr else "done", "document": int(document), "total": len(pages),
+            "done": len(read), "words": int(words), "bypass": int(bypass), "created": now, "updated": now,
+            "params": json.dumps(params),
+            "pages": json.dumps([[p.number, p.width, p.height, "ocr" if p.image is not None else "pdf_text"]
+                                 for p in pages]),
         })
-        pipe.hset(_input_key(job_id), mapping=dict(enumerate(upload.images(), start=1)))
+        for name, mapping in ((_input_key(job_id), {p.number: p.image for p in to_ocr}),
+                              (_results_key(job_id), read)):
+            if mapping:
+                pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
+                pipe.expire(name, self.ttl)
         pipe.expire(key, self.ttl)
-        pipe.expire(_input_key(job_id), self.ttl)
-        for page in upload.sizes:
+        for page in to_ocr:
             pipe.xadd(STREAM, {"job": job_id, "page": page.number})
         pipe.execute()
         return job_id
@@ -180,17 +202,17 @@ class JobStore:
             results = self.client.hgetall(_results_key(job_id)) if meta["status"] == "done" else {}
         except (redis.RedisError, OSError) as exc:
             raise JobStoreUnavailable(str(exc)) from None
-        pages: list[tuple[int, int, int]] = [(int(n), int(w), int(h)) for n, w, h in json.loads(meta["pages"])]
-        result = None
+        pages = None
         if meta["status"] == "done":
-            lines = [json.loads(results[str(number).encode()]) for number, _, _ in pages]
-            result = assemble(meta["document"] == "1", pages, lines)
+            pages = [(int(n), int(w), int(h), str(src), json.loads(results[str(n).encode()]))
+                     for n, w, h, src in json.loads(meta["pages"])]
         error = None
         if meta.get("error_code"):
             error = {"code": int(meta["error_code"]), "msg": meta.get("error_msg", "")}
         return JobView(job_id=job_id, status=meta["status"], done=int(meta["done"]), total=int(meta["total"]),
                        created=float(meta["created"]), updated=float(meta["updated"]),
-                       result=result, error=error)
+                       document=meta["document"] == "1", params=json.loads(meta.get("params", "{}")),
+                       pages=pages, error=error)
 
     def cancel(self, job_id: str) -> str:
         """Stop a job: its remaining pages are skipped and any result is dropped. Returns the status."""
@@ -301,7 +323,7 @@ class Consumer:
             log.info("jobs: took over page %s of job %s from a stalled or dead consumer", page, job_id)
             self.on_page("taken_over")
         try:
-            status, bypass = client.hmget(job_key(job_id), "status", "bypass")
+            status, bypass, words = client.hmget(job_key(job_id), "status", "bypass", "words")
             if status is not None and _text(status) not in FINISHED:
                 attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
                 if attempts > MAX_ATTEMPTS:
@@ -310,7 +332,8 @@ class Consumer:
                     self.on_page("failed")
                 # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
                 # the cache: compute it rather than wait for that lock to time out.
-                elif not self._run(job_id, page, bypass == b"1" or redelivered):
+                elif not self._run(job_id, page, PageOptions(words=words == b"1",
+                                                             bypass_cache=bypass == b"1" or redelivered)):
                     client.hincrby(job_key(job_id), f"attempts:{page}", -1)
                     self.on_page("retried")
                     self.stop.wait(1.0)
@@ -321,7 +344,7 @@ class Consumer:
             # Unacknowledged: the entry stays pending and is claimed again later.
             log.warning("jobs: page %s of %s left for a retry: %s", page, job_id, exc)
 
-    def _run(self, job_id: str, page: int, bypass: bool) -> bool:
+    def _run(self, job_id: str, page: int, options: PageOptions) -> bool:
         """OCR one page and record it; False when the worker could not take it now (503)."""
         data = cast("bytes | None", self.store.client.hget(_input_key(job_id), str(page)))
         if data is None:
@@ -330,7 +353,7 @@ class Consumer:
             return True
         self.store.start_page(job_id)
         try:
-            lines = self.run_page(data, bypass)
+            lines = self.run_page(data, options)
         except OcrError as exc:
             if exc.status == 503:
                 return False

@@ -46,22 +46,26 @@ class Metrics:
         self.inflight = Gauge("ocr_inflight_requests", "OCR API requests being served", registry=r,
                               multiprocess_mode="livesum")
         self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
+        self.pages = Counter("ocr_document_pages", "Document pages answered, by where their text came from",
+                             ["source"], registry=r)
         # One series per live worker (label pid in multiprocess mode); a dead worker's series goes with it.
         self.worker_rss = Gauge("ocr_worker_rss_bytes", "Resident memory of each gunicorn worker", registry=r,
                                 multiprocess_mode="liveall")
         self._process = psutil.Process()
-        self.document_pages = Counter("ocr_document_pages", "Document pages by where they were OCRed", ["where"],
-                                      registry=r)
+        self.fanout_pages = Counter("ocr_fanout_pages", "Document pages OCRed, by whether they went to the fleet",
+                                    ["where"], registry=r)
         self.job_pages = Counter("ocr_job_pages", "Job pages this instance's consumers handled", ["result"],
                                  registry=r)
         for where in ("fleet", "local"):
-            self.document_pages.labels(where=where)
+            self.fanout_pages.labels(where=where)
         for outcome in JOB_PAGE_RESULTS:
             self.job_pages.labels(result=outcome)
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
         for reason in ("queue_full", "not_ready"):
             self.rejections.labels(reason=reason)
+        for source in ("ocr", "pdf_text"):
+            self.pages.labels(source=source)
 
     def observe_request(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()

@@ -190,14 +190,6 @@ def worker_pids(master_pid: int) -> set[int]:
     return {p.pid for p in psutil.Process(master_pid).children()}
 
 
-def tiff_pages(texts: list[str], size: tuple[int, int] = (640, 160)) -> bytes:
-    """A multi-page TIFF with one line of text per page."""
-    frames = [Image.open(io.BytesIO(text_image(t, size=size, fmt="PNG"))).convert("RGB") for t in texts]
-    buf = io.BytesIO()
-    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
-    return buf.getvalue()
-
-
 # Words the recognizer reads reliably, so a random line is unique and still read back exactly.
 SAFE_WORDS = ("Alpha", "Bravo", "Delta", "Echo", "Golf", "Hotel", "Kilo", "Lima", "Mike", "Oscar", "Papa",
               "Romeo", "Sierra", "Tango", "Victor", "Yankee", "Zulu", "Quebec", "India", "Juliet")

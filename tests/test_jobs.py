@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import redis
 import requests
-from helpers import Proc, free_port, page_lines, start_instance, text_image, tiff_pages, wait_for, worker_pids
+from docgen import text_pdf, tiff_pages
+from helpers import Proc, free_port, page_lines, start_instance, text_image, wait_for, worker_pids
 from PIL import Image
 
 JOB_TTL = 20
@@ -112,6 +113,29 @@ def test_multipart_and_base64_inputs(pair: tuple[Proc, Proc]) -> None:
         assert page_texts(wait_finished(a, resp.json()["job_id"])["result"]) == texts
 
 
+def test_pdf_job_with_a_text_layer_page_and_format_text(pair: tuple[Proc, Proc]) -> None:
+    """Page 2 is born-digital: read from its text layer at submission; the answer comes in the format asked."""
+    a, b = pair
+    texts = words(3)
+    doc = text_pdf([("scan", texts[0]), ("digital", texts[1]), ("scan", texts[2])])
+    resp = requests.post(f"{a.extra['url']}/api/jobs", data=doc, headers={"Content-Type": "application/pdf"},
+                         timeout=60)
+    assert resp.status_code == 202 and resp.json()["progress"] == {"done": 1, "total": 3}, resp.text
+    result = wait_finished(b, resp.json()["job_id"])["result"]
+    assert [p["source"] for p in result["pages"]] == ["ocr", "pdf_text", "ocr"]
+    assert page_texts(result) == texts
+    as_text = requests.post(f"{a.extra['url']}/api/jobs?format=text&pages=3,1", data=doc,
+                            headers={"Content-Type": "application/pdf"}, timeout=60)
+    text = wait_finished(b, as_text.json()["job_id"])["result"]
+    assert isinstance(text, str) and text.index(texts[2]) < text.index(texts[0]) and texts[1] not in text
+
+
+def test_a_job_takes_one_file(pair: tuple[Proc, Proc]) -> None:
+    files = [("image", ("a.png", text_image("One", fmt="PNG"))), ("image", ("b.png", text_image("Two", fmt="PNG")))]
+    resp = requests.post(f"{pair[0].extra['url']}/api/jobs", files=files, timeout=30)
+    assert resp.status_code == 400 and resp.json()["code"] == 40050, resp.text
+
+
 def test_cancel(pair: tuple[Proc, Proc], redis_server: Proc) -> None:
     a, b = pair
     job_id = submit(a, tiff_pages(words(6))).json()["job_id"]
@@ -125,14 +149,12 @@ def test_cancel(pair: tuple[Proc, Proc], redis_server: Proc) -> None:
     assert job(a, job_id)["status"] == "cancelled"
 
 
-def test_a_failing_page_fails_the_job(pair: tuple[Proc, Proc]) -> None:
-    """Page 2 is 4x4 px: the job ends failed with that page's own error, and no result."""
-    a, b = pair
+def test_a_bad_page_is_refused_before_queueing(pair: tuple[Proc, Proc]) -> None:
+    """Page 2 is 4x4 px: every page is checked before the job is queued, so the client gets the 422 now."""
+    a, _ = pair
     pages = [Image.open(io.BytesIO(text_image("Fine page", fmt="PNG"))), Image.new("RGB", (4, 4), "white")]
-    job_id = submit(a, _tiff(pages)).json()["job_id"]
-    failed = wait_finished(b, job_id)
-    assert failed["status"] == "failed" and "result" not in failed
-    assert failed["error"]["code"] == 42203 and "page 2" in failed["error"]["msg"]
+    resp = submit(a, _tiff(pages))
+    assert resp.status_code == 422 and resp.json()["code"] == 42203, resp.text
 
 
 @pytest.mark.parametrize("job_id", ["0" * 32, "nope", "x%20y", "a" * 500])
@@ -144,7 +166,7 @@ def test_unknown_job_is_404(pair: tuple[Proc, Proc], job_id: str) -> None:
 
 @pytest.mark.parametrize(("body", "ctype", "status", "code"), [
     (b"", "image/png", 400, 40001),
-    (b"%PDF-1.4 not really", "application/pdf", 415, 41502),
+    (b"%PDF-1.4 not really", "application/pdf", 422, 42235),
     (b"GIF89a" + b"\0" * 64, "image/gif", 415, 41501),
     (b"II*\x00" + b"\xff" * 64, "image/tiff", 422, 42201),
     (b"{not json", "application/json", 400, 40002),
@@ -171,7 +193,7 @@ def _truncated_tiff() -> bytes:
 
 HOSTILE_TIFFS = {
     # 51 tiny pages: past the page limit, refused before any page is encoded
-    "too many pages": (lambda: _tiff([Image.new("L", (16, 16), 255)] * 51), 422, 42201),
+    "too many pages": (lambda: _tiff([Image.new("L", (16, 16), 255)] * 51), 422, 42230),
     # a bilevel second page of 9000x5000: 45 MP, past OCR_MAX_PIXELS, a few KB on the wire
     "page pixel bomb": (lambda: _tiff([Image.new("1", (64, 64), 1), Image.new("1", (9000, 5000), 1)]), 422, 42202),
     "truncated document": (_truncated_tiff, 422, 42201),

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import free_port, page_lines, start_instance, tiff_pages, wait_for
+from docgen import tiff_pages
+from helpers import free_port, page_lines, start_instance, wait_for
 from test_fleet_integration import Fleet, make_fleet, teardown_fleet
 
 from ocr_app.errors import PageFailed
@@ -72,9 +73,9 @@ def test_pages_spread_over_the_fleet_and_equal_local(fleet2: Fleet) -> None:
     doc = tiff_pages(texts)
     seen = len(access_log(fleet2))
     urls = instance_urls(fleet2)
-    through_fleet = metric_sum(urls, 'ocr_document_pages_total{where="fleet"}')
+    through_fleet = metric_sum(urls, 'ocr_fanout_pages_total{where="fleet"}')
     spread = post_doc(fleet2.gateway, doc)
-    assert metric_sum(urls, 'ocr_document_pages_total{where="fleet"}') == through_fleet + 6
+    assert metric_sum(urls, 'ocr_fanout_pages_total{where="fleet"}') == through_fleet + 6
     assert page_texts(spread) == texts
     assert [p["page"] for p in spread["pages"]] == list(range(1, 7))
     entries = access_log(fleet2)[seen:]
