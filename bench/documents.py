@@ -20,6 +20,7 @@ from typing import Any
 import requests
 
 from . import images as images_mod
+from . import procs
 from .fleet import FleetSession
 
 PAGES = 12
@@ -91,14 +92,18 @@ def run(session: FleetSession, say: Callable[[str], None], counts: Sequence[int]
             seen, _ = _upstreams(log_path, 0)
             times = []
             body: dict[str, Any] = {}
-            for _ in range(repeats):
-                elapsed, body = _post(url, doc)
-                times.append(elapsed)
+            # CPU-seconds per wall-second of the instances (nginx aside) and of everything else on the machine.
+            with procs.CpuMeter({"fleet": procs.listening_pids(status.ports())}) as meter:
+                for _ in range(repeats):
+                    elapsed, body = _post(url, doc)
+                    times.append(elapsed)
             _, spread = _upstreams(log_path, seen)
             results = [p["data"] for p in body["pages"]]
             reference = reference if reference is not None else results
             level = levels.setdefault(n, {"instances": n, "seconds": [], "load_1m": [], "identical": True,
-                                          "requests_per_upstream": spread})
+                                          "requests_per_upstream": spread, "fleet_cores": [], "other_cores": []})
+            level["fleet_cores"].append(meter.result.get("fleet_cores"))
+            level["other_cores"].append(meter.result.get("other_cores"))
             level["seconds"] += [round(t, 2) for t in times]
             level["load_1m"].append(round(os.getloadavg()[0], 2))
             level["identical"] = level["identical"] and results == reference
@@ -119,7 +124,7 @@ def report(results: dict[str, Any], when: str) -> str:
         f"| {lv['instances']} | {lv['pages_per_s']} | {', '.join(str(s) for s in lv['seconds'])} | "
         f"{'yes' if lv['identical'] else 'NO'} | "
         f"{', '.join(str(v) for _, v in sorted(lv['requests_per_upstream'].items())) or '-'} | "
-        f"{', '.join(str(x) for x in lv['load_1m']) if isinstance(lv.get('load_1m'), list) else '-'} |"
+        f"{_joined(lv.get('load_1m'))} | {_joined(lv.get('fleet_cores'))} | {_joined(lv.get('other_cores'))} |"
         for lv in results["levels"])
     speedup = results.get("speedup_2_over_1")
     verdict = (f"2 instances / 1 instance: **{speedup}x** (target {TARGET}x: "
@@ -133,20 +138,26 @@ through the gateway with `Cache-Control: no-cache`, on 1, 2 and 3 instances in o
 instance splits it and sends each page back through the gateway, so the pages run on the whole fleet.
 Pages/s is pages divided by the best wall time of {results['repeats']} requests in each of
 {results.get('rounds', 1)} rounds over the counts (1, 2, 3, 1, 2, 3: a neighbour's load falls on every count
-alike), each level after one unmeasured document. "Same pages" compares
-every page's lines (text, boxes and confidences) with the 1-instance run. The last column counts the
-requests each instance answered in the first round: the documents, then their pages. The load average shows how busy
-the shared machine was: above the core count, other work took CPU from the fleet.
+alike), each level after one unmeasured document. "Same pages" compares every page's lines (text,
+boxes and confidences) with the first 1-instance run. "Requests per instance" counts, in the first round,
+the documents and their pages each instance answered. "Load" is the machine's 1-minute load average;
+"fleet cores" the CPU the instances used per second of the measured requests (1 instance may use more
+than one core: rendering and HTTP run beside the engine); "others' cores" what everything else on the
+shared machine took meanwhile. Those three give one figure per round.
 
 Latest run: {when}
 
-| instances | pages/s | seconds per document | same pages | requests per instance | load (1 min) |
-|---|---|---|---|---|---|
+| instances | pages/s | seconds per document | same pages | requests per instance | load | fleet cores | others' cores |
+|---|---|---|---|---|---|---|---|
 {rows}
 
 {verdict}
 {END}
 """
+
+
+def _joined(values: Any) -> str:
+    return ", ".join(str(v) for v in values) if isinstance(values, list) and values else "-"
 
 
 def publish(block: str, page: Path) -> None:

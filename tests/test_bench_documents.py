@@ -20,17 +20,17 @@ RESULTS = {
 def test_report_names_figures_and_verdict() -> None:
     block = documents.report(RESULTS, "2026-01-01T00:00:00+00:00")
     assert block.startswith(documents.BEGIN) and block.rstrip().endswith(documents.END)
-    assert "| 2 | 1.143 | 11.0, 10.5 | yes | 13, 13 | - |" in block
+    assert "| 2 | 1.143 | 11.0, 10.5 | yes | 13, 13 | - | - | - |" in block
     assert "**1.8x** (target 1.6x: met)" in block
 
 
 def test_publish_replaces_its_block_and_full_publish_keeps_it(tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\nintro\n\n## Latest report: x\n\nbody\n", encoding="utf-8")
-    documents.publish(documents.report(RESULTS, "first"), page)
-    documents.publish(documents.report(RESULTS, "second"), page)
+    documents.publish(documents.report(RESULTS, "RUN-ONE"), page)
+    documents.publish(documents.report(RESULTS, "RUN-TWO"), page)
     text = page.read_text(encoding="utf-8")
-    assert text.count(documents.BEGIN) == 1 and "second" in text and "first" not in text
+    assert text.count(documents.BEGIN) == 1 and "RUN-TWO" in text and "RUN-ONE" not in text
     assert text.index(documents.BEGIN) < text.index("## Latest report")
     assert documents.kept_block(page).startswith(documents.BEGIN)
 
