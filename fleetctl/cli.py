@@ -150,14 +150,18 @@ def _print_plan(plan: Any) -> None:
               help="How many instances to run.")
 @backend_option
 @timeout_option
+@click.option("--no-install", is_flag=True,
+              help="Fail, naming the command to run, instead of installing a missing nginx, Redis or Consul.")
 @click.pass_context
-def up(ctx: click.Context, instances: int, backend: str | None, timeout: float) -> None:
-    """Start the managed services, scale to N instances and print the gateway URL (idempotent)."""
-    from fleetctl import services
+def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool) -> None:
+    """Install what is missing, start the managed services, scale to N instances and print the gateway
+    URL (idempotent)."""
+    from fleetctl import deps, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
+    deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)
     _warn_oversubscription(obj.cfg, instances)
     _note_other_backends(obj, chosen)
@@ -244,6 +248,29 @@ def logs(ctx: click.Context, instance_id: str, follow: bool) -> None:
             click.echo(chunk, nl=False)
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
+@click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@click.pass_context
+def deps(ctx: click.Context, check: bool, with_docker: bool) -> None:
+    """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
+
+    Idempotent and quick when everything is present; prints where each program was found.
+    """
+    from fleetctl import deps as fleet_deps
+
+    obj = _obj(ctx)
+    if not check and (with_docker or fleet_deps.missing(obj.cfg)):
+        fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
+    found = fleet_deps.locate(obj.cfg)
+    width = max(map(len, found))
+    for tool, path in found.items():
+        click.echo(f"{tool.ljust(width)}  {path or 'missing'}")
+    absent = [tool for tool, path in found.items() if path is None]
+    if absent:
+        raise ExitError(fleet_deps.missing_message(absent))
 
 
 @main.command()

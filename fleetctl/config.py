@@ -96,11 +96,19 @@ def _validate(cfg: FleetConfig) -> FleetConfig:
     return cfg
 
 
+def default_home(env: Mapping[str, str]) -> Path:
+    """One fleet per user, found from any directory: $XDG_STATE_HOME/ocr-fleet, else
+    ~/.local/state/ocr-fleet. `make up` sets FLEET_HOME to the checkout's .fleet instead."""
+    state = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state) / "ocr-fleet"
+
+
 def load(env: Mapping[str, str] | None = None) -> FleetConfig:
     """Read FLEET_* settings from the environment over the defaults."""
     env = os.environ if env is None else env
+    home = env.get("FLEET_HOME")
     cfg = FleetConfig(
-        home=Path(env.get("FLEET_HOME") or ".fleet").absolute(),
+        home=(Path(home) if home else default_home(env)).absolute(),
         backend=env.get("FLEET_BACKEND") or "process",
         consul_addr=env.get("FLEET_CONSUL_ADDR") or None,
         redis_url=env.get("FLEET_REDIS_URL") or None,

@@ -15,8 +15,7 @@ from typing import Protocol
 
 import psutil
 
-import fleetctl
-from fleetctl import procs
+from fleetctl import procs, resources
 from fleetctl.config import FleetConfig
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
@@ -77,8 +76,8 @@ def access_log_path(cfg: FleetConfig) -> Path:
 # --- templates -----------------------------------------------------------------------------
 
 def builtin_templates_dir() -> Path:
-    """nginx/ at the top of the source tree (the project's fixed layout)."""
-    return Path(fleetctl.__file__).resolve().parent.parent / "nginx"
+    """The templates shipped in the package (nginx/ at the top of the source tree)."""
+    return resources.data_path("nginx")
 
 
 def template_text(cfg: FleetConfig, name: str) -> str:
@@ -91,7 +90,7 @@ def template_text(cfg: FleetConfig, name: str) -> str:
         path = directory / name
         if path.is_file():
             return path.read_text(encoding="utf-8")
-    raise TemplateError(f"template {name} not found in {cfg.nginx_dir / 'templates'} or the source tree")
+    raise TemplateError(f"template {name} not found in {cfg.nginx_dir / 'templates'} or {builtin_templates_dir()}")
 
 
 def fill(template: str, values: Mapping[str, str | int]) -> str:
@@ -150,7 +149,7 @@ def make_dirs(cfg: FleetConfig) -> None:
 def nginx_binary(cfg: FleetConfig) -> str:
     found = procs.find_binary("nginx", cfg.home)
     if found is None:
-        raise GatewayError("nginx not found (apt-get install nginx-light, or put it on PATH)")
+        raise GatewayError("nginx not found (run `fleetctl deps`, or put it on PATH)")
     return found
 
 

@@ -151,7 +151,7 @@ def _sync_ready(cfg: FleetConfig, pid: int) -> bool:
 def _start_consul(cfg: FleetConfig) -> int:
     binary = procs.find_binary("consul", cfg.home)
     if binary is None:
-        raise ServiceError("consul not found on PATH or in $FLEET_HOME/bin (run scripts/install-deps.sh)")
+        raise ServiceError("consul not found in $FLEET_HOME/bin or on PATH (run `fleetctl deps`)")
     (cfg.home / "consul").mkdir(parents=True, exist_ok=True)
     # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
     # and a developer's fleet can run side by side.
@@ -172,7 +172,7 @@ def _start_consul(cfg: FleetConfig) -> int:
 def _start_redis(cfg: FleetConfig) -> int:
     binary = procs.find_binary("redis-server", cfg.home)
     if binary is None:
-        raise ServiceError("redis-server not found (apt-get install redis-server)")
+        raise ServiceError("redis-server not found (run `fleetctl deps`)")
     (cfg.home / "redis").mkdir(parents=True, exist_ok=True)
     argv = [
         binary, "--port", str(cfg.redis_port), "--bind", "127.0.0.1", "--save", "",

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -85,8 +86,12 @@ def test_install_deps_fetches_consul_without_touching_system_apt(deps_installed:
     home = tmp_path / "home"
     env = {**os.environ, "FLEET_HOME": str(home), "PATH": path_without("consul", into=tmp_path / "bin")}
 
-    first = must(run_script("install-deps.sh", env=env))
+    # `fleetctl deps` runs the packaged copy of the script, with this FLEET_HOME.
+    first = must(subprocess.run([sys.executable, "-m", "fleetctl", "deps"], capture_output=True, text=True,
+                                timeout=600, check=False, env=env, cwd=tmp_path))
     assert "consul: fetching bullseye's consul package" in first.stderr
+    assert "chromium" not in first.stderr  # --runtime: only what a fleet runs
+    assert f"consul        {home}/bin/consul" in first.stdout
     assert consul_version(home / "bin" / "consul") == f"Consul v{CONSUL_VERSION}"
     # A private apt state: the system's package lists never see the bullseye suite.
     assert not any("bullseye" in p.name for p in Path("/var/lib/apt/lists").iterdir())

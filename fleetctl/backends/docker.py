@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import os
 import shutil
 import subprocess
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from fleetctl import resources
 from fleetctl.backends.base import (
     Backend,
     BackendUnavailable,
@@ -27,7 +29,6 @@ from fleetctl.backends.base import (
 from fleetctl.config import FleetConfig
 
 LABEL = "ocr-fleet"
-SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
 STOPPED_STATES = ("exited", "dead")
 
 
@@ -49,7 +50,7 @@ def _parse_docker_time(value: str) -> float:
 def connect(
     *,
     from_env: Callable[[], Any] | None = None,
-    start_script: Path = SCRIPTS_DIR / "start-dockerd.sh",
+    start_script: Path | None = None,
     timeout: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
@@ -57,17 +58,15 @@ def connect(
     import docker  # imported here: the process backend must work where the SDK is unusable
 
     make = from_env or docker.from_env
-    try:
-        client = make()
-        client.ping()
+    client = docker_running(from_env)
+    if client is not None:
         return client
-    except docker.errors.DockerException:
-        pass
     if shutil.which("dockerd") is None:
         raise BackendUnavailable(
-            "Docker is not installed (no dockerd on PATH): install it with scripts/install-deps.sh, "
+            "Docker is not installed (no dockerd on PATH): install it with `fleetctl deps --with-docker`, "
             "or use the process backend (--backend process)"
         )
+    start_script = start_script or resources.script("start-dockerd.sh")
     if not start_script.exists():
         raise BackendUnavailable("the Docker daemon is not running: start dockerd, then retry")
     proc = subprocess.run(
@@ -87,11 +86,21 @@ def connect(
         sleep(0.2)
 
 
+def _no_local_socket() -> bool:
+    """No daemon socket where the SDK would look: asking would only leak the SDK's probe socket."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return False
+    return not os.path.exists(host.removeprefix("unix://") or "/var/run/docker.sock")
+
+
 def docker_running(from_env: Callable[[], Any] | None = None) -> Any | None:
     """A client if a daemon already answers, else None; `down` must not start dockerd just to find nothing."""
     try:
         import docker
     except ImportError:
+        return None
+    if from_env is None and _no_local_socket():
         return None
     try:
         client = (from_env or docker.from_env)()

@@ -244,7 +244,7 @@ def _group_pids_of_port(port: int) -> set[int]:
 
 def _tool_path(env: dict[str, str]) -> None:
     """Make the tools findable and fail (never skip) with the fix when one is missing."""
-    # fleetctl finds the checkout's Consul itself (procs.CHECKOUT_TOOLS); the check below needs it too.
+    # `make deps` puts Consul in the checkout's .fleet/bin; each test fleet has its own FLEET_HOME.
     extra = [str(REPO / ".fleet" / "bin"), "/usr/sbin", "/usr/local/sbin"]
     env["PATH"] = os.pathsep.join([*extra, env.get("PATH", "")])
     missing = [t for t in TOOLS if shutil.which(t, path=env["PATH"]) is None]
