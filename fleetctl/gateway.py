@@ -5,6 +5,7 @@ Shared by the upstream loop (which rewrites upstream.conf) and the service manag
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from typing import Protocol
 import psutil
 
 from fleetctl import procs, resources
-from fleetctl.config import FleetConfig
+from fleetctl.config import FleetConfig, format_value
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _UNSAFE_PATH = re.compile(r'["\\$;{}\n\r]')
@@ -134,7 +135,9 @@ def render_nginx_conf(cfg: FleetConfig) -> str:
         "temp_scgi": quote_path(tmp / "scgi"),
         "upstream_conf": quote_path(upstream_conf_path(cfg)),
         "listen": f"{cfg.gateway_host}:{cfg.gateway_port}",
-        "max_upload_mb": cfg.max_upload_mb,
+        "max_upload_mb": format_value(cfg.max_upload_mb),
+        # nginx sizes are whole numbers: a fractional MB limit is rounded up to whole KiB, never down.
+        "max_body_size": f"{math.ceil(cfg.max_upload_mb * 1024)}k",
     }
     return fill(template_text(cfg, "nginx.conf.tmpl"), values)
 

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from fleetctl.backends.base import (
     InstanceSpec,
 )
 from fleetctl.config import FleetConfig
+from fleetctl.logs import LogReader
 
 LABEL = "ocr-fleet"
 STOPPED_STATES = ("exited", "dead")
@@ -247,12 +248,39 @@ class DockerBackend(Backend):
         usage = stats.get("memory_stats", {}).get("usage")
         return int(usage) if usage is not None else None
 
-    def logs(self, info: InstanceInfo, follow: bool) -> Iterator[str]:
-        container = self._container(info)
-        if container is None:
-            return
-        if follow:
-            for chunk in container.logs(stream=True, follow=True):
-                yield chunk.decode(errors="replace")
-        else:
-            yield container.logs().decode(errors="replace")
+    def log_readers(self) -> dict[str, LogReader]:
+        """The running containers' logs (a stopped container is removed, and its log with it)."""
+        readers: dict[str, LogReader] = {}
+        for info in self.list():
+            container = self._container(info)
+            if container is not None:
+                readers[info.id] = ContainerLogReader(container)
+        return readers
+
+
+class ContainerLogReader:
+    """A container's output read incrementally: Docker's own timestamps say where the last call stopped."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.last: float | None = None
+
+    def read_new(self) -> builtins.list[str]:
+        import docker
+
+        kwargs: dict[str, Any] = {"timestamps": True}
+        if self.last is not None:
+            kwargs["since"] = self.last
+        try:
+            raw = self.container.logs(**kwargs).decode(errors="replace")
+        except docker.errors.NotFound:
+            return []
+        lines = []
+        for row in raw.splitlines():
+            stamp, _, text = row.partition(" ")
+            ts = _parse_docker_time(stamp)
+            if self.last is not None and ts <= self.last:
+                continue  # `since` is inclusive: these were returned last time
+            self.last = ts
+            lines.append(text)
+        return lines

@@ -18,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -349,7 +351,7 @@ def test_up_is_idempotent_then_scale_to_three_reaches_all(fleet: Fleet) -> None:
     assert distinct_instances_via_gateway(fleet) == set(ids)
 
     data = fleet.status()
-    assert set(data) == {"instances", "services", "gateway"}
+    assert set(data) == {"instances", "services", "gateway", "warnings"}
     assert data["gateway"] == fleet.gateway
     assert set(data["services"]) >= {"consul", "redis", "nginx", "sync"}
     for inst in data["instances"]:
@@ -427,6 +429,64 @@ def test_logs_and_status_table(fleet: Fleet) -> None:
     assert "no running instance" in missing.stderr
     render = fleet.run("render").stdout
     assert f"127.0.0.1:{iid.removeprefix('ocr-')}" in render
+
+
+def _post_with_id(f: Fleet, request_id: str) -> None:
+    with requests.Session() as s:
+        s.trust_env = False
+        resp = s.post(f"{f.gateway}/api/ocr", data=f.image_path.read_bytes(), timeout=60,
+                      headers={"Content-Type": "image/png", "X-Request-Id": request_id})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Request-ID"] == request_id
+
+
+def test_logs_merge_every_source_and_find_a_request_id(fleet: Fleet) -> None:
+    iid = instance_ids(fleet)[0]
+    rid = f"abc-{uuid.uuid4().hex}"
+    _post_with_id(fleet, rid)
+    found = [json.loads(line) for line in fleet.run("logs", "--since", "5m", "--json").stdout.splitlines()
+             if rid in line]
+    assert found and all(o["source"] == "gateway" or o["source"].startswith("ocr-") for o in found), found
+    assert any(o["source"] == "gateway" and o["request_id"] == rid and o["status"] == 200 for o in found)
+
+    merged = [json.loads(line) for line in fleet.run("logs", "--json").stdout.splitlines()]
+    assert {"gateway", "consul", "redis", "sync", iid} <= {o["source"] for o in merged}  # nginx: often empty
+    times = [o["time"] for o in merged if o["time"] is not None]
+    assert times == sorted(times)
+    assert fleet.run("logs", "--grep", rid, "gateway").stdout.count(rid) == 1
+
+    # -f: a request made after it started shows up, then Ctrl-C ends it cleanly.
+    rid2 = f"abc-{uuid.uuid4().hex}"
+    # SIGINT as a terminal sends it (a suite started in the background would hand it down ignored).
+    seen: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "fleetctl", "logs", "-f", "gateway"], env=fleet.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=fleet.home,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
+        out = proc.stdout
+        assert out is not None
+
+        def collect() -> None:
+            for line in out:
+                seen.append(line)
+
+        reader = threading.Thread(target=collect, daemon=True)
+        reader.start()
+        try:
+            # The history (earlier requests) is printed first: after it, only following can show rid2.
+            wait_until(lambda: any(rid in line for line in seen), 20, "the history from fleetctl logs -f")
+            _post_with_id(fleet, rid2)
+            wait_until(lambda: any(rid2 in line for line in seen), 20, "the new request in fleetctl logs -f")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never leave it behind, then fail
+                raise
+            reader.join(timeout=5)
+        errors = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, errors
+    assert any(line.startswith("gateway") and rid2 in line for line in seen), seen
 
 
 def test_stale_config_is_replaced_new_before_old(fleet: Fleet) -> None:
