@@ -45,7 +45,7 @@ lint: venv
 
 ## The sdist and the wheel in dist/ (the wheel is what `pip install` and the image install)
 dist: venv
-	rm -rf dist
+	rm -rf build dist  # a stale build/lib would put deleted modules into the wheel
 	$(BIN)/python -m build -o dist
 
 ## The instance image, built without pulling anything (see scripts/build-image.sh)

@@ -100,6 +100,32 @@ def test_install_deps_fetches_consul_without_touching_system_apt(deps_installed:
     assert f"{home}/bin/consul is v{CONSUL_VERSION}" in second.stderr and "fetching" not in second.stderr
 
 
+@pytest.mark.timeout(600)
+def test_up_installs_what_is_missing_then_starts(deps_installed: None, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "OCR_"))},
+           "FLEET_HOME": str(home), "PATH": path_without("consul", into=tmp_path / "bin"),
+           "FLEET_GATEWAY_PORT": str(free_port()), "FLEET_CONSUL_PORT": str(free_port()),
+           "FLEET_REDIS_PORT": str(free_port()), "FLEET_BASE_PORT": str(free_port())}
+
+    def fleetctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fleetctl", *args], capture_output=True, text=True,
+                              timeout=600, check=False, env=env, cwd=tmp_path)
+
+    try:
+        refused = fleetctl("up", "-n", "0", "--no-install")
+        assert refused.returncode == 1 and "run `fleetctl deps`" in refused.stderr, refused.stderr
+        up = must(fleetctl("up", "-n", "0"))
+        assert "installing consul (as `fleetctl deps` does" in up.stderr
+        assert "consul: fetching bullseye's consul package" in up.stderr  # the installer's own progress
+        assert up.stdout.strip() == f"http://127.0.0.1:{env['FLEET_GATEWAY_PORT']}"
+        assert json.loads(must(fleetctl("status", "--json")).stdout)["services"]["consul"]["running"]
+        again = must(fleetctl("up", "-n", "0"))
+        assert "installing" not in again.stderr
+    finally:
+        fleetctl("down")
+
+
 def mirror_of(*files: Path) -> str:
     script = f'. "{SCRIPTS}/lib.sh"; debian_mirror_from "$@"'
     return must(subprocess.run(["bash", "-c", script, "-", *map(str, files)], capture_output=True,

@@ -549,6 +549,11 @@ def test_docker_backend_scale_up_down_under_load(docker_fleet: Fleet) -> None:
     assert len(f.members()) == 3
     assert distinct_instances_via_gateway(f) == set(ids)
     assert all(i["rss_mb"] and i["rss_mb"] > 20 for i in f.status()["instances"])
+    rid = f"abc-{uuid.uuid4().hex}"
+    _post_with_id(f, rid)
+    merged = [json.loads(line) for line in f.run("logs", "--since", "5m", "--json").stdout.splitlines()]
+    assert set(ids) <= {o["source"] for o in merged}  # the containers' own output
+    assert any(o["source"] == "gateway" and o.get("request_id") == rid for o in merged)
 
     result = run_ab_during(f, lambda: f.run("scale", "1"))
     assert result.real_failures == 0, result.output

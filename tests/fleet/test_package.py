@@ -52,7 +52,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(path, src / name)
     t0 = time.monotonic()
-    run([sys.executable, "-m", "build", "-o", str(out), str(src)])
+    run([sys.executable, "-m", "build", "-o", str(out), str(src)], cwd=src)
     print(f"\npython -m build (sdist, then the wheel from it): {time.monotonic() - t0:.1f}s")
     return out
 
