@@ -46,6 +46,9 @@ class FleetConfig:
     threads: int = field(default=1, metadata={"env": "OCR_THREADS", "instance": True, "min": 1, "max": 64})
     max_upload_mb: float = field(default=20.0, metadata={"env": "OCR_MAX_UPLOAD_MB", "instance": True,
                                                          "min": 0.001})
+    # JSON lines with request ids, which `fleetctl logs` merges with the gateway's (text: for people).
+    log_format: str = field(default="json", metadata={"env": "OCR_LOG_FORMAT", "instance": True,
+                                                      "choices": ("json", "text")})
 
     @property
     def managed_consul(self) -> bool:

@@ -36,6 +36,13 @@ def test_fleet_env_rebuilds_the_same_config(tmp_path: Path) -> None:
     assert load({**fleet_env(managed), "FLEET_CONSUL_ADDR": ""}) == managed
 
 
+def test_instances_log_json_under_fleetctl() -> None:
+    assert instance_env(FleetConfig(), "ocr-1", 1)["OCR_LOG_FORMAT"] == "json"
+    assert instance_env(load({"FLEET_HOME": "/x", "OCR_LOG_FORMAT": "text"}), "ocr-1", 1)["OCR_LOG_FORMAT"] == "text"
+    with pytest.raises(ConfigError, match="OCR_LOG_FORMAT='xml' is not one of json, text"):
+        load({"FLEET_HOME": "/x", "OCR_LOG_FORMAT": "xml"})
+
+
 def test_max_upload_mb_is_a_float_like_the_instance_s() -> None:
     cfg = load({"FLEET_HOME": "/x", "OCR_MAX_UPLOAD_MB": "0.5"})
     assert cfg.max_upload_mb == 0.5
