@@ -270,13 +270,13 @@ class RegexType(click.ParamType):
             self.fail(f"{value!r} is not a regular expression: {exc}", param, ctx)
 
 
-def _log_sources(obj: AppContext) -> dict[str, Any]:
+def _log_sources(cfg: FleetConfig, backends: list[Backend]) -> dict[str, Any]:
     """Services first, then every backend's instances (running, and stopped ones with a kept log)."""
     from fleetctl import services
     from fleetctl.logs import FileReader
 
-    sources: dict[str, Any] = {name: FileReader(path) for name, path in services.log_files(obj.cfg).items()}
-    for backend in existing_backends(obj.cfg):
+    sources: dict[str, Any] = {name: FileReader(path) for name, path in services.log_files(cfg).items()}
+    for backend in backends:
         sources.update(backend.log_readers())
     return sources
 
@@ -301,8 +301,9 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
     from fleetctl import logs as fleet_logs
 
     obj = _obj(ctx)
+    backends = existing_backends(obj.cfg)  # asked once: -f rescans their instances, not the runtimes
     try:
-        chosen = fleet_logs.select(_log_sources(obj), sources)
+        chosen = fleet_logs.select(_log_sources(obj.cfg, backends), sources)
     except KeyError as exc:
         raise UnknownInstance(f"no running instance or log source {exc.args[0]!r} "
                               f"(sources: instance ids, gateway, nginx, consul, redis, sync)") from None
@@ -318,8 +319,7 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
     if not follow:
         return
     try:
-        for rec in fleet_logs.follow(streams, keep, lambda: fleet_logs.select(_log_sources(obj), sources)
-                                     if not sources else {}):
+        for rec in fleet_logs.follow(streams, keep, lambda: {} if sources else _log_sources(obj.cfg, backends)):
             show(rec)
     except KeyboardInterrupt:
         pass

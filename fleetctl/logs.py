@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 POLL_S = 0.2
+CHUNK = 1 << 20
 RESCAN_S = 1.0  # how often -f looks for new sources (instances started meanwhile)
 TIME_KEYS = ("ts", "time", "timestamp", "@timestamp")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -30,32 +31,37 @@ _REDIS = re.compile(r"^\d+:[A-Z] (\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2})
 
 
 class LogReader(Protocol):
-    """One log, read incrementally: every call returns the complete lines written since the last."""
+    """One log, read incrementally: each call yields the complete lines written since the last."""
 
-    def read_new(self) -> list[str]: ...
+    def read_new(self) -> Iterable[str]: ...
 
 
 class FileReader:
-    """A log file read from where the last call stopped; a partial last line waits for its newline."""
+    """A log file read from where the last call stopped, a chunk at a time, so a large log is never
+    held whole; a partial last line waits for its newline."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self._partial = b""
 
-    def read_new(self) -> list[str]:
+    def read_new(self) -> Iterator[str]:
         try:
-            with self.path.open("rb") as fh:
-                if fh.seek(0, 2) < self.offset:  # truncated or replaced: start over
-                    self.offset, self._partial = 0, b""
-                fh.seek(self.offset)
-                data = fh.read()
+            fh = self.path.open("rb")
         except OSError:
-            return []
-        self.offset += len(data)
-        data = self._partial + data
-        *lines, self._partial = data.split(b"\n")
-        return [line.decode(errors="replace").rstrip("\r") for line in lines]
+            return
+        with fh:
+            if fh.seek(0, 2) < self.offset:  # truncated or replaced: start over
+                self.offset, self._partial = 0, b""
+            fh.seek(self.offset)
+            while chunk := fh.read(CHUNK):
+                self.offset += len(chunk)
+                *lines, self._partial = (self._partial + chunk).split(b"\n")
+                if len(self._partial) > CHUNK:  # a "line" without end (binary junk): cut it, stay bounded
+                    lines.append(self._partial)
+                    self._partial = b""
+                for line in lines:
+                    yield line.decode(errors="replace").rstrip("\r")
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,7 @@ class Stream:
         self.reader = reader
         self.last_ts: float | None = None
 
-    def read(self) -> list[Record]:
-        records = []
+    def read(self) -> Iterator[Record]:
         for line in self.reader.read_new():
             if not line.strip():
                 continue
@@ -168,8 +173,7 @@ class Stream:
                 ts = self.last_ts
             else:
                 self.last_ts = ts
-            records.append(Record(ts, self.source, line, fields))
-        return records
+            yield Record(ts, self.source, line, fields)
 
 
 @dataclass(frozen=True)
@@ -191,10 +195,12 @@ def _by_time(records: Iterable[Record]) -> list[Record]:
 
 
 def history(sources: Mapping[str, LogReader], keep: Filter) -> tuple[list[Record], dict[str, Stream]]:
-    """Everything logged so far, merged; also the streams, positioned for follow()."""
+    """Everything logged so far that `keep` wants, merged; also the streams, positioned for follow().
+
+    Filtered while reading, so `--since 5m` on a long log holds only the last five minutes.
+    """
     streams = {name: Stream(name, reader) for name, reader in sources.items()}
-    records = [rec for s in streams.values() for rec in s.read()]
-    return [r for r in _by_time(records) if keep(r)], streams
+    return _by_time(rec for s in streams.values() for rec in s.read() if keep(rec)), streams
 
 
 def follow(streams: dict[str, Stream], keep: Filter, discover: Callable[[], Mapping[str, LogReader]],
@@ -207,8 +213,7 @@ def follow(streams: dict[str, Stream], keep: Filter, discover: Callable[[], Mapp
     """
     next_scan = clock() + RESCAN_S
     while True:
-        batch = [rec for s in list(streams.values()) for rec in s.read()]
-        yield from (r for r in _by_time(batch) if keep(r))
+        yield from _by_time(rec for s in list(streams.values()) for rec in s.read() if keep(rec))
         if clock() >= next_scan:
             for name, reader in discover().items():
                 streams.setdefault(name, Stream(name, reader))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import collections
 import hashlib
 import json
 import re
@@ -117,7 +118,7 @@ class Backend(abc.ABC):
     def log_tail(self, info: InstanceInfo, lines: int = 20) -> str:
         """Last lines of the instance's log, for error messages."""
         reader = self.log_readers().get(info.id)
-        return "\n".join(reader.read_new()[-lines:]) if reader is not None else "(no log)"
+        return "\n".join(collections.deque(reader.read_new(), maxlen=lines)) if reader is not None else "(no log)"
 
 
 def instance_id(port: int) -> str:

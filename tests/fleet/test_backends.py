@@ -93,7 +93,7 @@ def test_start_list_and_inspect_a_real_instance(backend: ProcessBackend, running
     assert len(members) >= 2  # gunicorn master and its worker
     rss = backend.rss_bytes(found)
     assert rss is not None and rss >= sum(p.memory_info().rss for p in members) * 0.9
-    log = "\n".join(backend.log_readers()[found.id].read_new())
+    log = "\n".join(backend.log_readers()[found.id].read_new())  # a fresh reader: from the start
     assert "Listening at" in log or "Booting worker" in log
     assert "Listening at" in backend.log_tail(found) or "Booting worker" in backend.log_tail(found)
     metrics = fetch(found.address)

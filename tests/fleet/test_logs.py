@@ -28,6 +28,8 @@ def local(text: str, fmt: str) -> float:
     ('{"time":"2026-11-30T06:52:01+00:00","request_id":"abc","status":200}', T0),
     ('{"ts": 1796021521.5, "level": "info", "request_id": "abc"}', 1796021521.5),
     ('{"ts": "2026-11-30T06:52:01.250Z", "msg": "x"}', T0 + 0.25),
+    ('{"level": "INFO", "msg": "access", "request_id": "abc", "ts": "2026-11-30T06:52:01.250000+00:00"}',
+     T0 + 0.25),  # an instance's JSON line (OCR_LOG_FORMAT=json)
     ('{"timestamp": 1796021521500}', 1796021521.5),  # milliseconds
     ("[2026-11-30 06:52:01 +0000] [4242] [INFO] Listening at: http://127.0.0.1:8001", T0),
     ("[2026-11-30 08:52:01 +0200] [4242] [INFO] Booting worker with pid: 4243", T0),
@@ -55,7 +57,8 @@ def test_each_writer_s_time_is_read(line: str, expected: float | None) -> None:
 def test_hostile_lines_are_text_not_errors(line: str) -> None:
     ts, _ = line_time(line)
     assert ts is None or isinstance(ts, float)
-    assert json.loads(Stream("x", Lines(line)).read()[0].to_json())["source"] == "x"
+    (rec,) = Stream("x", Lines(line)).read()
+    assert json.loads(rec.to_json())["source"] == "x"
 
 
 def test_since_takes_durations_and_iso_times() -> None:
@@ -70,15 +73,23 @@ def test_since_takes_durations_and_iso_times() -> None:
 def test_file_reader_returns_only_complete_new_lines(tmp_path: Path) -> None:
     path = tmp_path / "x.log"
     reader = FileReader(path)
-    assert reader.read_new() == []  # not there yet
+    assert list(reader.read_new()) == []  # not there yet
     path.write_bytes(b"one\ntw")
-    assert reader.read_new() == ["one"]
+    assert list(reader.read_new()) == ["one"]
     with path.open("ab") as fh:
         fh.write(b"o\nthree\n")
-    assert reader.read_new() == ["two", "three"]
-    assert reader.read_new() == []
+    assert list(reader.read_new()) == ["two", "three"]
+    assert list(reader.read_new()) == []
     path.write_bytes(b"new\n")  # rotated: shorter than what we read
-    assert reader.read_new() == ["new"]
+    assert list(reader.read_new()) == ["new"]
+
+
+def test_file_reader_stays_bounded_on_a_log_without_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "junk.log"
+    path.write_bytes(b"\xff" * (3 << 20) + b"\nend\n")
+    lines = list(FileReader(path).read_new())
+    assert lines[-1] == "end" and max(map(len, lines)) <= 2 << 20
+    assert sum(map(len, lines[:-1])) == 3 << 20  # nothing lost, only cut
 
 
 class Lines:
@@ -131,7 +142,7 @@ def test_follow_yields_new_lines_and_finds_new_sources() -> None:
 
 
 def test_stream_ignores_blank_lines() -> None:
-    assert Stream("x", Lines("", "  ", "text")).read()[0].line == "text"
+    assert [r.line for r in Stream("x", Lines("", "  ", "text")).read()] == ["text"]
 
 
 def test_cli_merges_services_and_instances_from_fleet_home(tmp_path: Path) -> None:
