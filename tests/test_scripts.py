@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import REPO, free_port, text_image, wait_for
+from helpers import REPO, consul_binary, free_port, text_image, wait_for
 
 SCRIPTS = REPO / "scripts"
 CONSUL_VERSION = "1.8.7"
@@ -187,6 +187,19 @@ def test_start_dockerd_is_idempotent(docker_engine: None) -> None:
     result = must(run_script("start-dockerd.sh"))
     assert "docker engine is running" in result.stderr and "starting" not in result.stderr
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(1200)
+def test_fleetctl_deps_with_docker_finds_everything_and_the_engine(docker_engine: None, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "consul").symlink_to(consul_binary())  # no fetch: this test is about Docker
+    env = {**os.environ, "FLEET_HOME": str(home)}
+    result = must(subprocess.run([sys.executable, "-m", "fleetctl", "deps", "--with-docker"], capture_output=True,
+                                 text=True, timeout=600, check=False, env=env, cwd=tmp_path))
+    assert "docker engine is running" in result.stderr and "apt packages: all present" in result.stderr
+    assert f"consul        {home}/bin/consul" in result.stdout
 
 
 # --- build-image.sh and the image --------------------------------------------------------------
