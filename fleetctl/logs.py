@@ -71,13 +71,16 @@ class Record:
     ts: float | None
     source: str
     line: str
-    fields: Mapping[str, Any] | None = None  # the parsed object, for a JSON line
 
     def to_json(self) -> str:
-        """One JSON object: source and normalised time, then the line's own fields (or its text)."""
+        """One JSON object: source and normalised time, then the line's own fields (or its text).
+
+        The line is parsed again here rather than kept parsed: held records stay as small as the text.
+        """
         when = None if self.ts is None else datetime.fromtimestamp(self.ts, UTC).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
-        body = dict(self.fields) if self.fields is not None else {"message": self.line}
+        fields = _json_object(self.line)
+        body = fields if fields is not None else {"message": self.line}
         return json.dumps({**body, "source": self.source, "time": when}, ensure_ascii=False)
 
     def to_text(self, width: int) -> str:
@@ -116,25 +119,32 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-def line_time(line: str) -> tuple[float | None, Mapping[str, Any] | None]:
-    """The time a line carries and, for a JSON object line, its fields."""
+def _json_object(line: str) -> dict[str, Any] | None:
+    """The object a JSON line holds, or None for any other line."""
     stripped = line.lstrip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            for key in TIME_KEYS:
-                if key in obj:
-                    ts = _epoch(obj[key])
-                    if ts is not None:
-                        return ts, obj
-            return None, obj
+    if not stripped.startswith("{"):
+        return None
     try:
-        return _text_time(stripped), None
+        obj = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def line_time(line: str) -> float | None:
+    """The time a line carries: a JSON line's time field, or the timestamp a text line starts with."""
+    obj = _json_object(line)
+    if obj is not None:
+        for key in TIME_KEYS:
+            if key in obj:
+                ts = _epoch(obj[key])
+                if ts is not None:
+                    return ts
+        return None
+    try:
+        return _text_time(line.lstrip())
     except (ValueError, OverflowError):  # the right shape but no real date: just text
-        return None, None
+        return None
 
 
 def _text_time(line: str) -> float | None:
@@ -168,12 +178,12 @@ class Stream:
         for line in self.reader.read_new():
             if not line.strip():
                 continue
-            ts, fields = line_time(line)
+            ts = line_time(line)
             if ts is None:
                 ts = self.last_ts
             else:
                 self.last_ts = ts
-            yield Record(ts, self.source, line, fields)
+            yield Record(ts, self.source, line)
 
 
 @dataclass(frozen=True)
@@ -194,13 +204,16 @@ def _by_time(records: Iterable[Record]) -> list[Record]:
     return sorted(records, key=lambda r: -float("inf") if r.ts is None else r.ts)
 
 
-def history(sources: Mapping[str, LogReader], keep: Filter) -> tuple[list[Record], dict[str, Stream]]:
-    """Everything logged so far that `keep` wants, merged; also the streams, positioned for follow().
+def history(sources: Mapping[str, LogReader], keep: Filter) -> tuple[Iterator[Record], dict[str, Stream]]:
+    """Everything logged so far that `keep` wants, merged; also the streams, positioned for follow()
+    once the records are consumed.
 
-    Filtered while reading, so `--since 5m` on a long log holds only the last five minutes.
+    Filtered while reading, so `--since 5m` on a long log holds only the last five minutes; one
+    source alone is already in its own order and streams through without being held at all.
     """
     streams = {name: Stream(name, reader) for name, reader in sources.items()}
-    return _by_time(rec for s in streams.values() for rec in s.read() if keep(rec)), streams
+    wanted = (rec for s in streams.values() for rec in s.read() if keep(rec))
+    return (wanted if len(streams) == 1 else iter(_by_time(wanted))), streams
 
 
 def follow(streams: dict[str, Stream], keep: Filter, discover: Callable[[], Mapping[str, LogReader]],
