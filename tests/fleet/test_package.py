@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -134,10 +135,15 @@ def test_installed_fleetctl_serves_ocr_from_an_empty_directory(
     assert up.stdout.strip().endswith(gateway)
     assert "installing" not in up.stderr
 
-    resp = requests.post(f"{gateway}/api/ocr", data=text_image("OCR Fleet works"),
-                         headers={"Content-Type": "image/jpeg"}, timeout=120)
+    rid = f"abc-{uuid.uuid4().hex}"
+    resp = requests.post(f"{gateway}/api/ocr", data=text_image("OCR Fleet works"), timeout=120,
+                         headers={"Content-Type": "image/jpeg", "X-Request-Id": rid})
     assert resp.status_code == 200, resp.text
     assert "Fleet" in " ".join(line["text"] for line in resp.json()["data"])
+    assert resp.headers["X-Request-ID"] == rid
+    logged = [json.loads(line) for line in run([fleetctl, "logs", "--since", "5m", "--json"], env=env,
+                                                cwd=workdir).stdout.splitlines() if rid in line]
+    assert any(o["source"] == "gateway" and o["request_id"] == rid for o in logged), logged
 
     status = json.loads(run([fleetctl, "status", "--json"], env=env, cwd=workdir).stdout)
     (inst,) = status["instances"]
