@@ -49,8 +49,11 @@ class Settings:
     drain_seconds: float = field(default=3.0, metadata={"env": "OCR_DRAIN_SECONDS", "min": 0})
     graceful_timeout: int = field(default=90, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
     timeout: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    max_requests: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS", "min": 0})
+    max_requests_jitter: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS_JITTER", "min": 0})
     runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
+    log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
 
     @classmethod
@@ -79,6 +82,8 @@ class Settings:
             )
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"OCR_LOG_FORMAT={self.log_format!r} must be text or json")
         changes: dict[str, Any] = {}
         if not self.instance_id:
             changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"

@@ -80,6 +80,7 @@ class OcrService:
         self.cache = cache
         self.admission = Admission(settings.max_queue)
         self._engine_factory = engine_factory
+        self.load_wait = LOAD_WAIT_SECONDS
         self._engine: Engine | None = None
         self._load_error: str | None = None
         self._loaded = threading.Event()
@@ -123,15 +124,29 @@ class OcrService:
 
     @property
     def ready(self) -> bool:
-        """Ready once every worker of the instance has its engine, so no request meets a cold worker."""
-        if self._engine is None or self.draining:
+        """Ready once every worker of the instance has its engine, so no request meets a cold worker.
+
+        From then on a worker recycled by OCR_MAX_REQUESTS does not make the instance unready (the gateway
+        would drop it for nothing): requests that reach the new worker wait for its engine.
+        """
+        if self.draining or self._load_error:
             return False
-        return self._ready_dir is None or self.ready_workers() >= self.settings.workers
+        if self._ready_dir is None:
+            return self._engine is not None
+        warm = self._ready_dir.with_name("warm")  # cleared by the master at start
+        if warm.exists():
+            return True
+        if self._engine is not None and self.ready_workers() >= self.settings.workers:
+            warm.touch()
+            return True
+        return False
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""
         if self._ready_dir is None:
             return int(self._engine is not None)
+        if not self._ready_dir.is_dir():  # no worker has loaded yet (the master clears it at start)
+            return 0
         count = 0
         for marker in self._ready_dir.iterdir():
             try:
@@ -146,7 +161,7 @@ class OcrService:
         """OCR the uploaded bytes, answering from the cache when it can."""
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
-            self._loaded.wait(LOAD_WAIT_SECONDS)
+            self._loaded.wait(self.load_wait)
         engine = self._engine
         if engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()

@@ -11,16 +11,13 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, http_ok, wait_for
 from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import BrowserContext, JSHandle, Page, sync_playwright
 
@@ -46,12 +43,6 @@ IMAGE_SIZE = (900, 200)
 TEXT_ORIGIN = (60, 60)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     text = path.read_text(errors="replace") if path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
@@ -59,19 +50,12 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Poll /ready until it answers 200; the engine loads its models before that."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode} before ready:\n{_tail(log)}")
-        try:
-            with opener.open(url + "ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"{url}ready did not answer 200 within {READY_TIMEOUT_S:.0f} s:\n{_tail(log)}")
+    try:
+        wait_for(lambda: proc.poll() is not None or http_ok(url + "ready"), READY_TIMEOUT_S, f"{url}ready")
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}:\n{_tail(log)}")
+    if proc.poll() is not None:
+        pytest.fail(f"gunicorn exited with {proc.returncode} before ready:\n{_tail(log)}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -92,7 +76,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external.rstrip("/") + "/"
         return
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("web") / "gunicorn.log"
     env = {
         **os.environ,
