@@ -414,6 +414,9 @@ def test_logs_merge_every_source_and_find_a_request_id(fleet: Fleet) -> None:
              if rid in line]
     assert found and all(o["source"] == "gateway" or o["source"].startswith("ocr-") for o in found), found
     assert any(o["source"] == "gateway" and o["request_id"] == rid and o["status"] == 200 for o in found)
+    # The instance that served it logged a JSON access line with the same id (OCR_LOG_FORMAT=json).
+    assert any(o["source"].startswith("ocr-") and o.get("request_id") == rid and o.get("status") == 200
+               for o in found), found
 
     merged = [json.loads(line) for line in fleet.run("logs", "--json").stdout.splitlines()]
     assert {"gateway", "consul", "redis", "sync", iid} <= {o["source"] for o in merged}  # nginx: often empty
