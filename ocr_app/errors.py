@@ -69,12 +69,12 @@ class PayloadTooLarge(OcrError):
 
 
 class UnsupportedImage(OcrError):
-    """Not an allowed image format (JPEG, PNG, BMP, WebP, TIFF), sniffed from the bytes."""
+    """Not an allowed format (JPEG, PNG, BMP, WebP, TIFF, PDF), sniffed from the bytes."""
 
     status = 415
     code = 41501
 
-    def __init__(self, msg: str = "not an allowed image format: send JPEG, PNG, BMP, WebP or TIFF") -> None:
+    def __init__(self, msg: str = "not an allowed format: send JPEG, PNG, BMP, WebP, TIFF or PDF") -> None:
         super().__init__(msg)
 
 
@@ -144,3 +144,140 @@ class Draining(OcrError):
 
     def __init__(self, msg: str = "draining: the instance is shutting down") -> None:
         super().__init__(msg)
+
+
+class InvalidOption(OcrError):
+    """A parameter (format, words, pages, dpi, pdf_text, preview) has a value that is not accepted."""
+
+    code = 40030
+
+
+class PageNotInDocument(OcrError):
+    """A page selected with pages= is beyond the document's last page."""
+
+    code = 40031
+
+    def __init__(self, page: int, count: int) -> None:
+        super().__init__(f"pages= selects page {page}, but the document has {count} page(s)")
+
+
+class FormatNeedsOneFile(OcrError):
+    """format=text, hocr or textract was asked of a batch: they answer one file."""
+
+    code = 40032
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(f"format={fmt} answers one file: send a batch with format=json (the default)")
+
+
+class TooManyFiles(OcrError):
+    """More files in one multipart request than OCR_MAX_BATCH."""
+
+    status = 413
+    code = 41330
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} files in one request: at most {limit} (OCR_MAX_BATCH)")
+
+
+class PageImageTooLarge(OcrError):
+    """A rendered page encodes to more than OCR_MAX_UPLOAD_MB: lower dpi."""
+
+    status = 413
+    code = 41331
+
+    def __init__(self, page: int, limit_mb: float) -> None:
+        super().__init__(f"page {page} encodes to more than the {limit_mb:g} MB limit (OCR_MAX_UPLOAD_MB): "
+                         "lower dpi")
+
+
+class TooManyPages(OcrError):
+    """More pages selected than OCR_MAX_PAGES: select fewer with pages=."""
+
+    status = 422
+    code = 42230
+
+    def __init__(self, count: int, limit: int, at_least: bool = False) -> None:
+        super().__init__(f"{'more than ' if at_least else ''}{count - at_least} pages selected: at most {limit} "
+                         "per request (OCR_MAX_PAGES); select fewer with pages=, e.g. pages=1-10")
+
+
+class PageTooManyPixels(OcrError):
+    """A PDF page would render to more than OCR_MAX_PIXELS at the requested dpi."""
+
+    status = 422
+    code = 42231
+
+    def __init__(self, page: int, width: int, height: int, dpi: int, max_pixels: int) -> None:
+        super().__init__(f"page {page} would render to {width}x{height} px at {dpi} dpi, more than the "
+                         f"{max_pixels:,} pixel limit (OCR_MAX_PIXELS): lower dpi")
+
+
+class PageSizeBomb(OcrError):
+    """A PDF page larger than OCR_PDF_MAX_PAGE_PT on a side, refused before rendering."""
+
+    status = 422
+    code = 42232
+
+    def __init__(self, page: int, width_pt: float, height_pt: float, limit_pt: float) -> None:
+        super().__init__(f"page {page} is {width_pt:.0f}x{height_pt:.0f} pt, larger than {limit_pt:.0f} pt on a "
+                         "side (OCR_PDF_MAX_PAGE_PT): refused before rendering")
+
+
+class PdfPasswordRequired(OcrError):
+    """The PDF is encrypted: send its password."""
+
+    status = 422
+    code = 42233
+
+    def __init__(self) -> None:
+        super().__init__("the PDF is encrypted: send its password in the 'password' parameter")
+
+
+class PdfWrongPassword(OcrError):
+    """The PDF is encrypted and the password given does not open it."""
+
+    status = 422
+    code = 42234
+
+    def __init__(self) -> None:
+        super().__init__("the PDF is encrypted and the 'password' given does not open it")
+
+
+class BrokenDocument(OcrError):
+    """A broken document: a truncated or unreadable PDF, or an unreadable TIFF frame."""
+
+    status = 422
+    code = 42235
+
+
+class PdfActiveContent(OcrError):
+    """The PDF contains JavaScript (document scripts or a JavaScript action)."""
+
+    status = 422
+    code = 42236
+
+    def __init__(self) -> None:
+        super().__init__("the PDF contains JavaScript: documents with active content are refused")
+
+
+class PdfImageBomb(OcrError):
+    """A PDF page embeds an image larger than OCR_MAX_PIXELS, refused before rendering."""
+
+    status = 422
+    code = 42237
+
+    def __init__(self, page: int, width: int, height: int, max_pixels: int) -> None:
+        super().__init__(f"page {page} embeds a {width}x{height} px image, more than the {max_pixels:,} pixel "
+                         "limit (OCR_MAX_PIXELS): refused before rendering")
+
+
+class PageRenderTimeout(OcrError):
+    """A PDF page took longer than OCR_PDF_RENDER_SECONDS to render."""
+
+    status = 422
+    code = 42238
+
+    def __init__(self, page: int, seconds: float) -> None:
+        super().__init__(f"page {page} took longer than {seconds:g} s to render (OCR_PDF_RENDER_SECONDS)")
+

@@ -45,6 +45,8 @@ class Metrics:
         self.inflight = Gauge("ocr_inflight_requests", "OCR API requests being served", registry=r,
                               multiprocess_mode="livesum")
         self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
+        self.pages = Counter("ocr_document_pages", "Document pages answered, by where their text came from",
+                             ["source"], registry=r)
         # One series per live worker (label pid in multiprocess mode); a dead worker's series goes with it.
         self.worker_rss = Gauge("ocr_worker_rss_bytes", "Resident memory of each gunicorn worker", registry=r,
                                 multiprocess_mode="liveall")
@@ -53,6 +55,8 @@ class Metrics:
             self.cache.labels(result=result)
         for reason in ("queue_full", "not_ready"):
             self.rejections.labels(reason=reason)
+        for source in ("ocr", "pdf_text"):
+            self.pages.labels(source=source)
 
     def observe_request(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()

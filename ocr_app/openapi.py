@@ -71,15 +71,69 @@ def codes_for(status: int, only: list[int] | None = None) -> list[tuple[int, str
     return [(code, name) for code, st, name, _ in error_codes() if st == status and (not only or code in only)]
 
 
+BOX = {"type": "array", "minItems": 4, "maxItems": 4, "description": "corners clockwise from top left, in "
+       "pixels of the uploaded image after EXIF orientation (of the rendered page, for a document)",
+       "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}}
+CONFIDENCE = {"type": "number", "minimum": 0, "maximum": 1}
+FLAG = {"type": "string", "enum": ["1", "0", "true", "false", "yes", "no", "on", "off"]}
+
 SCHEMAS: dict[str, Any] = {
+    "Word": {
+        "type": "object", "required": ["text", "confidence", "box"],
+        "properties": {"text": {"type": "string"}, "confidence": CONFIDENCE, "box": BOX},
+    },
     "Line": {
         "type": "object", "required": ["text", "confidence", "box"],
         "properties": {
             "text": {"type": "string"},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "box": {"type": "array", "minItems": 4, "maxItems": 4, "description": "corners clockwise from top "
-                    "left, in pixels of the uploaded image after EXIF orientation",
-                    "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}},
+            "confidence": CONFIDENCE,
+            "box": BOX,
+            "words": {"type": "array", "items": ref("Word"), "description": "with words=1 (or format=hocr, "
+                      "textract): the line's words, in the same coordinates"},
+            "page": {"type": "integer", "minimum": 1, "description": "in a document's data: the line's page"},
+        },
+    },
+    "Page": {
+        "type": "object", "required": ["page", "width", "height", "source", "data"],
+        "properties": {
+            "page": {"type": "integer", "minimum": 1},
+            "width": {"type": "integer", "minimum": 1, "description": "rendered pixels: the space of the boxes"},
+            "height": {"type": "integer", "minimum": 1},
+            "source": {"enum": ["ocr", "pdf_text"], "description": "the model, or the PDF's own text layer"},
+            "data": {"type": "array", "items": ref("Line")},
+            "preview": {"type": "string", "description": "with preview=1: a data: URL of a small JPEG of the page"},
+        },
+    },
+    "DocumentResult": {
+        "type": "object", "required": ["code", "msg", "pages", "data", "cost_time", "cached", "instance"],
+        "description": "a PDF or multi-page TIFF: its selected pages, and every line again in data with its page",
+        "properties": {
+            "code": {"const": 0}, "msg": {"const": "success"},
+            "pages": {"type": "array", "items": ref("Page")},
+            "data": {"type": "array", "items": ref("Line")},
+            "cost_time": {"type": "number"}, "cached": {"type": "boolean"}, "instance": {"type": "string"},
+        },
+    },
+    "BatchResult": {
+        "type": "object", "required": ["code", "msg", "results"],
+        "description": "several files in one multipart request: one entry per file, in order, each with its "
+                       "part's filename",
+        "properties": {
+            "code": {"const": 0}, "msg": {"const": "success"},
+            "results": {"type": "array", "items": {
+                "anyOf": [ref("OcrResult"), ref("DocumentResult"), ref("Error")],
+                "properties": {"filename": {"type": "string"}}, "required": ["filename"]}},
+        },
+    },
+    "TextractResult": {
+        "type": "object", "required": ["DocumentMetadata", "Blocks"],
+        "description": "format=textract: the response of AWS Textract's DetectDocumentText (PAGE, LINE and WORD "
+                       "blocks; geometry as 0-1 ratios of the page, confidence 0-100)",
+        "properties": {
+            "DocumentMetadata": {"type": "object", "properties": {"Pages": {"type": "integer"}}},
+            "Blocks": {"type": "array", "items": {"type": "object", "required": ["BlockType", "Id", "Geometry"],
+                                                  "properties": {"BlockType": {"enum": ["PAGE", "LINE", "WORD"]}}}},
+            "DetectDocumentTextModelVersion": {"type": "string"},
         },
     },
     "OcrResult": {
@@ -111,10 +165,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "Base64Image": {
         "type": "object", "required": ["image_base64"],
+        "description": "the query parameters may also be sent as keys beside image_base64",
         "properties": {"image_base64": {"type": "string", "description": "base64, a data: URL prefix allowed"}},
     },
     "MultipartImage": {
-        "type": "object", "description": "one file field: image (or its aliases file, image_file)",
+        "type": "object", "description": "a file field: image (or its aliases file, image_file), repeated for a "
+                                         "batch (up to OCR_MAX_BATCH); the query parameters may also be form fields",
         "properties": {name: {"type": "string", "contentMediaType": "application/octet-stream"}
                        for name in ("image", "file", "image_file")},
     },
@@ -126,33 +182,55 @@ OCR_PARAMETERS: list[dict[str, Any]] = [
     {"name": "Pragma", "in": "header", "schema": {"type": "string"}, "description": "`no-cache`, as above"},
     {"name": "X-Client", "in": "header", "schema": {"type": "string"},
      "description": "who is calling; written to the access log as `client`"},
+    {"name": "format", "in": "query", "schema": {"enum": ["json", "text", "hocr", "textract"], "default": "json"},
+     "description": "the answer's shape: JSON, plain text in reading order, hOCR, or AWS Textract blocks"},
+    {"name": "words", "in": "query", "schema": FLAG, "description": "adds each line's words with their boxes"},
+    {"name": "pages", "in": "query", "schema": {"type": "string", "pattern": "^[0-9, -]+$"},
+     "description": "document pages to read, from 1, e.g. `1-3,7` (at most OCR_MAX_PAGES)"},
+    {"name": "dpi", "in": "query", "schema": {"type": "integer", "minimum": 36, "default": 200},
+     "description": "PDF render resolution, at most OCR_PDF_MAX_DPI"},
+    {"name": "pdf_text", "in": "query", "schema": {"enum": ["auto", "never"], "default": "auto"},
+     "description": "`auto`: a PDF page with a text layer answers from it without the model"},
+    {"name": "password", "in": "query", "schema": {"type": "string"},
+     "description": "opens an encrypted PDF (better sent as a form field or JSON key)"},
+    {"name": "preview", "in": "query", "schema": FLAG,
+     "description": "each document page also carries a small JPEG of itself"},
 ]
 
 PATHS: dict[str, Any] = {
     "/api/ocr": {"post": {
-        "operationId": "ocr", "summary": "Recognize the text in one image",
-        "description": "JPEG, PNG, BMP, WebP or TIFF, sniffed from the bytes. Sent as multipart, as the raw "
-                       "body, or as JSON with base64.",
+        "operationId": "ocr", "summary": "Recognize the text in an image, a document, or a batch of files",
+        "description": "JPEG, PNG, BMP, WebP or TIFF images and PDF or multi-page TIFF documents, sniffed from "
+                       "the bytes. Sent as multipart (the field repeated for a batch), as the raw body, or as "
+                       "JSON with base64.",
         "parameters": OCR_PARAMETERS,
         "requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": ref("MultipartImage")},
             "image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}},
+            "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
             "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
             "application/json": {"schema": ref("Base64Image")},
         }},
         "responses": {
-            "200": {"description": "the lines found (an empty list when there is no text)",
-                    "content": json_content(ref("OcrResult")),
+            "200": {"description": "the lines found (an empty list when there is no text): an image's, a "
+                                   "document's pages, a batch's results, or the format asked for",
+                    "content": {
+                        "application/json": {"schema": {"anyOf": [ref("OcrResult"), ref("DocumentResult"),
+                                                                  ref("BatchResult"), ref("TextractResult")]}},
+                        "text/plain": {"schema": {"type": "string", "description": "format=text"}},
+                        "text/html": {"schema": {"type": "string", "description": "format=hocr (hOCR XHTML)"}},
+                    },
                     "headers": {
                         "X-Cache": {"schema": {"enum": ["HIT", "MISS", "COALESCED", "BYPASS"]},
                                     "description": "where the answer came from"},
                         "X-Instance": {"schema": {"type": "string"}, "description": "the instance that answered"},
                     }},
-            "400": error_response("no image or a malformed request"),
+            "400": error_response("no image, a malformed request, or a bad parameter"),
             "405": error_response("POST only"),
-            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB"),
-            "415": error_response("not an accepted image format or Content-Type"),
-            "422": error_response("the image cannot be decoded, or is too large or too small"),
+            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB, or too many files in a batch"),
+            "415": error_response("not an accepted image or document format, or Content-Type"),
+            "422": error_response("the image or document cannot be decoded, is too large or too small, or "
+                                  "breaks a document limit"),
             "500": error_response("a bug: logged with its traceback"),
             "503": error_response("starting, busy (OCR_MAX_QUEUE) or, at the gateway, no instance", True,
                                   (50301, 50302)),

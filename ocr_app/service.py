@@ -21,6 +21,7 @@ from .engine import Engine, OcrResult
 from .errors import NotReady, Overloaded
 from .images import check_upload, decode_image
 from .metrics import Metrics
+from .options import PageOptions
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,10 @@ class OcrService:
         return count
 
     # requests
-    def ocr(self, data: bytes, bypass_cache: bool = False) -> Outcome:
-        """OCR the uploaded bytes, answering from the cache when it can."""
+    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
+        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
+        page = page or PageOptions()
+        bypass_cache = bypass_cache or page.bypass_cache
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
             self._loaded.wait(self.load_wait)
@@ -169,9 +172,9 @@ class OcrService:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
         check_upload(data, self.settings)
-        key = image_key(engine.cache_namespace, data)
+        key = image_key(engine.cache_namespace + page.cache_suffix(), data)
         if bypass_cache:
-            data_json = self._run(engine, data)
+            data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
             return self._outcome(data_json, "BYPASS", started)
         hit = self.lookup(data, started, key)
@@ -184,7 +187,7 @@ class OcrService:
                 return self._outcome(waited, "COALESCED", started)
             token = "local"
         try:
-            data_json = self._run(engine, data)
+            data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
@@ -198,11 +201,12 @@ class OcrService:
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
         return None if cached is None else self._outcome(cached, "HIT", started)
 
-    def _run(self, engine: Engine, data: bytes) -> bytes:
+    def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
         try:
             with self.admission:
                 image = decode_image(data, self.settings)
-                result = engine.recognize(image.bgr)
+                # word boxes only when asked: an engine without them still serves every other request
+                result = engine.recognize(image.bgr, words=True) if page.words else engine.recognize(image.bgr)
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
@@ -223,6 +227,12 @@ def serialize_lines(result: OcrResult, scale: float) -> bytes:
     for line in result.lines:
         item = line.to_dict()
         if scale != 1.0:
-            item["box"] = [[round(x * scale, 1), round(y * scale, 1)] for x, y in line.box]
+            item["box"] = _scaled(line.box, scale)
+            for word in item.get("words", ()):
+                word["box"] = _scaled(word["box"], scale)
         lines.append(item)
     return json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _scaled(box: list[list[float]], scale: float) -> list[list[float]]:
+    return [[round(x * scale, 1), round(y * scale, 1)] for x, y in box]

@@ -18,7 +18,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from ocr_app import Settings, create_app
-from ocr_app.engine import Line, OcrResult
+from ocr_app.engine import Line, OcrResult, Word
 
 RAW = {"Content-Type": "image/png"}
 
@@ -40,7 +40,7 @@ class FakeEngine:
     def warm_up(self) -> OcrResult:
         return OcrResult()
 
-    def recognize(self, bgr: np.ndarray) -> OcrResult:
+    def recognize(self, bgr: np.ndarray, words: bool = False) -> OcrResult:
         with self._count:
             self.calls += 1
             self.running += 1
@@ -51,7 +51,9 @@ class FakeEngine:
                 if self.fail is not None:
                     raise self.fail
                 h, w = bgr.shape[:2]
-                return OcrResult(lines=[Line("fake text", 0.99, [[0, 0], [w, 0], [w, h], [0, h]])], elapsed=0.001)
+                box = [[0.0, 0.0], [float(w), 0.0], [float(w), float(h)], [0.0, float(h)]]
+                found = [Word("fake", 0.99, box)] if words else None
+                return OcrResult(lines=[Line("fake text", 0.99, box, found)], elapsed=0.001)
         finally:
             with self._count:
                 self.running -= 1

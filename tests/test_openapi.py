@@ -1,11 +1,13 @@
 """GET /openapi.json: a valid OpenAPI 3.1 document that matches the app's real routes and error codes."""
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from docgen import text_pdf
 from flask import Flask
 from inproc import RAW, build_app, png
 from jsonschema import Draft202012Validator, ValidationError
@@ -61,7 +63,7 @@ def test_every_error_code_is_documented(served: dict[str, Any]) -> None:
     for code in (*errors.HTTP_CODES.values(), errors.INTERNAL_ERROR, 50201, 50401):
         assert code in documented
     ocr = served["paths"]["/api/ocr"]["post"]["responses"]
-    assert ocr["422"]["x-error-codes"] == [42201, 42202, 42203]
+    assert ocr["422"]["x-error-codes"] == [42201, 42202, 42203, *range(42230, 42239)]
     assert ocr["503"]["x-error-codes"] == [50301, 50302]
     assert served["paths"]["/ready"]["get"]["responses"]["503"]["x-error-codes"] == [50301, 50303]
     for item in served["paths"].values():
@@ -92,6 +94,19 @@ def test_real_answers_match_their_documented_shapes(app: Flask, served: dict[str
         check(served, "Error", resp.get_json())
     with pytest.raises(ValidationError):
         check(served, "Error", {"code": 12345, "msg": "not a documented code", "data": []})
+
+
+def test_document_batch_and_textract_answers_match_their_shapes(app: Flask, served: dict[str, Any]) -> None:
+    client = app.test_client()
+    pdf = text_pdf([("scan", "Scanned"), ("digital", "Born digital")])
+    pdf_type = {"Content-Type": "application/pdf"}
+    check(served, "DocumentResult", client.post("/api/ocr?words=1&preview=1", data=pdf, headers=pdf_type).get_json())
+    batch = client.post("/api/ocr", data={"image": [(io.BytesIO(png(2)), "a.png"), (io.BytesIO(b"x"), "b.bin"),
+                                                     (io.BytesIO(pdf), "c.pdf")]}).get_json()
+    check(served, "BatchResult", batch)
+    assert [entry["code"] for entry in batch["results"]] == [0, 41501, 0]
+    check(served, "TextractResult", client.post("/api/ocr?format=textract", data=pdf, headers=pdf_type).get_json())
+    check(served, "OcrResult", client.post("/api/ocr?words=1", data=png(3), headers=RAW).get_json())
 
 
 def test_document_is_a_fresh_copy() -> None:

@@ -286,3 +286,33 @@ def test_gateway_error_page_is_reported_plainly(page: Page) -> None:
     error.wait_for(state="visible")
     assert "502" in error.inner_text() and "<" not in error.inner_text()
     assert page.get_attribute("#status", "data-state") == "error"
+
+
+def test_pdf_shows_each_page_with_its_boxes(page: Page) -> None:
+    from docgen import text_pdf
+
+    pdf = text_pdf([("scan", "SCANNED PAGE"), ("digital", "DIGITAL PAGE")])
+    with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+        page.set_input_files("#file-input", files=[{"name": "doc.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    assert info.value.status == 200, info.value.text()
+    texts = _lines(page)
+    assert [_squash(t) for t in texts] == ["SCANNEDPAGE", "DIGITALPAGE"]
+    assert page.locator("#results .page-head").all_inner_texts() == ["Page 1", "Page 2"]
+    figures = page.locator("#pages figure.doc-page")
+    assert figures.count() == 2 and page.locator("#viewer").is_hidden()
+    assert "text layer" in figures.nth(1).inner_text() and "OCR" in figures.nth(0).inner_text()
+    for i in range(2):
+        figure = figures.nth(i)
+        figure.locator("img").scroll_into_view_if_needed()
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                               arg=figure.locator("img").element_handle())
+        img = figure.locator("img").bounding_box()
+        paths = figure.locator("path")
+        assert paths.count() == 1, "one box per line, on its own page"
+        box = paths.nth(0).bounding_box()
+        assert img and box
+        # the text sits in the upper part of a letter page, inside the page image
+        assert img["x"] <= box["x"] < box["x"] + box["width"] <= img["x"] + img["width"] + 1
+        assert img["y"] + 0.1 * img["height"] < box["y"] < img["y"] + 0.3 * img["height"]
+    assert page.get_attribute("#status", "data-state") == "done"
+    assert "on 2 pages" in page.inner_text("#status-text")
