@@ -78,7 +78,7 @@ def run(session: FleetSession, say: Callable[[str], None], counts: Sequence[int]
     Each level first sends one unmeasured document, so every instance has run pages of this size."""
     doc = make_document(pages)
     out: dict[str, Any] = {"pages": pages, "document_bytes": len(doc), "format": "PDF", "repeats": repeats,
-                           "rounds": rounds, "levels": []}
+                           "rounds": rounds, "cores": os.cpu_count() or 1, "levels": []}
     levels: dict[int, dict[str, Any]] = {}
     reference: list[Any] | None = None
     for round_no in range(1, rounds + 1):
@@ -129,6 +129,7 @@ def report(results: dict[str, Any], when: str) -> str:
     speedup = results.get("speedup_2_over_1")
     verdict = (f"2 instances / 1 instance: **{speedup}x** (target {TARGET}x: "
                f"{'met' if results.get('target_met') else 'missed'})" if speedup is not None else "")
+    verdict += _starved(results)
     return f"""{BEGIN}
 ## Documents across the fleet
 
@@ -154,6 +155,16 @@ Latest run: {when}
 {verdict}
 {END}
 """
+
+
+def _starved(results: dict[str, Any]) -> str:
+    """A warning when the fleet never got the machine's cores: the ratio then measures its share of them."""
+    cores = results.get("cores")
+    got = [c for lv in results["levels"] if lv["instances"] > 1 for c in lv.get("fleet_cores", []) if c]
+    if not cores or not got or max(got) >= 0.75 * min(cores, 2):
+        return ""
+    return (f". The fleet got at most {max(got)} of {cores} cores while it had 2 or more instances (others took "
+            "the rest), so this ratio measures the share of the machine it was given, not how it scales.")
 
 
 def _joined(values: Any) -> str:

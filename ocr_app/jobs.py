@@ -7,7 +7,7 @@ to another consumer once they have been idle OCR_JOB_CLAIM_SECONDS. Every write 
 page's result is stored with HSETNX), so a page done twice counts once.
 
 Keys (all expire OCR_JOB_TTL seconds after the job's last change):
-    ocr:job:<id>          hash: status, document, total, done, pages (JSON sizes), bypass, error, times
+    ocr:job:<id>          hash: status, progress, pages (sizes, sources), options, params, error, times
     ocr:job:<id>:input    hash: page number -> the page's image bytes, removed once the page is done
     ocr:job:<id>:results  hash: page number -> that page's lines (JSON)
 """

@@ -37,3 +37,10 @@ def test_publish_replaces_its_block_and_full_publish_keeps_it(tmp_path: Path) ->
 
 def test_document_is_the_same_bytes_for_a_seed() -> None:
     assert documents.make_document(2) == documents.make_document(2)
+
+
+def test_report_says_when_the_fleet_was_starved_of_cores() -> None:
+    starved = {**RESULTS, "cores": 2, "levels": [{**lv, "fleet_cores": [0.5]} for lv in RESULTS["levels"]]}
+    assert "got at most 0.5 of 2 cores" in documents.report(starved, "now")
+    fed = {**RESULTS, "cores": 2, "levels": [{**lv, "fleet_cores": [1.9]} for lv in RESULTS["levels"]]}
+    assert "got at most" not in documents.report(fed, "now")
