@@ -73,7 +73,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
 
 def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
     """The job store, and this worker's consumer threads (after fork: gunicorn never preloads us)."""
-    from .jobs import JobStore, JobWorkers
+    from .job_consumers import JobWorkers
+    from .jobs import JobStore
 
     settings = service.settings
     if not settings.redis_url:

@@ -1,4 +1,5 @@
-"""Async jobs on a Redis Stream with a consumer group: one stream entry per page.
+"""Async jobs on a Redis Stream with a consumer group: one stream entry per page. The store is here;
+the consumer threads are in job_consumers.py.
 
 Why Streams and not RQ: the engine lives in the gunicorn workers, so the consumers are threads there
 that reuse it; RQ would need worker processes of its own with a second copy of the models. A page is
@@ -15,25 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 
-from .errors import (
-    JobNotFound,
-    JobPageExpired,
-    JobPageRepeatedlyFailed,
-    JobQueueFull,
-    JobStoreUnavailable,
-    OcrError,
-)
-from .options import PageOptions
+from .errors import JobNotFound, JobQueueFull, JobStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +70,13 @@ redis.call('expire', KEYS[1], ARGV[4])
 return 1
 """
 
-PageRunner = Callable[[bytes, PageOptions], bytes]  # page bytes, options -> the page's lines as JSON
 
 
 def job_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}"
 
 
-def _input_key(job_id: str) -> str:
+def input_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}:input"
 
 
@@ -185,7 +174,7 @@ class JobStore:
             "pages": json.dumps([[p.number, p.width, p.height, "ocr" if p.image is not None else "pdf_text"]
                                  for p in pages]),
         })
-        for name, mapping in ((_input_key(job_id), {p.number: p.image for p in to_ocr}),
+        for name, mapping in ((input_key(job_id), {p.number: p.image for p in to_ocr}),
                               (_results_key(job_id), read)):
             if mapping:
                 pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
@@ -220,7 +209,7 @@ class JobStore:
             self._meta(job_id)  # 404 for an unknown job
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(job_key(job_id), mapping={"status": "cancelled", "updated": time.time()})
-            pipe.delete(_results_key(job_id), _input_key(job_id))
+            pipe.delete(_results_key(job_id), input_key(job_id))
             pipe.expire(job_key(job_id), self.ttl)
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
@@ -231,171 +220,25 @@ class JobStore:
         raw = self.client.hgetall(job_key(job_id)) if _valid_id(job_id) else {}
         if not raw:
             raise JobNotFound(job_id)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     # used by the consumers
     def fail(self, job_id: str, code: int, msg: str) -> None:
         """Fail a job that is still queued or running (never one already cancelled or finished)."""
-        self._fail(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)],
+        self._fail(keys=[job_key(job_id), _results_key(job_id), input_key(job_id)],
                    args=[code, msg, time.time(), self.ttl])
 
     def complete_page(self, job_id: str, page: int, lines: bytes) -> None:
-        self._complete(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)],
+        self._complete(keys=[job_key(job_id), _results_key(job_id), input_key(job_id)],
                        args=[page, lines, self.ttl, time.time()])
 
     def start_page(self, job_id: str) -> None:
-        self._start(keys=[job_key(job_id), _results_key(job_id), _input_key(job_id)], args=[time.time(), self.ttl])
+        self._start(keys=[job_key(job_id), _results_key(job_id), input_key(job_id)], args=[time.time(), self.ttl])
 
 
 def _valid_id(job_id: str) -> bool:
     return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
 
 
-class Consumer:
-    """One consumer thread of the group: takes a page when its worker is idle, OCRs it, records it."""
-
-    def __init__(self, store: JobStore, name: str, run_page: PageRunner, claim_seconds: float,
-                 can_take: Callable[[], bool], stop: threading.Event,
-                 on_page: Callable[[str], None] = lambda outcome: None,
-                 draining: Callable[[], bool] = lambda: False) -> None:
-        self.store = store
-        self.draining = draining
-        self.on_page = on_page  # done | failed | retried | taken_over, for the metrics
-        self.name = name
-        self.run_page = run_page
-        self.claim_ms = int(claim_seconds * 1000)
-        self.can_take = can_take
-        self.stop = stop
-        self._next_claim = 0.0
-
-    def loop(self) -> None:
-        backoff = 0.5
-        while not self.stop.is_set():
-            if not self.can_take():
-                self.stop.wait(0.05)
-                continue
-            try:
-                entry = self._next_entry()
-                backoff = 0.5
-            except (redis.RedisError, OSError) as exc:  # Redis away: wait, then try again
-                log.debug("jobs: %s", exc)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            if entry is None:
-                continue
-            if self.draining():  # it came in while we were draining: leave it pending for another consumer
-                log.info("jobs: draining, page entry %s left for another instance", entry[0])
-                continue
-            self._handle(*entry)
-
-    def _next_entry(self) -> tuple[str, dict[str, str], bool] | None:
-        """The next page: one claimed from a dead or stalled consumer first, else a new one."""
-        client = self.store.client
-        if time.monotonic() >= self._next_claim:  # pages whose consumer died or stalled
-            self._next_claim = time.monotonic() + max(self.claim_ms / 2000, 0.5)
-            claimed = self._call_group(lambda: client.xautoclaim(
-                STREAM, GROUP, self.name, min_idle_time=self.claim_ms, start_id="0-0", count=1))
-            if claimed and claimed[1]:
-                entry_id, fields = claimed[1][0]
-                if fields:  # a deleted entry comes back empty
-                    return (*_decode(entry_id, fields), True)
-        got = self._call_group(lambda: client.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=1,
-                                                         block=BLOCK_MS))
-        if not got:
-            return None
-        entry_id, fields = got[0][1][0]
-        return (*_decode(entry_id, fields), False)
-
-    def _call_group(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            self.store.ensure_group()  # Redis restarted empty
-            return fn()
-
-    def _handle(self, entry_id: str, fields: dict[str, str], redelivered: bool) -> None:
-        store, client = self.store, self.store.client
-        job_id, page = fields.get("job", ""), int(fields.get("page", "0") or 0)
-        if redelivered:
-            log.info("jobs: took over page %s of job %s from a stalled or dead consumer", page, job_id)
-            self.on_page("taken_over")
-        try:
-            status, bypass, words = client.hmget(job_key(job_id), "status", "bypass", "words")
-            if status is not None and _text(status) not in FINISHED:
-                attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
-                if attempts > MAX_ATTEMPTS:
-                    error = JobPageRepeatedlyFailed(page, MAX_ATTEMPTS)
-                    store.fail(job_id, error.code, error.msg)
-                    self.on_page("failed")
-                # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
-                # the cache: compute it rather than wait for that lock to time out.
-                elif not self._run(job_id, page, PageOptions(words=words == b"1",
-                                                             bypass_cache=bypass == b"1" or redelivered)):
-                    client.hincrby(job_key(job_id), f"attempts:{page}", -1)
-                    self.on_page("retried")
-                    self.stop.wait(1.0)
-                    return  # left pending: claimed again once idle, here or elsewhere
-            client.xack(STREAM, GROUP, entry_id)
-            client.xdel(STREAM, entry_id)
-        except (redis.RedisError, OSError) as exc:
-            # Unacknowledged: the entry stays pending and is claimed again later.
-            log.warning("jobs: page %s of %s left for a retry: %s", page, job_id, exc)
-
-    def _run(self, job_id: str, page: int, options: PageOptions) -> bool:
-        """OCR one page and record it; False when the worker could not take it now (503)."""
-        data = cast("bytes | None", self.store.client.hget(_input_key(job_id), str(page)))
-        if data is None:
-            expired = JobPageExpired(page)
-            self.store.fail(job_id, expired.code, expired.msg)
-            return True
-        self.store.start_page(job_id)
-        try:
-            lines = self.run_page(data, options)
-        except OcrError as exc:
-            if exc.status == 503:
-                return False
-            self.store.fail(job_id, exc.code, f"page {page}: {exc.msg}")
-            self.on_page("failed")
-            return True
-        self.store.complete_page(job_id, page, lines)
-        self.on_page("done")
-        return True
-
-
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode(entry_id: Any, fields: dict[Any, Any]) -> tuple[str, dict[str, str]]:
-    return _text(entry_id), {_text(k): _text(v) for k, v in fields.items()}
-
-
-class JobWorkers:
-    """The consumer threads of one gunicorn worker: started after fork, stopped on drain or exit."""
-
-    def __init__(self, store: JobStore, instance_id: str, count: int, claim_seconds: float,
-                 run_page: PageRunner, can_take: Callable[[], bool],
-                 on_page: Callable[[str], None] = lambda outcome: None,
-                 draining: Callable[[], bool] = lambda: False) -> None:
-        self.stop_event = threading.Event()
-        self.threads = [
-            threading.Thread(
-                target=Consumer(store, f"{instance_id}/{os.getpid()}/{n}", run_page, claim_seconds,
-                                can_take, self.stop_event, on_page, draining).loop,
-                name=f"job-consumer-{n}", daemon=True)
-            for n in range(count)
-        ]
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish the page in hand (bounded), take no more; unfinished pages are claimed elsewhere."""
-        self.stop_event.set()
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
