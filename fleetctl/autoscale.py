@@ -204,6 +204,13 @@ def observe(infos: Sequence[InstanceInfo], t: float, cpu: CpuMeter,
 
 # --- the loop ----------------------------------------------------------------------------------
 
+def policy_from(cfg: FleetConfig, lo: int, hi: int) -> Policy:
+    """The policy for bounds [lo, hi] with the FLEET_AUTOSCALE_* settings of `cfg`."""
+    return Policy(min=lo, max=hi, target=cfg.autoscale_target, cpu_target=cfg.autoscale_cpu_target,
+                  up_window=cfg.autoscale_up_window, down_window=cfg.autoscale_down_window,
+                  cooldown=cfg.autoscale_cooldown, workers=cfg.workers)
+
+
 def state_path(cfg: FleetConfig) -> Path:
     """Where the loop leaves its bounds and last decision for `fleetctl status`."""
     return cfg.run_dir / "autoscale.json"
@@ -246,7 +253,7 @@ class Autoscaler:
         self._log(d, now)
         self._save(d, sample)
         if d.desired != d.current:
-            self.last_change = {"time": time.time(), **asdict(d), "action": d.action}
+            self.last_change = {"time": time.time(), **asdict(d), "action": d.action, "line": d.line()}
             self._save(d, sample)
             try:
                 self.apply(self.fleet, d.desired)
@@ -297,6 +304,9 @@ def run_daemon(scaler: Autoscaler, poll: float) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    scaler.run(stop, poll)
+    try:
+        scaler.run(stop, poll)
+    finally:
+        state_path(scaler.fleet.cfg).unlink(missing_ok=True)  # status then shows no stale target
     log.info("autoscaler stopped")
     return 0
