@@ -57,8 +57,16 @@ class Policy:
             raise PolicyError(f"--min must be at least 1 (an empty fleet reports no load), got {self.min}")
         if self.max < self.min:
             raise PolicyError(f"--max {self.max} is below --min {self.min}")
+        numbers = {"--target (FLEET_AUTOSCALE_TARGET)": self.target,
+                   "FLEET_AUTOSCALE_CPU_TARGET": self.cpu_target,
+                   "--scale-up-window (FLEET_AUTOSCALE_UP_WINDOW)": self.up_window,
+                   "--scale-down-window (FLEET_AUTOSCALE_DOWN_WINDOW)": self.down_window,
+                   "--cooldown (FLEET_AUTOSCALE_COOLDOWN)": self.cooldown}
+        for name, value in numbers.items():
+            if not math.isfinite(value) or value < 0:
+                raise PolicyError(f"{name} must be a finite number of at least 0, got {value}")
         if self.target <= 0:
-            raise PolicyError("FLEET_AUTOSCALE_TARGET must be above 0")
+            raise PolicyError("--target (FLEET_AUTOSCALE_TARGET) must be above 0")
 
     def clamp(self, n: int) -> int:
         return max(self.min, min(self.max, n))

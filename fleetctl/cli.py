@@ -155,7 +155,7 @@ class BoundsType(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
         if isinstance(value, tuple):
             return value
-        m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(value))
+        m = re.fullmatch(r" *([0-9]{1,6}) *: *([0-9]{1,6}) *", str(value))
         if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
             self.fail(f"{value!r} is not MIN:MAX with 1 <= MIN <= MAX (e.g. 1:3)", param, ctx)
         return int(m.group(1)), int(m.group(2))
@@ -182,6 +182,9 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     obj = _obj(ctx)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if bounds is not None:
+        from fleetctl.autoscale import policy_from
+
+        policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
         instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)

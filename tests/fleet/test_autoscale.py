@@ -1,11 +1,28 @@
 """The autoscaler's decision as a table: metric histories in, desired count and kind out (pure code)."""
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from fleetctl.autoscale import CpuMeter, Decision, Policy, PolicyError, Sample, decide, observe, recommend
-from fleetctl.backends.base import InstanceInfo
+import pytest
+from click.testing import CliRunner
+from helpers import free_port
+
+from fleetctl.autoscale import (
+    CpuMeter,
+    Decision,
+    Policy,
+    PolicyError,
+    Sample,
+    decide,
+    observe,
+    policy_from,
+    recommend,
+)
+from fleetctl.backends.base import InstanceInfo, config_hash
+from fleetctl.cli import main
+from fleetctl.config import load
 from fleetctl.metrics_scrape import InstanceMetrics, summarize
+from fleetctl.status import FleetStatus, render_table
 
 P = Policy(min=1, max=3, target=2.0, cpu_target=0.8, up_window=6, down_window=30, cooldown=10)
 
@@ -72,7 +89,8 @@ def test_up_window_zero_reacts_to_one_sample() -> None:
 @pytest.mark.parametrize("kwargs, message", [
     ({"min": 0, "max": 3}, "--min must be at least 1"),
     ({"min": 4, "max": 3}, "--max 3 is below --min 4"),
-    ({"min": 1, "max": 3, "target": 0}, "FLEET_AUTOSCALE_TARGET must be above 0"),
+    ({"min": 1, "max": 3, "target": 0}, "FLEET_AUTOSCALE_TARGET\\) must be above 0"),
+    ({"min": 1, "max": 3, "down_window": float("nan")}, "FLEET_AUTOSCALE_DOWN_WINDOW\\) must be a finite"),
 ])
 def test_bad_policies_name_the_flag(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(PolicyError, match=message):
@@ -110,3 +128,72 @@ def test_scrape_reads_the_cpu_gauge() -> None:
     text = "ocr_inflight_requests 3.0\nocr_worker_cpu_seconds 12.5\n"
     assert summarize(text).inflight == 3 and summarize(text).cpu_seconds == 12.5
     assert summarize("ocr_inflight_requests 1\n").cpu_seconds is None
+
+
+# --- the command line and status (no fleet needed) ------------------------------------------------
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """An empty fleet home and a Consul port nobody listens on."""
+    return {"FLEET_HOME": str(tmp_path / "home"), "FLEET_CONSUL_PORT": str(free_port()),
+            "FLEET_CONSUL_ADDR": "", "FLEET_REDIS_URL": ""}
+
+
+@pytest.mark.parametrize("value", ["", "3", "0:2", "3:1", "1:", ":3", "a:b", "1:2:3", "-1:2", "1.5:3",
+                                   "1:99999999999999999999999x", "1:9999999", "１:３", "1;3", "\x00:1"])
+def test_up_rejects_bad_bounds_before_doing_anything(cli_env: dict[str, str], value: str) -> None:
+    result = CliRunner().invoke(main, ["up", "--no-install", "--autoscale", value], env=cli_env)
+    assert result.exit_code == 2, result.output
+    assert "MIN:MAX" in result.output
+    assert not Path(cli_env["FLEET_HOME"], "run").exists()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    ([], 2, "--min and --max are both required"),
+    (["--min", "1"], 2, "--min and --max are both required"),
+    (["--min", "0", "--max", "3"], 2, "0 is not in the range x>=1"),
+    (["--min", "3", "--max", "1"], 1, "--max 1 is below --min 3"),
+    (["--min", "1", "--max", "3", "--poll", "0"], 2, "0.2<=x<=60"),
+    (["--min", "1", "--max", "3", "--scale-down-window", "-5"], 2, "x>=0"),
+    (["--min", "1", "--max", "3", "--target", "nan"], 1, "--target (FLEET_AUTOSCALE_TARGET) must be a finite"),
+    (["--min", "1", "--max", "3", "--cooldown", "inf"], 1, "--cooldown (FLEET_AUTOSCALE_COOLDOWN) must be a finite"),
+    (["--min", "1", "--max", "3"], 1, "is not reachable: run `fleetctl up` first"),
+])
+def test_autoscale_usage_errors(cli_env: dict[str, str], args: list[str], code: int, message: str) -> None:
+    result = CliRunner().invoke(main, ["autoscale", *args], env=cli_env)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+
+
+def test_autoscale_settings_come_from_the_table(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["autoscale", "--min", "1", "--max", "2"],
+                                env={**cli_env, "FLEET_AUTOSCALE_POLL": "0.1"})
+    assert result.exit_code == 2 and "FLEET_AUTOSCALE_POLL=0.1 must be between 0.2 and 60" in result.output
+    cfg = load({"FLEET_HOME": "/x", "FLEET_AUTOSCALE_DOWN_WINDOW": "30", "OCR_WORKERS": "2"})
+    p = policy_from(cfg, 1, 3)
+    assert (p.down_window, p.up_window, p.cooldown, p.target, p.workers) == (30, 5, 30, 2, 2)
+    assert config_hash(cfg, "process") == config_hash(cfg.replace(autoscale_cooldown=1.0), "process")
+
+
+def test_up_checks_the_autoscale_settings_before_starting_anything(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["up", "--no-install", "--autoscale", "1:3"],
+                                env={**cli_env, "FLEET_AUTOSCALE_CPU_TARGET": "inf"})
+    assert result.exit_code == 1 and "FLEET_AUTOSCALE_CPU_TARGET must be a finite" in result.output
+    assert not Path(cli_env["FLEET_HOME"], "run").exists()
+
+
+def test_stop_without_an_autoscaler_says_so(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["autoscale", "--stop"], env=cli_env)
+    assert result.exit_code == 0 and "no autoscaler was running" in result.output
+
+
+def test_status_shows_target_and_last_decision() -> None:
+    auto = {"running": True, "min": 1, "max": 3, "target": 3, "load": 8.0, "cpu": 0.6,
+            "last_decision": "scale up 1 -> 3 [up]: 8 job(s) on 1 instance(s)",
+            "last_change": "scale up 1 -> 3 [up]: 8 job(s) on 1 instance(s)", "last_change_time": 0}
+    table = render_table(FleetStatus(instances=[], services={"autoscale": auto}, gateway="http://x"))
+    assert "autoscale: target 3 instance(s) within 1..3, load 8.0 job(s), CPU 0.6 core(s)" in table
+    assert "last decision: scale up 1 -> 3" in table and "last change at" in table
+    stopped = render_table(FleetStatus(instances=[], services={"autoscale": {**auto, "running": False}},
+                                       gateway="http://x"))
+    assert "autoscale (not running): target 3" in stopped
