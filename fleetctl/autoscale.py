@@ -265,9 +265,10 @@ class Autoscaler:
             self._save(d, sample)
             try:
                 self.apply(self.fleet, d.desired)
-            except FleetError as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded and logged; the loop keeps control of the fleet
                 log.error("%s failed: %s", d.action, exc)
                 self.last_change["error"] = str(exc)
+                self._save(d, sample)
             self.last_action = self.clock()
         return d
 
@@ -296,7 +297,10 @@ class Autoscaler:
                  self.policy.target, self.policy.up_window, self.policy.down_window, self.policy.cooldown,
                  poll)
         while not stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - a runtime or agent that is away now may be back next poll
+                log.exception("autoscaler step failed; trying again in %gs", poll)
             stop.wait(poll)
 
 

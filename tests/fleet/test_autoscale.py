@@ -1,6 +1,7 @@
 """The autoscaler's decision as a table: metric histories in, desired count and kind out (pure code)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 from helpers import free_port
 
 from fleetctl.autoscale import (
+    Autoscaler,
     CpuMeter,
     Decision,
     Policy,
@@ -16,11 +18,12 @@ from fleetctl.autoscale import (
     decide,
     observe,
     policy_from,
+    read_state,
     recommend,
 )
-from fleetctl.backends.base import InstanceInfo, config_hash
+from fleetctl.backends.base import FleetError, InstanceInfo, config_hash
 from fleetctl.cli import main
-from fleetctl.config import load
+from fleetctl.config import FleetConfig, load
 from fleetctl.metrics_scrape import InstanceMetrics, summarize
 from fleetctl.status import FleetStatus, render_table
 
@@ -197,3 +200,58 @@ def test_status_shows_target_and_last_decision() -> None:
     stopped = render_table(FleetStatus(instances=[], services={"autoscale": {**auto, "running": False}},
                                        gateway="http://x"))
     assert "autoscale (not running): target 3" in stopped
+
+
+class ListedBackend:
+    """The one backend call the loop makes: list(); scaling goes through `apply`, recorded here."""
+
+    name = "process"
+
+    def __init__(self, n: int) -> None:
+        self.infos = [_info(p) for p in range(1, n + 1)]
+
+    def list(self) -> list[InstanceInfo]:
+        return list(self.infos)
+
+
+@dataclass
+class LoopFleet:
+    cfg: FleetConfig
+    backend: ListedBackend
+
+
+def test_the_loop_applies_records_and_survives_a_failed_scale(tmp_path: Path) -> None:
+    now = [0.0]
+    load = {"jobs": 8}
+    fleet = LoopFleet(FleetConfig(home=tmp_path), ListedBackend(1))
+    applied: list[int] = []
+
+    def apply(f: LoopFleet, n: int) -> None:
+        applied.append(n)
+        if n == 2:
+            raise FleetError("timed out waiting for new instances")
+        f.backend.infos = [_info(p) for p in range(1, n + 1)]
+
+    scaler = Autoscaler(fleet=fleet, policy=Policy(min=1, max=3, up_window=4, down_window=10, cooldown=5),
+                        apply=apply, clock=lambda: now[0],
+                        scrape=lambda a: InstanceMetrics(0, 0, 0, load["jobs"] if a.endswith(":1") else 0))
+    kinds = []
+    for _ in range(4):
+        kinds.append(scaler.step().kind)
+        now[0] += 2
+    assert kinds == ["pending-up", "pending-up", "up", "hold"] and applied == [3]
+    state = read_state(fleet.cfg)
+    assert state["target"] == 3 and state["last_change"]["line"].startswith("scale up 1 -> 3 [up]")
+    load["jobs"] = 0
+    while len(fleet.backend.infos) > 1 and now[0] < 60:
+        scaler.step()
+        now[0] += 2
+    assert applied == [3, 1] and now[0] >= 8 + 10  # not before the scale-down window
+    assert max(s.t for s in scaler.history) - scaler.history[0].t <= 10 + 1 + 2  # history is trimmed
+
+    load["jobs"] = 3  # wants 2: the scale fails, is logged and recorded, and the loop goes on
+    now[0] += 10
+    for _ in range(4):
+        scaler.step()
+        now[0] += 2
+    assert applied[2] == 2 and "timed out" in read_state(fleet.cfg)["last_change"]["error"]

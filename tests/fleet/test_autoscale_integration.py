@@ -41,6 +41,13 @@ def autoscale_state(f: Fleet) -> dict[str, Any]:
     return state
 
 
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def count(f: Fleet) -> int:
     return len(f.status()["instances"])
 
@@ -126,7 +133,10 @@ def test_cold_load_grows_the_fleet_and_its_end_shrinks_it_after_the_window(scale
     assert "autoscale: target 1" in table and "last decision:" in table
     assert "scale down" in f.run("logs", "autoscale").stdout
 
+    f.run("up", "-n", "1", "--autoscale", "1:2")  # new bounds: the daemon is replaced
+    old, state = int(state["pid"]), autoscale_state(f)
+    assert state["running"] and state["max"] == 2 and state["pid"] != old and not alive(old)
     pid = int(state["pid"])
     f.run("down", timeout=180)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not alive(pid)
     assert not Path(f.home / "run" / "autoscale.json").exists()
