@@ -51,6 +51,9 @@ class Metrics:
         # One series per live worker (label pid in multiprocess mode); a dead worker's series goes with it.
         self.worker_rss = Gauge("ocr_worker_rss_bytes", "Resident memory of each gunicorn worker", registry=r,
                                 multiprocess_mode="liveall")
+        # CPU seconds the live workers have used: its rate is the autoscaler's guard against shrinking a busy fleet.
+        self.worker_cpu = Gauge("ocr_worker_cpu_seconds", "CPU time (user+system) used by the live workers",
+                                registry=r, multiprocess_mode="livesum")
         self._process = psutil.Process()
         self.fanout_pages = Counter("ocr_fanout_pages", "Document pages OCRed, by whether they went to the fleet",
                                     ["where"], registry=r)
@@ -72,9 +75,11 @@ class Metrics:
         self.latency.observe(seconds)
 
     def sample_rss(self) -> None:
-        """Record this worker's RSS now (each worker writes its own value; /metrics reads them all)."""
+        """Record this worker's RSS and CPU time now (each worker writes its own; /metrics reads them all)."""
         try:
             self.worker_rss.set(self._process.memory_info().rss)
+            cpu = self._process.cpu_times()
+            self.worker_cpu.set(cpu.user + cpu.system)
         except psutil.Error:
             pass
 
