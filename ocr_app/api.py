@@ -6,7 +6,7 @@ import binascii
 import json
 import time
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
 from .service import OcrService, Outcome
@@ -47,10 +47,30 @@ def ocr() -> Response:
     service = _service()
     data = read_image_bytes()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
-    outcome = service.ocr(data, bypass_cache=bypass)
+    outcome = service.ocr(data, bypass_cache=bypass, profile=requested_profile())
     resp = Response(success_body(outcome, service.settings.instance_id), status=200, mimetype="application/json")
     resp.headers["X-Cache"] = outcome.cache
+    resp.headers["X-OCR-Profile"] = outcome.profile
     return resp
+
+
+@bp.get("/api/profiles")
+def profiles() -> Response:
+    """The profiles this instance serves: models, runtime, precision, and the default."""
+    return jsonify(_service().describe_profiles())
+
+
+def requested_profile() -> str | None:
+    """`?profile=NAME`, else a "profile" form field or JSON member; None means the instance default."""
+    name = request.args.get("profile")
+    if not name and request.mimetype == "multipart/form-data":
+        name = request.form.get("profile")
+    if not name and request.is_json:
+        payload = request.get_json(silent=True)
+        name = payload.get("profile") if isinstance(payload, dict) else None
+        if name is not None and not isinstance(name, str):
+            raise MalformedRequest('JSON field "profile" must be a string')
+    return name or None
 
 
 def success_body(outcome: Outcome, instance_id: str) -> bytes:
@@ -59,7 +79,8 @@ def success_body(outcome: Outcome, instance_id: str) -> bytes:
         b'{"code":0,"msg":"success","data":', outcome.data_json,
         b',"cost_time":', f"{outcome.cost_time:.4f}".encode(),
         b',"cached":', b"true" if outcome.cache in ("HIT", "COALESCED") else b"false",
-        b',"instance":', json.dumps(instance_id).encode(), b"}",
+        b',"instance":', json.dumps(instance_id).encode(),
+        b',"profile":', json.dumps(outcome.profile).encode(), b"}",
     ))
 
 

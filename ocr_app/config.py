@@ -37,6 +37,9 @@ class Settings:
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
     det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
     ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
+    profile: str = field(default="accurate", metadata={"env": "OCR_PROFILE"})
+    profiles: str = field(default="", metadata={"env": "OCR_PROFILES"})  # enabled, comma list; "" = all
+    model_dirs: str = field(default="", metadata={"env": "OCR_MODEL_DIRS"})  # own models, one folder each
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"})
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})

@@ -18,15 +18,13 @@ import cv2
 import numpy as np
 
 from .config import Settings
+from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
 
 log = logging.getLogger(__name__)
 
 # Bump when pre- or post-processing changes what a given image returns: it is part of the cache key.
 PIPELINE_VERSION = "1"
 
-DET_MODEL = "PP-OCRv6_det_small.onnx"
-CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
-REC_MODEL = "PP-OCRv6_rec_small.onnx"
 
 
 class EngineError(RuntimeError):
@@ -49,37 +47,17 @@ class OcrResult:
     elapsed: float = 0.0
 
 
-@dataclass(frozen=True)
-class ModelFiles:
-    det: Path
-    cls: Path
-    rec: Path
-
-    @classmethod
-    def bundled(cls) -> ModelFiles:
-        """The PP-OCR models that ship inside the rapidocr wheel."""
-        import rapidocr
-
-        root = Path(rapidocr.__file__).resolve().parent / "models"
-        files = cls(det=root / DET_MODEL, cls=root / CLS_MODEL, rec=root / REC_MODEL)
-        missing = [str(p.name) for p in (files.det, files.cls, files.rec) if not p.is_file()]
-        if missing:
-            raise EngineError(f"model files missing from the rapidocr package: {', '.join(missing)}")
-        return files
-
-    def digest(self) -> str:
-        """A short digest of the model bytes, so a model change never serves stale cache entries."""
-        return _digest_files(self.det, self.cls, self.rec)
-
-
-@lru_cache(maxsize=4)
-def _digest_files(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+def profile_digest(profile: Profile) -> str:
+    """A short digest of the model bytes and settings, so a model change never serves stale cache entries."""
+    h = hashlib.sha256(f"{profile.name}|{sorted(profile.det_params.items())}".encode())
+    for path in profile.files():
+        h.update(_digest_file(path).encode())
     return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=16)
+def _digest_file(path: Path) -> str:
+    return sha256_file(path)
 
 
 def _session_options(settings: Settings) -> Any:
@@ -122,57 +100,69 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
 
 
 class Engine:
-    """One PP-OCR pipeline. Build one per process (after fork); calls are serialized by a lock."""
+    """One profile's PP-OCR pipeline. Build one per process (after fork); calls are serialized by a lock,
+    shared by every engine of the worker so that one OCR job runs at a time whatever its profile."""
 
-    def __init__(self, settings: Settings, models: ModelFiles | None = None) -> None:
+    def __init__(self, settings: Settings, profile: Profile | None = None,
+                 lock: threading.Lock | None = None) -> None:
         self.settings = settings
-        self.models = models or ModelFiles.bundled()
-        self._lock = threading.Lock()
+        self.profile = profile or accurate_profile()
+        self._lock = lock or threading.Lock()
         cv2.setNumThreads(1)
         started = time.perf_counter()
         self._ocr = self._build()
-        log.info("engine loaded in %.2fs (threads=%d, arena=%s)", time.perf_counter() - started,
-                 settings.threads, settings.ort_arena)
+        log.info("engine %r loaded in %.2fs (%s; threads=%d, arena=%s)", self.profile.name,
+                 time.perf_counter() - started, self.profile.models, settings.threads, settings.ort_arena)
 
     @property
     def cache_namespace(self) -> str:
-        """What besides the image bytes decides the answer: models, pipeline and detection limits."""
+        """What besides the image bytes decides the answer: profile, models, pipeline and detection limits."""
         s = self.settings
-        return f"{self.models.digest()}:p{PIPELINE_VERSION}:d{s.det_limit_side}-{s.det_max_side}"
+        return (f"{self.profile.name}:{profile_digest(self.profile)}:p{PIPELINE_VERSION}"
+                f":d{s.det_limit_side}-{s.det_max_side}")
 
     def _build(self) -> Any:
+        profile, s = self.profile, self.settings
         try:
-            import onnxruntime as ort
+            # Each model loads once, with our options, and is checked before rapidocr sees it.
+            sessions = validate(profile, load_sessions(profile, _session_options(s)))
+        except ProfileError as exc:
+            raise EngineError(str(exc)) from exc
+        try:
             from rapidocr import RapidOCR
             from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
-            s = self.settings
-            ocr = RapidOCR(params={
+            params: dict[str, Any] = {
                 "Global.log_level": "warning",
-                "Det.model_path": str(self.models.det),
-                "Cls.model_path": str(self.models.cls),
-                "Rec.model_path": str(self.models.rec),
+                "Global.use_cls": profile.cls is not None,
+                "Det.model_path": str(profile.det),
+                "Rec.model_path": str(profile.rec),
                 "EngineConfig.onnxruntime.intra_op_num_threads": s.threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
                 "EngineConfig.onnxruntime.enable_cpu_mem_arena": s.ort_arena,
-            })
-            # Hand rapidocr sessions built with our options (its "session" hook), so each model loads once,
-            # then load the three stages now rather than lazily on the first request.
-            opts = _session_options(s)
-            for section, path in ((ocr.cfg.Det, self.models.det), (ocr.cfg.Cls, self.models.cls),
-                                  (ocr.cfg.Rec, self.models.rec)):
-                section._set_flag("allow_objects", True)
-                section.session = ort.InferenceSession(str(path), sess_options=opts,
-                                                       providers=["CPUExecutionProvider"])
+            }
+            if profile.cls is not None:
+                params["Cls.model_path"] = str(profile.cls)
+            if profile.rec_dict is not None:
+                params["Rec.rec_keys_path"] = str(profile.rec_dict)
+            params.update({f"Det.{key}": value for key, value in profile.det_params.items()})
+            ocr = RapidOCR(params=params)
+            # Hand rapidocr the sessions built above (its "session" hook), then load the stages now
+            # rather than lazily on the first request.
+            for stage, section in (("det", ocr.cfg.Det), ("cls", ocr.cfg.Cls), ("rec", ocr.cfg.Rec)):
+                if stage in sessions:
+                    section._set_flag("allow_objects", True)
+                    section.session = sessions[stage]
             ocr._load_det_model()
-            ocr._load_cls_model()
+            if profile.cls is not None:
+                ocr._load_cls_model()
             ocr._load_rec_model()
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
             return ocr
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
-            raise EngineError(f"could not load the OCR models: {exc}") from exc
+            raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
 
     def recognize(self, bgr: np.ndarray) -> OcrResult:
         """OCR one BGR image. Never pass per-request options to RapidOCR: they stick to the engine."""
@@ -194,3 +184,14 @@ class Engine:
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
         return self.recognize(img)
+
+
+def build_engines(settings: Settings) -> dict[str, Engine]:
+    """One engine per enabled profile, sharing the worker's lock; the default profile first."""
+    try:
+        enabled = plan(settings)
+    except ProfileError as exc:
+        raise EngineError(str(exc)) from exc
+    lock = threading.Lock()
+    order = [settings.profile] + [name for name in enabled if name != settings.profile]
+    return {name: Engine(settings, enabled[name], lock) for name in order}

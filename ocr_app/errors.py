@@ -114,6 +114,14 @@ class Draining(OcrError):
         super().__init__("the instance is shutting down")
 
 
+class UnknownProfile(OcrError):
+    code = 40010
+
+    def __init__(self, name: str, valid: list[str]) -> None:
+        super().__init__(f"unknown profile {name[:64]!r}: use one of {', '.join(valid)} (OCR_PROFILES)")
+        self.valid = valid
+
+
 # Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
 _HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
 

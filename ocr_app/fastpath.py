@@ -10,6 +10,7 @@ import io
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from .api import is_raw_image_type, success_body, wants_bypass
 from .service import OcrService
@@ -30,7 +31,7 @@ class CacheHitFastPath:
         started = time.perf_counter()
         length = int(environ["CONTENT_LENGTH"])
         data = environ["wsgi.input"].read(length)
-        outcome = self.service.lookup(data, started)
+        outcome = self.service.lookup(data, started, profile=query_profile(environ.get("QUERY_STRING", "")))
         if outcome is None:
             environ["wsgi.input"] = io.BytesIO(data)  # the Flask app reads the same body
             return self.app(environ, start_response)
@@ -38,6 +39,7 @@ class CacheHitFastPath:
         start_response("200 OK", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("X-Cache", outcome.cache), ("X-Instance", self.service.settings.instance_id),
+            ("X-OCR-Profile", outcome.profile),
         ])
         self.service.metrics.observe_request(200, time.perf_counter() - started)
         return [body]
@@ -52,3 +54,9 @@ class CacheHitFastPath:
             return False
         length = environ.get("CONTENT_LENGTH") or ""
         return length.isdigit() and 0 < int(length) <= self.service.settings.max_upload_bytes
+
+
+def query_profile(query: str) -> str | None:
+    """`profile` from the query string as Flask reads it (first value); the cache key depends on it."""
+    values = parse_qs(query, keep_blank_values=True).get("profile")
+    return values[0] or None if values else None

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from .cache import ResultCache, image_key
 from .config import Settings
-from .engine import Engine, OcrResult
-from .errors import NotReady, Overloaded
+from .engine import Engine, OcrResult, build_engines
+from .errors import NotReady, Overloaded, UnknownProfile
 from .images import check_upload, decode_image
 from .metrics import Metrics
+from .profiles import ProfileError, plan
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Outcome:
     data_json: bytes  # the serialized list of lines, as cached
     cache: str  # HIT | MISS | COALESCED | BYPASS
     cost_time: float
+    profile: str = "accurate"
 
 
 class Admission:
@@ -74,13 +76,14 @@ class OcrService:
     """One per worker process. The engine loads in the background so /health answers at once."""
 
     def __init__(self, settings: Settings, metrics: Metrics, cache: ResultCache,
-                 engine_factory: Callable[[Settings], Engine] = Engine) -> None:
+                 engine_factory: Callable[[Settings], dict[str, Engine]] = build_engines) -> None:
         self.settings = settings
         self.metrics = metrics
         self.cache = cache
         self.admission = Admission(settings.max_queue)
         self._engine_factory = engine_factory
-        self._engine: Engine | None = None
+        self._engine: Engine | None = None  # the default profile's; set once every profile is loaded
+        self._engines: dict[str, Engine] = {}
         self._load_error: str | None = None
         self._loaded = threading.Event()
         self._trim = _malloc_tuning()
@@ -96,11 +99,13 @@ class OcrService:
 
     def _load(self) -> None:
         try:
-            engine = self._engine_factory(self.settings)
+            engines = self._engine_factory(self.settings)
             if self.settings.warmup:
-                engine.warm_up()
+                for engine in engines.values():
+                    engine.warm_up()
             self._trim()  # hand back what model loading and the warm-up freed
-            self._engine = engine
+            self._engines = engines
+            self._engine = engines[self.settings.profile]
             if self._ready_dir is not None:
                 self._ready_dir.mkdir(parents=True, exist_ok=True)
                 (self._ready_dir / str(os.getpid())).touch()
@@ -141,47 +146,75 @@ class OcrService:
                 continue
         return count
 
+    @property
+    def engines(self) -> dict[str, Engine]:
+        """The loaded engine of every enabled profile (empty while loading)."""
+        return self._engines
+
+    def profile_name(self, requested: str | None) -> str:
+        """The profile a request runs: its own choice if enabled, else the instance default."""
+        if not requested:
+            return self.settings.profile
+        if self._engines and requested not in self._engines:
+            raise UnknownProfile(requested, list(self._engines))
+        return requested
+
+    def describe_profiles(self) -> dict[str, object]:
+        """What GET /api/profiles answers: the default and each enabled profile (planned if still loading)."""
+        enabled = {name: engine.profile for name, engine in self._engines.items()}
+        if not enabled:
+            try:
+                enabled = plan(self.settings)
+            except ProfileError as exc:
+                return {"default": self.settings.profile, "profiles": [], "error": str(exc)}
+        return {"default": self.settings.profile, "loaded": bool(self._engines),
+                "profiles": [profile.describe() for profile in enabled.values()]}
+
     # requests
-    def ocr(self, data: bytes, bypass_cache: bool = False) -> Outcome:
-        """OCR the uploaded bytes, answering from the cache when it can."""
+    def ocr(self, data: bytes, bypass_cache: bool = False, profile: str | None = None) -> Outcome:
+        """OCR the uploaded bytes with `profile` (default: OCR_PROFILE), answering from the cache when it can."""
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
             self._loaded.wait(LOAD_WAIT_SECONDS)
-        engine = self._engine
-        if engine is None:
+        if self._engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()
             if self._load_error:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
+        name = self.profile_name(profile)
+        engine = self._engines[name]
         check_upload(data, self.settings)
         key = image_key(engine.cache_namespace, data)
         if bypass_cache:
             data_json = self._run(engine, data)
             self.cache.put(key, data_json)
-            return self._outcome(data_json, "BYPASS", started)
-        hit = self.lookup(data, started, key)
+            return self._outcome(data_json, "BYPASS", started, name)
+        hit = self.lookup(data, started, key, name)
         if hit is not None:
             return hit
         token = self.cache.acquire(key)
         if token is None:  # another request is computing this image: wait for its answer
             waited = self.cache.wait(key, self.cache.lock_ttl)
             if waited is not None:
-                return self._outcome(waited, "COALESCED", started)
+                return self._outcome(waited, "COALESCED", started, name)
             token = "local"
         try:
             data_json = self._run(engine, data)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
-        return self._outcome(data_json, "MISS", started)
+        return self._outcome(data_json, "MISS", started, name)
 
-    def lookup(self, data: bytes, started: float, key: str | None = None) -> Outcome | None:
-        """The cached answer for these bytes, if any: the whole of a warm request."""
-        engine = self._engine
+    def lookup(self, data: bytes, started: float, key: str | None = None,
+               profile: str | None = None) -> Outcome | None:
+        """The cached answer for these bytes and profile, if any: the whole of a warm request.
+
+        None (so the full path runs and explains) for an unknown profile or while loading."""
+        engine = self._engines.get(profile or self.settings.profile)
         if engine is None or not data:
             return None
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
-        return None if cached is None else self._outcome(cached, "HIT", started)
+        return None if cached is None else self._outcome(cached, "HIT", started, engine.profile.name)
 
     def _run(self, engine: Engine, data: bytes) -> bytes:
         try:
@@ -197,9 +230,9 @@ class OcrService:
         self.metrics.engine_runs.inc()
         return serialize_lines(result, 1.0 / image.scale)
 
-    def _outcome(self, data_json: bytes, cache: str, started: float) -> Outcome:
+    def _outcome(self, data_json: bytes, cache: str, started: float, profile: str) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
-        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started)
+        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile)
 
 
 def serialize_lines(result: OcrResult, scale: float) -> bytes:
