@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ocr_app import allocator
 from ocr_app.config import ConfigError, Settings
 from ocr_app.profiles import preflight
 
@@ -26,6 +27,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 _settings = Settings.from_env()
 try:
+    allocator.apply(_settings.allocator)  # may re-execute the master once, before anything forks
     preflight(_settings)  # a bad profile or model folder stops the instance here, naming the file
 except ConfigError as _exc:
     raise SystemExit(f"error: {_exc}") from None

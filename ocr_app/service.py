@@ -59,14 +59,24 @@ class Admission:
             self._count -= 1
 
 
-def _malloc_tuning() -> Callable[[], None]:
-    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use."""
+M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
+
+
+def _malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
+    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
+
+    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
+    mmaps that fault in again on every detection node; the trim after each job still hands them back.
+    """
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
         if libc is None or not hasattr(libc, "malloc_trim"):
             return lambda: None
-        libc.mallopt(-8, 2)  # M_ARENA_MAX: HTTP threads otherwise each grow an arena of their own
+        libc.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
+        if big_heap:
+            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
     except OSError:
         return lambda: None
     return lambda: libc.malloc_trim(0)
@@ -86,7 +96,7 @@ class OcrService:
         self._engines: dict[str, Engine] = {}
         self._load_error: str | None = None
         self._loaded = threading.Event()
-        self._trim = _malloc_tuning()
+        self._trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
         self._drain_flag = Path(settings.runtime_dir, "draining") if settings.runtime_dir else None
         self._ready_dir = Path(settings.runtime_dir, "ready") if settings.runtime_dir else None
 

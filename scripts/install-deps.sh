@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the fleet and its tests need from outside PyPI: nginx, Redis, ab,
-# fonts and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
+# fonts, jemalloc and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
 # $FLEET_HOME/bin. Idempotent: when everything is present it only checks (~1 s).
 #
 # usage: scripts/install-deps.sh [--with-docker]
@@ -28,6 +28,7 @@ redis-server	redis-server
 apache2-utils	ab
 fonts-dejavu-core	dpkg
 fonts-wqy-zenhei	dpkg
+libjemalloc2	dpkg
 chromium	chromium
 procps	pgrep"
 if [ "$with_docker" = 1 ]; then
