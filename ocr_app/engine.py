@@ -191,7 +191,8 @@ class Engine:
                 ocr._load_cls_model()
             ocr._load_rec_model()
             if s.ort_arena:
-                for stage in (ocr.text_det, ocr.text_cls, ocr.text_rec):
+                stages: tuple[Any, ...] = (ocr.text_det, ocr.text_cls, ocr.text_rec)
+                for stage in stages:
                     if stage is not None:
                         stage.session.session = _ShrinkingSession(stage.session.session)
             det: Any = ocr.text_det
