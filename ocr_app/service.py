@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cpu
 from .cache import ResultCache, image_key
 from .config import Settings
 from .engine import Engine, OcrResult, build_engines
@@ -109,6 +110,7 @@ class OcrService:
 
     def _load(self) -> None:
         try:
+            cpu.log_decision()
             engines = self._engine_factory(self.settings)
             if self.settings.warmup:
                 for engine in engines.values():
@@ -178,7 +180,7 @@ class OcrService:
             except ProfileError as exc:
                 return {"default": self.settings.profile, "profiles": [], "error": str(exc)}
         return {"default": self.settings.profile, "loaded": bool(self._engines),
-                "profiles": [profile.describe() for profile in enabled.values()]}
+                "profiles": [profile.describe() for profile in enabled.values()], "cpu": cpu.decision()}
 
     # requests
     def ocr(self, data: bytes, bypass_cache: bool = False, profile: str | None = None) -> Outcome:
