@@ -43,6 +43,12 @@ class Settings:
     profile: str = field(default="accurate", metadata={"env": "OCR_PROFILE"})
     profiles: str = field(default="", metadata={"env": "OCR_PROFILES"})  # enabled, comma list; "" = all
     model_dirs: str = field(default="", metadata={"env": "OCR_MODEL_DIRS"})  # own models, one folder each
+    max_pages: int = field(default=50, metadata={"env": "OCR_MAX_PAGES", "min": 1, "max": 10000})
+    max_batch: int = field(default=16, metadata={"env": "OCR_MAX_BATCH", "min": 1, "max": 1000})
+    pdf_dpi: int = field(default=200, metadata={"env": "OCR_PDF_DPI", "min": 36, "max": 1200})
+    pdf_max_dpi: int = field(default=400, metadata={"env": "OCR_PDF_MAX_DPI", "min": 36, "max": 1200})
+    pdf_max_page_pt: float = field(default=14400.0, metadata={"env": "OCR_PDF_MAX_PAGE_PT", "min": 72})
+    pdf_render_seconds: float = field(default=10.0, metadata={"env": "OCR_PDF_RENDER_SECONDS", "min": 0.001})
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"})
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})
@@ -55,8 +61,11 @@ class Settings:
     drain_seconds: float = field(default=3.0, metadata={"env": "OCR_DRAIN_SECONDS", "min": 0})
     graceful_timeout: int = field(default=90, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
     timeout: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    max_requests: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS", "min": 0})
+    max_requests_jitter: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS_JITTER", "min": 0})
     runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
+    log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
 
     @classmethod
@@ -85,8 +94,12 @@ class Settings:
             )
         if self.allocator not in ALLOCATORS:
             raise ConfigError(f"OCR_ALLOCATOR={self.allocator!r} is not one of {', '.join(ALLOCATORS)}")
+        if self.pdf_dpi > self.pdf_max_dpi:
+            raise ConfigError(f"OCR_PDF_DPI={self.pdf_dpi} must be <= OCR_PDF_MAX_DPI={self.pdf_max_dpi}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"OCR_LOG_FORMAT={self.log_format!r} must be text or json")
         changes: dict[str, Any] = {}
         if not self.instance_id:
             changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"

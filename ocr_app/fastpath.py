@@ -10,7 +10,6 @@ import io
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
 
 from .api import is_raw_image_type, success_body, wants_bypass
 from .service import OcrService
@@ -31,7 +30,7 @@ class CacheHitFastPath:
         started = time.perf_counter()
         length = int(environ["CONTENT_LENGTH"])
         data = environ["wsgi.input"].read(length)
-        outcome = self.service.lookup(data, started, profile=query_profile(environ.get("QUERY_STRING", "")))
+        outcome = self.service.lookup(data, started)  # no query string: the default profile
         if outcome is None:
             environ["wsgi.input"] = io.BytesIO(data)  # the Flask app reads the same body
             return self.app(environ, start_response)
@@ -47,6 +46,8 @@ class CacheHitFastPath:
     def _candidate(self, environ: dict[str, Any]) -> bool:
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/api/ocr":
             return False
+        if environ.get("QUERY_STRING"):
+            return False  # options (words, format, ...) change the answer: only the plain request is short-cut
         mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if not is_raw_image_type(mimetype):
             return False
@@ -55,8 +56,3 @@ class CacheHitFastPath:
         length = environ.get("CONTENT_LENGTH") or ""
         return length.isdigit() and 0 < int(length) <= self.service.settings.max_upload_bytes
 
-
-def query_profile(query: str) -> str | None:
-    """`profile` from the query string as Flask reads it (first value); the cache key depends on it."""
-    values = parse_qs(query, keep_blank_values=True).get("profile")
-    return values[0] or None if values else None

@@ -22,6 +22,7 @@ from .engine import Engine, OcrResult, build_engines
 from .errors import NotReady, Overloaded, UnknownProfile
 from .images import check_upload, decode_image
 from .metrics import Metrics
+from .options import PageOptions
 from .profiles import ProfileError, plan
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,13 @@ class OcrService:
     """One per worker process. The engine loads in the background so /health answers at once."""
 
     def __init__(self, settings: Settings, metrics: Metrics, cache: ResultCache,
-                 engine_factory: Callable[[Settings], dict[str, Engine]] = build_engines) -> None:
+                 engine_factory: Callable[[Settings], Engine | dict[str, Engine]] = build_engines) -> None:
         self.settings = settings
         self.metrics = metrics
         self.cache = cache
         self.admission = Admission(settings.max_queue)
         self._engine_factory = engine_factory
+        self.load_wait = LOAD_WAIT_SECONDS
         self._engine: Engine | None = None  # the default profile's; set once every profile is loaded
         self._engines: dict[str, Engine] = {}
         self._load_error: str | None = None
@@ -111,7 +113,9 @@ class OcrService:
     def _load(self) -> None:
         try:
             cpu.log_decision()
-            engines = self._engine_factory(self.settings)
+            built = self._engine_factory(self.settings)
+            # a factory may build one engine (tests' fakes): it then serves the default profile
+            engines = built if isinstance(built, dict) else {self.settings.profile: built}
             if self.settings.warmup:
                 for engine in engines.values():
                     engine.warm_up()
@@ -140,15 +144,29 @@ class OcrService:
 
     @property
     def ready(self) -> bool:
-        """Ready once every worker of the instance has its engine, so no request meets a cold worker."""
-        if self._engine is None or self.draining:
+        """Ready once every worker of the instance has its engine, so no request meets a cold worker.
+
+        From then on a worker recycled by OCR_MAX_REQUESTS does not make the instance unready (the gateway
+        would drop it for nothing): requests that reach the new worker wait for its engine.
+        """
+        if self.draining or self._load_error:
             return False
-        return self._ready_dir is None or self.ready_workers() >= self.settings.workers
+        if self._ready_dir is None:
+            return self._engine is not None
+        warm = self._ready_dir.with_name("warm")  # cleared by the master at start
+        if warm.exists():
+            return True
+        if self._engine is not None and self.ready_workers() >= self.settings.workers:
+            warm.touch()
+            return True
+        return False
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""
         if self._ready_dir is None:
             return int(self._engine is not None)
+        if not self._ready_dir.is_dir():  # no worker has loaded yet (the master clears it at start)
+            return 0
         count = 0
         for marker in self._ready_dir.iterdir():
             try:
@@ -158,6 +176,7 @@ class OcrService:
                 continue
         return count
 
+    # requests
     @property
     def engines(self) -> dict[str, Engine]:
         """The loaded engine of every enabled profile (empty while loading)."""
@@ -173,7 +192,7 @@ class OcrService:
 
     def describe_profiles(self) -> dict[str, object]:
         """What GET /api/profiles answers: the default and each enabled profile (planned if still loading)."""
-        enabled = {name: engine.profile for name, engine in self._engines.items()}
+        enabled = {name: engine.profile for name, engine in self._engines.items() if hasattr(engine, "profile")}
         if not enabled:
             try:
                 enabled = plan(self.settings)
@@ -182,23 +201,24 @@ class OcrService:
         return {"default": self.settings.profile, "loaded": bool(self._engines),
                 "profiles": [profile.describe() for profile in enabled.values()], "cpu": cpu.decision()}
 
-    # requests
-    def ocr(self, data: bytes, bypass_cache: bool = False, profile: str | None = None) -> Outcome:
-        """OCR the uploaded bytes with `profile` (default: OCR_PROFILE), answering from the cache when it can."""
+    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
+        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
+        page = page or PageOptions()
+        bypass_cache = bypass_cache or page.bypass_cache
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
-            self._loaded.wait(LOAD_WAIT_SECONDS)
+            self._loaded.wait(self.load_wait)
         if self._engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()
             if self._load_error:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
-        name = self.profile_name(profile)
+        name = self.profile_name(page.profile)
         engine = self._engines[name]
         check_upload(data, self.settings)
-        key = image_key(engine.cache_namespace, data)
+        key = image_key(engine.cache_namespace + page.cache_suffix(), data)
         if bypass_cache:
-            data_json = self._run(engine, data)
+            data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
             return self._outcome(data_json, "BYPASS", started, name)
         hit = self.lookup(data, started, key, name)
@@ -211,7 +231,7 @@ class OcrService:
                 return self._outcome(waited, "COALESCED", started, name)
             token = "local"
         try:
-            data_json = self._run(engine, data)
+            data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
@@ -222,17 +242,19 @@ class OcrService:
         """The cached answer for these bytes and profile, if any: the whole of a warm request.
 
         None (so the full path runs and explains) for an unknown profile or while loading."""
-        engine = self._engines.get(profile or self.settings.profile)
+        name = profile or self.settings.profile
+        engine = self._engines.get(name)
         if engine is None or not data:
             return None
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
-        return None if cached is None else self._outcome(cached, "HIT", started, engine.profile.name)
+        return None if cached is None else self._outcome(cached, "HIT", started, name)
 
-    def _run(self, engine: Engine, data: bytes) -> bytes:
+    def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
         try:
             with self.admission:
                 image = decode_image(data, self.settings)
-                result = engine.recognize(image.bgr)
+                # word boxes only when asked: an engine without them still serves every other request
+                result = engine.recognize(image.bgr, words=True) if page.words else engine.recognize(image.bgr)
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
@@ -253,6 +275,12 @@ def serialize_lines(result: OcrResult, scale: float) -> bytes:
     for line in result.lines:
         item = line.to_dict()
         if scale != 1.0:
-            item["box"] = [[round(x * scale, 1), round(y * scale, 1)] for x, y in line.box]
+            item["box"] = _scaled(line.box, scale)
+            for word in item.get("words", ()):
+                word["box"] = _scaled(word["box"], scale)
         lines.append(item)
     return json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _scaled(box: list[list[float]], scale: float) -> list[list[float]]:
+    return [[round(x * scale, 1), round(y * scale, 1)] for x, y in box]

@@ -113,3 +113,13 @@ def test_a_file_that_is_not_onnx_is_refused(tmp_path: Path) -> None:
     (folder / "det" / "model.onnx").write_bytes(b"not a model")
     with pytest.raises(ProfileError, match=r"det/model.onnx does not load as an ONNX model"):
         check_all(Settings.from_env({"OCR_MODEL_DIRS": str(folder)}))
+
+
+def test_profile_travels_with_a_page() -> None:
+    """Document pages fanned out to other instances ask for the same profile (and so the same cache key)."""
+    from ocr_app.options import parse_options
+
+    options = parse_options({"profile": "fast", "words": "1"}, Settings.from_env({}))
+    assert options.page.profile == "fast"
+    assert options.page.to_query() == {"words": "1", "profile": "fast"}
+    assert parse_options({}, Settings.from_env({})).page.to_query() == {}
