@@ -179,7 +179,7 @@ class Engine:
             from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
             params: dict[str, Any] = {
-                "Global.log_level": "warning",
+                "Global.log_level": "error",  # its own colored handler; "no text found" is not a warning
                 "Global.use_cls": profile.cls is not None,
                 "Det.model_path": str(profile.det),
                 "Rec.model_path": str(profile.rec),

@@ -114,10 +114,10 @@ class OcrService:
         try:
             cpu.log_decision()
             built = self._engine_factory(self.settings)
-            # a factory may build one engine (tests' fakes): it then serves the default profile
-            engines = built if isinstance(built, dict) else {self.settings.profile: built}
+            # a factory may build one engine (tests' fakes): it then serves every enabled profile
+            engines = built if isinstance(built, dict) else dict.fromkeys(plan(self.settings), built)
             if self.settings.warmup:
-                for engine in engines.values():
+                for engine in {id(e): e for e in engines.values()}.values():
                     engine.warm_up()
             self._trim()  # hand back what model loading and the warm-up freed
             self._engines = engines
