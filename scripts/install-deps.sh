@@ -30,12 +30,12 @@ done
 # that installs no command.
 wanted="nginx	nginx
 redis-server	redis-server
-apache2-utils	ab"
+apache2-utils	ab
+libjemalloc2	dpkg"
 if [ "$runtime_only" = 0 ]; then
     wanted="$wanted
 fonts-dejavu-core	dpkg
 fonts-wqy-zenhei	dpkg
-libjemalloc2	dpkg
 chromium	chromium
 procps	pgrep"
 fi
