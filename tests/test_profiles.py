@@ -123,3 +123,24 @@ def test_profile_travels_with_a_page() -> None:
     assert options.page.profile == "fast"
     assert options.page.to_query() == {"words": "1", "profile": "fast"}
     assert parse_options({}, Settings.from_env({})).page.to_query() == {}
+
+
+def test_each_model_of_a_profile_loads_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rapidocr gets our sessions through its hook and never builds its own (no model loads twice)."""
+    import onnxruntime as ort
+
+    loaded: list[str] = []
+    original = ort.InferenceSession
+
+    class Counting(original):  # type: ignore[misc, valid-type]
+        def __init__(self, path: str, *args: object, **kwargs: object) -> None:
+            loaded.append(Path(path).name)
+            super().__init__(path, *args, **kwargs)
+
+    import rapidocr.inference_engine.onnxruntime.main as rapid_ort
+
+    monkeypatch.setattr(ort, "InferenceSession", Counting)
+    monkeypatch.setattr(rapid_ort, "InferenceSession", Counting)  # what rapidocr would build its own with
+    engines = build_engines(Settings.from_env({}))
+    assert sorted(loaded) == sorted(f.name for e in engines.values() for f in e.profile.files() if f.suffix == ".onnx")
+    assert len(loaded) == 6  # det, cls and rec of each of the two profiles
