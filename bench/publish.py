@@ -30,7 +30,8 @@ python -m bench.engine_profiles --quick  # only the engine profiles table on the
 ```
 
 `--quick` measures the instance count that uses all cores first and has a 4-minute budget: past it, it
-skips the other count and says so, so it ends within 5 minutes even when neighbours slow the machine.
+skips the other count and says so, so it ends within 5 minutes even when neighbours slow the machine;
+the engine profiles table adds about 6 minutes on 2 cores (`--no-profiles` skips it).
 The peer runs with as many workers as cores and one ONNX Runtime thread each (`--peer-threads 0` for
 rapidocr's stock setting, a thread per core in every worker).
 
