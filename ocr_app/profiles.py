@@ -271,8 +271,15 @@ def preflight(settings: Settings) -> None:
         raise ProfileError(lines[-1].removeprefix("error: "))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m ocr_app.profiles`: validate the configured profiles, as the instance does at start-up."""
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m ocr_app.profiles",
+        description="Check every enabled profile (OCR_PROFILES, OCR_PROFILE, OCR_MODEL_DIRS): files exist and load, "
+                    "dictionaries fit their recognizers. Exit 0 and list them, or exit 2 naming the file at fault.",
+    ).parse_args(argv)
     try:
         enabled = check_all(Settings.from_env())
     except ConfigError as exc:
