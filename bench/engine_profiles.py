@@ -26,6 +26,7 @@ from . import hardset, score
 VARIANTS: dict[str, dict[str, str]] = {
     "baseline (pinned: glibc, no arena)": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0"},
     "accurate": {"OCR_PROFILE": "accurate"},
+    "accurate + glibc-thp": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc-thp"},
     "accurate + bounded arena": {"OCR_PROFILE": "accurate", "OCR_ORT_ARENA": "1"},
     "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
     "fast": {"OCR_PROFILE": "fast"},

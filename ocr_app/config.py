@@ -39,7 +39,7 @@ class Settings:
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
     det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
     ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
-    allocator: str = field(default="glibc-thp", metadata={"env": "OCR_ALLOCATOR"})
+    allocator: str = field(default="glibc", metadata={"env": "OCR_ALLOCATOR"})
     profile: str = field(default="accurate", metadata={"env": "OCR_PROFILE"})
     profiles: str = field(default="", metadata={"env": "OCR_PROFILES"})  # enabled, comma list; "" = all
     model_dirs: str = field(default="", metadata={"env": "OCR_MODEL_DIRS"})  # own models, one folder each

@@ -37,9 +37,11 @@ def test_unknown_allocator_is_refused_naming_the_setting() -> None:
         Settings.from_env({"OCR_ALLOCATOR": "tcmalloc"})
 
 
-def test_default_instance_workers_run_with_huge_pages(instance: Proc) -> None:
+def test_default_instance_keeps_glibc_as_it_is(instance: Proc) -> None:
+    """The default (glibc) needs no re-execution: the processes' environment is left alone."""
     for pid in worker_pids(instance.pid) | {instance.pid}:
-        assert HUGE_PAGES in environ(pid).get("GLIBC_TUNABLES", "").split(":")
+        env = environ(pid)
+        assert HUGE_PAGES not in env.get("GLIBC_TUNABLES", "") and "OCR_ALLOCATOR_APPLIED" not in env
 
 
 def test_jemalloc_instance_serves(tmp_path: Path) -> None:
