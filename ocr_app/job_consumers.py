@@ -96,7 +96,7 @@ class Consumer:
             log.info("jobs: took over page %s of job %s from a stalled or dead consumer", page, job_id)
             self.on_page("taken_over")
         try:
-            status, bypass, words = client.hmget(job_key(job_id), "status", "bypass", "words")
+            status, bypass, words, profile = client.hmget(job_key(job_id), "status", "bypass", "words", "profile")
             if status is not None and as_text(status) not in FINISHED:
                 attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
                 if attempts > MAX_ATTEMPTS:
@@ -105,7 +105,7 @@ class Consumer:
                     self.on_page("failed")
                 # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
                 # the cache: compute it rather than wait for that lock to time out.
-                elif not self._run(job_id, page, PageOptions(words=words == b"1",
+                elif not self._run(job_id, page, PageOptions(words=words == b"1", profile=as_text(profile or b""),
                                                              bypass_cache=bypass == b"1" or redelivered)):
                     client.hincrby(job_key(job_id), f"attempts:{page}", -1)
                     self.on_page("retried")

@@ -149,15 +149,15 @@ class JobStore:
                 raise
 
     def submit(self, pages: list[JobPage], document: bool, words: bool, bypass: bool,
-               params: dict[str, str]) -> str:
+               params: dict[str, str], profile: str = "") -> str:
         """Store the pages, and queue one stream entry per page to OCR; returns the job id."""
         try:
-            return self._submit(pages, document, words, bypass, params)
+            return self._submit(pages, document, words, bypass, params, profile)
         except (redis.RedisError, OSError) as exc:
             raise JobStoreUnavailable(str(exc)) from None
 
     def _submit(self, pages: list[JobPage], document: bool, words: bool, bypass: bool,
-                params: dict[str, str]) -> str:
+                params: dict[str, str], profile: str) -> str:
         to_ocr = [p for p in pages if p.image is not None]
         if self.client.xlen(STREAM) + len(to_ocr) > self.max_pending:
             raise JobQueueFull(self.max_pending)
@@ -169,7 +169,8 @@ class JobStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={
             "status": "queued" if to_ocr else "done", "document": int(document), "total": len(pages),
-            "done": len(read), "words": int(words), "bypass": int(bypass), "created": now, "updated": now,
+            "done": len(read), "words": int(words), "bypass": int(bypass), "profile": profile, "created": now,
+            "updated": now,
             "params": json.dumps(params),
             "pages": json.dumps([[p.number, p.width, p.height, "ocr" if p.image is not None else "pdf_text"]
                                  for p in pages]),

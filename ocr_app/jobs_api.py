@@ -50,6 +50,7 @@ def submit() -> Response:
         raise JobNeedsOneFile(len(uploads))
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = replace(parse_options(params, settings, bypass_cache=bypass), preview=False)
+    profile = _service().profile_name(options.page.profile)  # 400 at once if unknown
     _, data = uploads[0]
     works = load_pages(data, settings, options)  # every page checked and rendered before anything is queued
     if works is None:
@@ -59,7 +60,7 @@ def submit() -> Response:
         pages = [JobPage(w.plan.number, w.plan.width, w.plan.height, w.image, w.lines) for w in works]
     kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
     job_id = store.submit(pages, document=works is not None, words=options.needs_words, bypass=bypass,
-                          params=kept)
+                          params={**kept, "profile": profile}, profile=profile)
     done = sum(p.image is None for p in pages)
     resp = jsonify({"code": 0, "msg": "success", "job_id": job_id, "status": "queued" if done < len(pages)
                     else "done", "progress": {"done": done, "total": len(pages)}})
@@ -89,7 +90,7 @@ def _result(view: JobView) -> Any:
         rec = Recognition(document=True, pages=pages)
     else:
         rec = Recognition(document=False, data_json=json.dumps(pages[0].lines if pages else []).encode())
-    body = answer_body(rec, b"", options, settings.instance_id)
+    body = answer_body(rec, b"", options, settings.instance_id, view.params.get("profile") or settings.profile)
     if options.format not in ("json", "textract"):
         return body.decode()
     result = json.loads(body)
