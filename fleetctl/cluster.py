@@ -26,18 +26,19 @@ AGENT_HCL = (
     'performance { raft_multiplier = 1 } '
     'gossip_lan { probe_interval = "200ms" probe_timeout = "100ms" suspicion_mult = 3 } '
     "autopilot { server_stabilization_time = \"3s\" } "  # a joined server votes after 3 s, not 10
-    "leave_on_terminate = true "
+    "leave_on_terminate = true rejoin_after_leave = true "  # `down` leaves; `up` rejoins from the snapshot
     "disable_update_check = true"
 )
 SAVED = ("advertise", "join")
 
 
 def check_address(value: str, setting: str) -> str:
-    """An IPv4/IPv6 address other hosts can dial (Consul's -advertise takes no names or wildcards)."""
+    """An IPv4 address other hosts can dial: Consul's -advertise takes no names or wildcards, and the
+    URLs and nginx `listen` lines built from it have no brackets for IPv6."""
     try:
-        addr = ipaddress.ip_address(value.strip())
+        addr = ipaddress.IPv4Address(value.strip())
     except ValueError:
-        raise ConfigError(f"{setting}={value!r} is not an IP address") from None
+        raise ConfigError(f"{setting}={value[:80]!r} is not an IPv4 address") from None
     if addr.is_unspecified or addr.is_multicast:
         raise ConfigError(f"{setting}={value!r} is not an address other hosts can reach")
     return str(addr)
@@ -52,11 +53,12 @@ def validate(cfg: FleetConfig) -> FleetConfig:
     """Fail fast, naming the setting, on an address Consul or nginx would reject later."""
     if cfg.join and not cfg.advertise:
         raise ConfigError("FLEET_JOIN needs FLEET_ADVERTISE (--advertise): this host's own address")
-    if cfg.advertise:
-        check_address(cfg.advertise, "FLEET_ADVERTISE")
-        if cfg.advertise.strip() in join_addresses(cfg):
-            raise ConfigError(f"FLEET_JOIN={cfg.join!r} names this host itself (FLEET_ADVERTISE)")
-    return cfg
+    if not cfg.advertise:
+        return cfg
+    advertise, join = check_address(cfg.advertise, "FLEET_ADVERTISE"), join_addresses(cfg)
+    if advertise in join:
+        raise ConfigError(f"FLEET_JOIN={cfg.join!r} names this host itself (FLEET_ADVERTISE)")
+    return cfg.replace(advertise=advertise, join=",".join(join))
 
 
 # --- which role, and the agent's command line ------------------------------------------------
