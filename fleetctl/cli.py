@@ -160,7 +160,7 @@ def _print_plan(plan: Any) -> None:
 @click.option("--no-install", is_flag=True,
               help="Fail, naming the command to run, instead of installing a missing nginx, Redis or Consul.")
 @click.option("--advertise", metavar="ADDR", default=None,
-              help="This host's IP address, for a fleet of several hosts (docs/multihost.md): a real Consul "
+              help="This host's IPv4 address, for a fleet of several hosts (docs/multihost.md): a real Consul "
                    "agent, and every service listening on ADDR [default: FLEET_ADVERTISE; none: one machine].")
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
