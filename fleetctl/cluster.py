@@ -84,11 +84,16 @@ def is_server(cfg: FleetConfig, data_dir: Path) -> bool:
     return count is not None and count < cfg.consul_servers
 
 
+def node_name(cfg: FleetConfig) -> str | None:
+    """This host's Consul node in cluster mode (None on one machine, where every entry is ours)."""
+    return f"fleet-{cfg.advertise}" if cfg.clustered else None
+
+
 def agent_argv(cfg: FleetConfig, binary: str, data_dir: Path, *, server: bool) -> list[str]:
     """`consul agent` for one clustered host: every listener on its address, fixed well-known ports."""
     addr = cfg.advertise
     argv = [
-        binary, "agent", "-data-dir", str(data_dir), "-node", f"fleet-{addr}", "-disable-host-node-id",
+        binary, "agent", "-data-dir", str(data_dir), "-node", str(node_name(cfg)), "-disable-host-node-id",
         "-bind", addr, "-advertise", addr, "-client", addr,
         "-http-port", str(cfg.consul_port), "-dns-port", "-1", "-grpc-port", "-1",
         "-serf-lan-port", str(cfg.serf_port), "-serf-wan-port", "-1", "-server-port", str(cfg.raft_port),

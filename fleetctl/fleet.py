@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetctl import metrics_scrape, procs
+from fleetctl import cluster, metrics_scrape, procs
 from fleetctl.backends.base import (
     Backend,
     FleetError,
@@ -139,7 +139,7 @@ def start_instance(fleet: Fleet, instance_id: str, port: int, cfg_hash: str) -> 
 
 def passing_ids(fleet: Fleet) -> set[str]:
     """Service ids whose checks all pass; an unreachable agent counts as 'none yet'."""
-    health = health_by_id(fleet.consul, fleet.cfg.service_name)
+    health = health_by_id(fleet.consul, fleet.cfg.service_name, cluster.node_name(fleet.cfg))
     return {sid for sid, state in health.items() if state == "passing"}
 
 

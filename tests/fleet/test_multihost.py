@@ -8,6 +8,7 @@ running through one of them with no failed request; and the two servers left kee
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from fleetctl import upstream
 # One port per role, the same on every host (the block no other test uses).
 PORTS = {"FLEET_GATEWAY_PORT": 64080, "FLEET_CONSUL_PORT": 64500, "FLEET_REDIS_PORT": 64379,
          "FLEET_BASE_PORT": 64101, "FLEET_CONSUL_SERF_PORT": 64301, "FLEET_CONSUL_SERVER_PORT": 64300}
-ADDRS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+ADDRS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")  # the fourth: a gateway-only client host
 AB_SECONDS = 16
 
 
@@ -109,7 +110,7 @@ def kill_host(host: Host) -> None:
 
 
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Host]]:
+def all_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Host]]:
     tmp = tmp_path_factory.mktemp("multihost")
     made = [make_host(tmp, addr) for addr in ADDRS]
     try:
@@ -138,7 +139,8 @@ def ocr_via(host: Host, image: Path) -> requests.Response:
                       headers={"Content-Type": "image/png"}, timeout=60)
 
 
-def test_three_hosts_share_one_catalog_and_survive_losing_one(hosts: list[Host], tmp_path: Path) -> None:
+def test_three_hosts_share_one_catalog_and_survive_losing_one(all_hosts: list[Host], tmp_path: Path) -> None:
+    hosts, gateway_only = all_hosts[:3], all_hosts[3]
     first, second, third = hosts
     image = tmp_path / "word.png"
     image.write_bytes(word_png("multihost"))
@@ -151,10 +153,16 @@ def test_three_hosts_share_one_catalog_and_survive_losing_one(hosts: list[Host],
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, f"[{host.addr}] up --join failed:\n{out}"
 
+    # Three servers now (FLEET_CONSUL_SERVERS=3), so a fourth host joins as a client, here without
+    # instances of its own: a gateway-only host.
+    assert len(first.consul().status.peers()) == 3
+    gateway_only.run("up", "-n", "0", "--advertise", gateway_only.addr, "--join", f"{first.addr},{second.addr}")
+    assert gateway_only.consul().agent.self()["Config"]["Server"] is False
+    assert len(first.consul().status.peers()) == 3
+
     everyone = {h.instance for h in hosts}
-    for host in hosts:
+    for host in all_hosts:
         wait_for(lambda h=host: h.members() == everyone, 30, f"all three instances in {host.addr}'s upstream")
-    assert len(first.consul().status.peers()) == 3  # FLEET_CONSUL_SERVERS=3: every host is a server
     # Later commands on a host find its agent from the saved flags: status lists its own instance.
     assert '"address": "127.0.0.2:64101"' in second.run("status", "--json")
     assert ocr_via(second, image).status_code == 200  # warms the cache: ab is mostly hits
@@ -163,7 +171,7 @@ def test_three_hosts_share_one_catalog_and_survive_losing_one(hosts: list[Host],
     # catalog can mark the dead node) while ab runs through a surviving gateway.
     leader = str(first.consul().status.leader()).rpartition(":")[0]
     victim = next(h for h in hosts if h.addr == leader)
-    survivors = [h for h in hosts if h is not victim]
+    survivors = [h for h in all_hosts if h is not victim]
     load = ab(survivors[0], image, AB_SECONDS)
     try:
         wait_for(lambda: ocr_via(survivors[0], image).status_code == 200, 10, "a surviving gateway serving")
@@ -190,7 +198,13 @@ def test_three_hosts_share_one_catalog_and_survive_losing_one(hosts: list[Host],
     assert result.real_failures == 0, result.output
 
     # Two servers of three elect a leader and go on: the survivors' catalog, upstreams and gateways.
-    new_leader = wait_for(lambda: survivors[1].consul().status.leader(), 15, "a new raft leader")
+    new_leader = wait_for(lambda: first.consul().status.leader() if first is not victim
+                          else second.consul().status.leader(), 15, "a new raft leader")
     assert str(new_leader).rpartition(":")[0] != victim.addr
-    assert survivors[0].members() == survivors[1].members() == {h.instance for h in survivors}
-    assert ocr_via(survivors[1], image).status_code == 200
+    left = {h.instance for h in hosts if h is not victim}
+    assert all(h.members() == left for h in survivors)
+    assert all(ocr_via(h, image).status_code == 200 for h in survivors)
+    # Each host's status shows its own instance, never another host's of the same id (ocr-64101).
+    for host in (h for h in hosts if h is not victim):
+        rows = json.loads(host.run("status", "--json"))["instances"]
+        assert [(r["address"], r["health"], r["in_upstream"]) for r in rows] == [(host.instance, "passing", True)]
