@@ -30,6 +30,7 @@ AGENT_HCL = (
     "disable_update_check = true"
 )
 SAVED = ("advertise", "join")
+MAX_JOIN = 16  # a few hosts to find the cluster by; one -retry-join each
 
 
 def check_address(value: str, setting: str) -> str:
@@ -45,8 +46,11 @@ def check_address(value: str, setting: str) -> str:
 
 
 def join_addresses(cfg: FleetConfig) -> list[str]:
-    """FLEET_JOIN as a list of checked addresses (comma-separated, blanks ignored)."""
-    return [check_address(part, "FLEET_JOIN") for part in cfg.join.split(",") if part.strip()]
+    """FLEET_JOIN as a list of checked addresses (comma-separated, blanks and repeats ignored)."""
+    parts = [part for part in cfg.join.split(",") if part.strip()]
+    if len(parts) > MAX_JOIN:
+        raise ConfigError(f"FLEET_JOIN lists {len(parts)} hosts; at most {MAX_JOIN} (any one in the fleet will do)")
+    return list(dict.fromkeys(check_address(part, "FLEET_JOIN") for part in parts))
 
 
 def validate(cfg: FleetConfig) -> FleetConfig:

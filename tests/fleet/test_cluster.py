@@ -46,6 +46,13 @@ def test_hostile_join_names_the_setting(tmp_path: Path, bad: str) -> None:
         cluster.validate(cfg_for(tmp_path, advertise="10.0.0.2", join=f"10.0.0.1,{bad}"))
 
 
+def test_join_list_is_bounded_and_deduplicated(tmp_path: Path) -> None:
+    cfg = cluster.validate(cfg_for(tmp_path, advertise="10.0.0.9", join=" 10.0.0.1 ,,10.0.0.1, 10.0.0.2"))
+    assert cfg.join == "10.0.0.1,10.0.0.2"
+    with pytest.raises(ConfigError, match="at most 16"):
+        cluster.validate(cfg_for(tmp_path, advertise="10.0.0.9", join=",".join(["10.0.0.1"] * 10000)))
+
+
 def test_join_needs_advertise_and_never_names_itself(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs FLEET_ADVERTISE"):
         cluster.validate(cfg_for(tmp_path, join="10.0.0.1"))
