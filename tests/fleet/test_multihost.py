@@ -1,10 +1,11 @@
-"""Three hosts on one machine, as docs/multihost.md runs them on three: 127.0.0.1, .2 and .3.
+"""Four hosts on one machine, as docs/multihost.md runs them on real ones: 127.0.0.1 to 127.0.0.4.
 
-Each simulated host has its own FLEET_HOME, Consul server agent, Redis, instance and gateway, all
-listening on its own loopback address on the same ports (as real hosts would), so nothing clashes.
-The test follows the guide: the first host bootstraps, the others join; every gateway serves every
-host's instances; a host lost to SIGKILL leaves every surviving gateway's upstream while ab keeps
-running through one of them with no failed request; and the two servers left keep the cluster going.
+Each simulated host has its own FLEET_HOME, Consul agent, Redis, instance and gateway, all listening
+on its own loopback address on the same ports (as real hosts would), so nothing clashes. The test
+follows the guide: the first host bootstraps, two more join as servers, a fourth as a client; every
+gateway serves every host's instances. Under ab through one gateway, the raft leader's host and then
+the client host are lost to SIGKILL: each leaves every surviving upstream, ab sees no failed request,
+and the two servers left keep the cluster going.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from fleetctl import upstream
 # One port per role, the same on every host (the block no other test uses).
 PORTS = {"FLEET_GATEWAY_PORT": 64080, "FLEET_CONSUL_PORT": 64500, "FLEET_REDIS_PORT": 64379,
          "FLEET_BASE_PORT": 64101, "FLEET_CONSUL_SERF_PORT": 64301, "FLEET_CONSUL_SERVER_PORT": 64300}
-ADDRS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")  # the fourth: a gateway-only client host
-AB_SECONDS = 16
+ADDRS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")  # the fourth joins as a Consul client
+AB_SECONDS = 120  # an upper bound: ab is stopped (SIGINT) once both hosts are lost
 
 
 @dataclass
@@ -139,8 +140,35 @@ def ocr_via(host: Host, image: Path) -> requests.Response:
                       headers={"Content-Type": "image/png"}, timeout=60)
 
 
-def test_three_hosts_share_one_catalog_and_survive_losing_one(all_hosts: list[Host], tmp_path: Path) -> None:
-    hosts, gateway_only = all_hosts[:3], all_hosts[3]
+def lose(victim: Host, watchers: list[Host]) -> dict[str, float]:
+    """SIGKILL a whole host; seconds until its instance left each watcher's upstream (30 s at most)."""
+    t0 = time.monotonic()
+    kill_host(victim)
+    gone: dict[str, float] = {}
+    while len(gone) < len(watchers) and time.monotonic() - t0 < 30:
+        for host in watchers:
+            if host.addr not in gone and victim.instance not in host.members():
+                gone[host.addr] = time.monotonic() - t0
+        time.sleep(0.02)
+    print(f"\nhost {victim.addr} SIGKILLed: out of the upstream of "
+          + ", ".join(f"{a} after {t:.2f}s" for a, t in gone.items()))
+    return gone
+
+
+def leader_of(hosts: list[Host]) -> str:
+    """The raft leader's address as the first host that answers sees it ('' while there is none)."""
+    for host in hosts:
+        try:
+            return str(host.consul().status.leader()).rpartition(":")[0]
+        except (requests.RequestException, consul.ConsulException):
+            continue
+    return ""
+
+
+def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
+    all_hosts: list[Host], tmp_path: Path
+) -> None:
+    hosts, client_host = all_hosts[:3], all_hosts[3]
     first, second, third = hosts
     image = tmp_path / "word.png"
     image.write_bytes(word_png("multihost"))
@@ -153,58 +181,50 @@ def test_three_hosts_share_one_catalog_and_survive_losing_one(all_hosts: list[Ho
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, f"[{host.addr}] up --join failed:\n{out}"
 
-    # Three servers now (FLEET_CONSUL_SERVERS=3), so a fourth host joins as a client, here without
-    # instances of its own: a gateway-only host.
+    # Three servers now (FLEET_CONSUL_SERVERS=3), so a fourth host joins as a client.
     assert len(first.consul().status.peers()) == 3
-    gateway_only.run("up", "-n", "0", "--advertise", gateway_only.addr, "--join", f"{first.addr},{second.addr}")
-    assert gateway_only.consul().agent.self()["Config"]["Server"] is False
+    client_host.run("up", "-n", "1", "--advertise", client_host.addr, "--join", f"{first.addr},{second.addr}")
+    assert client_host.consul().agent.self()["Config"]["Server"] is False
     assert len(first.consul().status.peers()) == 3
 
-    everyone = {h.instance for h in hosts}
+    everyone = {h.instance for h in all_hosts}
     for host in all_hosts:
-        wait_for(lambda h=host: h.members() == everyone, 30, f"all three instances in {host.addr}'s upstream")
+        wait_for(lambda h=host: h.members() == everyone, 30, f"every instance in {host.addr}'s upstream")
     # Later commands on a host find its agent from the saved flags: status lists its own instance.
     assert '"address": "127.0.0.2:64101"' in second.run("status", "--json")
     assert ocr_via(second, image).status_code == 200  # warms the cache: ab is mostly hits
 
-    # Lose the raft leader's host whole (the harder case: a new leader must be elected before the
-    # catalog can mark the dead node) while ab runs through a surviving gateway.
-    leader = str(first.consul().status.leader()).rpartition(":")[0]
-    victim = next(h for h in hosts if h.addr == leader)
-    survivors = [h for h in all_hosts if h is not victim]
-    load = ab(survivors[0], image, AB_SECONDS)
+    # While ab runs through a server host's gateway: lose the raft leader's host whole (a new leader
+    # must be elected before the catalog can mark the dead node), then the client host too.
+    leader = next(h for h in hosts if h.addr == leader_of(hosts))
+    through = next(h for h in hosts if h is not leader)
+    survivors = [h for h in all_hosts if h is not leader]
+    load = ab(through, image, AB_SECONDS)
     try:
-        wait_for(lambda: ocr_via(survivors[0], image).status_code == 200, 10, "a surviving gateway serving")
-        time.sleep(2)  # ab's traffic is flowing through all three instances before the loss
-        t0 = time.monotonic()
-        kill_host(victim)
-        gone: dict[str, float] = {}
-        while len(gone) < len(survivors) and time.monotonic() - t0 < 30:
-            for host in survivors:
-                if host.addr not in gone and victim.instance not in host.members():
-                    gone[host.addr] = time.monotonic() - t0
-            time.sleep(0.02)
-        out, _ = load.communicate(timeout=AB_SECONDS + 60)
+        wait_for(lambda: ocr_via(through, image).status_code == 200, 10, "a surviving gateway serving")
+        time.sleep(2)  # ab's traffic is flowing through every instance before the loss
+        after_leader = lose(leader, survivors)
+        wait_for(lambda: leader_of(survivors) not in ("", leader.addr), 15, "a new raft leader")
+        after_client = lose(client_host, [h for h in survivors if h is not client_host])
+        time.sleep(2)
+        load.send_signal(signal.SIGINT)  # ab prints its results on SIGINT
+        out, _ = load.communicate(timeout=60)
     finally:
         if load.poll() is None:
             load.kill()
             load.wait()
     result: AbResult = parse_ab(out)
-    print(f"\nleader host {victim.addr} SIGKILLed: out of the upstream of "
-          + ", ".join(f"{a} after {t:.2f}s" for a, t in gone.items())
-          + f"; ab -c 8 through {survivors[0].addr}: {result.complete} requests, {result.real_failures} failed "
+    print(f"ab -c 8 through {through.addr}: {result.complete} requests, {result.real_failures} failed "
           f"({result.length} Length-only differences, not failures)")
-    assert set(gone) == {h.addr for h in survivors}, "a dead host's instance stayed in a surviving upstream"
+    assert set(after_leader) == {h.addr for h in survivors}, "a dead host stayed in a surviving upstream"
+    assert set(after_client) == {h.addr for h in survivors if h is not client_host}
     assert result.real_failures == 0, result.output
 
-    # Two servers of three elect a leader and go on: the survivors' catalog, upstreams and gateways.
-    new_leader = wait_for(lambda: first.consul().status.leader() if first is not victim
-                          else second.consul().status.leader(), 15, "a new raft leader")
-    assert str(new_leader).rpartition(":")[0] != victim.addr
-    left = {h.instance for h in hosts if h is not victim}
-    assert all(h.members() == left for h in survivors)
-    assert all(ocr_via(h, image).status_code == 200 for h in survivors)
+    # Two servers of three go on: the catalog, both upstreams and both gateways.
+    left = [h for h in hosts if h is not leader]
+    assert all(h.members() == {g.instance for g in left} for h in left)
+    assert all(ocr_via(h, image).status_code == 200 for h in left)
     # Each host's status shows its own instance, never another host's of the same id (ocr-64101).
-    for host in (h for h in hosts if h is not victim):
+    for host in left:
         rows = json.loads(host.run("status", "--json"))["instances"]
         assert [(r["address"], r["health"], r["in_upstream"]) for r in rows] == [(host.instance, "passing", True)]
