@@ -228,3 +228,11 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
     for host in left:
         rows = json.loads(host.run("status", "--json"))["instances"]
         assert [(r["address"], r["health"], r["in_upstream"]) for r in rows] == [(host.instance, "passing", True)]
+
+    # The lost leader's host comes back: `up` (flags from cluster.json) rejoins from Consul's snapshot
+    # as a server again, and its instance is back in every live upstream.
+    leader.run("up", "-n", "1")
+    back = {h.instance for h in (*left, leader)}
+    for host in (*left, leader):
+        wait_for(lambda h=host: h.members() == back, 30, f"the returned host's instance in {host.addr}'s upstream")
+    assert len(through.consul().status.peers()) == 3
