@@ -117,3 +117,27 @@ def test_bad_environment_is_a_usage_error(tmp_path: Path) -> None:
     env = {"FLEET_HOME": str(tmp_path / "home"), "FLEET_ADVERTISE": "not-an-ip"}
     result = CliRunner().invoke(main, ["status"], env=env)
     assert result.exit_code == 2 and "FLEET_ADVERTISE" in result.output
+
+
+class _Health:
+    """The catalog's answer for one service id on two hosts (pure data: health_by_id only reads it)."""
+
+    def service(self, _name: str) -> tuple[int, list[dict[str, object]]]:
+        return 1, [
+            {"Node": {"Node": "fleet-10.0.0.1"}, "Service": {"ID": "ocr-8001"},
+             "Checks": [{"CheckID": "serfHealth", "Status": "critical"}]},
+            {"Node": {"Node": "fleet-10.0.0.2"}, "Service": {"ID": "ocr-8001"},
+             "Checks": [{"CheckID": "service:ocr-8001", "Status": "passing"}]},
+        ]
+
+
+class _Catalog:
+    health = _Health()
+
+
+def test_each_host_reads_its_own_instance_of_a_shared_id(tmp_path: Path) -> None:
+    from fleetctl.status import health_by_id
+
+    second = cfg_for(tmp_path, advertise="10.0.0.2")
+    assert health_by_id(_Catalog(), "ocr", cluster.node_name(second)) == {"ocr-8001": "passing"}
+    assert cluster.node_name(cfg_for(tmp_path)) is None
