@@ -196,7 +196,6 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
             obj.cfg = cluster.validate(obj.cfg.replace(advertise=advertise, join=join))
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
-        cluster.save(obj.cfg)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if bounds is not None:
         from fleetctl.autoscale import policy_from
@@ -205,6 +204,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)
+    cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,

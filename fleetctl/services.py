@@ -252,6 +252,24 @@ def _ensure_nginx(cfg: FleetConfig) -> tuple[int, bool]:
         raise ServiceError(str(exc)) from None
 
 
+def _refuse_address_change(cfg: FleetConfig) -> None:
+    """Our running agent listens where it was started; switching between one machine and cluster
+    mode (or to another address) under running instances would strand them, so ask for `down` first."""
+    pid = _live(cfg, "consul") if cfg.managed_consul else None
+    if pid is None:
+        return
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return
+    bound = argv[argv.index("-bind") + 1] if "-bind" in argv[:-1] else cfg.gateway_host
+    if bound != cfg.gateway_host:
+        raise ServiceError(
+            f"the fleet in {cfg.home} runs on {bound}, not {cfg.gateway_host} (FLEET_ADVERTISE): "
+            f"run `fleetctl down` first, then `fleetctl up` again"
+        )
+
+
 # --- public API --------------------------------------------------------------------------------
 
 def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
@@ -260,6 +278,7 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
         d.mkdir(parents=True, exist_ok=True)
     started: dict[str, bool] = {}
     with _lock(cfg):
+        _refuse_address_change(cfg)
         if cfg.managed_consul:
             started["consul"] = _live(cfg, "consul") is None
             if started["consul"]:

@@ -75,19 +75,23 @@ class Host:
         return upstream.upstream_members(self.cfg)
 
     def pids(self) -> set[int]:
-        """Every process of this host: its services (by FLEET_HOME in the command line or environment)
-        and its instances' process groups (their pid files)."""
+        """Every process of this host: whatever its pid files or command lines name, with children."""
         found: set[int] = set()
-        for path in (self.home / "run").rglob("*.pid"):
+        roots: set[int] = set()
+        for path in self.home.rglob("*.pid"):
             try:
-                pid = int(path.read_text().split()[0])
-                found |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
-            except (ValueError, IndexError, psutil.Error):
+                roots.add(int(path.read_text().split()[0]))
+            except (ValueError, IndexError):
                 continue
         for proc in psutil.process_iter(["pid", "cmdline"]):
             if str(self.home) in " ".join(proc.info["cmdline"] or ()):
-                found.add(proc.pid)
-        found.discard(os.getpid())
+                roots.add(proc.pid)
+        found: set[int] = set()
+        for pid in roots - {os.getpid()}:
+            try:  # children too: nginx's workers name no path, and outlive a SIGKILLed master
+                found |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+            except psutil.Error:
+                continue
         return found
 
 
@@ -102,12 +106,17 @@ def make_host(tmp: Path, addr: str) -> Host:
 
 
 def kill_host(host: Host) -> None:
-    """A machine lost at once: SIGKILL to every process it runs (agent, instance, gateway, Redis)."""
-    for pid in host.pids():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """A machine lost at once: SIGKILL to every process it runs (agent, instance, gateway, Redis).
+
+    All are stopped first, so no parent sees a child die and replaces it (nginx respawns workers).
+    """
+    pids = host.pids()
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="module")
