@@ -30,6 +30,7 @@ AGENT_HCL = (
     "disable_update_check = true"
 )
 SAVED = ("advertise", "join")
+SERF_ALIVE = 1  # serf's member status: 1 alive, 2 leaving, 3 left, 4 failed
 MAX_JOIN = 16  # a few hosts to find the cluster by; one -retry-join each
 
 
@@ -108,6 +109,16 @@ def agent_argv(cfg: FleetConfig, binary: str, data_dir: Path, *, server: bool) -
     for host in join_addresses(cfg):
         argv += ["-retry-join", f"{host}:{cfg.serf_port}", "-retry-interval", "2s"]
     return argv
+
+
+def down_nodes(client: consul.Consul) -> set[str]:
+    """Nodes the LAN gossip has seen fail (or leave): known about a second after a host dies, even
+    while the servers elect a new leader. Empty when the agent cannot say (the catalog decides)."""
+    try:
+        members = client.agent.members()
+    except (requests.RequestException, consul.ConsulException, ValueError):
+        return set()
+    return {str(m.get("Name")) for m in members or [] if m.get("Status") != SERF_ALIVE}
 
 
 # --- the flags `up` was given, for the commands that follow on this host ---------------------
