@@ -18,6 +18,7 @@ from pathlib import Path
 
 import consul
 import requests
+from consul.callback import CB
 
 from fleetctl.config import ConfigError, FleetConfig
 
@@ -87,6 +88,20 @@ def is_server(cfg: FleetConfig, data_dir: Path) -> bool:
         return True
     count = server_count(cfg)
     return count is not None and count < cfg.consul_servers
+
+
+def is_voter(cfg: FleetConfig) -> bool:
+    """Whether this host's server votes in raft. Autopilot promotes a joined server only after it
+    has been stable for a while (3 s here, checked every 10 s). Until then, losing another server
+    can cost the quorum, so `up` waits for the vote."""
+    client = consul.Consul(host=cfg.advertise, port=cfg.consul_port, connections_timeout=2.0)
+    try:
+        config = client.http.get(CB.json(), "/v1/operator/raft/configuration")
+    except (requests.RequestException, consul.ConsulException, ValueError):
+        return False
+    finally:
+        client.http.session.close()
+    return any(s.get("Node") == node_name(cfg) and s.get("Voter") for s in (config or {}).get("Servers", []))
 
 
 def node_name(cfg: FleetConfig) -> str | None:

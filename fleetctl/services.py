@@ -161,8 +161,9 @@ def _start_consul(cfg: FleetConfig) -> int:
         raise ServiceError("consul not found in $FLEET_HOME/bin or on PATH (run `fleetctl deps`)")
     data_dir = cfg.home / "consul"
     data_dir.mkdir(parents=True, exist_ok=True)
+    server = cfg.clustered and cluster.is_server(cfg, data_dir)
     if cfg.clustered:
-        argv = cluster.agent_argv(cfg, binary, data_dir, server=cluster.is_server(cfg, data_dir))
+        argv = cluster.agent_argv(cfg, binary, data_dir, server=server)
     else:
         # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
         # and a developer's fleet can run side by side.
@@ -176,8 +177,9 @@ def _start_consul(cfg: FleetConfig) -> int:
     pid = procs.spawn(
         argv, log_path=_log_file(cfg, "consul"), pid_path=_pid_file(cfg, "consul")
     )
-    # A joining agent is ready once it knows the cluster's leader, which takes a gossip round or two.
-    _wait_alive_and_ready(cfg, "consul", pid, lambda: _consul_ready(cfg), timeout=60 if cfg.join else 30)
+    # A joining agent is ready once it knows the cluster's leader, a server once it also votes.
+    _wait_alive_and_ready(cfg, "consul", pid, lambda: _consul_ready(cfg) and (not server or cluster.is_voter(cfg)),
+                          timeout=60 if cfg.join else 30)
     return pid
 
 

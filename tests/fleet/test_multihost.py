@@ -27,8 +27,8 @@ from helpers import wait_for
 from test_fleet_integration import AbResult, parse_ab, word_png
 from test_fleet_integration import _tool_path as tool_path
 
+from fleetctl import cluster, upstream
 from fleetctl import config as fleet_config
-from fleetctl import upstream
 
 # One port per role, the same on every host (the block no other test uses).
 PORTS = {"FLEET_GATEWAY_PORT": 64080, "FLEET_CONSUL_PORT": 64500, "FLEET_REDIS_PORT": 64379,
@@ -188,8 +188,10 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
         assert host.run("up", "-n", "1", "--advertise", host.addr, "--join", first.addr).strip().endswith(
             host.gateway)
 
-    # Three servers now (FLEET_CONSUL_SERVERS=3), so a fourth host joins as a client.
+    # Three voting servers now (a joining server's `up` waits for its vote: FLEET_CONSUL_SERVERS=3),
+    # so a fourth host joins as a client.
     assert len(first.consul().status.peers()) == 3
+    assert all(cluster.is_voter(h.cfg) for h in hosts)
     client_host.run("up", "-n", "1", "--advertise", client_host.addr, "--join", f"{first.addr},{second.addr}")
     assert client_host.consul().agent.self()["Config"]["Server"] is False
     assert len(first.consul().status.peers()) == 3
