@@ -5,9 +5,9 @@ agent instead of `-dev`: the first host a server that bootstraps alone (`-bootst
 joining host a server while the cluster has fewer than FLEET_CONSUL_SERVERS, else a client. Joining
 servers never bootstrap: the leader adds them to raft, so there is never a second cluster.
 
-Gossip and raft are tuned for a LAN (docs/multihost.md): a dead node's serfHealth goes critical
-within about a second, which takes its instances out of every gateway (the sync loop asks only for
-passing ones), and a lost leader is replaced in about two.
+Gossip and raft are tuned for a LAN (docs/multihost.md): gossip reports a dead node within about a
+second, and the sync loop drops its instances from every gateway then (down_nodes), without waiting
+for a raft leader to mark its serfHealth critical in the catalog.
 """
 from __future__ import annotations
 
