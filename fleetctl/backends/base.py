@@ -150,7 +150,7 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
     """The OCR_* environment an instance gets: its identity, where Consul and Redis are, and the
     instance settings of the table in fleetctl/config.py (see docs/architecture.md)."""
     return {
-        "OCR_HOST": "127.0.0.1",
+        "OCR_HOST": cfg.gateway_host,  # other hosts' gateways dial it there in cluster mode
         "OCR_PORT": str(port),
         "OCR_INSTANCE_ID": spec_id,
         "OCR_CONSUL_ADDR": cfg.consul_address,
