@@ -76,7 +76,7 @@ class AppContext:
         return self._consul
 
     def backend(self, name: str | None) -> Backend:
-        return make_backend(name or self.cfg.backend, self.cfg)
+        return make_backend(name or self.cfg.backend, self.cfg, report=_progress)
 
     def fleet(self, backend: Backend) -> Any:
         from fleetctl import upstream
