@@ -9,6 +9,7 @@ SIGTERM; Swarm's stop grace period is longer than that drain.
 from __future__ import annotations
 
 import builtins
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -38,12 +39,23 @@ STOP_GRACE_S = 60
 LIVE_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 # The task's port, computed where the template has been expanded (Go templates cannot add).
 PORT_EXPR = "$((FLEET_PORT_BASE + FLEET_TASK_SLOT))"
-RUN = (f"export OCR_PORT={PORT_EXPR} OCR_INSTANCE_ID=ocr-{PORT_EXPR}; "
+ADDR_FILE = "/tmp/ocr-fleet-address"
+# The node's address as its Consul agent advertises it: the task binds and registers it, so the
+# gateways of other nodes reach it (a lone dev agent says 127.0.0.1).
+NODE_ADDR = ('import json, os, urllib.request as u\n'
+             'try:\n'
+             '    url = "http://%s/v1/agent/self" % os.environ["OCR_CONSUL_ADDR"]\n'
+             '    print(json.load(u.urlopen(url, timeout=5))["Member"]["Addr"])\n'
+             'except Exception:\n'
+             '    print("127.0.0.1")\n')
+RUN = (f"addr=$(python3 -c '{NODE_ADDR}'); echo \"$addr\" > {ADDR_FILE}; "
+       f"export OCR_HOST=$addr OCR_PORT={PORT_EXPR} OCR_INSTANCE_ID=ocr-{PORT_EXPR}; "
        "exec gunicorn -c python:ocr_app.gunicorn_conf 'ocr_app:create_app()'")
 # Readiness (engine warm), not liveness: a start-first update must not stop the old task early.
 HEALTH = ("import os, urllib.request; port = int(os.environ['FLEET_PORT_BASE']) + "
           "int(os.environ['FLEET_TASK_SLOT']); "
-          "urllib.request.urlopen('http://127.0.0.1:%d/ready' % port, timeout=2)")
+          f"addr = open('{ADDR_FILE}').read().strip() or '127.0.0.1'; "
+          "urllib.request.urlopen('http://%s:%d/ready' % (addr, port), timeout=2)")
 APPLY_WAIT_S = 60.0
 
 
@@ -235,7 +247,7 @@ class SwarmBackend(Backend):
         wanted = self._wanted(service)
         removed: builtins.list[InstanceInfo] = []
         if p.desired < len(wanted):
-            service.scale(p.desired)
+            self._scale(p.desired)
             removed = self._await_removed({t["ID"]: t for t in wanted})
             service.reload()
         kept = [self._info(t) for t in self._wanted(service)]
@@ -244,9 +256,18 @@ class SwarmBackend(Backend):
             service.update(mode=mode, **self._spec(1 - gen, p.config_hash))
             return Converged(started=self._infos(1 - gen, slots, p.config_hash), removed=removed + kept)
         if p.desired > len(kept):
-            service.scale(p.desired)
+            self._scale(p.desired)
         new = [s for s in slots if self._port_base(gen) + s not in {i.port for i in kept}]
         return Converged(started=self._infos(gen, new, p.config_hash), removed=removed)
+
+    def _scale(self, replicas: int) -> None:
+        """Set the replica count alone. The CLI sends the service's spec back unchanged; the SDK's
+        scale() sends empty sections where the spec has none, which Swarm takes for a new task
+        template and answers with a rolling update of every task."""
+        run = subprocess.run(["docker", "service", "scale", "--detach", f"{service_name(self.cfg)}={replicas}"],
+                             capture_output=True, text=True, timeout=60, check=False)
+        if run.returncode != 0:
+            raise BackendUnavailable(f"docker service scale failed: {run.stderr.strip()}")
 
     def _infos(self, generation: int, slots: Iterable[int], cfg_hash: str) -> builtins.list[InstanceInfo]:
         """What the tasks of these slots will be (their node is known once Swarm placed them)."""
@@ -281,8 +302,8 @@ class SwarmBackend(Backend):
     def is_alive(self, info: InstanceInfo) -> bool:
         """A slot still on its way up (no task yet in a rolling update) counts as alive."""
         task = self._task_of(info)
-        if task is None:
-            return self.service() is not None
+        if task is None:  # not created yet, or removed after it stopped (a task that ran had a container)
+            return info.container_id is None and self.service() is not None
         return bool(task["Status"]["State"] in LIVE_STATES)
 
     def is_ready(self, info: InstanceInfo) -> bool:
@@ -293,7 +314,7 @@ class SwarmBackend(Backend):
         """One task cannot be stopped alone: scale the service down by one (Swarm picks which)."""
         service = self.service()
         if service is not None:
-            service.scale(max(0, len(self._wanted(service)) - 1))
+            self._scale(max(0, len(self._wanted(service)) - 1))
 
     def remove_all(self, grace: float, report: Callable[[str], None]) -> int:
         """`down`: remove the service; its tasks drain on SIGTERM and are gone when this returns."""
