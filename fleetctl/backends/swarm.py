@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fleetctl.backends.base import (
-    Backend,
     BackendUnavailable,
     Converged,
     InstanceInfo,
@@ -24,18 +23,17 @@ from fleetctl.backends.base import (
 )
 from fleetctl.backends.docker import (
     LABEL,
-    ContainerLogReader,
     DockerBackend,
     _parse_docker_time,
     fleet_label,
 )
 from fleetctl.config import FleetConfig
-from fleetctl.logs import LogReader
 from fleetctl.planner import Plan, Start, Stop
 
 NS = 1_000_000_000
-# Longer than the instance's SIGTERM drain (OCR_DRAIN_SECONDS, 3 s) plus the in-flight OCR it finishes.
-STOP_GRACE_S = 60
+# Longer than all an instance does on SIGTERM: serve OCR_DRAIN_SECONDS (3 s) out of the registry,
+# then let gunicorn finish in-flight work for up to OCR_GRACEFUL_TIMEOUT (90 s). Only then SIGKILL.
+STOP_GRACE_S = 100
 LIVE_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 # The task's port, computed where the template has been expanded (Go templates cannot add).
 PORT_EXPR = "$((FLEET_PORT_BASE + FLEET_TASK_SLOT))"
@@ -88,15 +86,14 @@ def _env_value(env: builtins.list[str], name: str) -> str:
     return ""
 
 
-class SwarmBackend(Backend):
-    """The tasks of one replicated service; the Docker client is passed in."""
+class SwarmBackend(DockerBackend):
+    """The tasks of one replicated service; the Docker client is passed in. The image checks, memory
+    and logs are the docker backend's, for the tasks' containers on this node."""
 
     name = "swarm"
 
     def __init__(self, cfg: FleetConfig, client: Any):
-        self.cfg = cfg
-        self.client = client
-        self.images = DockerBackend(cfg, client)  # the image checks are the docker backend's
+        super().__init__(cfg, client)
         self._nodes: dict[str, tuple[str, str]] = {}
 
     # --- the service and its tasks --------------------------------------------------------------
@@ -135,7 +132,7 @@ class SwarmBackend(Backend):
         return InstanceInfo(
             id=instance_id(port), backend=self.name, host=host, port=port,
             container_id=(status.get("ContainerStatus") or {}).get("ContainerID") or None,
-            started_at=_parse_docker_time(status.get("Timestamp", "")),
+            started_at=_parse_docker_time(task.get("CreatedAt", "")),
             config_hash=labels.get(f"{LABEL}.config-hash", ""), node=hostname or None,
         )
 
@@ -197,11 +194,8 @@ class SwarmBackend(Backend):
 
     # --- applying -------------------------------------------------------------------------------
 
-    def artifact(self) -> str:
-        return self.images.artifact()
-
     def preflight(self) -> None:
-        self.images.ensure_image()
+        self.ensure_image()
         ensure_swarm(self.client)
 
     def _spec(self, generation: int, cfg_hash: str) -> dict[str, Any]:
@@ -336,28 +330,3 @@ class SwarmBackend(Backend):
                     break
                 time.sleep(0.2)
         return count
-
-    # --- inspection -----------------------------------------------------------------------------
-
-    def _container(self, info: InstanceInfo) -> Any | None:
-        import docker
-
-        if not info.container_id:
-            return None
-        try:
-            return self.client.containers.get(info.container_id)
-        except docker.errors.NotFound:  # on another node, or gone
-            return None
-
-    def rss_bytes(self, info: InstanceInfo) -> int | None:
-        return self.images.rss_bytes(info) if self._container(info) is not None else None
-
-    def log_readers(self) -> dict[str, LogReader]:
-        """The logs of this node's tasks (the engine only has its own containers)."""
-        readers: dict[str, LogReader] = {}
-        for info in self.list():
-            container = self._container(info)
-            if container is not None:
-                readers[info.id] = ContainerLogReader(container)
-        return readers
-
