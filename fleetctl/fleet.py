@@ -4,6 +4,8 @@ Scale-up waits until every new instance passes its Consul check *and* sits in th
 rendered nginx upstream; scale-down takes an instance out of the upstream first
 (Consul maintenance mode, then a reload without it), lets in-flight requests finish,
 and only then sends SIGTERM. That order is what keeps the gateway at zero errors.
+A backend whose runtime schedules (Swarm) takes the whole plan in `converge`; the tasks it
+stops drain themselves on SIGTERM (out of Consul first), and fleetctl waits for both sides.
 """
 from __future__ import annotations
 
