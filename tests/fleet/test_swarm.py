@@ -153,6 +153,21 @@ def test_rebuilt_image_rolls_out_start_first_under_load(swarm_fleet: Fleet, tmp_
           f"requests, {result.failed} ab 'failed' of which {result.length} Length only")
 
 
+def test_shrinking_and_rolling_back_in_one_scale(swarm_fleet: Fleet) -> None:
+    """Swarm picks the task a scale-down stops, so the slot that is left is rolled, whichever it is."""
+    f = swarm_fleet
+    f.run("scale", "2")
+    f.env.pop("FLEET_IMAGE", None)  # back to ocr-fleet:latest: drift again
+    before = {r["port"] for r in f.status()["instances"]}
+    result = run_ab_during(f, lambda: f.run("scale", "1"))
+    assert result.real_failures == 0, result.output
+    [row] = f.status()["instances"]
+    assert f.base_port < row["port"] <= f.base_port + SLOTS  # back in the first window
+    assert row["port"] + SLOTS in before  # the slot Swarm kept, rolled
+    assert f.members() == {row["address"]} and replicas(f) == "1/1"
+    assert f.run("scale", "1", "--dry-run").stdout.startswith("nothing to do")
+
+
 def test_down_removes_the_service(swarm_fleet: Fleet) -> None:
     f = swarm_fleet
     f.run("down", timeout=240)
