@@ -30,6 +30,7 @@ from fleetctl.backends.swarm import service_name
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 SLOTS = 8  # FLEET_SWARM_SLOTS: two windows of 8 ports above the base
 TIMINGS: dict[str, float] = {}
+REBUILT: list[str] = []  # image tags the module made, removed at its end
 
 
 def docker_cli(*args: str, timeout: float = 120) -> str:
@@ -56,6 +57,8 @@ def engine() -> Iterator[None]:
     yield
     if not had_swarm:
         docker_cli("swarm", "leave", "--force")
+    for tag in REBUILT:  # the fleets using them are down by now
+        docker_cli("image", "rm", tag)
 
 
 def fleet_for(tmp: Path, backend: str) -> Fleet:
@@ -83,6 +86,7 @@ def replicas(f: Fleet) -> str:
 
 def rebuilt_image(tag: str, ctx: Path) -> str:
     """A new image ID on top of the fleet image, as a rebuild makes one (offline: no pull)."""
+    REBUILT.append(tag)
     (ctx / "Dockerfile").write_text(f"FROM ocr-fleet:latest\nLABEL ocr-fleet.test-rebuild={uuid.uuid4().hex}\n")
     subprocess.run(["docker", "build", "-q", "--network", "none", "-t", tag, str(ctx)], check=True,
                    capture_output=True, text=True, timeout=300, env={**os.environ, "DOCKER_BUILDKIT": "0"})
