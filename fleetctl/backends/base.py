@@ -169,7 +169,9 @@ def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
     """Hash of everything that shapes an instance, so drift shows and gets replaced (compose's idea):
     what it runs, and the environment it gets except its own identity."""
     env = instance_env(cfg, "", 0)
-    for own in ("OCR_PORT", "OCR_INSTANCE_ID"):
+    # The gateway's address is the fleet's, not the instance's shape: a moved gateway only sends
+    # documents' pages back to local OCR until instances are replaced (ocr_app/fanout.py falls back).
+    for own in ("OCR_PORT", "OCR_INSTANCE_ID", "OCR_GATEWAY_URL"):
         env.pop(own)
     relevant: dict[str, object] = {"backend": backend, "artifact": artifact, "env": env}
     if backend == "docker":
@@ -189,4 +191,5 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
         "OCR_REDIS_URL": cfg.redis_address,
         "OCR_SERVICE_NAME": cfg.service_name,
         **instance_settings(cfg),
+        "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet
     }
