@@ -76,7 +76,7 @@ class AppContext:
         return self._consul
 
     def backend(self, name: str | None) -> Backend:
-        return make_backend(name or self.cfg.backend, self.cfg)
+        return make_backend(name or self.cfg.backend, self.cfg, report=_progress)
 
     def fleet(self, backend: Backend) -> Any:
         from fleetctl import upstream
@@ -101,7 +101,8 @@ def _obj(ctx: click.Context) -> AppContext:
 
 backend_option = click.option(
     "--backend", type=click.Choice(BACKENDS), default=None,
-    help="Where instances run [default: FLEET_BACKEND or process].",
+    help="Where instances run: host processes, docker containers, or the tasks of one Swarm service "
+         "(swarm; up makes the engine a single-node swarm if it is in none) [default: FLEET_BACKEND or process].",
 )
 timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=1), default=180.0, show_default=True,

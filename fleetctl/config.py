@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("process", "docker")
+BACKENDS = ("process", "docker", "swarm")
 PORT = {"min": 1, "max": 65535}
 
 
@@ -39,6 +39,8 @@ class FleetConfig:
     redis_port: int = field(default=6379, metadata={"env": "FLEET_REDIS_PORT", **PORT})
     base_port: int = field(default=8001, metadata={"env": "FLEET_BASE_PORT", **PORT})
     image: str = field(default="ocr-fleet:latest", metadata={"env": "FLEET_IMAGE"})
+    # Swarm: a port window of this many slots per generation (rolling updates alternate two windows).
+    swarm_slots: int = field(default=100, metadata={"env": "FLEET_SWARM_SLOTS", "min": 1, "max": 10000})
     service_name: str = field(default="ocr", metadata={"env": "FLEET_SERVICE_NAME"})
     rss_warn_mb: float = field(default=1024.0, metadata={"env": "FLEET_RSS_WARN_MB", "min": 0})
     # `fleetctl autoscale` (fleetctl/autoscale.py): target in-flight jobs per worker, CPU cores per worker

@@ -4,6 +4,8 @@ Scale-up waits until every new instance passes its Consul check *and* sits in th
 rendered nginx upstream; scale-down takes an instance out of the upstream first
 (Consul maintenance mode, then a reload without it), lets in-flight requests finish,
 and only then sends SIGTERM. That order is what keeps the gateway at zero errors.
+A backend whose runtime schedules (Swarm) takes the whole plan in `converge`; the tasks it
+stops drain themselves on SIGTERM (out of Consul first), and fleetctl waits for both sides.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from fleetctl.backends.base import (
     instance_env,
 )
 from fleetctl.config import FleetConfig
-from fleetctl.planner import Plan, plan
+from fleetctl.planner import Plan
 from fleetctl.status import health_by_id
 
 POLL_S = 0.2
@@ -95,8 +97,8 @@ def make_plan(fleet: Fleet, desired: int) -> Plan:
     actual = fleet.backend.list()
     span = desired + len(actual) + 64
     busy = busy_ports(fleet.cfg.base_port, span, (i.port for i in actual), fleet.cfg.gateway_host)
-    return plan(desired, actual, config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact()),
-                base_port=fleet.cfg.base_port, busy_ports=busy)
+    return fleet.backend.plan(desired, actual,
+                              config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact()), busy)
 
 
 def scale_lock(cfg: FleetConfig) -> contextlib.AbstractContextManager[None]:
@@ -120,6 +122,14 @@ def apply_plan(fleet: Fleet, p: Plan, *, wait: bool = True, timeout: float = 180
     t0 = fleet.clock()
     if p.start:
         fleet.backend.preflight()
+    if not p.is_noop:
+        converged = fleet.backend.converge(p)
+        if converged is not None:  # the runtime placed them: wait for what it started, then what it stops
+            if converged.started and wait:
+                wait_ready(fleet, converged.started, deadline)
+                fleet.report(f"{len(converged.started)} instance(s) ready in {fleet.clock() - t0:.1f}s")
+            wait_gone(fleet, converged.removed, deadline)
+            return
     started = [start_instance(fleet, s.id, s.port, p.config_hash) for s in p.start]
     if started and wait:
         wait_ready(fleet, started, deadline)
@@ -151,7 +161,9 @@ def wait_ready(fleet: Fleet, infos: Sequence[InstanceInfo], deadline: float) -> 
     while pending:
         passing = passing_ids(fleet)
         members = fleet.upstream_members(fleet.cfg)
+        placed = {i.id: i for i in fleet.backend.list()}  # where the runtime put it (Swarm picks the node)
         for iid, info in list(pending.items()):
+            info = pending[iid] = placed.get(iid, info)
             marks = seen[iid]
             if iid in passing and "passing" not in marks:
                 marks.add("passing")
@@ -159,7 +171,7 @@ def wait_ready(fleet: Fleet, infos: Sequence[InstanceInfo], deadline: float) -> 
             if info.address in members and "upstream" not in marks:
                 marks.add("upstream")
                 fleet.report(f"{iid}: in the nginx upstream (+{fleet.clock() - t0:.1f}s)")
-            if marks >= {"passing", "upstream"}:
+            if marks >= {"passing", "upstream"} and fleet.backend.is_ready(info):
                 del pending[iid]
             elif not fleet.backend.is_alive(info):
                 tail = fleet.backend.log_tail(info)
@@ -176,7 +188,27 @@ def wait_ready(fleet: Fleet, infos: Sequence[InstanceInfo], deadline: float) -> 
 
 def _pending_ready(iid: str, marks: set[str]) -> str:
     labels = {"passing": "passing in Consul", "upstream": "in the nginx upstream"}
-    return f"{iid}: not yet " + " and ".join(label for key, label in labels.items() if key not in marks)
+    missing = [label for key, label in labels.items() if key not in marks] or ["up in the runtime's view"]
+    return f"{iid}: not yet " + " and ".join(missing)
+
+
+def wait_gone(fleet: Fleet, infos: Sequence[InstanceInfo], deadline: float) -> None:
+    """Instances the runtime stops drain themselves on SIGTERM: wait until they left the upstream and
+    exited, then drop any registration a hard kill left behind."""
+    t0 = fleet.clock()
+    pending = {i.id: i for i in infos}
+    while pending:
+        members = fleet.upstream_members(fleet.cfg)
+        for iid, info in list(pending.items()):
+            if info.address not in members and not fleet.backend.is_alive(info):
+                deregister(fleet.consul, iid)
+                fleet.report(f"{iid}: stopped (+{fleet.clock() - t0:.1f}s)")
+                del pending[iid]
+        if not pending:
+            return
+        if fleet.clock() >= deadline:
+            raise ScaleTimeout("timed out waiting for instances to stop", [f"{i}: still running" for i in pending])
+        fleet.sleep(POLL_S)
 
 
 def set_maintenance(consul: Any, service_id: str, enable: bool) -> None:
@@ -260,6 +292,10 @@ def down(cfg: FleetConfig, backends: Sequence[Backend], consul: Any | None,
     """Stop every instance of every backend, then the managed services; returns instances stopped."""
     count = 0
     for backend in backends:
+        removed = backend.remove_all(STOP_GRACE_S, report)
+        if removed is not None:
+            count += removed
+            continue
         infos = backend.list()
         if not infos:
             continue

@@ -57,6 +57,7 @@ class InstanceRow:
     uptime_s: float
     requests: int | None
     cache_hit_ratio: float | None
+    node: str | None = None  # the machine, where the runtime places instances (Swarm)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def _row(backend: Backend, info: InstanceInfo, health: Mapping[str, str], member
         uptime_s=round(info.uptime(now), 1),
         requests=metrics.requests if metrics else None,
         cache_hit_ratio=None if ratio is None else round(ratio, 3),
+        node=info.node,
     )
 
 
@@ -164,11 +166,11 @@ def _service_status(state: Mapping[str, Any]) -> str:
 
 def render_table(status: FleetStatus) -> str:
     """Plain aligned columns; one row per instance, then one per managed service."""
-    head = ("ID", "BACKEND", "ADDRESS", "CONSUL", "UPSTREAM", "RSS MiB", "UPTIME", "REQUESTS", "CACHE HIT")
+    head = ("ID", "BACKEND", "NODE", "ADDRESS", "CONSUL", "UPSTREAM", "RSS MiB", "UPTIME", "REQUESTS", "CACHE HIT")
     rows = [head]
     for r in status.instances:
         ratio = None if r.cache_hit_ratio is None else f"{r.cache_hit_ratio:.0%}"
-        rows.append((r.id, r.backend, r.address, r.health, _fmt(r.in_upstream), _fmt(r.rss_mb, ".1f"),
+        rows.append((r.id, r.backend, r.node or "-", r.address, r.health, _fmt(r.in_upstream), _fmt(r.rss_mb, ".1f"),
                      _uptime(r.uptime_s), _fmt(r.requests), _fmt(ratio)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

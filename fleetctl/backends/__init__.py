@@ -34,8 +34,10 @@ __all__ = [
 ]
 
 
-def make_backend(name: str, cfg: FleetConfig, docker_client: Callable[[], Any] | None = None) -> Backend:
-    """The backend called `name`; `docker_client` is only called (and Docker only needed) for docker."""
+def make_backend(name: str, cfg: FleetConfig, docker_client: Callable[[], Any] | None = None,
+                 report: Callable[[str], None] = lambda _m: None) -> Backend:
+    """The backend called `name`; `docker_client` is only called (and Docker only needed) for docker
+    and swarm; swarm makes the engine a single-node swarm manager when it is in no swarm."""
     if name == "process":
         from fleetctl.backends.process import ProcessBackend
 
@@ -44,6 +46,13 @@ def make_backend(name: str, cfg: FleetConfig, docker_client: Callable[[], Any] |
         from fleetctl.backends.docker import DockerBackend, connect
 
         return DockerBackend(cfg, (docker_client or connect)())
+    if name == "swarm":
+        from fleetctl.backends.docker import connect
+        from fleetctl.backends.swarm import SwarmBackend, ensure_swarm
+
+        client = (docker_client or connect)()
+        ensure_swarm(client, report)
+        return SwarmBackend(cfg, client)
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -55,5 +64,9 @@ def existing_backends(cfg: FleetConfig) -> list[Backend]:
     found: list[Backend] = [ProcessBackend(cfg)]
     client = docker_running()
     if client is not None:
+        from fleetctl.backends.swarm import SwarmBackend, is_manager
+
         found.append(DockerBackend(cfg, client))
+        if is_manager(client):
+            found.append(SwarmBackend(cfg, client))
     return found

@@ -7,11 +7,15 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleetctl.config import FleetConfig, instance_settings
 from fleetctl.logs import LogReader
+
+if TYPE_CHECKING:
+    from fleetctl.planner import Plan
 
 
 class FleetError(Exception):
@@ -55,6 +59,7 @@ class InstanceInfo:
     container_id: str | None = None
     started_at: float = 0.0
     config_hash: str = ""
+    node: str | None = None  # the machine it runs on, when the runtime places instances (Swarm)
 
     @property
     def address(self) -> str:
@@ -70,10 +75,19 @@ class InstanceInfo:
         return max(0.0, (time.time() if now is None else now) - self.started_at)
 
 
+@dataclass(frozen=True)
+class Converged:
+    """What a backend that places instances itself did with a plan: what to wait for, what is leaving."""
+
+    started: list[InstanceInfo]
+    removed: list[InstanceInfo]
+
+
 class Backend(abc.ABC):
     """Runs instances somewhere (host processes, containers); fleet logic only talks to this."""
 
     name: str = "abstract"
+    cfg: FleetConfig
 
     @abc.abstractmethod
     def list(self) -> list[InstanceInfo]:
@@ -100,10 +114,30 @@ class Backend(abc.ABC):
     def is_alive(self, info: InstanceInfo) -> bool:
         """Whether the instance is still running; used to fail fast while waiting for readiness."""
 
+    def is_ready(self, info: InstanceInfo) -> bool:
+        """Whether the runtime itself counts the instance as up (Swarm: its task is running, i.e. the
+        image's health check passed); waiting for it keeps `docker service ls` in step with fleetctl."""
+        return True
+
     def artifact(self) -> str:
         """What the instances run (an image ID, a source hash): part of the config hash, so a rebuilt
         image or updated code shows as drift and gets replaced like a changed setting."""
         return ""
+
+    def plan(self, desired: int, actual: Sequence[InstanceInfo], cfg_hash: str, busy: set[int]) -> Plan:
+        """The convergence plan; a runtime that places instances itself predicts what it will do."""
+        from fleetctl.planner import plan
+
+        return plan(desired, actual, cfg_hash, base_port=self.cfg.base_port, busy_ports=busy)
+
+    def converge(self, p: Plan) -> Converged | None:
+        """Hand the whole plan to a runtime that schedules (Swarm); None: fleetctl starts and stops
+        instance by instance itself."""
+        return None
+
+    def remove_all(self, grace: float, report: Callable[[str], None]) -> int | None:
+        """`down` in one step for a runtime that owns its instances as a group; None: one by one."""
+        return None
 
     def preflight(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Fail before anything starts if the backend cannot start instances (e.g. image missing)."""

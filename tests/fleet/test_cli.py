@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +243,24 @@ def test_status_table_renders_every_column() -> None:
     assert "ocr-8001" in text and "412.5" in text and "1h02m" in text and "50%" in text
     assert "consul   running  pid=42 address=127.0.0.1:8500" in text
     assert status.to_dict()["instances"][0]["cache_hit_ratio"] == 0.5
+
+
+def test_status_shows_the_node_of_a_placed_instance() -> None:
+    row = InstanceRow(id="ocr-8002", backend="swarm", address="10.0.0.7:8002", port=8002, healthy=True,
+                      health="passing", in_upstream=True, rss_mb=None, uptime_s=5.0, requests=None,
+                      cache_hit_ratio=None, node="worker-2")
+    text = render_table(FleetStatus(instances=[row], gateway="http://127.0.0.1:8080", services={}))
+    assert text.splitlines()[0].split()[:4] == ["ID", "BACKEND", "NODE", "ADDRESS"]
+    assert text.splitlines()[1].split()[:4] == ["ocr-8002", "swarm", "worker-2", "10.0.0.7:8002"]
+    assert FleetStatus(instances=[row], gateway="", services={}).to_dict()["instances"][0]["node"] == "worker-2"
+
+
+def test_swarm_slots_follow_swarm_filling_the_lowest_missing_ones() -> None:
+    from fleetctl.backends.swarm import RUN, SwarmBackend
+
+    assert SwarmBackend._rolled_slots([], 3) == [1, 2, 3]
+    assert SwarmBackend._rolled_slots([4, 5], 3) == [1, 4, 5]  # a scale-down left slots 4 and 5
+    assert SwarmBackend._rolled_slots([4, 5], 2) == [4, 5]
+    assert SwarmBackend._rolled_slots([1, 2, 3], 1) == [1]
+    proc = subprocess.run(["sh", "-n", "-c", RUN], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr  # the task's entry point is valid shell

@@ -66,7 +66,7 @@ def test_fleet_only_settings_do_not_shape_instances() -> None:
     ({"OCR_MAX_UPLOAD_MB": "0"}, "OCR_MAX_UPLOAD_MB=0 must be at least 0.001"),
     ({"OCR_WORKERS": "0"}, "OCR_WORKERS=0 must be between 1 and 64"),
     ({"FLEET_RSS_WARN_MB": "-1"}, "FLEET_RSS_WARN_MB=-1 must be at least 0"),
-    ({"FLEET_BACKEND": "kubernetes"}, "FLEET_BACKEND='kubernetes' is not one of process, docker"),
+    ({"FLEET_BACKEND": "kubernetes"}, "FLEET_BACKEND='kubernetes' is not one of process, docker, swarm"),
     ({"OCR_THREADS": "1e9"}, "OCR_THREADS='1e9' is not a whole number"),
 ])
 def test_bad_values_name_their_variable(env: dict[str, str], message: str) -> None:
