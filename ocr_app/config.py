@@ -52,6 +52,8 @@ class Settings:
     runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
+    # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
+    decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

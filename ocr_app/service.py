@@ -79,6 +79,8 @@ class OcrService:
         self.metrics = metrics
         self.cache = cache
         self.admission = Admission(settings.max_queue)
+        # Queued jobs hold only their upload bytes; a decoded image exists only inside a slot.
+        self.decode_slots = threading.BoundedSemaphore(settings.decode_slots)
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._load_error: str | None = None
@@ -185,9 +187,11 @@ class OcrService:
 
     def _run(self, engine: Engine, data: bytes) -> bytes:
         try:
-            with self.admission:
+            with self.admission, self.decode_slots:
                 image = decode_image(data, self.settings)
                 result = engine.recognize(image.bgr)
+                scale = image.scale
+                del image  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
@@ -195,7 +199,7 @@ class OcrService:
             self._trim()
         self.metrics.inference.observe(result.elapsed)
         self.metrics.engine_runs.inc()
-        return serialize_lines(result, 1.0 / image.scale)
+        return serialize_lines(result, 1.0 / scale)
 
     def _outcome(self, data_json: bytes, cache: str, started: float) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
