@@ -22,7 +22,7 @@ from .config import Settings
 log = logging.getLogger(__name__)
 
 # Bump when pre- or post-processing changes what a given image returns: it is part of the cache key.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: lines in reading order, turned pages read upright
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"

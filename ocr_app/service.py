@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cache import ResultCache, image_key
@@ -20,6 +20,7 @@ from .config import Settings
 from .engine import Engine, OcrResult
 from .errors import NotReady, Overloaded
 from .images import check_upload, decode_image
+from .layout import reading_order
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -199,11 +200,17 @@ class OcrService:
             self._trim()
         self.metrics.inference.observe(result.elapsed)
         self.metrics.engine_runs.inc()
-        return serialize_lines(result, 1.0 / scale)
+        return serialize_lines(in_reading_order(result), 1.0 / scale)
 
     def _outcome(self, data_json: bytes, cache: str, started: float) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
         return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started)
+
+
+def in_reading_order(result: OcrResult) -> OcrResult:
+    """The same lines, reordered: top to bottom, left to right, columns one after another."""
+    order = reading_order([line.box for line in result.lines])
+    return replace(result, lines=[result.lines[i] for i in order])
 
 
 def serialize_lines(result: OcrResult, scale: float) -> bytes:
