@@ -54,6 +54,7 @@ class Settings:
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
     # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
+    orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -79,6 +80,8 @@ class Settings:
             raise ConfigError(
                 f"OCR_DET_MAX_SIDE={self.det_max_side} must be >= OCR_DET_LIMIT_SIDE={self.det_limit_side}"
             )
+        if self.orientation not in ("auto", "off"):
+            raise ConfigError(f"OCR_ORIENTATION={self.orientation!r} must be auto or off")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
         changes: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from .config import Settings
 log = logging.getLogger(__name__)
 
 # Bump when pre- or post-processing changes what a given image returns: it is part of the cache key.
-PIPELINE_VERSION = "2"  # 2: lines in reading order, turned pages read upright
+PIPELINE_VERSION = "2"  # 2: lines in reading order, turned pages read upright (OCR_ORIENTATION)
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
@@ -138,7 +138,7 @@ class Engine:
     def cache_namespace(self) -> str:
         """What besides the image bytes decides the answer: models, pipeline and detection limits."""
         s = self.settings
-        return f"{self.models.digest()}:p{PIPELINE_VERSION}:d{s.det_limit_side}-{s.det_max_side}"
+        return f"{self.models.digest()}:p{PIPELINE_VERSION}:d{s.det_limit_side}-{s.det_max_side}:o{s.orientation}"
 
     def _build(self) -> Any:
         try:

@@ -153,3 +153,20 @@ def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> li
 def _inside(gap: tuple[float, float], lo: float, hi: float) -> bool:
     """A gap between lines, not the margin beside a short line."""
     return gap[0] > lo and gap[1] < hi
+
+
+def box_to_original(box: Box, angle: int, width: int, height: int) -> list[list[float]]:
+    """Map a box found on the upright page back onto the page as sent.
+
+    `angle` is how far the sent page was turned clockwise (0, 90, 180, 270) and `width` x `height` its
+    size; the corners keep their order, so the first is still the text's own top-left.
+    """
+    if angle == 0:
+        return [[float(x), float(y)] for x, y in box]
+    if angle == 90:  # read after turning 90 counter-clockwise
+        return [[round(width - float(y), 1), round(float(x), 1)] for x, y in box]
+    if angle == 180:
+        return [[round(width - float(x), 1), round(height - float(y), 1)] for x, y in box]
+    if angle == 270:  # read after turning 90 clockwise
+        return [[round(float(y), 1), round(height - float(x), 1)] for x, y in box]
+    raise ValueError(f"page angle {angle} is not 0, 90, 180 or 270")

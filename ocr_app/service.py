@@ -20,8 +20,9 @@ from .config import Settings
 from .engine import Engine, OcrResult
 from .errors import NotReady, Overloaded
 from .images import check_upload, decode_image
-from .layout import reading_order
+from .layout import box_to_original, reading_order
 from .metrics import Metrics
+from .orientation import PageOrientation, Turned
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class OcrService:
         self.admission = Admission(settings.max_queue)
         # Queued jobs hold only their upload bytes; a decoded image exists only inside a slot.
         self.decode_slots = threading.BoundedSemaphore(settings.decode_slots)
+        self.orientation = PageOrientation(settings) if settings.orientation == "auto" else None
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._load_error: str | None = None
@@ -190,9 +192,10 @@ class OcrService:
         try:
             with self.admission, self.decode_slots:
                 image = decode_image(data, self.settings)
-                result = engine.recognize(image.bgr)
-                scale = image.scale
-                del image  # free the pixels before the slot opens for the next job
+                page = self.orientation.upright(image.bgr) if self.orientation else Turned(image.bgr, 0)
+                result = engine.recognize(page.bgr)
+                scale, angle, (height, width) = image.scale, page.angle, image.bgr.shape[:2]
+                del image, page  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
@@ -200,7 +203,7 @@ class OcrService:
             self._trim()
         self.metrics.inference.observe(result.elapsed)
         self.metrics.engine_runs.inc()
-        return serialize_lines(in_reading_order(result), 1.0 / scale)
+        return serialize_lines(as_sent(in_reading_order(result), angle, width, height), 1.0 / scale)
 
     def _outcome(self, data_json: bytes, cache: str, started: float) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
@@ -211,6 +214,14 @@ def in_reading_order(result: OcrResult) -> OcrResult:
     """The same lines, reordered: top to bottom, left to right, columns one after another."""
     order = reading_order([line.box for line in result.lines])
     return replace(result, lines=[result.lines[i] for i in order])
+
+
+def as_sent(result: OcrResult, angle: int, width: int, height: int) -> OcrResult:
+    """Boxes read on the upright page, put back on the page as it was sent (`width` x `height`)."""
+    if angle == 0:
+        return result
+    return replace(result, lines=[replace(line, box=box_to_original(line.box, angle, width, height))
+                                  for line in result.lines])
 
 
 def serialize_lines(result: OcrResult, scale: float) -> bytes:
