@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import psutil
 import pytest
 import requests
-from helpers import Proc, find_font, start_instance, worker_pids
-from PIL import Image, ImageDraw, ImageFont
+from helpers import Proc, start_instance, worker_pids
+from PIL import Image
 
+from bench.bigimage import PeakRss, noisy_jpeg
 from ocr_app.cache import ResultCache
 from ocr_app.config import Settings
 from ocr_app.engine import Line, OcrResult
@@ -38,16 +38,7 @@ PEAK_BOUND_MIB = 1400
 @pytest.fixture(scope="module")
 def big_jpeg() -> bytes:
     """A 36 MP JPEG of noise with a few text bands: ~19 MB, the worst a phone-sized limit lets through."""
-    rng = np.random.default_rng(7)
-    img = Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8))
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.truetype(find_font("DejaVuSans.ttf"), 200)
-    for k in range(3):
-        draw.rectangle((200, 400 + k * 1800, 5800, 700 + k * 1800), fill="white")
-        draw.text((260, 420 + k * 1800), f"HOSTILE PAGE LINE {k}", fill="black", font=font)
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=88)
-    return buf.getvalue()
+    return noisy_jpeg(7, SIDE)
 
 
 @pytest.fixture(scope="module")
@@ -56,36 +47,6 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
         "OCR_WORKERS": "1", "OCR_MAX_UPLOAD_MB": "32", "OCR_REDIS_URL": "", "OCR_CONSUL_ADDR": ""})
     yield proc
     proc.stop()
-
-
-class PeakRss:
-    """Samples the RSS of processes in a thread until stopped; keeps the highest value seen per process."""
-
-    def __init__(self, pids: set[int]) -> None:
-        self.procs = [psutil.Process(pid) for pid in pids]
-        self.peak = {pid: 0 for pid in pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            for proc in self.procs:
-                try:
-                    self.peak[proc.pid] = max(self.peak[proc.pid], proc.memory_info().rss)
-                except psutil.Error:
-                    continue
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def max_mib(self) -> float:
-        return max(self.peak.values()) / 2**20
 
 
 def post_big(instance: Proc, data: bytes) -> requests.Response:
@@ -134,7 +95,7 @@ def test_concurrent_36mp_jpegs_stay_bounded_and_answer(one_worker: Proc, big_jpe
     resp = post_big(one_worker, big_jpeg)
     assert resp.status_code == 200, resp.text
     found = " ".join(line["text"] for line in resp.json()["data"])
-    assert "HOSTILE" in found and "LINE" in found
+    assert "HOSTILE" in found and "LINE" in found, found
     boxes = [p for line in resp.json()["data"] for p in line["box"]]
     assert max(x for x, _ in boxes) > WORK_MAX_SIDE, "boxes come back in the 6000 px image's coordinates"
 
