@@ -40,7 +40,10 @@ def reading_order(boxes: Sequence[Box]) -> list[int]:
     if len(rects) < 2:
         return [r.index for r in rects]
     gutter = MIN_GUTTER_HEIGHTS * median(max(r.height, 1.0) for r in rects)
-    return [r.index for r in _order(rects, gutter)]
+    try:
+        return [r.index for r in _order(rects, gutter)]
+    except RecursionError:  # columns nested deeper than any page has: plain top to bottom, left to right
+        return [r.index for row in _rows(rects) for r in sorted(row, key=lambda r: (r.x0, r.y0))]
 
 
 def _rect(index: int, box: Box) -> _Rect:
@@ -51,13 +54,15 @@ def _rect(index: int, box: Box) -> _Rect:
 
 def _order(rects: list[_Rect], gutter: float) -> list[_Rect]:
     """Columns first if the whole region has them, else rows; runs of rows that share a gutter recurse."""
-    columns = _columns(rects, gutter)
-    if columns:
-        head = _above_other_columns(columns)
-        if head:  # a title over the columns that happens not to cross the gutter
-            return _order(head, gutter) + _order([r for r in rects if r not in head], gutter)
-        return [r for col in columns for r in _order(col, gutter)]
     out: list[_Rect] = []
+    while columns := _columns(rects, gutter):
+        head = _above_other_columns(columns)
+        if not head:
+            return out + [r for col in columns for r in _order(col, gutter)]
+        # a title over the columns that happens not to cross the gutter: read it, then look again
+        out.extend(_order(head, gutter))
+        taken = {r.index for r in head}
+        rects = [r for r in rects if r.index not in taken]
     for run in _runs_sharing_a_gutter(_rows(rects), gutter):
         flat = [r for row in run for r in row]
         columns = _columns(flat, gutter) if len(flat) < len(rects) else None

@@ -114,3 +114,17 @@ def test_a_generated_two_column_page_reads_column_by_column_with_stock_lines(
     as_stock = sorted((line.text, line.confidence, line.box) for line in stock)
     assert sorted((line["text"], line["confidence"], line["box"]) for line in served) == as_stock, \
         "only the order changes: the same texts, confidences and boxes as the stock engine"
+
+
+@pytest.mark.parametrize("kind", ["random", "grid", "identical", "degenerate", "staircase"])
+def test_hostile_layouts_give_a_permutation(kind: str) -> None:
+    rng = random.Random(2)
+    boxes = {
+        "random": [rect(x, y, x + rng.randint(0, 300), y + rng.randint(0, 40))
+                   for x, y in ((rng.randint(-50, 4000), rng.randint(-50, 4000)) for _ in range(1500))],
+        "grid": [rect(c * 100, r * 40, c * 100 + 60, r * 40 + 30) for r in range(40) for c in range(40)],
+        "identical": [rect(0, 0, 10, 10)] * 500,
+        "degenerate": [rect(i, i, i, i) for i in range(500)],
+        "staircase": [rect((i % 2) * 3000 + i, i * 20, (i % 2) * 3000 + i + 500, i * 20 + 30) for i in range(1500)],
+    }[kind]
+    assert sorted(reading_order(boxes)) == list(range(len(boxes)))
