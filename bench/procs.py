@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 
 import psutil
+
+from fleetctl.procs import free_port as free_port  # re-exported: one definition for CLI, bench and tests
 
 
 class Interrupted(KeyboardInterrupt):
@@ -54,13 +55,6 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel says is free now (a tiny race with other users is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def start_group(cmd: Sequence[str], log_path: os.PathLike[str] | str,

@@ -5,8 +5,7 @@ its own engine after fork.
 """
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
@@ -14,25 +13,31 @@ from .config import Settings
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .engine import Engine
+
 __all__ = ["create_app", "Settings"]
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engine: bool = True,
-               background: bool = True) -> Flask:
-    """Build the app. Settings come from defaults < OCR_* environment < `config` overrides."""
+               background: bool = True, engine_factory: Callable[[Settings], Engine] | None = None) -> Flask:
+    """Build the app. Settings come from defaults < OCR_* environment < `config` overrides.
+
+    `engine_factory` builds the worker's engine (the real PP-OCR one by default); tests pass a fake.
+    """
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask
 
     from . import api, health
     from .cache import ResultCache
-    from .errors import register_error_handlers
+    from .engine import Engine
     from .fastpath import CacheHitFastPath
+    from .handlers import register_error_handlers
+    from .logs import AccessLog, configure_logging
     from .metrics import Metrics
     from .service import OcrService
 
     settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    log_handler = configure_logging(settings)
 
     app = Flask(__name__)
     # Room for base64 (4/3) and multipart framing; the image itself is checked against the exact limit.
@@ -44,13 +49,17 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     cache = ResultCache(settings.redis_url, ttl=settings.cache_ttl, timeout=settings.redis_timeout,
                         lock_ttl=float(settings.timeout), local_bytes=int(settings.local_cache_mb * 2**20),
                         on_error=lambda: metrics.cache.labels(result="error").inc())
-    service = OcrService(settings, metrics, cache)
+    service = OcrService(settings, metrics, cache, engine_factory or Engine)
     app.extensions["ocr"] = service
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app, settings.max_upload_mb)
-    app.wsgi_app = CacheHitFastPath(app.wsgi_app, service)  # type: ignore[method-assign]
+    fast = CacheHitFastPath(app.wsgi_app, service)
+    access = AccessLog(fast, settings.instance_id, log_handler, settings.log_format)
+    app.wsgi_app = access  # type: ignore[method-assign]
     if load_engine:
         service.start(background=background)
+    if background:
+        metrics.start_rss_sampler()
     return app

@@ -4,15 +4,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import time
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .errors import BadBase64, MalformedRequest, MissingImage, UnsupportedContentType
+from .documents import PAGE_DISPATCH, PageDispatch, Recognition, image_page, recognize_upload
+from .errors import (
+    BadBase64,
+    FormatNeedsOneFile,
+    MalformedRequest,
+    MissingImage,
+    OcrError,
+    TooManyFiles,
+    UnsupportedContentType,
+)
+from .formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
+from .options import RequestOptions, parse_options
 from .service import OcrService, Outcome
+
+log = logging.getLogger(__name__)
 
 FILE_FIELDS = ("image", "file", "image_file")
 RAW_TYPES = ("application/octet-stream",)
+DOCUMENT_TYPES = ("application/pdf", "application/x-pdf")
 
 bp = Blueprint("api", __name__)
 
@@ -20,6 +35,12 @@ bp = Blueprint("api", __name__)
 def _service() -> OcrService:
     service: OcrService = current_app.extensions["ocr"]
     return service
+
+
+def _dispatch() -> PageDispatch | None:
+    """How this app runs a document's pages; None means locally, one at a time (documents.local_runner)."""
+    dispatch: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
+    return dispatch
 
 
 @bp.before_request
@@ -43,14 +64,55 @@ def _done(exc: BaseException | None) -> None:
 
 @bp.post("/api/ocr")
 def ocr() -> Response:
-    """OCR one image: multipart, raw image body, or JSON with base64."""
+    """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
     service = _service()
-    data = read_image_bytes()
+    uploads, params = read_uploads()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
-    outcome = service.ocr(data, bypass_cache=bypass)
-    resp = Response(success_body(outcome, service.settings.instance_id), status=200, mimetype="application/json")
-    resp.headers["X-Cache"] = outcome.cache
+    options = parse_options(params, service.settings, bypass_cache=bypass)
+    if len(uploads) > service.settings.max_batch:
+        raise TooManyFiles(len(uploads), service.settings.max_batch)
+    if len(uploads) > 1:
+        if options.format != "json":
+            raise FormatNeedsOneFile(options.format)
+        return _batch(service, uploads, options)
+    _, data = uploads[0]
+    rec = recognize_upload(service, data, options, _dispatch())
+    resp = Response(answer_body(rec, data, options, service.settings.instance_id), status=200,
+                    content_type=CONTENT_TYPES[options.format])
+    resp.headers["X-Cache"] = rec.cache
     return resp
+
+
+def answer_body(rec: Recognition, data: bytes, options: RequestOptions, instance_id: str) -> bytes:
+    """The body in the requested format; a plain image in JSON keeps today's exact bytes."""
+    if options.format == "json":
+        if rec.document:
+            return document_body(rec, instance_id)
+        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time), instance_id)
+    pages = rec.pages if rec.document else [image_page(data, rec)]
+    if options.format == "text":
+        return as_text(pages).encode()
+    if options.format == "hocr":
+        return as_hocr(pages).encode()
+    return json.dumps(as_textract(pages), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: RequestOptions) -> Response:
+    """One entry per file, in order; a bad file gets its own error entry and the others still run."""
+    parts = []
+    for name, data in uploads:
+        try:
+            rec = recognize_upload(service, data, options, _dispatch())
+            body = answer_body(rec, data, options, service.settings.instance_id)
+        except OcrError as exc:
+            body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        except Exception:  # one file's bug must not lose the others' answers
+            log.exception("unexpected error on a file of a batch")
+            body = b'{"code":50001,"msg":"internal error: the failure was logged","data":[]}'
+        parts.append(body[:-1] + b',"filename":' + json.dumps(name, ensure_ascii=False).encode() + b"}")
+    return Response(b'{"code":0,"msg":"success","results":[' + b",".join(parts) + b"]}", status=200,
+                    mimetype="application/json")
 
 
 def success_body(outcome: Outcome, instance_id: str) -> bytes:
@@ -72,30 +134,37 @@ def is_raw_image_type(mimetype: str) -> bool:
     return mimetype.startswith("image/") or mimetype in RAW_TYPES
 
 
-def read_image_bytes() -> bytes:
-    """The uploaded image's bytes, from whichever input form the client used."""
+def read_uploads() -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """The uploaded files (name, bytes) and the request's parameters, from whichever form was used.
+
+    Parameters come from the query string, overridden by multipart form fields or JSON keys.
+    """
+    params = {k: v for k, v in request.args.items()}
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
-        return _from_multipart()
-    if is_raw_image_type(mimetype):
-        return request.get_data(cache=False)
+        uploads = _from_multipart()
+        params.update({k: v for k, v in request.form.items() if k not in FILE_FIELDS})
+        return uploads, params
+    if is_raw_image_type(mimetype) or mimetype in DOCUMENT_TYPES:
+        return [("", request.get_data(cache=False))], params
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        return _from_json()
+        data, extra = _from_json()
+        params.update(extra)
+        return [("", data)], params
     if not mimetype and not request.content_length:
         raise MissingImage()
     raise UnsupportedContentType(
         f"Content-Type {mimetype or '(none)'!r} is not accepted: use multipart/form-data, image/*, "
-        "application/octet-stream or application/json")
+        "application/pdf, application/octet-stream or application/json")
 
 
-def _from_multipart() -> bytes:
+def _from_multipart() -> list[tuple[str, bytes]]:
     if "boundary" not in request.mimetype_params:
         raise MalformedRequest("multipart body without a boundary")
     files = request.files
-    for name in FILE_FIELDS:
-        upload = files.get(name)
-        if upload is not None:
-            return upload.read()
+    uploads = [(upload.filename or name, upload.read()) for name in FILE_FIELDS for upload in files.getlist(name)]
+    if uploads:
+        return uploads
     for name in FILE_FIELDS:
         if name in request.form:
             raise MissingImage(f"field '{name}' was sent as text, not as a file: use -F '{name}=@photo.jpg'")
@@ -105,7 +174,7 @@ def _from_multipart() -> bytes:
     raise MissingImage("the multipart body has no image part (empty or malformed): send field 'image'")
 
 
-def _from_json() -> bytes:
+def _from_json() -> tuple[bytes, dict[str, str]]:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise MalformedRequest('the body is not a JSON object: send {"image_base64": "..."}')
@@ -119,7 +188,15 @@ def _from_json() -> bytes:
     compact = "".join(encoded.split())
     compact += "=" * (-len(compact) % 4)
     try:
-        return base64.b64decode(compact, validate=True)
+        data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise BadBase64() from None
+    return data, {k: _param(v) for k, v in payload.items() if k != "image_base64" and v is not None}
+
+
+def _param(value: object) -> str:
+    """JSON values as the query string would carry them (true -> "1")."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 

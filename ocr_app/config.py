@@ -37,6 +37,12 @@ class Settings:
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
     det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
     ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
+    max_pages: int = field(default=50, metadata={"env": "OCR_MAX_PAGES", "min": 1, "max": 10000})
+    max_batch: int = field(default=16, metadata={"env": "OCR_MAX_BATCH", "min": 1, "max": 1000})
+    pdf_dpi: int = field(default=200, metadata={"env": "OCR_PDF_DPI", "min": 36, "max": 1200})
+    pdf_max_dpi: int = field(default=400, metadata={"env": "OCR_PDF_MAX_DPI", "min": 36, "max": 1200})
+    pdf_max_page_pt: float = field(default=14400.0, metadata={"env": "OCR_PDF_MAX_PAGE_PT", "min": 72})
+    pdf_render_seconds: float = field(default=10.0, metadata={"env": "OCR_PDF_RENDER_SECONDS", "min": 0.001})
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"})
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})
@@ -49,8 +55,11 @@ class Settings:
     drain_seconds: float = field(default=3.0, metadata={"env": "OCR_DRAIN_SECONDS", "min": 0})
     graceful_timeout: int = field(default=90, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
     timeout: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    max_requests: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS", "min": 0})
+    max_requests_jitter: int = field(default=0, metadata={"env": "OCR_MAX_REQUESTS_JITTER", "min": 0})
     runtime_dir: str = field(default="", metadata={"env": "OCR_RUNTIME_DIR"})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
+    log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
     # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
@@ -82,8 +91,12 @@ class Settings:
             )
         if self.orientation not in ("auto", "off"):
             raise ConfigError(f"OCR_ORIENTATION={self.orientation!r} must be auto or off")
+        if self.pdf_dpi > self.pdf_max_dpi:
+            raise ConfigError(f"OCR_PDF_DPI={self.pdf_dpi} must be <= OCR_PDF_MAX_DPI={self.pdf_max_dpi}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"OCR_LOG_FORMAT={self.log_format!r} must be text or json")
         changes: dict[str, Any] = {}
         if not self.instance_id:
             changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"

@@ -5,6 +5,7 @@ points inside the installed rapidocr package.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
@@ -34,13 +35,24 @@ class EngineError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Line:
+class Word:
     text: str
     confidence: float
     box: list[list[float]]
 
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    confidence: float
+    box: list[list[float]]
+    words: list[Word] | None = None  # only when the request asked for word boxes
+
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "confidence": self.confidence, "box": self.box}
+        item: dict[str, Any] = {"text": self.text, "confidence": self.confidence, "box": self.box}
+        if self.words is not None:
+            item["words"] = [{"text": w.text, "confidence": w.confidence, "box": w.box} for w in self.words]
+        return item
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class Engine:
         cv2.setNumThreads(1)
         started = time.perf_counter()
         self._ocr = self._build()
+        self._ocr_words = self._with_word_boxes(self._ocr)
         log.info("engine loaded in %.2fs (threads=%d, arena=%s)", time.perf_counter() - started,
                  settings.threads, settings.ort_arena)
 
@@ -174,18 +187,38 @@ class Engine:
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
             raise EngineError(f"could not load the OCR models: {exc}") from exc
 
-    def recognize(self, bgr: np.ndarray) -> OcrResult:
+    @staticmethod
+    def _with_word_boxes(ocr: Any) -> Any:
+        """A second pipeline object that returns word boxes: a shallow copy, so it shares the loaded models
+        and every other setting.
+
+        Word boxes are a per-request choice; passing it to RapidOCR's __call__ would write it into the
+        shared pipeline (STYLE rule 3), so each choice gets its own fixed pipeline instead.
+        """
+        words = copy.copy(ocr)
+        words.return_word_box = True
+        return words
+
+    def recognize(self, bgr: np.ndarray, words: bool = False) -> OcrResult:
         """OCR one BGR image. Never pass per-request options to RapidOCR: they stick to the engine."""
         started = time.perf_counter()
+        split = words
         with self._lock:
-            out = self._ocr(bgr)
+            try:
+                out = self._ocr_words(bgr) if words else self._ocr(bgr)
+            except IndexError:  # rapidocr's word lists can fall out of step with its lines: keep the lines
+                if not words:
+                    raise
+                out, split = self._ocr(bgr), False
         lines: list[Line] = []
         if out is not None and getattr(out, "txts", None) and getattr(out, "boxes", None) is not None:
-            for box, text, score in zip(out.boxes, out.txts, out.scores, strict=False):
+            per_line = _word_results(out) if split else ([[] for _ in out.txts] if words else None)
+            for i, (box, text, score) in enumerate(zip(out.boxes, out.txts, out.scores, strict=False)):
                 lines.append(Line(
                     text=str(text),
                     confidence=round(float(score), 4),
-                    box=[[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box).tolist()],
+                    box=_points(box),
+                    words=None if per_line is None else per_line[i],
                 ))
         return OcrResult(lines=lines, elapsed=time.perf_counter() - started)
 
@@ -194,3 +227,20 @@ class Engine:
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
         return self.recognize(img)
+
+
+def _points(box: Any) -> list[list[float]]:
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box).tolist()]
+
+
+def _word_results(out: Any) -> list[list[Word]]:
+    """rapidocr's word boxes, one list per line; a line it could not split keeps an empty list.
+
+    rapidocr drops the word list of a line without word boxes, which shifts the rest: when the counts
+    differ, every line gets an empty list rather than another line's words.
+    """
+    found = list(getattr(out, "word_results", None) or ())
+    if len(found) != len(out.txts):
+        return [[] for _ in out.txts]
+    return [[Word(text=str(text), confidence=round(float(score), 4), box=_points(box))
+             for text, score, box in line] for line in found]

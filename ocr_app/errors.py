@@ -1,16 +1,24 @@
-"""Typed errors raised inside the app, and the one handler that turns any exception into JSON.
+"""Typed errors raised inside the app: no Flask here, so the service, images and tests can use them.
 
 Codes are stable: the first three digits are the HTTP status, the rest tell cases apart.
+handlers.py turns them (and Werkzeug's own errors) into the JSON error shape, once.
 """
 from __future__ import annotations
 
-import logging
-from typing import Any
+# Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
+HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
+INTERNAL_ERROR = 50001  # anything unexpected: logged with its traceback, never an HTML 500
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+def error_classes() -> list[type[OcrError]]:
+    """Every typed error, in definition order (the OpenAPI document lists their codes)."""
+    found: list[type[OcrError]] = []
+    todo: list[type[OcrError]] = [OcrError]
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
 class OcrError(Exception):
@@ -26,6 +34,8 @@ class OcrError(Exception):
 
 
 class MissingImage(OcrError):
+    """No image: an empty body or file, a wrong field name, or JSON without image_base64."""
+
     code = 40001
 
     def __init__(self, msg: str = "no image: send multipart field 'image' (or 'file', 'image_file'), "
@@ -34,10 +44,14 @@ class MissingImage(OcrError):
 
 
 class MalformedRequest(OcrError):
+    """Malformed request: bad JSON, or multipart without a boundary."""
+
     code = 40002
 
 
 class BadBase64(OcrError):
+    """The image_base64 field is not valid base64."""
+
     code = 40003
 
     def __init__(self, msg: str = "image_base64 is not valid base64") -> None:
@@ -45,6 +59,8 @@ class BadBase64(OcrError):
 
 
 class PayloadTooLarge(OcrError):
+    """The body is larger than OCR_MAX_UPLOAD_MB."""
+
     status = 413
     code = 41301
 
@@ -53,24 +69,32 @@ class PayloadTooLarge(OcrError):
 
 
 class UnsupportedImage(OcrError):
+    """Not an allowed format (JPEG, PNG, BMP, WebP, TIFF, PDF), sniffed from the bytes."""
+
     status = 415
     code = 41501
 
-    def __init__(self, msg: str = "not an allowed image format: send JPEG, PNG, BMP, WebP or TIFF") -> None:
+    def __init__(self, msg: str = "not an allowed format: send JPEG, PNG, BMP, WebP, TIFF or PDF") -> None:
         super().__init__(msg)
 
 
 class UnsupportedContentType(OcrError):
+    """The request's Content-Type is not accepted."""
+
     status = 415
     code = 41502
 
 
 class UndecodableImage(OcrError):
+    """The image is undecodable, truncated or corrupt."""
+
     status = 422
     code = 42201
 
 
 class ImageTooLarge(OcrError):
+    """More pixels than OCR_MAX_PIXELS, read from the header before decoding."""
+
     status = 422
     code = 42202
 
@@ -80,6 +104,8 @@ class ImageTooLarge(OcrError):
 
 
 class ImageTooSmall(OcrError):
+    """Smaller than 8 px on a side."""
+
     status = 422
     code = 42203
 
@@ -88,6 +114,8 @@ class ImageTooSmall(OcrError):
 
 
 class NotReady(OcrError):
+    """The instance is starting (the engine is not loaded yet), or the engine failed to load."""
+
     status = 503
     code = 50301
     retry_after = 2
@@ -97,6 +125,8 @@ class NotReady(OcrError):
 
 
 class Overloaded(OcrError):
+    """The instance is busy: more than OCR_MAX_QUEUE jobs wait (the gateway retries another)."""
+
     status = 503
     code = 50302
     retry_after = 1
@@ -106,42 +136,148 @@ class Overloaded(OcrError):
 
 
 class Draining(OcrError):
+    """The instance is draining (/ready only; OCR requests that still arrive are served)."""
+
     status = 503
     code = 50303
     retry_after = 1
 
+    def __init__(self, msg: str = "draining: the instance is shutting down") -> None:
+        super().__init__(msg)
+
+
+class InvalidOption(OcrError):
+    """A parameter (format, words, pages, dpi, pdf_text, preview) has a value that is not accepted."""
+
+    code = 40030
+
+
+class PageNotInDocument(OcrError):
+    """A page selected with pages= is beyond the document's last page."""
+
+    code = 40031
+
+    def __init__(self, page: int, count: int) -> None:
+        super().__init__(f"pages= selects page {page}, but the document has {count} page(s)")
+
+
+class FormatNeedsOneFile(OcrError):
+    """format=text, hocr or textract was asked of a batch: they answer one file."""
+
+    code = 40032
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(f"format={fmt} answers one file: send a batch with format=json (the default)")
+
+
+class TooManyFiles(OcrError):
+    """More files in one multipart request than OCR_MAX_BATCH."""
+
+    status = 413
+    code = 41330
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} files in one request: at most {limit} (OCR_MAX_BATCH)")
+
+
+class PageImageTooLarge(OcrError):
+    """A rendered page encodes to more than OCR_MAX_UPLOAD_MB: lower dpi."""
+
+    status = 413
+    code = 41331
+
+    def __init__(self, page: int, limit_mb: float) -> None:
+        super().__init__(f"page {page} encodes to more than the {limit_mb:g} MB limit (OCR_MAX_UPLOAD_MB): "
+                         "lower dpi")
+
+
+class TooManyPages(OcrError):
+    """More pages selected than OCR_MAX_PAGES: select fewer with pages=."""
+
+    status = 422
+    code = 42230
+
+    def __init__(self, count: int, limit: int, at_least: bool = False) -> None:
+        super().__init__(f"{'more than ' if at_least else ''}{count - at_least} pages selected: at most {limit} "
+                         "per request (OCR_MAX_PAGES); select fewer with pages=, e.g. pages=1-10")
+
+
+class PageTooManyPixels(OcrError):
+    """A PDF page would render to more than OCR_MAX_PIXELS at the requested dpi."""
+
+    status = 422
+    code = 42231
+
+    def __init__(self, page: int, width: int, height: int, dpi: int, max_pixels: int) -> None:
+        super().__init__(f"page {page} would render to {width}x{height} px at {dpi} dpi, more than the "
+                         f"{max_pixels:,} pixel limit (OCR_MAX_PIXELS): lower dpi")
+
+
+class PageSizeBomb(OcrError):
+    """A PDF page larger than OCR_PDF_MAX_PAGE_PT on a side, refused before rendering."""
+
+    status = 422
+    code = 42232
+
+    def __init__(self, page: int, width_pt: float, height_pt: float, limit_pt: float) -> None:
+        super().__init__(f"page {page} is {width_pt:.0f}x{height_pt:.0f} pt, larger than {limit_pt:.0f} pt on a "
+                         "side (OCR_PDF_MAX_PAGE_PT): refused before rendering")
+
+
+class PdfPasswordRequired(OcrError):
+    """The PDF is encrypted: send its password."""
+
+    status = 422
+    code = 42233
+
     def __init__(self) -> None:
-        super().__init__("the instance is shutting down")
+        super().__init__("the PDF is encrypted: send its password in the 'password' parameter")
 
 
-# Werkzeug's own errors (routing, parsing) keep the JSON shape with codes of their own.
-_HTTP_CODES = {400: 40002, 404: 40401, 405: 40501, 413: 41301, 415: 41502}
+class PdfWrongPassword(OcrError):
+    """The PDF is encrypted and the password given does not open it."""
+
+    status = 422
+    code = 42234
+
+    def __init__(self) -> None:
+        super().__init__("the PDF is encrypted and the 'password' given does not open it")
 
 
-def error_response(status: int, code: int, msg: str, retry_after: int | None = None) -> Response:
-    resp = jsonify({"code": code, "msg": msg, "data": []})
-    resp.status_code = status
-    if retry_after is not None:
-        resp.headers["Retry-After"] = str(retry_after)
-    return resp
+class BrokenDocument(OcrError):
+    """A broken document: a truncated or unreadable PDF, or an unreadable TIFF frame."""
+
+    status = 422
+    code = 42235
 
 
-def register_error_handlers(app: Flask, max_upload_mb: float) -> None:
-    """One place where exceptions become the JSON error shape; nothing escapes as an HTML 500."""
+class PdfActiveContent(OcrError):
+    """The PDF contains JavaScript (document scripts or a JavaScript action)."""
 
-    @app.errorhandler(OcrError)
-    def _ocr_error(exc: OcrError) -> Response:
-        return error_response(exc.status, exc.code, exc.msg, exc.retry_after)
+    status = 422
+    code = 42236
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        if status == 413:
-            return error_response(413, 41301, str(PayloadTooLarge(max_upload_mb)))
-        msg = exc.description or exc.name
-        return error_response(status, _HTTP_CODES.get(status, status * 100), str(msg))
+    def __init__(self) -> None:
+        super().__init__("the PDF contains JavaScript: documents with active content are refused")
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Any:
-        log.exception("unexpected error")
-        return error_response(500, 50001, "internal error: the failure was logged")
+
+class PdfImageBomb(OcrError):
+    """A PDF page embeds an image larger than OCR_MAX_PIXELS, refused before rendering."""
+
+    status = 422
+    code = 42237
+
+    def __init__(self, page: int, width: int, height: int, max_pixels: int) -> None:
+        super().__init__(f"page {page} embeds a {width}x{height} px image, more than the {max_pixels:,} pixel "
+                         "limit (OCR_MAX_PIXELS): refused before rendering")
+
+
+class PageRenderTimeout(OcrError):
+    """A PDF page took longer than OCR_PDF_RENDER_SECONDS to render."""
+
+    status = 422
+    code = 42238
+
+    def __init__(self, page: int, seconds: float) -> None:
+        super().__init__(f"page {page} took longer than {seconds:g} s to render (OCR_PDF_RENDER_SECONDS)")
+

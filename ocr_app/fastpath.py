@@ -45,6 +45,8 @@ class CacheHitFastPath:
     def _candidate(self, environ: dict[str, Any]) -> bool:
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/api/ocr":
             return False
+        if environ.get("QUERY_STRING"):
+            return False  # options (words, format, ...) change the answer: only the plain request is short-cut
         mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if not is_raw_image_type(mimetype):
             return False

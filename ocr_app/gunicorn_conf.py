@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_app.config import Settings
+from ocr_app.logs import gunicorn_logger_class
 
 # Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,
 # 2 processes x 1 thread measured 1.45-1.56 img/s against 0.98 for 2 x 2.
@@ -30,6 +31,7 @@ shutil.rmtree(_metrics_dir, ignore_errors=True)  # counters from an earlier run 
 _metrics_dir.mkdir(parents=True, exist_ok=True)
 (_runtime / "draining").unlink(missing_ok=True)
 shutil.rmtree(_runtime / "ready", ignore_errors=True)  # per-worker "engine loaded" markers
+(_runtime / "warm").unlink(missing_ok=True)  # "every worker was ready once": set by the first full /ready
 os.environ["OCR_RUNTIME_DIR"] = str(_runtime)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 os.environ.setdefault("HOME", tempfile.gettempdir())  # ONNX Runtime writes under $HOME/.cache
@@ -41,6 +43,10 @@ worker_class = "gthread"
 # never queue behind OCR work (a slow /ready would take a busy instance out of Consul).
 threads = _settings.max_queue + 1 + _settings.http_threads
 timeout = _settings.timeout
+# Recycle a worker after this many requests (0: never), bounding slow growth of its heap. The jitter
+# (default a tenth) keeps workers from restarting together; the master keeps the socket, so nothing is refused.
+max_requests = _settings.max_requests
+max_requests_jitter = (_settings.max_requests_jitter or _settings.max_requests // 10) if max_requests else 0
 graceful_timeout = _settings.graceful_timeout
 # Longer than the gateway's upstream keepalive_timeout (4 s), so nginx closes idle connections first;
 # short, because gthread holds an idle connection this long before a graceful stop can finish.
@@ -49,9 +55,10 @@ preload_app = False  # one engine per worker, built after fork
 proc_name = f"ocr-fleet:{_settings.instance_id}"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True  # one fixed socket path would be shared by every instance on the host
-accesslog = None  # the gateway writes the access log
+accesslog = None  # the app writes one access line per request (ocr_app.logs), the gateway its own
 errorlog = "-"
 loglevel = _settings.log_level
+logger_class = gunicorn_logger_class(_settings) or "gunicorn.glogging.Logger"  # JSON: gunicorn's lines too
 
 
 def when_ready(server: Any) -> None:

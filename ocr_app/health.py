@@ -1,9 +1,13 @@
-"""Liveness, readiness, metrics and the upload page: the endpoints around the API."""
+"""Liveness, readiness, metrics, the OpenAPI document and the upload page: the endpoints around the API."""
 from __future__ import annotations
+
+import json
+from functools import lru_cache
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from .errors import error_response
+from .errors import Draining, NotReady
+from .openapi import document
 from .service import OcrService
 
 bp = Blueprint("health", __name__)
@@ -25,11 +29,11 @@ def ready() -> Response:
     """Readiness: 200 once the engine is warm, and only while not draining."""
     service = _service()
     if service.draining:
-        return error_response(503, 50303, "draining: the instance is shutting down", retry_after=1)
+        raise Draining()
     if not service.ready:
         reason = service.load_error or (
             f"OCR engines loaded in {service.ready_workers()} of {service.settings.workers} workers")
-        return error_response(503, 50301, f"not ready: {reason}", retry_after=2)
+        raise NotReady(f"not ready: {reason}")
     return jsonify({"status": "ready", "instance": service.settings.instance_id,
                     "cache": service.cache.enabled})
 
@@ -39,6 +43,17 @@ def metrics() -> Response:
     m = _service().metrics
     return Response(m.render(), mimetype=m.content_type.split(";")[0],
                     headers={"Content-Type": m.content_type})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this API (ocr_app/openapi.py)."""
+    return Response(_openapi_json(), mimetype="application/json")
+
+
+@lru_cache(maxsize=1)
+def _openapi_json() -> bytes:
+    return json.dumps(document(), ensure_ascii=False, indent=1).encode()
 
 
 @bp.get("/")

@@ -97,6 +97,18 @@ def decode_image(data: bytes, settings: Settings) -> DecodedImage:
             raise ImageTooLarge(width, height, settings.max_pixels) from None
 
 
+def oriented_size(data: bytes) -> tuple[int, int]:
+    """Width and height after EXIF orientation, from the header alone (boxes are in this space)."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        return (height, width) if _exif_orientation(img) in (5, 6, 7, 8) else (width, height)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode as 8-bit RGB on white (what the engine is given), for pages decoded outside decode_image."""
+    return _to_rgb(img)
+
+
 def _exif_orientation(img: Image.Image) -> int:
     try:
         return int(img.getexif().get(0x0112, 1))

@@ -6,7 +6,9 @@ gunicorn_conf sets it in the master. Without it (tests, flask run) the metrics a
 from __future__ import annotations
 
 import os
+import threading
 
+import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -43,17 +45,45 @@ class Metrics:
         self.inflight = Gauge("ocr_inflight_requests", "OCR API requests being served", registry=r,
                               multiprocess_mode="livesum")
         self.rejections = Counter("ocr_rejections", "Requests refused with 503", ["reason"], registry=r)
+        self.pages = Counter("ocr_document_pages", "Document pages answered, by where their text came from",
+                             ["source"], registry=r)
+        # One series per live worker (label pid in multiprocess mode); a dead worker's series goes with it.
+        self.worker_rss = Gauge("ocr_worker_rss_bytes", "Resident memory of each gunicorn worker", registry=r,
+                                multiprocess_mode="liveall")
+        self._process = psutil.Process()
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
         for reason in ("queue_full", "not_ready"):
             self.rejections.labels(reason=reason)
+        for source in ("ocr", "pdf_text"):
+            self.pages.labels(source=source)
 
     def observe_request(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()
         self.latency.observe(seconds)
 
+    def sample_rss(self) -> None:
+        """Record this worker's RSS now (each worker writes its own value; /metrics reads them all)."""
+        try:
+            self.worker_rss.set(self._process.memory_info().rss)
+        except psutil.Error:
+            pass
+
+    def start_rss_sampler(self, interval: float = 5.0) -> threading.Event:
+        """Refresh the RSS gauge every `interval` seconds, so idle workers report it too; set the event to stop."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                self.sample_rss()
+                stop.wait(interval)
+
+        threading.Thread(target=run, name="rss-sampler", daemon=True).start()
+        return stop
+
     def render(self) -> bytes:
         """Exposition text: summed over live and dead workers in multiprocess mode."""
+        self.sample_rss()  # the answering worker's value is current; the others are at most one interval old
         path = multiprocess_dir()
         if path is None:
             return generate_latest(self.registry)

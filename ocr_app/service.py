@@ -22,6 +22,7 @@ from .errors import NotReady, Overloaded
 from .images import check_upload, decode_image
 from .layout import box_to_original, reading_order
 from .metrics import Metrics
+from .options import PageOptions
 from .orientation import PageOrientation, Turned
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class Admission:
         with self._lock:
             self._count -= 1
 
+    @property
+    def held(self) -> int:
+        """Jobs admitted now: running, waiting for a decode slot or for the engine."""
+        return self._count
+
 
 def _malloc_tuning() -> Callable[[], None]:
     """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use."""
@@ -85,6 +91,7 @@ class OcrService:
         self.decode_slots = threading.BoundedSemaphore(settings.decode_slots)
         self.orientation = PageOrientation(settings) if settings.orientation == "auto" else None
         self._engine_factory = engine_factory
+        self.load_wait = LOAD_WAIT_SECONDS
         self._engine: Engine | None = None
         self._load_error: str | None = None
         self._loaded = threading.Event()
@@ -128,15 +135,29 @@ class OcrService:
 
     @property
     def ready(self) -> bool:
-        """Ready once every worker of the instance has its engine, so no request meets a cold worker."""
-        if self._engine is None or self.draining:
+        """Ready once every worker of the instance has its engine, so no request meets a cold worker.
+
+        From then on a worker recycled by OCR_MAX_REQUESTS does not make the instance unready (the gateway
+        would drop it for nothing): requests that reach the new worker wait for its engine.
+        """
+        if self.draining or self._load_error:
             return False
-        return self._ready_dir is None or self.ready_workers() >= self.settings.workers
+        if self._ready_dir is None:
+            return self._engine is not None
+        warm = self._ready_dir.with_name("warm")  # cleared by the master at start
+        if warm.exists():
+            return True
+        if self._engine is not None and self.ready_workers() >= self.settings.workers:
+            warm.touch()
+            return True
+        return False
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""
         if self._ready_dir is None:
             return int(self._engine is not None)
+        if not self._ready_dir.is_dir():  # no worker has loaded yet (the master clears it at start)
+            return 0
         count = 0
         for marker in self._ready_dir.iterdir():
             try:
@@ -147,11 +168,13 @@ class OcrService:
         return count
 
     # requests
-    def ocr(self, data: bytes, bypass_cache: bool = False) -> Outcome:
-        """OCR the uploaded bytes, answering from the cache when it can."""
+    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
+        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
+        page = page or PageOptions()
+        bypass_cache = bypass_cache or page.bypass_cache
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
-            self._loaded.wait(LOAD_WAIT_SECONDS)
+            self._loaded.wait(self.load_wait)
         engine = self._engine
         if engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()
@@ -159,9 +182,9 @@ class OcrService:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
         check_upload(data, self.settings)
-        key = image_key(engine.cache_namespace, data)
+        key = image_key(engine.cache_namespace + page.cache_suffix(), data)
         if bypass_cache:
-            data_json = self._run(engine, data)
+            data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
             return self._outcome(data_json, "BYPASS", started)
         hit = self.lookup(data, started, key)
@@ -174,7 +197,7 @@ class OcrService:
                 return self._outcome(waited, "COALESCED", started)
             token = "local"
         try:
-            data_json = self._run(engine, data)
+            data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
@@ -188,14 +211,15 @@ class OcrService:
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
         return None if cached is None else self._outcome(cached, "HIT", started)
 
-    def _run(self, engine: Engine, data: bytes) -> bytes:
+    def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
         try:
             with self.admission, self.decode_slots:
                 image = decode_image(data, self.settings)
-                page = self.orientation.upright(image.bgr) if self.orientation else Turned(image.bgr, 0)
-                result = engine.recognize(page.bgr)
-                scale, angle, (height, width) = image.scale, page.angle, image.bgr.shape[:2]
-                del image, page  # free the pixels before the slot opens for the next job
+                turned = self.orientation.upright(image.bgr) if self.orientation else Turned(image.bgr, 0)
+                # word boxes only when asked: an engine without them still serves every other request
+                result = engine.recognize(turned.bgr, words=True) if page.words else engine.recognize(turned.bgr)
+                scale, angle, (height, width) = image.scale, turned.angle, image.bgr.shape[:2]
+                del image, turned  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
@@ -220,8 +244,13 @@ def as_sent(result: OcrResult, angle: int, width: int, height: int) -> OcrResult
     """Boxes read on the upright page, put back on the page as it was sent (`width` x `height`)."""
     if angle == 0:
         return result
-    return replace(result, lines=[replace(line, box=box_to_original(line.box, angle, width, height))
-                                  for line in result.lines])
+    def back(box: list[list[float]]) -> list[list[float]]:
+        return box_to_original(box, angle, width, height)
+
+    return replace(result, lines=[
+        replace(line, box=back(line.box),
+                words=None if line.words is None else [replace(w, box=back(w.box)) for w in line.words])
+        for line in result.lines])
 
 
 def serialize_lines(result: OcrResult, scale: float) -> bytes:
@@ -230,6 +259,12 @@ def serialize_lines(result: OcrResult, scale: float) -> bytes:
     for line in result.lines:
         item = line.to_dict()
         if scale != 1.0:
-            item["box"] = [[round(x * scale, 1), round(y * scale, 1)] for x, y in line.box]
+            item["box"] = _scaled(line.box, scale)
+            for word in item.get("words", ()):
+                word["box"] = _scaled(word["box"], scale)
         lines.append(item)
     return json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _scaled(box: list[list[float]], scale: float) -> list[list[float]]:
+    return [[round(x * scale, 1), round(y * scale, 1)] for x, y in box]

@@ -29,8 +29,9 @@ def redis_server(session_dir: Path) -> Iterator[Proc]:
 
 @pytest.fixture(scope="session")
 def instance(session_dir: Path, consul_agent: Proc, redis_server: Proc) -> Iterator[Proc]:
-    """One real instance (gunicorn, 2 workers) registered in Consul and caching in Redis."""
+    """One real instance (gunicorn, 2 workers, JSON logs) registered in Consul and caching in Redis."""
     proc = start_instance(session_dir / "instance", consul_addr=str(consul_agent.extra["addr"]),
-                          redis_url=str(redis_server.extra["url"]), extra_env={"OCR_WORKERS": "2"})
+                          redis_url=str(redis_server.extra["url"]),
+                          extra_env={"OCR_WORKERS": "2", "OCR_LOG_FORMAT": "json"})
     yield proc
     proc.stop()

@@ -1,11 +1,14 @@
-"""Plain helpers for tests: free ports, polling waits, real server processes and generated images."""
+"""The one home of test helpers: free ports, polling waits, real server processes and generated images.
+
+Port and HTTP probes are fleetctl's own (fleetctl.procs), so tests and the CLI agree on what "free" means.
+"""
 from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +19,24 @@ from pathlib import Path
 import requests
 from PIL import Image, ImageDraw, ImageFont
 
+from fleetctl.fleet import port_free
 from fleetctl.procs import find_binary
+from fleetctl.procs import free_port as free_port  # re-exported: the one definition
+from fleetctl.procs import http_ok as http_ok
+from fleetctl.procs import port_open as port_open
 
 REPO = Path(__file__).resolve().parent.parent
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/wqy")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_range(size: int) -> int:
+    """A base port below the ephemeral range with `size` free ports after it (for FLEET_BASE_PORT)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - size)
+        if all(port_free(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError("no free port range found")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
@@ -41,13 +52,6 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
             last_exc = exc
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_exc})")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def find_font(name: str) -> str:
@@ -134,7 +138,7 @@ def start_redis(workdir: Path, port: int | None = None) -> Proc:
                   "--dir", str(workdir)], workdir / "redis.log")
     proc.extra["url"] = f"redis://127.0.0.1:{port}/0"
     proc.extra["port"] = port
-    wait_for(lambda: _tcp_open(port), 15, f"redis on port {port}")
+    wait_for(lambda: port_open("127.0.0.1", port), 15, f"redis on port {port}")
     return proc
 
 
@@ -178,12 +182,6 @@ def start_instance(workdir: Path, *, consul_addr: str = "", redis_url: str = "",
     if not proc.alive():
         raise RuntimeError(f"instance exited during start-up:\n{proc.tail()}")
     return proc
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def worker_pids(master_pid: int) -> set[int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers import wait_for
 from werkzeug.formparser import parse_form_data
 from werkzeug.test import EnvironBuilder
 
@@ -465,10 +466,7 @@ def test_sigterm_unwinds_like_ctrl_c() -> None:
 
 def test_stop_group_ends_the_whole_process_group(tmp_path: Path) -> None:
     proc = procs.start_group(["sh", "-c", "sleep 60 & sleep 60"], tmp_path / "log")
-    deadline = time.monotonic() + 10
-    while len(_group(proc.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(_group(proc.pid)) >= 2
+    wait_for(lambda: len(_group(proc.pid)) >= 2, 10, "both sleeps to start", interval=0.05)
     procs.stop_group(proc, grace_s=5)
     assert _group(proc.pid) == []
 

@@ -75,3 +75,15 @@ def test_cache_namespace_changes_with_detection_limits() -> None:
     files = ModelFiles.bundled()
     ns = lambda s: f"{files.digest()}:d{s.det_limit_side}-{s.det_max_side}"  # noqa: E731
     assert ns(a) != ns(b)
+
+
+def test_word_boxes_are_per_call_and_never_stick(engine: Engine) -> None:
+    image = bgr(text_image("Alpha Beta Gamma"))
+    with_words = engine.recognize(image, words=True)
+    line = with_words.lines[0]
+    assert line.words is not None and [w.text for w in line.words] == ["Alpha", "Beta", "Gamma"]
+    lefts = [w.box[0][0] for w in line.words]
+    assert lefts == sorted(lefts) and all(0 < w.confidence <= 1 for w in line.words)
+    plain = engine.recognize(image)
+    assert plain.lines[0].words is None and "words" not in plain.lines[0].to_dict()
+    assert [ln.text for ln in plain.lines] == [ln.text for ln in with_words.lines]

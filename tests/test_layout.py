@@ -101,6 +101,7 @@ def test_a_generated_two_column_page_reads_column_by_column_with_stock_lines(
     from ocr_app.engine import Engine
     from ocr_app.images import decode_image
     from ocr_app.metrics import Metrics
+    from ocr_app.options import PageOptions
     from ocr_app.service import OcrService
 
     settings = Settings.from_env({}, redis_url="")
@@ -109,7 +110,7 @@ def test_a_generated_two_column_page_reads_column_by_column_with_stock_lines(
     data = page.jpeg()
     stock = engine.recognize(decode_image(data, settings).bgr).lines
     service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
-    served = json.loads(service._run(engine, data))
+    served = json.loads(service._run(engine, data, PageOptions()))
     assert [line["text"] for line in served] == page.lines
     as_stock = sorted((line.text, line.confidence, line.box) for line in stock)
     assert sorted((line["text"], line["confidence"], line["box"]) for line in served) == as_stock, \

@@ -1,9 +1,9 @@
 """Instance lifecycle against real servers: Redis failures, late Consul, and draining on SIGTERM."""
 from __future__ import annotations
 
+import re
 import signal
 import threading
-import time
 from pathlib import Path
 
 import requests
@@ -15,6 +15,13 @@ RAW = {"Content-Type": "image/jpeg"}
 def passing_ids(consul_addr: str) -> set[str]:
     entries = requests.get(f"http://{consul_addr}/v1/health/service/ocr?passing=1", timeout=5).json()
     return {e["Service"]["ID"] for e in entries}
+
+
+def inflight(inst: Proc) -> float:
+    """The instance's in-flight gauge (summed over its workers)."""
+    text = requests.get(f"{inst.extra['url']}/metrics", timeout=5).text
+    found = re.search(r"^ocr_inflight_requests ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_redis_killed_requests_still_succeed(tmp_path: Path) -> None:
@@ -63,7 +70,7 @@ def test_sigterm_deregisters_first_and_finishes_in_flight_work(tmp_path: Path, c
     worker = threading.Thread(target=lambda: results.append(
         requests.post(f"{inst.extra['url']}/api/ocr", data=image, headers=RAW, timeout=60)))
     worker.start()
-    time.sleep(0.2)  # let the request reach the engine; what we assert on is polled below
+    wait_for(lambda: inflight(inst) >= 1, 30, "the request to be in flight")
     inst.signal(signal.SIGTERM)
     wait_for(lambda: inst.extra["id"] not in passing_ids(addr), 5, "deregistration on SIGTERM")
     assert inst.alive(), "the instance must keep serving while it drains"

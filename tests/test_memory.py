@@ -24,6 +24,7 @@ from ocr_app.config import Settings
 from ocr_app.engine import Line, OcrResult
 from ocr_app.images import WORK_MAX_SIDE
 from ocr_app.metrics import Metrics
+from ocr_app.options import PageOptions
 from ocr_app.service import OcrService
 
 SIDE = 6000
@@ -84,7 +85,7 @@ def test_decode_slots_bound_the_decoded_images_a_worker_holds(slots: int) -> Non
     buf = io.BytesIO()
     Image.new("RGB", (3000, 3000), "white").save(buf, "JPEG")
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: service._run(engine, buf.getvalue()), range(8)))  # type: ignore[arg-type]
+        answers = list(pool.map(lambda _: service._run(engine, buf.getvalue(), PageOptions()), range(8)))  # type: ignore[arg-type]
     assert len(answers) == 8 and all(b'"text":"x"' in a for a in answers)
     assert engine.most_alive == slots, f"{engine.most_alive} decoded images alive at once with {slots} slot(s)"
     assert engine.alive == 0, "every decoded image is freed once its job is done"

@@ -16,6 +16,7 @@ from ocr_app.cache import ResultCache
 from ocr_app.config import ConfigError, Settings
 from ocr_app.engine import Engine
 from ocr_app.metrics import Metrics
+from ocr_app.options import PageOptions
 from ocr_app.orientation import PageOrientation, model_path
 from ocr_app.service import OcrService
 
@@ -61,7 +62,7 @@ def test_turned_pages_come_back_upright_in_order_with_boxes_on_the_sent_image(
         service: OcrService, engine: Engine, angle: int) -> None:
     page = two_column_page(seed=angle)
     data = page.jpeg(angle)
-    served = json.loads(service._run(engine, data))
+    served = json.loads(service._run(engine, data, PageOptions()))
     assert [line["text"] for line in served] == page.lines
     for i, line in enumerate(served):
         assert overlap(line["box"], drawn_box_as_sent(page, i, angle)) > 0.7, (angle, line)
@@ -77,7 +78,7 @@ def test_orientation_off_keeps_the_stock_reading(engine: Engine) -> None:
     service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
     assert service.orientation is None
     page = two_column_page(seed=5)
-    served = json.loads(service._run(engine, page.jpeg(180)))
+    served = json.loads(service._run(engine, page.jpeg(180), PageOptions()))
     assert sorted(line["text"] for line in served) == sorted(page.lines)  # the lines are right, the order is not
     assert [line["text"] for line in served] != page.lines
 
@@ -114,3 +115,15 @@ def test_a_turned_page_through_a_real_instance(instance: Proc) -> None:
                          timeout=120)
     assert resp.status_code == 200, resp.text
     assert [line["text"] for line in resp.json()["data"]] == page.lines
+
+
+def test_word_boxes_of_a_turned_page_land_inside_their_lines(service: OcrService, engine: Engine) -> None:
+    page = two_column_page(seed=4)
+    served = json.loads(service._run(engine, page.jpeg(90), PageOptions(words=True)))
+    assert [line["text"] for line in served] == page.lines
+    for line in served:
+        assert line["words"], line
+        xs, ys = [p[0] for p in line["box"]], [p[1] for p in line["box"]]
+        for word in line["words"]:
+            for x, y in word["box"]:
+                assert min(xs) - 3 <= x <= max(xs) + 3 and min(ys) - 3 <= y <= max(ys) + 3, (line, word)

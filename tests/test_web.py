@@ -11,16 +11,13 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, http_ok, wait_for
 from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import BrowserContext, JSHandle, Page, sync_playwright
 
@@ -46,12 +43,6 @@ IMAGE_SIZE = (900, 200)
 TEXT_ORIGIN = (60, 60)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     text = path.read_text(errors="replace") if path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
@@ -59,19 +50,12 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Poll /ready until it answers 200; the engine loads its models before that."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode} before ready:\n{_tail(log)}")
-        try:
-            with opener.open(url + "ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"{url}ready did not answer 200 within {READY_TIMEOUT_S:.0f} s:\n{_tail(log)}")
+    try:
+        wait_for(lambda: proc.poll() is not None or http_ok(url + "ready"), READY_TIMEOUT_S, f"{url}ready")
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}:\n{_tail(log)}")
+    if proc.poll() is not None:
+        pytest.fail(f"gunicorn exited with {proc.returncode} before ready:\n{_tail(log)}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -92,7 +76,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external.rstrip("/") + "/"
         return
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("web") / "gunicorn.log"
     env = {
         **os.environ,
@@ -302,3 +286,33 @@ def test_gateway_error_page_is_reported_plainly(page: Page) -> None:
     error.wait_for(state="visible")
     assert "502" in error.inner_text() and "<" not in error.inner_text()
     assert page.get_attribute("#status", "data-state") == "error"
+
+
+def test_pdf_shows_each_page_with_its_boxes(page: Page) -> None:
+    from docgen import text_pdf
+
+    pdf = text_pdf([("scan", "SCANNED PAGE"), ("digital", "DIGITAL PAGE")])
+    with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+        page.set_input_files("#file-input", files=[{"name": "doc.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    assert info.value.status == 200, info.value.text()
+    texts = _lines(page)
+    assert [_squash(t) for t in texts] == ["SCANNEDPAGE", "DIGITALPAGE"]
+    assert page.locator("#results .page-head").all_inner_texts() == ["Page 1", "Page 2"]
+    figures = page.locator("#pages figure.doc-page")
+    assert figures.count() == 2 and page.locator("#viewer").is_hidden()
+    assert "text layer" in figures.nth(1).inner_text() and "OCR" in figures.nth(0).inner_text()
+    for i in range(2):
+        figure = figures.nth(i)
+        figure.locator("img").scroll_into_view_if_needed()
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                               arg=figure.locator("img").element_handle())
+        img = figure.locator("img").bounding_box()
+        paths = figure.locator("path")
+        assert paths.count() == 1, "one box per line, on its own page"
+        box = paths.nth(0).bounding_box()
+        assert img and box
+        # the text sits in the upper part of a letter page, inside the page image
+        assert img["x"] <= box["x"] < box["x"] + box["width"] <= img["x"] + img["width"] + 1
+        assert img["y"] + 0.1 * img["height"] < box["y"] < img["y"] + 0.3 * img["height"]
+    assert page.get_attribute("#status", "data-state") == "done"
+    assert "on 2 pages" in page.inner_text("#status-text")

@@ -5,10 +5,17 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 import consul
 import requests
 from helpers import Proc, consul_binary, free_port, spawn, wait_for
+
+
+class HasPort(Protocol):
+    """A backend on 127.0.0.1: an EchoServer here, or the app itself (tests/inproc.py AppServer)."""
+
+    port: int
 
 
 class ConsulAgent:
@@ -40,7 +47,7 @@ class ConsulAgent:
             self.proc.stop()
             self.proc = None
 
-    def register(self, server: EchoServer, service: str = "ocr") -> str:
+    def register(self, server: HasPort, service: str = "ocr") -> str:
         """Register `server` with no check, so it is passing at once (the instance's real
         HTTP check is the app's business, tested there)."""
         sid = f"{service}-127.0.0.1-{server.port}"
@@ -67,7 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
             "body_bytes": len(body),
             "request_id": self.headers.get("X-Request-ID"),
         }).encode()
-        self.send_response(getattr(self.server, "status", 200))
+        self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("X-Request-ID", self.headers.get("X-Request-ID") or "")
@@ -87,7 +94,6 @@ class EchoServer:
     def __init__(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
-        self.server.status = 200  # type: ignore[attr-defined]  # what every request gets
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
@@ -95,10 +101,6 @@ class EchoServer:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def answer(self, status: int) -> None:
-        """Make every later request get `status` (503: an instance whose queue is full)."""
-        self.server.status = status  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -12,12 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
+from helpers import free_port, wait_for
 
 from fleetctl.backends import make_backend
 from fleetctl.backends.base import InstanceInfo, InstanceSpec, config_hash, instance_env
@@ -26,20 +27,6 @@ from fleetctl.backends.process import SIDECAR_KIND, ProcessBackend, group_member
 from fleetctl.config import FleetConfig
 from fleetctl.fleet import busy_ports, port_free
 from fleetctl.metrics_scrape import fetch
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def healthy(port: int) -> bool:
@@ -76,7 +63,7 @@ def backend(cfg: FleetConfig) -> Iterator[ProcessBackend]:
 def running(backend: ProcessBackend, cfg: FleetConfig) -> InstanceInfo:
     port = free_port()
     info = backend.start(spec_for(cfg, port))
-    wait_until(lambda: healthy(port), 60, f"instance on {port} to answer /health")
+    wait_for(lambda: healthy(port), 60, f"instance on {port} to answer /health")
     return info
 
 
@@ -130,7 +117,7 @@ def test_sigkilled_instance_is_dropped_and_its_files_cleaned(backend: ProcessBac
                                                              cfg: FleetConfig) -> None:
     assert running.pid is not None
     os.killpg(running.pid, signal.SIGKILL)
-    wait_until(lambda: backend.list() == [], 10, "the killed instance to disappear from list()")
+    wait_for(lambda: backend.list() == [], 10, "the killed instance to disappear from list()")
     assert not (cfg.run_dir / f"{running.id}.pid").exists()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from helpers import free_port
 
 from fleetctl.backends.base import FleetError
 from fleetctl.cli import FleetGroup, main
@@ -22,12 +23,6 @@ from fleetctl.metrics_scrape import parse_samples, summarize
 from fleetctl.status import FleetStatus, InstanceRow, render_table
 
 COMMANDS = ("up", "scale", "status", "down", "logs", "sync", "render")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ import consul
 import psutil
 import pytest
 import requests
+from helpers import free_port, free_range, wait_for
 
 from fleetctl import config as fleet_config
 from fleetctl import upstream
@@ -41,41 +40,6 @@ AB_SECONDS = 10
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:
-    """Poll `check`; return the seconds it took, fail the test naming `what` on timeout."""
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - t0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_range(size: int) -> int:
-    """A base port below the ephemeral range with `size` free ports after it."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - size)
-        if all(_bindable(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no free port range found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
 
 def word_png(text: str = "fleet") -> bytes:
     """A 320x64 PNG with one word: OCR takes about a second, cache hits take milliseconds."""
@@ -318,7 +282,7 @@ def run_ab_during(f: Fleet, action: Callable[[], object], seconds: int = AB_SECO
     before = f.served()
     ab = f.ab(seconds)
     try:
-        wait_until(lambda: f.served() >= before + 100, 20, "ab traffic through the gateway")
+        wait_for(lambda: f.served() >= before + 100, 20, "ab traffic through the gateway", interval=0.05)
         action()
         out, _ = ab.communicate(timeout=seconds + 90)
     finally:
@@ -403,8 +367,10 @@ def test_sigkilled_instance_leaves_upstream_fast_and_fails_no_request(fleet: Fle
 
     def kill() -> None:
         os.killpg(pid, signal.SIGKILL)
-        timing["left"] = wait_until(lambda: f"127.0.0.1:{victim}" not in fleet.members(), 5,
-                                    "the killed instance to leave the upstream")
+        t0 = time.monotonic()
+        wait_for(lambda: f"127.0.0.1:{victim}" not in fleet.members(), 5, "the killed instance to leave the upstream",
+                 interval=0.05)
+        timing["left"] = time.monotonic() - t0
 
     result = run_ab_during(fleet, kill)
     assert result.real_failures == 0, result.output

@@ -1,16 +1,20 @@
 """The Consul -> upstream.conf -> nginx loop, against a real Consul agent, real nginx and real backends."""
 from __future__ import annotations
 
+import io
+import json
 import random
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
 from gw_servers import ConsulAgent, EchoServer
 from helpers import wait_for
+from inproc import RAW, AppServer, FakeEngine, drop_log_handler, log_to, png
 
 from fleetctl import gateway, upstream
 from fleetctl.config import FleetConfig
@@ -155,23 +159,78 @@ def test_gateway_json_errors_for_413_and_502(
 
 
 def test_queue_full_503_is_retried_elsewhere_and_never_locks_instances_out(
-    gw_cfg: FleetConfig, gw_consul: ConsulAgent, gw_nginx: int, gw_backends: Callable[[], EchoServer]
+    gw_cfg: FleetConfig, gw_consul: ConsulAgent, gw_nginx: int, tmp_path: Path
 ) -> None:
-    full, free = gw_backends(), gw_backends()
-    gw_consul.register(full)
-    gw_consul.register(free)
-    upstream.sync_once(gw_cfg, gw_consul.client, NginxReloader(gw_cfg))
-    full.answer(503)
-    assert {_served_by(gw_cfg) for _ in range(10)} == {free.port}  # every 503 retried on the other
+    """Real app servers (fake engine, OCR_MAX_QUEUE=0) whose queues we fill by holding their engines."""
+    gates = {name: threading.Event() for name in ("full", "free")}
+    servers = {name: AppServer(tmp_path / name, FakeEngine(gate=gate), max_queue=0) for name, gate in gates.items()}
+    full, free = servers["full"], servers["free"]
+    held: list[threading.Thread] = []
+    seeds = iter(range(1000))
 
-    free.answer(503)  # overload: every instance says its queue is full
-    busy = [_get(gw_cfg) for _ in range(10)]
-    assert {r.status_code for r in busy} == {503}
-    assert all("port" in r.json() for r in busy)  # the app's own 503 reaches the client
-    full.answer(200)
-    free.answer(200)
-    # Recovered instances serve at once: the burst of 503s did not mark them failed.
-    assert {_served_by(gw_cfg) for _ in range(10)} == {full.port, free.port}
+    def post(url: str) -> requests.Response:
+        return requests.post(f"{url}/api/ocr", data=png(next(seeds)), headers={**RAW, "Cache-Control": "no-cache"},
+                             timeout=60)
+
+    def fill(server: AppServer) -> None:
+        """One request held in the engine: with OCR_MAX_QUEUE=0 every further OCR job gets 503."""
+        held.append(threading.Thread(target=post, args=(server.url,)))
+        held[-1].start()
+        wait_for(lambda: server.engine.running == 1, 10, f"{server.instance_id} to be busy")
+
+    try:
+        for server in servers.values():
+            gw_consul.register(server)
+        upstream.sync_once(gw_cfg, gw_consul.client, NginxReloader(gw_cfg))
+        gates["free"].set()
+        fill(full)
+        served = [post(gw_cfg.gateway_url) for _ in range(10)]
+        assert {r.status_code for r in served} == {200}
+        assert {r.headers["X-Instance"] for r in served} == {free.instance_id}  # every 503 retried on the other
+
+        gates["free"].clear()
+        fill(free)  # overload: every instance says its queue is full
+        busy = [post(gw_cfg.gateway_url) for _ in range(10)]
+        assert {r.status_code for r in busy} == {503}
+        assert {r.json()["code"] for r in busy} == {50302}  # the app's own 503 reaches the client
+        for gate in gates.values():
+            gate.set()
+        for thread in held:
+            thread.join(30)
+        # Recovered instances serve at once: the burst of 503s did not mark them failed.
+        assert {post(gw_cfg.gateway_url).headers["X-Instance"] for _ in range(10)} == {
+            full.instance_id, free.instance_id}
+    finally:
+        for gate in gates.values():
+            gate.set()
+        for server in servers.values():
+            server.close()
+
+
+def test_request_id_is_the_same_in_the_client_nginx_and_instance_logs(
+    gw_cfg: FleetConfig, gw_consul: ConsulAgent, gw_nginx: int, tmp_path: Path
+) -> None:
+    """The gateway's X-Request-ID reaches the app, is echoed once, and both access logs carry it."""
+    app_log = io.StringIO()
+    server = AppServer(tmp_path / "app", FakeEngine(), log_format="json")
+    log_to(app_log)
+    try:
+        gw_consul.register(server)
+        upstream.sync_once(gw_cfg, gw_consul.client, NginxReloader(gw_cfg))
+        sent = requests.post(f"{gw_cfg.gateway_url}/api/ocr", data=png(1), headers={**RAW, "X-Request-ID": "abc"},
+                             timeout=30)
+        made = requests.post(f"{gw_cfg.gateway_url}/api/ocr", data=png(2), headers=RAW, timeout=30)
+    finally:
+        server.close()
+        drop_log_handler()
+    assert sent.status_code == made.status_code == 200
+    assert sent.headers["X-Request-ID"] == "abc"  # one header: nginx hides the app's copy and sets its own
+    generated = made.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    app_ids = [json.loads(line).get("request_id") for line in app_log.getvalue().splitlines()]
+    gateway_ids = [json.loads(line)["request_id"] for line in gateway.access_log_path(gw_cfg).read_text().splitlines()]
+    for rid in ("abc", generated):
+        assert rid in app_ids and rid in gateway_ids
 
 
 def test_loop_follows_consul_and_debounces_a_burst(

@@ -1,0 +1,127 @@
+"""Per-request options, parsed and validated once from the query string, form fields or JSON.
+
+`PageOptions` is what decides one image's answer besides its bytes, so it is part of the cache key and
+travels with a page wherever it is OCRed. `RequestOptions` adds what only the receiving instance needs:
+how to turn a document into pages and how to write the answer.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .config import Settings
+from .errors import InvalidOption, PageNotInDocument
+
+FORMATS = ("json", "text", "hocr", "textract")
+PDF_TEXT_MODES = ("auto", "never")
+# A selection is a comma list of pages and ranges: "1-3,7". Bounded so a hostile string stays cheap.
+_SELECTION = re.compile(r"^\s*\d{1,6}\s*(-\s*\d{1,6}\s*)?(,\s*\d{1,6}\s*(-\s*\d{1,6}\s*)?){0,199}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """What decides a page's lines besides its bytes: part of its cache key and its query string."""
+
+    words: bool = False
+    bypass_cache: bool = False
+
+    def cache_suffix(self) -> str:
+        """Appended to the engine's cache namespace: answers with word boxes are stored apart."""
+        return ":w1" if self.words else ""
+
+    def to_query(self) -> dict[str, str]:
+        """The query parameters that ask another instance for the same page answer."""
+        return {"words": "1"} if self.words else {}
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Everything a request asked for, validated against the instance's limits."""
+
+    page: PageOptions = field(default_factory=PageOptions)
+    format: str = "json"
+    dpi: int = 200
+    pages: tuple[tuple[int, int], ...] = ()  # inclusive ranges from 1; empty means every page
+    pdf_text: str = "auto"
+    password: str | None = None
+    preview: bool = False  # each document page also comes back as a small JPEG (the web page shows it)
+
+    @property
+    def needs_words(self) -> bool:
+        """hOCR and Textract describe words, so they ask the engine for word boxes."""
+        return self.page.words or self.format in ("hocr", "textract")
+
+    def select(self, count: int) -> list[int]:
+        """The selected page numbers (from 1) of a document with `count` pages, in order, once each."""
+        if not self.pages:
+            return list(range(1, count + 1))
+        chosen: list[int] = []
+        seen: set[int] = set()
+        for first, last in self.pages:
+            if last > count:
+                raise PageNotInDocument(last, count)
+            for number in range(first, last + 1):
+                if number not in seen:
+                    seen.add(number)
+                    chosen.append(number)
+        return chosen
+
+
+def parse_options(values: Mapping[str, str], settings: Settings, bypass_cache: bool = False) -> RequestOptions:
+    """Options from request parameters; every bad value is a 400 that names the parameter."""
+    fmt = values.get("format", "json").strip().lower() or "json"
+    if fmt not in FORMATS:
+        raise InvalidOption(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+    pdf_text = values.get("pdf_text", "auto").strip().lower() or "auto"
+    if pdf_text not in PDF_TEXT_MODES:
+        raise InvalidOption(f"pdf_text={pdf_text!r} is not one of {', '.join(PDF_TEXT_MODES)}")
+    password = values.get("password")
+    return RequestOptions(
+        page=PageOptions(words=_parse_flag("words", values.get("words", "0")), bypass_cache=bypass_cache),
+        format=fmt,
+        dpi=_parse_dpi(values.get("dpi"), settings),
+        pages=parse_pages(values.get("pages", "")),
+        pdf_text=pdf_text,
+        password=password if password else None,
+        preview=_parse_flag("preview", values.get("preview", "0")),
+    )
+
+
+def parse_pages(raw: str) -> tuple[tuple[int, int], ...]:
+    """'1-3,7' -> ((1, 3), (7, 7)); pages count from 1 and ranges go upwards."""
+    if not raw.strip():
+        return ()
+    if not _SELECTION.match(raw):
+        raise InvalidOption(f"pages={raw[:40]!r} is not a page selection such as 1-3,7")
+    ranges = []
+    for part in raw.split(","):
+        first, _, last = part.partition("-")
+        lo, hi = int(first), int(last or first)
+        if lo < 1 or hi < lo:
+            raise InvalidOption(f"pages={raw[:40]!r}: pages count from 1 and a range goes upwards ({part.strip()})")
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
+def _parse_flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidOption(f"{name}={raw[:20]!r} is not a flag: use 1 or 0")
+
+
+def _parse_dpi(raw: str | None, settings: Settings) -> int:
+    if raw is None or not raw.strip():
+        return settings.pdf_dpi
+    try:
+        dpi = int(raw)
+    except ValueError:
+        raise InvalidOption(f"dpi={raw[:20]!r} is not a whole number") from None
+    if not 36 <= dpi <= settings.pdf_max_dpi:
+        raise InvalidOption(f"dpi={dpi} must be between 36 and {settings.pdf_max_dpi} (OCR_PDF_MAX_DPI)")
+    return dpi

@@ -1,0 +1,311 @@
+"""The app in-process: create_app() with a fake engine and Flask's test client (no gunicorn, no models).
+
+What needs real servers (workers, Redis, Consul, the gateway) is tested against them elsewhere;
+this tier covers admission, the fast path, the not-ready wait and the error mapping.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from helpers import wait_for
+from inproc import RAW, FakeEngine, build_app, png
+from PIL import Image
+
+from ocr_app import Settings, create_app
+from ocr_app.fastpath import CacheHitFastPath
+
+
+def build(tmp_path: Path, engine: FakeEngine | None = None, *, factory: Callable[[Settings], Any] | None = None,
+          **overrides: Any) -> Flask:
+    return build_app(tmp_path / "run", engine, factory=factory, **overrides)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    return build(tmp_path)
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as c:
+        yield c
+
+
+def metric(client: FlaskClient, line_start: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_service_and_images_do_not_import_flask() -> None:
+    code = ("import sys, ocr_app.service, ocr_app.images, ocr_app.errors; "
+            "assert 'flask' not in sys.modules and 'werkzeug' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ocr_miss_then_hit(client: FlaskClient) -> None:
+    image = png(1)
+    first = client.post("/api/ocr", data=image, headers=RAW)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.headers["X-Cache"] == "MISS" and first.headers["X-Instance"] == "inproc"
+    body = first.get_json()
+    assert body["code"] == 0 and body["data"][0]["text"] == "fake text" and body["cached"] is False
+    second = client.post("/api/ocr", data=image, headers=RAW)
+    assert second.headers["X-Cache"] == "HIT" and second.get_json()["cached"] is True
+    assert second.get_json()["data"] == body["data"]
+
+
+# --- admission -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_queue", [0, 2])
+def test_queue_full_gets_503_and_queued_work_completes(tmp_path: Path, max_queue: int) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, max_queue=max_queue)
+    held = max_queue + 1  # one running, max_queue waiting
+    results: list[int] = []
+
+    def send(seed: int) -> None:
+        results.append(app.test_client().post("/api/ocr", data=png(seed), headers=RAW).status_code)
+
+    threads = [threading.Thread(target=send, args=(seed,)) for seed in range(held)]
+    for t in threads:
+        t.start()
+    service = app.extensions["ocr"]
+    wait_for(lambda: service.admission.held == held and engine.running == 1, 10,
+             f"{held} requests admitted, one inside the engine (the rest wait for a decode slot)")
+    client = app.test_client()
+    refused = client.post("/api/ocr", data=png(100), headers=RAW)
+    assert refused.status_code == 503
+    assert refused.get_json() == {
+        "code": 50302, "data": [],
+        "msg": f"the instance is busy: more than {max_queue} OCR jobs are queued (OCR_MAX_QUEUE)"}
+    assert refused.headers["Retry-After"] == "1"
+    assert metric(client, 'ocr_rejections_total{reason="queue_full"}') == 1
+    assert metric(client, "ocr_inflight_requests") == held
+    # Reads never queue behind OCR work.
+    assert client.get("/ready").status_code == 200 and client.get("/health").status_code == 200
+    gate.set()
+    for t in threads:
+        t.join(30)
+    assert results == [200] * held
+    assert metric(client, "ocr_inflight_requests") == 0
+    assert client.post("/api/ocr", data=png(100), headers=RAW).status_code == 200  # room again
+
+
+def test_cache_hits_are_served_while_the_queue_is_full(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, max_queue=0)
+    known = png(7)
+    gate.set()
+    assert app.test_client().post("/api/ocr", data=known, headers=RAW).status_code == 200
+    gate.clear()
+    busy = threading.Thread(target=lambda: app.test_client().post("/api/ocr", data=png(8), headers=RAW))
+    busy.start()
+    wait_for(lambda: engine.running == 1, 10, "a request inside the engine")
+    client = app.test_client()
+    files = {"image": (io.BytesIO(known), "known.png")}
+    assert client.post("/api/ocr", data=known, headers=RAW).headers["X-Cache"] == "HIT"
+    assert client.post("/api/ocr", data={**files}, content_type="multipart/form-data").status_code == 200
+    gate.set()
+    busy.join(30)
+
+
+# --- the WSGI fast path -----------------------------------------------------------------------
+
+class CountingApp:
+    """Counts the requests that reach the Flask app behind the fast path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.calls = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.calls += 1
+        return self.app(environ, start_response)
+
+
+def count_flask_calls(app: Flask) -> CountingApp:
+    """Put a counter between the fast path (inside the access log) and the Flask app."""
+    fast = app.wsgi_app.app  # type: ignore[attr-defined]
+    assert isinstance(fast, CacheHitFastPath)
+    fast.app = CountingApp(fast.app)
+    return fast.app
+
+
+def test_fast_path_serves_raw_hits_below_flask_with_the_same_answer(app: Flask, client: FlaskClient) -> None:
+    behind = count_flask_calls(app)
+    image = png(2)
+    miss = client.post("/api/ocr", data=image, headers=RAW)
+    assert miss.headers["X-Cache"] == "MISS" and behind.calls == 1
+    hit = client.post("/api/ocr", data=image, headers=RAW)
+    assert hit.headers["X-Cache"] == "HIT" and behind.calls == 1, "a raw hit must not reach Flask"
+    assert hit.headers["X-Instance"] == "inproc" and hit.headers["Content-Type"] == "application/json"
+    full = client.post("/api/ocr", data={"image": (io.BytesIO(image), "a.png")}, content_type="multipart/form-data")
+    assert full.headers["X-Cache"] == "HIT" and behind.calls == 2
+    strip = ("cost_time",)
+    assert ({k: v for k, v in hit.get_json().items() if k not in strip}
+            == {k: v for k, v in full.get_json().items() if k not in strip})
+    assert metric(client, 'ocr_requests_total{status="200"}') == 3
+
+
+@pytest.mark.parametrize("headers", [
+    {"Content-Type": "image/png", "Cache-Control": "no-cache"},  # bypass: always runs the model
+    {"Content-Type": "text/plain"},  # not an image type: Flask's error
+])
+def test_fast_path_passes_everything_else_to_flask(app: Flask, client: FlaskClient, headers: dict[str, str]) -> None:
+    image = png(3)
+    assert client.post("/api/ocr", data=image, headers=RAW).status_code == 200
+    behind = count_flask_calls(app)
+    resp = client.post("/api/ocr", data=image, headers=headers)
+    assert behind.calls == 1
+    assert resp.headers.get("X-Cache") != "HIT"
+
+
+def test_fast_path_miss_hands_flask_the_same_body(app: Flask, client: FlaskClient) -> None:
+    image = png(4)
+    resp = client.post("/api/ocr", data=image, headers=RAW)  # read by the fast path, then by Flask
+    assert resp.status_code == 200 and resp.headers["X-Cache"] == "MISS"
+    assert resp.get_json()["data"][0]["box"][2] == [64, 32]  # the whole image arrived
+
+
+# --- readiness and the not-ready wait ---------------------------------------------------------
+
+def test_request_during_load_waits_for_the_engine(tmp_path: Path) -> None:
+    loaded = threading.Event()
+
+    def slow_factory(settings: Settings) -> FakeEngine:
+        loaded.wait(30)
+        return FakeEngine(settings)
+
+    # A runtime dir as gunicorn_conf leaves it: no worker has written its "ready" marker yet.
+    app = create_app({"redis_url": "", "instance_id": "slow", "runtime_dir": str(tmp_path)},
+                     engine_factory=slow_factory)
+    client = app.test_client()
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "2"
+    assert ready.get_json()["code"] == 50301 and "loaded in 0 of 1 workers" in ready.get_json()["msg"]
+    assert client.get("/health").status_code == 200  # liveness never waits for the engine
+    results: list[int] = []
+    waiting = threading.Thread(target=lambda: results.append(
+        app.test_client().post("/api/ocr", data=png(5), headers=RAW).status_code))
+    waiting.start()
+    wait_for(lambda: metric(client, "ocr_inflight_requests") == 1, 10, "the request to wait in the app")
+    loaded.set()
+    waiting.join(30)
+    assert results == [200]
+    assert client.get("/ready").status_code == 200
+
+
+def test_request_gets_503_when_the_engine_is_still_loading_after_the_wait(tmp_path: Path) -> None:
+    release = threading.Event()
+    app = create_app({"redis_url": "", "instance_id": "slow"},
+                     engine_factory=lambda s: release.wait(30) and FakeEngine(s))
+    app.extensions["ocr"].load_wait = 0.05
+    client = app.test_client()
+    resp = client.post("/api/ocr", data=png(6), headers=RAW)
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
+    assert resp.get_json()["code"] == 50301 and "not loaded yet" in resp.get_json()["msg"]
+    assert metric(client, 'ocr_rejections_total{reason="not_ready"}') == 1
+    release.set()
+
+
+def test_engine_load_failure_is_reported_by_ready_and_requests(tmp_path: Path) -> None:
+    def broken(settings: Settings) -> FakeEngine:
+        raise RuntimeError("model file missing: det.onnx")
+
+    client = build(tmp_path, factory=broken).test_client()
+    assert client.get("/health").status_code == 200
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.get_json()["code"] == 50301
+    assert "model file missing: det.onnx" in ready.get_json()["msg"]
+    resp = client.post("/api/ocr", data=png(9), headers=RAW)
+    assert resp.status_code == 503 and "det.onnx" in resp.get_json()["msg"]
+
+
+def test_draining_instance_is_not_ready_but_still_serves(tmp_path: Path, client: FlaskClient) -> None:
+    assert client.get("/ready").status_code == 200
+    (tmp_path / "run" / "draining").touch()
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "1"
+    assert ready.get_json() == {"code": 50303, "msg": "draining: the instance is shutting down", "data": []}
+    assert client.post("/api/ocr", data=png(10), headers=RAW).status_code == 200
+
+
+# --- error mapping: a hostile corpus ----------------------------------------------------------
+
+def _tiny_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+CORPUS: list[tuple[str, dict[str, Any], int, int]] = [
+    ("empty body", {"data": b""}, 400, 40001),
+    ("empty raw image", {"data": b"", "headers": RAW}, 400, 40001),
+    ("text/plain", {"data": b"hello", "content_type": "text/plain"}, 415, 41502),
+    ("not an image", {"data": b"GIF89a nope", "headers": RAW}, 415, 41501),
+    ("a PDF without its trailer", {"data": b"%PDF-1.4 nope", "headers": RAW}, 422, 42235),
+    ("truncated png", {"data": png(11)[:60], "headers": RAW}, 422, 42201),
+    ("too small", {"data": _tiny_png(), "headers": RAW}, 422, 42203),
+    ("over the upload limit", {"data": b"\x89PNG\r\n\x1a\n" + b"0" * (2 << 20), "headers": RAW}, 413, 41301),
+    ("json not an object", {"data": b"[1, 2]", "content_type": "application/json"}, 400, 40002),
+    ("json bad", {"data": b"{nope", "content_type": "application/json"}, 400, 40002),
+    ("json no field", {"json": {"image": "x"}}, 400, 40001),
+    ("bad base64", {"json": {"image_base64": "!!!not base64!!!"}}, 400, 40003),
+    ("data url without comma", {"json": {"image_base64": "data:image/png;base64"}}, 400, 40003),
+    ("base64 of garbage", {"json": {"image_base64": base64.b64encode(b"garbage").decode()}}, 415, 41501),
+    ("multipart without boundary", {"data": b"--x\r\n", "content_type": "multipart/form-data"}, 400, 40002),
+    ("multipart text field", {"data": {"image": "not a file"}, "content_type": "multipart/form-data"}, 400, 40001),
+    ("multipart wrong field", {"data": {"photo": (io.BytesIO(b"x"), "a.png")},
+                               "content_type": "multipart/form-data"}, 400, 40001),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status", "code"), CORPUS, ids=[c[0] for c in CORPUS])
+def test_bad_input_gets_its_documented_error(client: FlaskClient, name: str, kwargs: dict[str, Any],
+                                             status: int, code: int) -> None:
+    resp = client.post("/api/ocr", **kwargs)
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["code"] == code and body["data"] == [] and body["msg"]
+    assert resp.headers["X-Instance"] == "inproc"
+    if status == 413:
+        assert "OCR_MAX_UPLOAD_MB" in body["msg"]
+
+
+def test_routing_errors_are_json(client: FlaskClient) -> None:
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.get_json()["code"] == 40401
+    wrong = client.get("/api/ocr")
+    assert wrong.status_code == 405 and wrong.get_json()["code"] == 40501
+
+
+def test_an_engine_crash_is_a_json_500_and_the_app_keeps_serving(tmp_path: Path) -> None:
+    engine = FakeEngine(Settings(), fail=RuntimeError("onnxruntime exploded"))
+    client = build(tmp_path, engine).test_client()
+    resp = client.post("/api/ocr", data=png(12), headers=RAW)
+    assert resp.status_code == 500
+    assert resp.get_json() == {"code": 50001, "msg": "internal error: the failure was logged", "data": []}
+    assert "exploded" not in resp.get_data(as_text=True)
+    engine.fail = None
+    assert client.post("/api/ocr", data=png(12), headers=RAW).status_code == 200
+    assert metric(client, "ocr_inflight_requests") == 0
+
+
+def test_metrics_report_the_worker_rss(client: FlaskClient) -> None:
+    rss = metric(client, "ocr_worker_rss_bytes")  # one process here: no pid label
+    assert rss > 10 * 2**20
