@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?= 2
 export FLEET_HOME ?= $(CURDIR)/.fleet
 
-.PHONY: up down status deps venv test test-fast lint image bench bench-quick clean
+.PHONY: up down status deps venv test test-fast lint dist image bench bench-quick clean
 
 ## Install what is missing and start the embedded fleet behind http://127.0.0.1:8080
 up: venv deps
@@ -43,6 +43,11 @@ lint: venv
 	$(BIN)/ruff check ocr_app fleetctl bench tests
 	$(BIN)/mypy
 
+## The sdist and the wheel in dist/ (the wheel is what `pip install` and the image install)
+dist: venv
+	rm -rf build dist  # a stale build/lib would put deleted modules into the wheel
+	$(BIN)/python -m build -o dist
+
 ## The instance image, built without pulling anything (see scripts/build-image.sh)
 image: venv
 	bash scripts/install-deps.sh --with-docker
@@ -56,4 +61,4 @@ bench-quick: venv deps
 
 clean:
 	-$(BIN)/fleetctl down
-	rm -rf $(VENV) .fleet bench/.work
+	rm -rf $(VENV) .fleet bench/.work build dist

@@ -6,6 +6,7 @@ Typed errors raised anywhere below are turned into exit codes in exactly one pla
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from fleetctl import config as fleet_config
-from fleetctl.backends import Backend, FleetError, existing_backends, make_backend
+from fleetctl.backends import Backend, FleetError, UnknownInstance, existing_backends, make_backend
 from fleetctl.config import BACKENDS, ConfigError, FleetConfig
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
@@ -116,6 +117,7 @@ def main(ctx: click.Context) -> None:
 
     Settings come from FLEET_* environment variables (FLEET_HOME, FLEET_BACKEND, ports);
     the daemons fleetctl starts inherit them, so set them, not per-command flags.
+    State lives in FLEET_HOME, by default ~/.local/state/ocr-fleet (or $XDG_STATE_HOME/ocr-fleet).
     """
     if ctx.obj is None:
         try:
@@ -150,14 +152,18 @@ def _print_plan(plan: Any) -> None:
               help="How many instances to run.")
 @backend_option
 @timeout_option
+@click.option("--no-install", is_flag=True,
+              help="Fail, naming the command to run, instead of installing a missing nginx, Redis or Consul.")
 @click.pass_context
-def up(ctx: click.Context, instances: int, backend: str | None, timeout: float) -> None:
-    """Start the managed services, scale to N instances and print the gateway URL (idempotent)."""
-    from fleetctl import services
+def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool) -> None:
+    """Install what is missing, start the managed services, scale to N instances and print the gateway
+    URL (idempotent)."""
+    from fleetctl import deps, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
+    deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)
     _warn_oversubscription(obj.cfg, instances)
     _note_other_backends(obj, chosen)
@@ -204,7 +210,10 @@ def _require_consul(obj: AppContext) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """One row per instance (health, upstream, memory, uptime, traffic) and per managed service."""
+    """One row per instance (health, upstream, memory, uptime, traffic) and per managed service.
+
+    Warns on stderr about instances whose RSS is above FLEET_RSS_WARN_MB (default 1024; 0: off).
+    """
     from fleetctl import services, upstream
     from fleetctl.status import collect, render_table
 
@@ -215,6 +224,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False))
     else:
         click.echo(render_table(result))
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @main.command()
@@ -229,21 +240,112 @@ def down(ctx: click.Context) -> None:
     click.echo(f"stopped {count} instance(s) and the managed services")
 
 
+class SinceType(click.ParamType):
+    """--since: a duration back from now (30s, 5m, 2h, 1d) or an ISO time, as epoch seconds."""
+
+    name = "since"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from fleetctl.logs import parse_since
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_since(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class RegexType(click.ParamType):
+    """--grep: a regular expression, compiled once so a bad one is a usage error."""
+
+    name = "regex"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> re.Pattern[str]:
+        if isinstance(value, re.Pattern):
+            return value
+        try:
+            return re.compile(str(value))
+        except re.error as exc:
+            self.fail(f"{value!r} is not a regular expression: {exc}", param, ctx)
+
+
+def _log_sources(cfg: FleetConfig, backends: list[Backend]) -> dict[str, Any]:
+    """Services first, then every backend's instances (running, and stopped ones with a kept log)."""
+    from fleetctl import services
+    from fleetctl.logs import FileReader
+
+    sources: dict[str, Any] = {name: FileReader(path) for name, path in services.log_files(cfg).items()}
+    for backend in backends:
+        sources.update(backend.log_readers())
+    return sources
+
+
 @main.command()
-@click.argument("instance_id")
-@click.option("-f", "--follow", is_flag=True,
-              help="Keep printing new output until Ctrl-C or the instance ends.")
+@click.argument("sources", nargs=-1)
+@click.option("--since", type=SinceType(), default=None,
+              help="Only lines from this long ago on (30s, 5m, 2h, 1d) or since an ISO time.")
+@click.option("--grep", "pattern", type=RegexType(), default=None,
+              help="Only lines matching this regular expression (e.g. a request id).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines, from every source, until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: the line's own fields (or 'message'), 'source' and 'time'.")
 @click.pass_context
-def logs(ctx: click.Context, instance_id: str, follow: bool) -> None:
-    """Print an instance's log (gunicorn and app output)."""
-    from fleetctl.fleet import instance_logs
+def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, pattern: re.Pattern[str] | None,
+         follow: bool, as_json: bool) -> None:
+    """Instance, gateway and service logs, merged in time order.
+
+    SOURCES are instance ids (ocr-8001), gateway (nginx's JSON access log), nginx (its error log),
+    consul, redis or sync; none means all of them. Logs of stopped process instances are kept and shown.
+    """
+    from fleetctl import logs as fleet_logs
 
     obj = _obj(ctx)
+    backends = existing_backends(obj.cfg)  # asked once: -f rescans their instances, not the runtimes
     try:
-        for chunk in instance_logs(existing_backends(obj.cfg), instance_id, follow):
-            click.echo(chunk, nl=False)
+        chosen = fleet_logs.select(_log_sources(obj.cfg, backends), sources)
+    except KeyError as exc:
+        raise UnknownInstance(f"no running instance or log source {exc.args[0]!r} "
+                              f"(sources: instance ids, gateway, nginx, consul, redis, sync)") from None
+    keep = fleet_logs.Filter(since, pattern)
+    width = max((len(name) for name in chosen), default=0)
+
+    def show(rec: Any) -> None:
+        click.echo(rec.to_json() if as_json else rec.to_text(width))
+
+    records, streams = fleet_logs.history(chosen, keep)
+    for rec in records:
+        show(rec)
+    if not follow:
+        return
+    try:
+        for rec in fleet_logs.follow(streams, keep, lambda: {} if sources else _log_sources(obj.cfg, backends)):
+            show(rec)
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
+@click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@click.pass_context
+def deps(ctx: click.Context, check: bool, with_docker: bool) -> None:
+    """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
+
+    Idempotent and quick when everything is present; prints where each program was found.
+    """
+    from fleetctl import deps as fleet_deps
+
+    obj = _obj(ctx)
+    if not check and (with_docker or fleet_deps.missing(obj.cfg)):
+        fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
+    found = fleet_deps.locate(obj.cfg)
+    width = max(map(len, found))
+    for tool, path in found.items():
+        click.echo(f"{tool.ljust(width)}  {path or 'missing'}")
+    absent = [tool for tool, path in found.items() if path is None]
+    if absent:
+        raise ExitError(fleet_deps.missing_message(absent))
 
 
 @main.command()

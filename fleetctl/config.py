@@ -1,14 +1,25 @@
-"""Fleet settings: defaults < FLEET_* environment < command-line flags, validated once."""
+"""Fleet settings: defaults < environment < command-line flags, validated once.
+
+FleetConfig's fields are the one table of settings. Each field's metadata names its variable and,
+with `instance`, says that instances get it under that name; from the table alone come load(),
+`fleet_env` (what fleetctl's own daemons inherit), `instance_env` and the config hash (a changed
+instance setting is drift, so `scale` replaces the instances). A new instance setting is one line:
+
+    profile: str = field(default="", metadata={"env": "OCR_PROFILE", "instance": True})
+
+A string left empty is not passed, so the instance keeps its own default.
+"""
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 BACKENDS = ("process", "docker")
+PORT = {"min": 1, "max": 65535}
 
 
 class ConfigError(ValueError):
@@ -17,22 +28,27 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class FleetConfig:
-    """Everything fleetctl needs to find and run the fleet."""
+    """Everything fleetctl needs to find and run the fleet; field metadata is the settings table."""
 
-    home: Path = Path(".fleet")
-    backend: str = "process"
-    consul_addr: str | None = None  # None: run a managed dev agent
-    redis_url: str | None = None  # None: run a managed redis-server
+    home: Path = Path(".fleet")  # FLEET_HOME: see default_home(); not in the table (a path, resolved)
+    backend: str = field(default="process", metadata={"env": "FLEET_BACKEND", "choices": BACKENDS})
+    consul_addr: str | None = field(default=None, metadata={"env": "FLEET_CONSUL_ADDR"})  # None: managed
+    redis_url: str | None = field(default=None, metadata={"env": "FLEET_REDIS_URL"})  # None: managed
     gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    consul_port: int = 8500
-    redis_port: int = 6379
-    base_port: int = 8001
-    image: str = "ocr-fleet:latest"
-    service_name: str = "ocr"
-    workers: int = 1
-    threads: int = 1
-    max_upload_mb: int = 20
+    gateway_port: int = field(default=8080, metadata={"env": "FLEET_GATEWAY_PORT", **PORT})
+    consul_port: int = field(default=8500, metadata={"env": "FLEET_CONSUL_PORT", **PORT})
+    redis_port: int = field(default=6379, metadata={"env": "FLEET_REDIS_PORT", **PORT})
+    base_port: int = field(default=8001, metadata={"env": "FLEET_BASE_PORT", **PORT})
+    image: str = field(default="ocr-fleet:latest", metadata={"env": "FLEET_IMAGE"})
+    service_name: str = field(default="ocr", metadata={"env": "FLEET_SERVICE_NAME"})
+    rss_warn_mb: float = field(default=1024.0, metadata={"env": "FLEET_RSS_WARN_MB", "min": 0})
+    workers: int = field(default=1, metadata={"env": "OCR_WORKERS", "instance": True, "min": 1, "max": 64})
+    threads: int = field(default=1, metadata={"env": "OCR_THREADS", "instance": True, "min": 1, "max": 64})
+    max_upload_mb: float = field(default=20.0, metadata={"env": "OCR_MAX_UPLOAD_MB", "instance": True,
+                                                         "min": 0.001})
+    # JSON lines with request ids, which `fleetctl logs` merges with the gateway's (text: for people).
+    log_format: str = field(default="json", metadata={"env": "OCR_LOG_FORMAT", "instance": True,
+                                                      "choices": ("json", "text")})
 
     @property
     def managed_consul(self) -> bool:
@@ -72,46 +88,67 @@ class FleetConfig:
         given = {k: v for k, v in changes.items() if v is not None}
         return _validate(dataclasses.replace(self, **given))
 
+    def settings(self) -> Iterator[tuple[str, Any, bool]]:
+        """(variable, value, instances get it) for every setting in the table."""
+        for f in dataclasses.fields(self):
+            if "env" in f.metadata:
+                yield f.metadata["env"], getattr(self, f.name), bool(f.metadata.get("instance"))
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+
+def format_value(value: Any) -> str:
+    """A value as its variable holds it: 20.0 -> "20", so an int-minded reader accepts it too."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def instance_settings(cfg: FleetConfig) -> dict[str, str]:
+    """The table's instance settings as variables (empty strings left out: the instance's default)."""
+    return {name: format_value(value) for name, value, instance in cfg.settings()
+            if instance and value is not None and value != ""}
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """One fleet per user, found from any directory: $XDG_STATE_HOME/ocr-fleet, else
+    ~/.local/state/ocr-fleet. `make up` sets FLEET_HOME to the checkout's .fleet instead."""
+    state = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state) / "ocr-fleet"
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "str | None": str}
+
+
+def _parse(name: str, raw: str, type_name: str) -> Any:
+    if type_name == "str | None":
+        return raw or None  # empty: not set, the managed default
     try:
-        return int(raw)
+        return _PARSERS[type_name](raw.strip() if type_name != "str" else raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        kind = "whole number" if type_name == "int" else "number"
+        raise ConfigError(f"{name}={raw!r} is not a {kind}") from None
 
 
 def _validate(cfg: FleetConfig) -> FleetConfig:
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"backend {cfg.backend!r} is not one of {', '.join(BACKENDS)} (FLEET_BACKEND)")
-    for name in ("gateway_port", "consul_port", "redis_port", "base_port"):
-        port = getattr(cfg, name)
-        if not 1 <= port <= 65535:
-            raise ConfigError(f"{name}={port} is not a TCP port")
-    for name in ("workers", "threads", "max_upload_mb"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be at least 1")
+    for f in dataclasses.fields(cfg):
+        meta, value = f.metadata, getattr(cfg, f.name)
+        if "env" not in meta:
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{meta['env']}={value!r} is not one of {', '.join(meta['choices'])}")
+        lo, hi = meta.get("min"), meta.get("max")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(f"{meta['env']}={format_value(value)} must be {bounds}")
     return cfg
 
 
 def load(env: Mapping[str, str] | None = None) -> FleetConfig:
-    """Read FLEET_* settings from the environment over the defaults."""
+    """Read the table's variables from the environment over the defaults (an empty one counts as unset)."""
     env = os.environ if env is None else env
-    cfg = FleetConfig(
-        home=Path(env.get("FLEET_HOME") or ".fleet").absolute(),
-        backend=env.get("FLEET_BACKEND") or "process",
-        consul_addr=env.get("FLEET_CONSUL_ADDR") or None,
-        redis_url=env.get("FLEET_REDIS_URL") or None,
-        gateway_port=_int(env, "FLEET_GATEWAY_PORT", 8080),
-        consul_port=_int(env, "FLEET_CONSUL_PORT", 8500),
-        redis_port=_int(env, "FLEET_REDIS_PORT", 6379),
-        base_port=_int(env, "FLEET_BASE_PORT", 8001),
-        image=env.get("FLEET_IMAGE") or "ocr-fleet:latest",
-        service_name=env.get("FLEET_SERVICE_NAME") or "ocr",
-        workers=_int(env, "OCR_WORKERS", 1),
-        threads=_int(env, "OCR_THREADS", 1),
-        max_upload_mb=_int(env, "OCR_MAX_UPLOAD_MB", 20),
-    )
-    return _validate(cfg)
+    home = env.get("FLEET_HOME")
+    values: dict[str, Any] = {"home": (Path(home) if home else default_home(env)).absolute()}
+    for f in dataclasses.fields(FleetConfig):
+        name = f.metadata.get("env")
+        if name and env.get(name):
+            values[f.name] = _parse(name, env[name], str(f.type))
+    return _validate(FleetConfig(**values))

@@ -1,4 +1,4 @@
-"""Orchestration as plain functions: up, scale (plan then apply), down, logs. No Click in here.
+"""Orchestration as plain functions: up, scale (plan then apply), down. No Click in here.
 
 Scale-up waits until every new instance passes its Consul check *and* sits in the
 rendered nginx upstream; scale-down takes an instance out of the upstream first
@@ -11,7 +11,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +23,9 @@ from fleetctl.backends.base import (
     InstanceFailed,
     InstanceInfo,
     InstanceSpec,
-    UnknownInstance,
     config_hash,
     instance_env,
 )
-from fleetctl.backends.process import ProcessBackend
 from fleetctl.config import FleetConfig
 from fleetctl.planner import Plan, plan
 from fleetctl.status import health_by_id
@@ -122,7 +120,7 @@ def apply_plan(fleet: Fleet, p: Plan, *, wait: bool = True, timeout: float = 180
     t0 = fleet.clock()
     if p.start:
         fleet.backend.preflight()
-    started = [start_instance(fleet, s.id, s.port) for s in p.start]
+    started = [start_instance(fleet, s.id, s.port, p.config_hash) for s in p.start]
     if started and wait:
         wait_ready(fleet, started, deadline)
         fleet.report(f"{len(started)} instance(s) ready in {fleet.clock() - t0:.1f}s")
@@ -130,18 +128,12 @@ def apply_plan(fleet: Fleet, p: Plan, *, wait: bool = True, timeout: float = 180
         drain_and_stop(fleet, [s.instance for s in p.stop], deadline)
 
 
-def start_instance(fleet: Fleet, instance_id: str, port: int) -> InstanceInfo:
-    cfg = fleet.cfg
-    runtime = str(cfg.run_dir / instance_id) if fleet.backend.name == "process" else None
-    spec = InstanceSpec(
-        id=instance_id,
-        port=port,
-        config_hash=config_hash(cfg, fleet.backend.name, fleet.backend.artifact()),
-        env=instance_env(cfg, instance_id, port, runtime),
-    )
+def start_instance(fleet: Fleet, instance_id: str, port: int, cfg_hash: str) -> InstanceInfo:
+    """Start one instance labelled with the plan's config hash (the one its stale check used)."""
+    spec = InstanceSpec(id=instance_id, port=port, config_hash=cfg_hash,
+                        env=instance_env(fleet.cfg, instance_id, port))
     info = fleet.backend.start(spec)
-    where = f"pid {info.pid}" if info.pid else f"container {(info.container_id or '')[:12]}"
-    fleet.report(f"{info.id}: started on {info.address} ({where})")
+    fleet.report(f"{info.id}: started on {info.address} ({info.where})")
     return info
 
 
@@ -274,11 +266,7 @@ def down(cfg: FleetConfig, backends: Sequence[Backend], consul: Any | None,
         stop_all(backend, consul, infos, report)
         count += len(infos)
     for backend in backends:
-        if isinstance(backend, ProcessBackend):
-            for pgid in backend.orphans():
-                report(f"stopping orphaned instance process group {pgid} (its pid file was lost)")
-                backend.kill_group(pgid, STOP_GRACE_S)
-                count += 1
+        count += backend.stop_orphans(STOP_GRACE_S, report)
     stop_services(cfg)
     report("managed services stopped")
     return count
@@ -293,28 +281,3 @@ def other_backends_note(chosen: Backend, backends: Sequence[Backend]) -> str | N
     parts = ", ".join(f"{n} on the {name} backend" for name, n in busy.items())
     hint = " ".join(f"`fleetctl scale 0 --backend {name}`" for name in busy)
     return f"note: {parts} also serve(s) through the gateway; {hint} removes them"
-
-
-def find_instance(backends: Sequence[Backend], instance_id: str) -> tuple[Backend, InstanceInfo]:
-    """The live instance with this id and the backend running it."""
-    for backend in backends:
-        for info in backend.list():
-            if info.id == instance_id:
-                return backend, info
-    raise UnknownInstance(f"no running instance {instance_id!r} (see `fleetctl status`)")
-
-
-def instance_logs(backends: Sequence[Backend], instance_id: str, follow: bool) -> Iterator[str]:
-    """Log text of an instance; a process instance's log is kept (and shown) after it died."""
-    try:
-        backend, info = find_instance(backends, instance_id)
-    except UnknownInstance:
-        for backend in backends:
-            if backend.name == "process":
-                dead = InstanceInfo(instance_id, "process", "127.0.0.1", 0)
-                chunks = list(backend.logs(dead, follow=False))
-                if chunks:
-                    yield from chunks
-                    return
-        raise
-    yield from backend.logs(info, follow)

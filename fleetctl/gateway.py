@@ -5,6 +5,7 @@ Shared by the upstream loop (which rewrites upstream.conf) and the service manag
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -15,9 +16,8 @@ from typing import Protocol
 
 import psutil
 
-import fleetctl
-from fleetctl import procs
-from fleetctl.config import FleetConfig
+from fleetctl import procs, resources
+from fleetctl.config import FleetConfig, format_value
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _UNSAFE_PATH = re.compile(r'["\\$;{}\n\r]')
@@ -77,8 +77,8 @@ def access_log_path(cfg: FleetConfig) -> Path:
 # --- templates -----------------------------------------------------------------------------
 
 def builtin_templates_dir() -> Path:
-    """nginx/ at the top of the source tree (the project's fixed layout)."""
-    return Path(fleetctl.__file__).resolve().parent.parent / "nginx"
+    """The templates shipped in the package (nginx/ at the top of the source tree)."""
+    return resources.data_path("nginx")
 
 
 def template_text(cfg: FleetConfig, name: str) -> str:
@@ -91,7 +91,7 @@ def template_text(cfg: FleetConfig, name: str) -> str:
         path = directory / name
         if path.is_file():
             return path.read_text(encoding="utf-8")
-    raise TemplateError(f"template {name} not found in {cfg.nginx_dir / 'templates'} or the source tree")
+    raise TemplateError(f"template {name} not found in {cfg.nginx_dir / 'templates'} or {builtin_templates_dir()}")
 
 
 def fill(template: str, values: Mapping[str, str | int]) -> str:
@@ -135,7 +135,9 @@ def render_nginx_conf(cfg: FleetConfig) -> str:
         "temp_scgi": quote_path(tmp / "scgi"),
         "upstream_conf": quote_path(upstream_conf_path(cfg)),
         "listen": f"{cfg.gateway_host}:{cfg.gateway_port}",
-        "max_upload_mb": cfg.max_upload_mb,
+        "max_upload_mb": format_value(cfg.max_upload_mb),
+        # nginx sizes are whole numbers: a fractional MB limit is rounded up to whole KiB, never down.
+        "max_body_size": f"{math.ceil(cfg.max_upload_mb * 1024)}k",
     }
     return fill(template_text(cfg, "nginx.conf.tmpl"), values)
 
@@ -150,7 +152,7 @@ def make_dirs(cfg: FleetConfig) -> None:
 def nginx_binary(cfg: FleetConfig) -> str:
     found = procs.find_binary("nginx", cfg.home)
     if found is None:
-        raise GatewayError("nginx not found (apt-get install nginx-light, or put it on PATH)")
+        raise GatewayError("nginx not found (run `fleetctl deps`, or put it on PATH)")
     return found
 
 

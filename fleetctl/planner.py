@@ -41,6 +41,7 @@ class Plan:
     start: tuple[Start, ...] = ()
     stop: tuple[Stop, ...] = ()
     keep: tuple[InstanceInfo, ...] = ()
+    config_hash: str = ""  # what started instances are labelled with: computed once, with the plan
 
     @property
     def is_noop(self) -> bool:
@@ -65,6 +66,7 @@ class Plan:
             "start": [{"id": s.id, "port": s.port, "reason": s.reason} for s in self.start],
             "stop": [{"id": s.instance.id, "port": s.instance.port, "reason": s.reason} for s in self.stop],
             "keep": [{"id": k.id, "port": k.port} for k in self.keep],
+            "config_hash": self.config_hash,
         }
 
 
@@ -104,4 +106,4 @@ def plan(
             reason = "replace stale config" if len(starts) < len(stale) else "scale up"
             starts.append(Start(make_id(port), port, reason))
         port += 1
-    return Plan(desired=desired, start=tuple(starts), stop=tuple(stops), keep=tuple(keep))
+    return Plan(desired=desired, start=tuple(starts), stop=tuple(stops), keep=tuple(keep), config_hash=cfg_hash)

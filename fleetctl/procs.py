@@ -23,18 +23,11 @@ class ProcessError(RuntimeError):
     """A daemon could not be started, found or stopped; the message says which and why."""
 
 
-# Where scripts/install-deps.sh puts the tools it installs (Consul) when FLEET_HOME is the default:
-# found even when a fleet runs with another FLEET_HOME from the same checkout.
-CHECKOUT_TOOLS = Path(__file__).resolve().parent.parent / ".fleet" / "bin"
-
-
 def find_binary(name: str, home: Path | None = None) -> str | None:
-    """The project-installed copy under `home/bin` or the checkout's tools first (a pinned version),
-    then PATH, then sbin."""
-    candidates: list[Path] = [CHECKOUT_TOOLS / name]
+    """The copy `fleetctl deps` installed under `home/bin` first (a pinned version), then PATH,
+    then sbin (nginx lives there and a user's PATH often lacks it)."""
     if home is not None:
-        candidates.insert(0, home / "bin" / name)
-    for path in candidates:
+        path = home / "bin" / name
         if path.is_file() and os.access(path, os.X_OK):
             return str(path)
     found = shutil.which(name)

@@ -19,7 +19,7 @@ import psutil
 import redis
 
 from fleetctl import consul_api, gateway, procs, upstream
-from fleetctl.config import FleetConfig
+from fleetctl.config import FleetConfig, format_value
 from fleetctl.gateway import GatewayError, NginxReloader
 
 SERVICES = ("consul", "redis", "nginx", "sync")
@@ -63,6 +63,18 @@ def _log_file(cfg: FleetConfig, name: str) -> Path:
     return gateway.error_log_path(cfg) if name == "nginx" else cfg.log_dir / f"{name}.log"
 
 
+def log_files(cfg: FleetConfig) -> dict[str, Path]:
+    """The services' logs by the source name `fleetctl logs` shows: the gateway's JSON access log,
+    then nginx's error log, Consul, Redis and the sync loop (external services log elsewhere)."""
+    files = {"gateway": gateway.access_log_path(cfg), "nginx": gateway.error_log_path(cfg)}
+    if cfg.managed_consul:
+        files["consul"] = _log_file(cfg, "consul")
+    if cfg.managed_redis:
+        files["redis"] = _log_file(cfg, "redis")
+    files["sync"] = _log_file(cfg, "sync")
+    return files
+
+
 def _signature(cfg: FleetConfig, name: str) -> tuple[tuple[str, ...], dict[str, str] | None]:
     """What the command line (and environment) of our own copy of `name` must contain."""
     if name == "consul":
@@ -99,25 +111,12 @@ def _lock(cfg: FleetConfig) -> contextlib.AbstractContextManager[None]:
 def fleet_env(cfg: FleetConfig) -> dict[str, str]:
     """The environment that makes `config.load()` in a child rebuild this same config."""
     env = dict(os.environ)
-    for key in ("FLEET_CONSUL_ADDR", "FLEET_REDIS_URL"):
-        env.pop(key, None)
-    env.update(
-        FLEET_HOME=str(cfg.home),
-        FLEET_BACKEND=cfg.backend,
-        FLEET_GATEWAY_PORT=str(cfg.gateway_port),
-        FLEET_CONSUL_PORT=str(cfg.consul_port),
-        FLEET_REDIS_PORT=str(cfg.redis_port),
-        FLEET_BASE_PORT=str(cfg.base_port),
-        FLEET_IMAGE=cfg.image,
-        FLEET_SERVICE_NAME=cfg.service_name,
-        OCR_MAX_UPLOAD_MB=str(cfg.max_upload_mb),
-        OCR_WORKERS=str(cfg.workers),
-        OCR_THREADS=str(cfg.threads),
-    )
-    if cfg.consul_addr:
-        env["FLEET_CONSUL_ADDR"] = cfg.consul_addr
-    if cfg.redis_url:
-        env["FLEET_REDIS_URL"] = cfg.redis_url
+    env["FLEET_HOME"] = str(cfg.home)
+    for name, value, _instance in cfg.settings():
+        if value is None or value == "":
+            env.pop(name, None)
+        else:
+            env[name] = format_value(value)
     return env
 
 
@@ -151,7 +150,7 @@ def _sync_ready(cfg: FleetConfig, pid: int) -> bool:
 def _start_consul(cfg: FleetConfig) -> int:
     binary = procs.find_binary("consul", cfg.home)
     if binary is None:
-        raise ServiceError("consul not found on PATH or in $FLEET_HOME/bin (run scripts/install-deps.sh)")
+        raise ServiceError("consul not found in $FLEET_HOME/bin or on PATH (run `fleetctl deps`)")
     (cfg.home / "consul").mkdir(parents=True, exist_ok=True)
     # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
     # and a developer's fleet can run side by side.
@@ -172,7 +171,7 @@ def _start_consul(cfg: FleetConfig) -> int:
 def _start_redis(cfg: FleetConfig) -> int:
     binary = procs.find_binary("redis-server", cfg.home)
     if binary is None:
-        raise ServiceError("redis-server not found (apt-get install redis-server)")
+        raise ServiceError("redis-server not found (run `fleetctl deps`)")
     (cfg.home / "redis").mkdir(parents=True, exist_ok=True)
     argv = [
         binary, "--port", str(cfg.redis_port), "--bind", "127.0.0.1", "--save", "",

@@ -4,12 +4,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fleetctl import metrics_scrape
 from fleetctl.backends.base import Backend, InstanceInfo
-from fleetctl.config import FleetConfig
+from fleetctl.config import FleetConfig, format_value
 
 MAINTENANCE_CHECK = "_service_maintenance:"
 
@@ -61,13 +61,23 @@ class FleetStatus:
     instances: list[InstanceRow]
     services: dict[str, dict[str, Any]]
     gateway: str
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "instances": [asdict(r) for r in self.instances],
             "services": self.services,
             "gateway": self.gateway,
+            "warnings": self.warnings,
         }
+
+
+def rss_warnings(rows: Sequence[InstanceRow], limit_mb: float) -> list[str]:
+    """Instances using more memory than FLEET_RSS_WARN_MB (master and workers together); 0 turns it off."""
+    if limit_mb <= 0:
+        return []
+    return [f"{r.id}: RSS {r.rss_mb:.0f} MiB is above FLEET_RSS_WARN_MB={format_value(limit_mb)}"
+            for r in rows if r.rss_mb is not None and r.rss_mb > limit_mb]
 
 
 def _row(backend: Backend, info: InstanceInfo, health: Mapping[str, str], members: set[str],
@@ -108,7 +118,9 @@ def collect(
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(pairs)))) as pool:
         rows = list(pool.map(lambda pair: _row(pair[0], pair[1], health, upstream, scrape, now), pairs))
     svc = {name: (s.to_dict() if hasattr(s, "to_dict") else dict(s)) for name, s in services(cfg).items()}
-    return FleetStatus(instances=sorted(rows, key=lambda r: r.port), services=svc, gateway=cfg.gateway_url)
+    rows = sorted(rows, key=lambda r: r.port)
+    return FleetStatus(instances=rows, services=svc, gateway=cfg.gateway_url,
+                       warnings=rss_warnings(rows, cfg.rss_warn_mb))
 
 
 def _fmt(value: object, spec: str = "") -> str:

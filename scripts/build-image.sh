@@ -38,10 +38,11 @@ bootstrap_suite="${FLEET_BOOTSTRAP_SUITE:-bookworm}"
 HASH_LABEL=ocr-fleet.source-hash
 # What decides the image's content besides the dependency versions: these
 # files, and what the wheel takes from the packages (setup.cfg: their modules
-# and package_data static/*, templates/*), not bench results or notes.
+# and package data: static/*, and nginx/ and scripts/ through fleetctl/data/),
+# not bench results or notes.
 HASHED_FILES=(Dockerfile .dockerignore pyproject.toml setup.cfg setup.py MANIFEST.in
     scripts/build-image.sh scripts/lib.sh)
-HASHED_DIRS=(ocr_app fleetctl bench)
+HASHED_DIRS=(ocr_app fleetctl)
 cd "$FLEET_REPO_ROOT"
 
 image_exists() {
@@ -68,10 +69,10 @@ pick_python() {
 source_files() {
     if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         git ls-files -z --cached --others --exclude-standard |
-            while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done
+            while IFS= read -r -d '' f; do { [ -f "$f" ] || [ -L "$f" ]; } && printf '%s\0' "$f"; done
     else
         find . \( -name .git -o -name .venv -o -name .fleet -o -name __pycache__ \) -prune \
-            -o -type f -printf '%P\0'
+            -o \( -type f -o -type l \) -printf '%P\0'
     fi
 }
 
@@ -83,8 +84,9 @@ source_hash() {
             local d keep=0
             for d in "${HASHED_FILES[@]}"; do [ "$f" = "$d" ] && keep=1; done
             for d in "${HASHED_DIRS[@]}"; do
-                case "$f" in "$d"/*.py | "$d"/*/static/* | "$d"/static/* | "$d"/*/templates/* | "$d"/templates/*) keep=1 ;; esac
+                case "$f" in "$d"/*.py | "$d"/*/static/* | "$d"/static/*) keep=1 ;; esac
             done
+            case "$f" in nginx/* | scripts/*.sh) keep=1 ;; esac
             [ "$keep" = 1 ] && printf '%s\0' "$f"
         done | LC_ALL=C sort -z | xargs -0 -r sha256sum
         printf 'base=%s\n' "$base_image"

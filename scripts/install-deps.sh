@@ -2,8 +2,11 @@
 # Install what the fleet and its tests need from outside PyPI: nginx, Redis, ab,
 # fonts and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
 # $FLEET_HOME/bin. Idempotent: when everything is present it only checks (~1 s).
+# `fleetctl deps` runs the copy of this script that ships in the package.
 #
-# usage: scripts/install-deps.sh [--with-docker]
+# usage: scripts/install-deps.sh [--runtime] [--with-docker]
+#   --runtime      only what a fleet runs: nginx, Redis, ab and Consul (no fonts,
+#                  no Chromium: those are for the tests and the benchmark)
 #   --with-docker  also install docker.io and debootstrap and start dockerd
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -13,9 +16,11 @@ CONSUL_VERSION=1.8.7
 CONSUL_SUITE=bullseye
 
 with_docker=0
+runtime_only=0
 for arg in "$@"; do
     case "$arg" in
         --with-docker) with_docker=1 ;;
+        --runtime) runtime_only=1 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument: $arg (see --help)" ;;
     esac
@@ -25,11 +30,14 @@ done
 # that installs no command.
 wanted="nginx	nginx
 redis-server	redis-server
-apache2-utils	ab
+apache2-utils	ab"
+if [ "$runtime_only" = 0 ]; then
+    wanted="$wanted
 fonts-dejavu-core	dpkg
 fonts-wqy-zenhei	dpkg
 chromium	chromium
 procps	pgrep"
+fi
 if [ "$with_docker" = 1 ]; then
     wanted="$wanted
 docker.io	dockerd
@@ -152,5 +160,5 @@ install_consul() {
 install_apt_packages
 install_consul
 if [ "$with_docker" = 1 ]; then
-    "$FLEET_REPO_ROOT/scripts/start-dockerd.sh"
+    bash "$FLEET_REPO_ROOT/scripts/start-dockerd.sh"
 fi

@@ -77,9 +77,9 @@ def text_image(text: str, size: tuple[int, int] = (640, 160), font: str = "DejaV
 
 
 def consul_binary() -> str:
-    """The same Consul fleetctl would run (FLEET_HOME's, the checkout's, then PATH)."""
+    """The Consul fleetctl would run (FLEET_HOME's, then PATH), else the one `make deps` put in the checkout."""
     home = os.environ.get("FLEET_HOME")
-    found = find_binary("consul", Path(home) if home else None)
+    found = find_binary("consul", Path(home) if home else None) or find_binary("consul", REPO / ".fleet")
     if found is None:
         raise FileNotFoundError("consul not found: run scripts/install-deps.sh")
     return found

@@ -5,13 +5,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import REPO, free_port, text_image, wait_for
+from helpers import REPO, consul_binary, free_port, text_image, wait_for
 
 SCRIPTS = REPO / "scripts"
 CONSUL_VERSION = "1.8.7"
@@ -85,14 +86,44 @@ def test_install_deps_fetches_consul_without_touching_system_apt(deps_installed:
     home = tmp_path / "home"
     env = {**os.environ, "FLEET_HOME": str(home), "PATH": path_without("consul", into=tmp_path / "bin")}
 
-    first = must(run_script("install-deps.sh", env=env))
+    # `fleetctl deps` runs the packaged copy of the script, with this FLEET_HOME.
+    first = must(subprocess.run([sys.executable, "-m", "fleetctl", "deps"], capture_output=True, text=True,
+                                timeout=600, check=False, env=env, cwd=tmp_path))
     assert "consul: fetching bullseye's consul package" in first.stderr
+    assert "chromium" not in first.stderr  # --runtime: only what a fleet runs
+    assert f"consul        {home}/bin/consul" in first.stdout
     assert consul_version(home / "bin" / "consul") == f"Consul v{CONSUL_VERSION}"
     # A private apt state: the system's package lists never see the bullseye suite.
     assert not any("bullseye" in p.name for p in Path("/var/lib/apt/lists").iterdir())
 
     second = must(run_script("install-deps.sh", env=env))
     assert f"{home}/bin/consul is v{CONSUL_VERSION}" in second.stderr and "fetching" not in second.stderr
+
+
+@pytest.mark.timeout(600)
+def test_up_installs_what_is_missing_then_starts(deps_installed: None, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "OCR_"))},
+           "FLEET_HOME": str(home), "PATH": path_without("consul", into=tmp_path / "bin"),
+           "FLEET_GATEWAY_PORT": str(free_port()), "FLEET_CONSUL_PORT": str(free_port()),
+           "FLEET_REDIS_PORT": str(free_port()), "FLEET_BASE_PORT": str(free_port())}
+
+    def fleetctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fleetctl", *args], capture_output=True, text=True,
+                              timeout=600, check=False, env=env, cwd=tmp_path)
+
+    try:
+        refused = fleetctl("up", "-n", "0", "--no-install")
+        assert refused.returncode == 1 and "run `fleetctl deps`" in refused.stderr, refused.stderr
+        up = must(fleetctl("up", "-n", "0"))
+        assert "installing consul (as `fleetctl deps` does" in up.stderr
+        assert "consul: fetching bullseye's consul package" in up.stderr  # the installer's own progress
+        assert up.stdout.strip() == f"http://127.0.0.1:{env['FLEET_GATEWAY_PORT']}"
+        assert json.loads(must(fleetctl("status", "--json")).stdout)["services"]["consul"]["running"]
+        again = must(fleetctl("up", "-n", "0"))
+        assert "installing" not in again.stderr
+    finally:
+        fleetctl("down")
 
 
 def mirror_of(*files: Path) -> str:
@@ -156,6 +187,19 @@ def test_start_dockerd_is_idempotent(docker_engine: None) -> None:
     result = must(run_script("start-dockerd.sh"))
     assert "docker engine is running" in result.stderr and "starting" not in result.stderr
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(1200)
+def test_fleetctl_deps_with_docker_finds_everything_and_the_engine(docker_engine: None, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "consul").symlink_to(consul_binary())  # no fetch: this test is about Docker
+    env = {**os.environ, "FLEET_HOME": str(home)}
+    result = must(subprocess.run([sys.executable, "-m", "fleetctl", "deps", "--with-docker"], capture_output=True,
+                                 text=True, timeout=600, check=False, env=env, cwd=tmp_path))
+    assert "docker engine is running" in result.stderr and "apt packages: all present" in result.stderr
+    assert f"consul        {home}/bin/consul" in result.stdout
 
 
 # --- build-image.sh and the image --------------------------------------------------------------

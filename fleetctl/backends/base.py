@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import abc
+import collections
 import hashlib
 import json
+import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from fleetctl.config import FleetConfig
+from fleetctl.config import FleetConfig, instance_settings
+from fleetctl.logs import LogReader
 
 
 class FleetError(Exception):
@@ -58,6 +61,11 @@ class InstanceInfo:
         """host:port, the form Consul and the upstream file use."""
         return f"{self.host}:{self.port}"
 
+    @property
+    def where(self) -> str:
+        """What runs it, for progress lines: a pid or a container."""
+        return f"pid {self.pid}" if self.pid else f"container {(self.container_id or '')[:12]}"
+
     def uptime(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.started_at)
 
@@ -80,8 +88,9 @@ class Backend(abc.ABC):
         """SIGTERM the whole instance, wait up to `grace` seconds, then kill; returns when it is gone."""
 
     @abc.abstractmethod
-    def logs(self, info: InstanceInfo, follow: bool) -> Iterator[str]:
-        """The instance's output, as text chunks; with follow, keeps yielding until the instance ends."""
+    def log_readers(self) -> dict[str, LogReader]:
+        """A reader per instance log this backend can show, by instance id: the running instances,
+        and stopped ones whose log the runtime keeps (a post-mortem needs the log of what died)."""
 
     @abc.abstractmethod
     def rss_bytes(self, info: InstanceInfo) -> int | None:
@@ -99,10 +108,17 @@ class Backend(abc.ABC):
     def preflight(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Fail before anything starts if the backend cannot start instances (e.g. image missing)."""
 
+    def stop_orphans(self, grace: float, report: Callable[[str], None]) -> int:
+        """Stop instances of this fleet that `list()` cannot see any more (lost state); returns how many.
+
+        Most runtimes find everything by label, so by default there is nothing to do.
+        """
+        return 0
+
     def log_tail(self, info: InstanceInfo, lines: int = 20) -> str:
         """Last lines of the instance's log, for error messages."""
-        text = "".join(self.logs(info, follow=False))
-        return "\n".join(text.splitlines()[-lines:])
+        reader = self.log_readers().get(info.id)
+        return "\n".join(collections.deque(reader.read_new(), maxlen=lines)) if reader is not None else "(no log)"
 
 
 def instance_id(port: int) -> str:
@@ -110,37 +126,33 @@ def instance_id(port: int) -> str:
     return f"ocr-{port}"
 
 
+def is_instance_id(name: str) -> bool:
+    """Whether `name` is one instance_id() makes (log files of instances sit beside the services')."""
+    return re.fullmatch(r"ocr-\d+", name) is not None
+
+
 def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
-    """Hash of every setting that shapes an instance, so drift shows and gets replaced (compose's idea)."""
-    relevant: dict[str, object] = {
-        "backend": backend,
-        "artifact": artifact,
-        "workers": cfg.workers,
-        "threads": cfg.threads,
-        "max_upload_mb": cfg.max_upload_mb,
-        "consul": cfg.consul_address,
-        "redis": cfg.redis_address,
-        "service": cfg.service_name,
-    }
+    """Hash of everything that shapes an instance, so drift shows and gets replaced (compose's idea):
+    what it runs, and the environment it gets except its own identity."""
+    env = instance_env(cfg, "", 0)
+    for own in ("OCR_PORT", "OCR_INSTANCE_ID"):
+        env.pop(own)
+    relevant: dict[str, object] = {"backend": backend, "artifact": artifact, "env": env}
     if backend == "docker":
         relevant["image"] = cfg.image
     blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def instance_env(cfg: FleetConfig, spec_id: str, port: int, runtime_dir: str | None) -> dict[str, str]:
-    """The OCR_* environment an instance gets (see docs/architecture.md)."""
-    env = {
+def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
+    """The OCR_* environment an instance gets: its identity, where Consul and Redis are, and the
+    instance settings of the table in fleetctl/config.py (see docs/architecture.md)."""
+    return {
         "OCR_HOST": "127.0.0.1",
         "OCR_PORT": str(port),
         "OCR_INSTANCE_ID": spec_id,
         "OCR_CONSUL_ADDR": cfg.consul_address,
         "OCR_REDIS_URL": cfg.redis_address,
         "OCR_SERVICE_NAME": cfg.service_name,
-        "OCR_WORKERS": str(cfg.workers),
-        "OCR_THREADS": str(cfg.threads),
-        "OCR_MAX_UPLOAD_MB": str(cfg.max_upload_mb),
+        **instance_settings(cfg),
     }
-    if runtime_dir is not None:
-        env["OCR_RUNTIME_DIR"] = runtime_dir
-    return env

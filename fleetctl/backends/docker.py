@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from fleetctl import resources
 from fleetctl.backends.base import (
     Backend,
     BackendUnavailable,
@@ -25,9 +27,9 @@ from fleetctl.backends.base import (
     InstanceSpec,
 )
 from fleetctl.config import FleetConfig
+from fleetctl.logs import LogReader
 
 LABEL = "ocr-fleet"
-SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
 STOPPED_STATES = ("exited", "dead")
 
 
@@ -49,7 +51,7 @@ def _parse_docker_time(value: str) -> float:
 def connect(
     *,
     from_env: Callable[[], Any] | None = None,
-    start_script: Path = SCRIPTS_DIR / "start-dockerd.sh",
+    start_script: Path | None = None,
     timeout: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
@@ -57,17 +59,15 @@ def connect(
     import docker  # imported here: the process backend must work where the SDK is unusable
 
     make = from_env or docker.from_env
-    try:
-        client = make()
-        client.ping()
+    client = docker_running(from_env)
+    if client is not None:
         return client
-    except docker.errors.DockerException:
-        pass
     if shutil.which("dockerd") is None:
         raise BackendUnavailable(
-            "Docker is not installed (no dockerd on PATH): install it with scripts/install-deps.sh, "
+            "Docker is not installed (no dockerd on PATH): install it with `fleetctl deps --with-docker`, "
             "or use the process backend (--backend process)"
         )
+    start_script = start_script or resources.script("start-dockerd.sh")
     if not start_script.exists():
         raise BackendUnavailable("the Docker daemon is not running: start dockerd, then retry")
     proc = subprocess.run(
@@ -87,11 +87,21 @@ def connect(
         sleep(0.2)
 
 
+def _no_local_socket() -> bool:
+    """No daemon socket where the SDK would look: asking would only leak the SDK's probe socket."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return False
+    return not os.path.exists(host.removeprefix("unix://") or "/var/run/docker.sock")
+
+
 def docker_running(from_env: Callable[[], Any] | None = None) -> Any | None:
     """A client if a daemon already answers, else None; `down` must not start dockerd just to find nothing."""
     try:
         import docker
     except ImportError:
+        return None
+    if from_env is None and _no_local_socket():
         return None
     try:
         client = (from_env or docker.from_env)()
@@ -238,12 +248,39 @@ class DockerBackend(Backend):
         usage = stats.get("memory_stats", {}).get("usage")
         return int(usage) if usage is not None else None
 
-    def logs(self, info: InstanceInfo, follow: bool) -> Iterator[str]:
-        container = self._container(info)
-        if container is None:
-            return
-        if follow:
-            for chunk in container.logs(stream=True, follow=True):
-                yield chunk.decode(errors="replace")
-        else:
-            yield container.logs().decode(errors="replace")
+    def log_readers(self) -> dict[str, LogReader]:
+        """The running containers' logs (a stopped container is removed, and its log with it)."""
+        readers: dict[str, LogReader] = {}
+        for info in self.list():
+            container = self._container(info)
+            if container is not None:
+                readers[info.id] = ContainerLogReader(container)
+        return readers
+
+
+class ContainerLogReader:
+    """A container's output read incrementally: Docker's own timestamps say where the last call stopped."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.last: float | None = None
+
+    def read_new(self) -> builtins.list[str]:
+        import docker
+
+        kwargs: dict[str, Any] = {"timestamps": True}
+        if self.last is not None:
+            kwargs["since"] = self.last
+        try:
+            raw = self.container.logs(**kwargs).decode(errors="replace")
+        except docker.errors.NotFound:
+            return []
+        lines = []
+        for row in raw.splitlines():
+            stamp, _, text = row.partition(" ")
+            ts = _parse_docker_time(stamp)
+            if self.last is not None and ts <= self.last:
+                continue  # `since` is inclusive: these were returned last time
+            self.last = ts
+            lines.append(text)
+        return lines

@@ -15,15 +15,16 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from fleetctl import procs
-from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec
+from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
 from fleetctl.config import FleetConfig
+from fleetctl.logs import FileReader, LogReader
 
 POLL_S = 0.05
 APP = "ocr_app:create_app()"
@@ -205,6 +206,13 @@ class ProcessBackend(Backend):
         self.kill_group(info.pid, grace)  # setsid at spawn: pgid == master pid
         self._forget(info.id)
 
+    def stop_orphans(self, grace: float, report: Callable[[str], None]) -> int:
+        groups = self.orphans()
+        for pgid in groups:
+            report(f"stopping orphaned instance process group {pgid} (its pid file was lost)")
+            self.kill_group(pgid, grace)
+        return len(groups)
+
     def orphans(self) -> builtins.list[int]:
         """Process groups of this fleet's gunicorns that no pid file names any more (lost state).
 
@@ -253,16 +261,9 @@ class ProcessBackend(Backend):
                 continue  # a worker exiting while we look is not an error
         return total
 
-    def logs(self, info: InstanceInfo, follow: bool) -> Iterator[str]:
-        path = self.log_file(info.id)
-        if not path.exists():
-            return
-        with path.open("r", errors="replace") as fh:
-            while True:
-                chunk = fh.read()
-                if chunk:
-                    yield chunk
-                    continue
-                if not follow or not self.is_alive(info):
-                    return
-                self._sleep(0.2)
+    def log_readers(self) -> dict[str, LogReader]:
+        """Every instance log under FLEET_HOME/logs, also of instances that have stopped or died."""
+        if not self.cfg.log_dir.is_dir():
+            return {}
+        return {path.stem: FileReader(path) for path in sorted(self.cfg.log_dir.glob("*.log"))
+                if is_instance_id(path.stem)}

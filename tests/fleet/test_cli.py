@@ -22,7 +22,7 @@ from fleetctl.fleet import ScaleTimeout, oversubscription_warning
 from fleetctl.metrics_scrape import parse_samples, summarize
 from fleetctl.status import FleetStatus, InstanceRow, render_table
 
-COMMANDS = ("up", "scale", "status", "down", "logs", "sync", "render")
+COMMANDS = ("up", "scale", "status", "down", "logs", "deps", "sync", "render")
 
 
 @pytest.fixture
@@ -63,7 +63,8 @@ def test_each_command_has_help(runner: CliRunner, name: str) -> None:
 @pytest.mark.parametrize(
     "args",
     [["scale"], ["scale", "-1"], ["scale", "many"], ["up", "--backend", "kubernetes"], ["bogus"],
-     ["logs"], ["scale", "2", "--timeout", "0"]],
+     ["logs", "--since", "yesterday"], ["logs", "--grep", "("], ["scale", "2", "--timeout", "0"],
+     ["up", "-n", "1", "--no-install", "--bogus"]],
 )
 def test_usage_errors_exit_2(runner: CliRunner, env: dict[str, str], args: list[str]) -> None:
     result = runner.invoke(main, args, env=env)
@@ -126,14 +127,15 @@ def test_logs_of_a_dead_process_instance_still_shows_its_log(runner: CliRunner, 
     (logs / "ocr-7.log").write_text("Traceback: the engine failed to load\n")
     result = runner.invoke(main, ["logs", "ocr-7"], env=env)
     assert result.exit_code == 0
-    assert "engine failed to load" in result.output
+    assert "ocr-7 | Traceback: the engine failed to load" in result.output
 
 
 def test_status_json_shape_with_nothing_running(runner: CliRunner, env: dict[str, str]) -> None:
     result = runner.invoke(main, ["status", "--json"], env=env)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"instances", "services", "gateway"}
+    assert set(data) == {"instances", "services", "gateway", "warnings"}
+    assert data["warnings"] == []
     assert data["instances"] == []
     assert set(data["services"]) == {"consul", "redis", "nginx", "sync"}
     assert data["gateway"] == f"http://127.0.0.1:{env['FLEET_GATEWAY_PORT']}"

@@ -16,7 +16,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -208,7 +210,7 @@ def _group_pids_of_port(port: int) -> set[int]:
 
 def _tool_path(env: dict[str, str]) -> None:
     """Make the tools findable and fail (never skip) with the fix when one is missing."""
-    # fleetctl finds the checkout's Consul itself (procs.CHECKOUT_TOOLS); the check below needs it too.
+    # `make deps` puts Consul in the checkout's .fleet/bin; each test fleet has its own FLEET_HOME.
     extra = [str(REPO / ".fleet" / "bin"), "/usr/sbin", "/usr/local/sbin"]
     env["PATH"] = os.pathsep.join([*extra, env.get("PATH", "")])
     missing = [t for t in TOOLS if shutil.which(t, path=env["PATH"]) is None]
@@ -313,7 +315,7 @@ def test_up_is_idempotent_then_scale_to_three_reaches_all(fleet: Fleet) -> None:
     assert distinct_instances_via_gateway(fleet) == set(ids)
 
     data = fleet.status()
-    assert set(data) == {"instances", "services", "gateway"}
+    assert set(data) == {"instances", "services", "gateway", "warnings"}
     assert data["gateway"] == fleet.gateway
     assert set(data["services"]) >= {"consul", "redis", "nginx", "sync"}
     for inst in data["instances"]:
@@ -395,6 +397,67 @@ def test_logs_and_status_table(fleet: Fleet) -> None:
     assert f"127.0.0.1:{iid.removeprefix('ocr-')}" in render
 
 
+def _post_with_id(f: Fleet, request_id: str) -> None:
+    with requests.Session() as s:
+        s.trust_env = False
+        resp = s.post(f"{f.gateway}/api/ocr", data=f.image_path.read_bytes(), timeout=60,
+                      headers={"Content-Type": "image/png", "X-Request-Id": request_id})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Request-ID"] == request_id
+
+
+def test_logs_merge_every_source_and_find_a_request_id(fleet: Fleet) -> None:
+    iid = instance_ids(fleet)[0]
+    rid = f"abc-{uuid.uuid4().hex}"
+    _post_with_id(fleet, rid)
+    found = [json.loads(line) for line in fleet.run("logs", "--since", "5m", "--json").stdout.splitlines()
+             if rid in line]
+    assert found and all(o["source"] == "gateway" or o["source"].startswith("ocr-") for o in found), found
+    assert any(o["source"] == "gateway" and o["request_id"] == rid and o["status"] == 200 for o in found)
+    # The instance that served it logged a JSON access line with the same id (OCR_LOG_FORMAT=json).
+    assert any(o["source"].startswith("ocr-") and o.get("request_id") == rid and o.get("status") == 200
+               for o in found), found
+
+    merged = [json.loads(line) for line in fleet.run("logs", "--json").stdout.splitlines()]
+    assert {"gateway", "consul", "redis", "sync", iid} <= {o["source"] for o in merged}  # nginx: often empty
+    times = [o["time"] for o in merged if o["time"] is not None]
+    assert times == sorted(times)
+    assert fleet.run("logs", "--grep", rid, "gateway").stdout.count(rid) == 1
+
+    # -f: a request made after it started shows up, then Ctrl-C ends it cleanly.
+    rid2 = f"abc-{uuid.uuid4().hex}"
+    # SIGINT as a terminal sends it (a suite started in the background would hand it down ignored).
+    seen: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "fleetctl", "logs", "-f", "gateway"], env=fleet.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=fleet.home,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
+        out = proc.stdout
+        assert out is not None
+
+        def collect() -> None:
+            for line in out:
+                seen.append(line)
+
+        reader = threading.Thread(target=collect, daemon=True)
+        reader.start()
+        try:
+            # The history (earlier requests) is printed first: after it, only following can show rid2.
+            wait_for(lambda: any(rid in line for line in seen), 20, "the history from fleetctl logs -f")
+            _post_with_id(fleet, rid2)
+            wait_for(lambda: any(rid2 in line for line in seen), 20, "the new request in fleetctl logs -f")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never leave it behind, then fail
+                raise
+            reader.join(timeout=5)
+        errors = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, errors
+    assert any(line.startswith("gateway") and rid2 in line for line in seen), seen
+
+
 def test_stale_config_is_replaced_new_before_old(fleet: Fleet) -> None:
     fleet.run("scale", "2")
     old = instance_ids(fleet)
@@ -455,6 +518,11 @@ def test_docker_backend_scale_up_down_under_load(docker_fleet: Fleet) -> None:
     assert len(f.members()) == 3
     assert distinct_instances_via_gateway(f) == set(ids)
     assert all(i["rss_mb"] and i["rss_mb"] > 20 for i in f.status()["instances"])
+    rid = f"abc-{uuid.uuid4().hex}"
+    _post_with_id(f, rid)
+    merged = [json.loads(line) for line in f.run("logs", "--since", "5m", "--json").stdout.splitlines()]
+    assert set(ids) <= {o["source"] for o in merged}  # the containers' own output
+    assert any(o["source"] == "gateway" and o.get("request_id") == rid for o in merged)
 
     result = run_ab_during(f, lambda: f.run("scale", "1"))
     assert result.real_failures == 0, result.output

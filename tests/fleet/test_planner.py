@@ -139,5 +139,6 @@ def test_to_dict_shape() -> None:
         "start": [],
         "stop": [{"id": "ocr-8002", "port": 8002, "reason": "scale down"}],
         "keep": [{"id": "ocr-8001", "port": 8001}],
+        "config_hash": H,
     }
     assert any(line.startswith("stop  ocr-8002") for line in p.describe())

@@ -125,9 +125,10 @@ def test_a_stale_pid_file_is_not_trusted(managed: FleetConfig) -> None:
 def test_nginx_config_change_is_applied_by_reload(managed: FleetConfig) -> None:
     cfg = managed
     first = services.ensure_services(cfg)
-    bigger = dataclasses.replace(cfg, max_upload_mb=cfg.max_upload_mb + 5)
+    bigger = dataclasses.replace(cfg, max_upload_mb=cfg.max_upload_mb + 5.5)  # fractional, like the app's
     again = services.ensure_services(bigger)
     assert again["nginx"].pid == first["nginx"].pid and not again["nginx"].started
-    assert f"client_max_body_size {bigger.max_upload_mb}m;" in gateway.nginx_conf_path(cfg).read_text()
-    resp = requests.post(f"{cfg.gateway_url}/x", data=b"x" * (bigger.max_upload_mb * 1024 * 1024 + 1), timeout=10)
-    assert resp.status_code == 413 and f"{bigger.max_upload_mb} MB limit" in resp.json()["msg"]
+    assert "client_max_body_size 26112k;" in gateway.nginx_conf_path(cfg).read_text()
+    limit = int(bigger.max_upload_mb * 1024 * 1024)
+    resp = requests.post(f"{cfg.gateway_url}/x", data=b"x" * (limit + 1), timeout=10)
+    assert resp.status_code == 413 and "25.5 MB limit (OCR_MAX_UPLOAD_MB)" in resp.json()["msg"]

@@ -94,7 +94,7 @@ def test_nginx_conf_keeps_every_path_in_our_prefix(gw_cfg: FleetConfig) -> None:
         line = next(x for x in text.splitlines() if x.strip().startswith(directive))
         assert str(gw_cfg.home) in line, line
     assert "worker_processes 1;" in text
-    assert f"client_max_body_size {gw_cfg.max_upload_mb}m;" in text
+    assert "client_max_body_size 20480k;" in text  # OCR_MAX_UPLOAD_MB=20, in whole KiB
 
 
 # --- against real servers ----------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_sync_proxies_to_passing_instances_and_503s_when_none(
 def test_gateway_json_errors_for_413_and_502(
     gw_cfg: FleetConfig, gw_consul: ConsulAgent, gw_nginx: int, gw_backends: Callable[[], EchoServer]
 ) -> None:
-    too_big = b"x" * (gw_cfg.max_upload_mb * 1024 * 1024 + 1)
+    too_big = b"x" * (int(gw_cfg.max_upload_mb * 1024 * 1024) + 1)
     resp = requests.post(f"{gw_cfg.gateway_url}/api/ocr", data=too_big, timeout=10)
     assert resp.status_code == 413
     assert resp.headers["Content-Type"] == "application/json"
