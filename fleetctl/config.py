@@ -49,6 +49,9 @@ class FleetConfig:
     # JSON lines with request ids, which `fleetctl logs` merges with the gateway's (text: for people).
     log_format: str = field(default="json", metadata={"env": "OCR_LOG_FORMAT", "instance": True,
                                                       "choices": ("json", "text")})
+    decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "instance": True, "min": 1, "max": 64})
+    orientation: str = field(default="", metadata={"env": "OCR_ORIENTATION", "instance": True,
+                                                   "choices": ("", "auto", "off")})
 
     @property
     def managed_consul(self) -> bool:
