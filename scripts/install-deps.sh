@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the fleet and its tests need from outside PyPI: nginx, Redis, ab,
-# fonts and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
+# fonts, jemalloc and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
 # $FLEET_HOME/bin. Idempotent: when everything is present it only checks (~1 s).
 # `fleetctl deps` runs the copy of this script that ships in the package.
 #
@@ -30,7 +30,8 @@ done
 # that installs no command.
 wanted="nginx	nginx
 redis-server	redis-server
-apache2-utils	ab"
+apache2-utils	ab
+libjemalloc2	dpkg"
 if [ "$runtime_only" = 0 ]; then
     wanted="$wanted
 fonts-dejavu-core	dpkg
