@@ -63,7 +63,7 @@ class Admission:
             self._count -= 1
 
     @property
-    def held(self) -> int:
+    def in_use(self) -> int:
         """Jobs admitted now: running, waiting for a decode slot or for the engine."""
         return self._count
 
@@ -170,6 +170,10 @@ class OcrService:
             warm.touch()
             return True
         return False
+
+    def idle(self) -> bool:
+        """Loaded, not draining and running no OCR: the only time a job consumer takes a page."""
+        return self._engine is not None and self.admission.in_use == 0 and not self.draining
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""
