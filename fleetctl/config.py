@@ -58,6 +58,9 @@ class FleetConfig:
     # JSON lines with request ids, which `fleetctl logs` merges with the gateway's (text: for people).
     log_format: str = field(default="json", metadata={"env": "OCR_LOG_FORMAT", "instance": True,
                                                       "choices": ("json", "text")})
+    decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "instance": True, "min": 1, "max": 64})
+    orientation: str = field(default="", metadata={"env": "OCR_ORIENTATION", "instance": True,
+                                                   "choices": ("", "auto", "off")})
     # Several hosts (docs/multihost.md): this host's address turns on cluster mode (a real Consul agent,
     # services bound to it); join lists hosts already in the fleet, comma-separated.
     advertise: str = field(default="", metadata={"env": "FLEET_ADVERTISE"})

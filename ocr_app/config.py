@@ -67,6 +67,9 @@ class Settings:
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
     log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
+    # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
+    decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
+    orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
     job_ttl: int = field(default=3600, metadata={"env": "OCR_JOB_TTL", "min": 1})
     job_consumers: int = field(default=1, metadata={"env": "OCR_JOB_CONSUMERS", "min": 0, "max": 16})
     job_claim_seconds: float = field(default=30.0, metadata={"env": "OCR_JOB_CLAIM_SECONDS", "min": 0.5})
@@ -99,6 +102,8 @@ class Settings:
             raise ConfigError(
                 f"OCR_DET_MAX_SIDE={self.det_max_side} must be >= OCR_DET_LIMIT_SIDE={self.det_limit_side}"
             )
+        if self.orientation not in ("auto", "off"):
+            raise ConfigError(f"OCR_ORIENTATION={self.orientation!r} must be auto or off")
         if self.allocator not in ALLOCATORS:
             raise ConfigError(f"OCR_ALLOCATOR={self.allocator!r} is not one of {', '.join(ALLOCATORS)}")
         if self.pdf_dpi > self.pdf_max_dpi:

@@ -24,7 +24,7 @@ from .profiles import Profile, ProfileError, accurate_profile, load_sessions, pl
 log = logging.getLogger(__name__)
 
 # Bump when pre- or post-processing changes what a given image returns: it is part of the cache key.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: lines in reading order, turned pages read upright (OCR_ORIENTATION)
 
 
 
@@ -162,10 +162,11 @@ class Engine:
 
     @property
     def cache_namespace(self) -> str:
-        """What besides the image bytes decides the answer: profile, models, pipeline and detection limits."""
+        """What besides the image bytes decides the answer: profile, models, pipeline, detection limits and
+        page orientation (OCR_ORIENTATION)."""
         s = self.settings
         return (f"{self.profile.name}:{profile_digest(self.profile)}:p{PIPELINE_VERSION}"
-                f":d{s.det_limit_side}-{s.det_max_side}")
+                f":d{s.det_limit_side}-{s.det_max_side}:o{s.orientation}")
 
     def _build(self) -> Any:
         profile, s = self.profile, self.settings

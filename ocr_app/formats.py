@@ -43,23 +43,31 @@ def as_text(pages: list[PageResult]) -> str:
 
 
 def rows(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Lines grouped into rows: a line joins a row when they overlap by half the smaller one's height."""
-    def span(line: dict[str, Any]) -> tuple[float, float]:
-        ys = [pt[1] for pt in line["box"]]
-        return min(ys), max(ys)
+    """Lines in their reading order (the order of `data`), a line joining the row before it when it is
+    beside that row's last line: level with it (overlapping by half the smaller height) and to its right.
 
-    out: list[tuple[float, float, list[dict[str, Any]]]] = []
-    for line in sorted(lines, key=lambda item: span(item)[0]):
-        top, bottom = span(line)
-        for i, (row_top, row_bottom, members) in enumerate(out):
-            overlap = min(bottom, row_bottom) - max(top, row_top)
-            if overlap >= 0.5 * min(bottom - top, row_bottom - row_top):
-                members.append(line)
-                out[i] = (min(top, row_top), max(bottom, row_bottom), members)
-                break
+    Regrouping by position alone would merge the columns of a page; lines of a turned page (boxes as
+    sent, taller than wide) each keep a row of their own.
+    """
+    out: list[list[dict[str, Any]]] = []
+    for line in lines:
+        if out and _beside(out[-1][-1], line):
+            out[-1].append(line)
         else:
-            out.append((top, bottom, [line]))
-    return [sorted(members, key=lambda item: min(pt[0] for pt in item["box"])) for _, _, members in out]
+            out.append([line])
+    return out
+
+
+def _beside(left: dict[str, Any], right: dict[str, Any]) -> bool:
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _extent(left), _extent(right)
+    if ax1 - ax0 < ay1 - ay0 or bx1 - bx0 < by1 - by0:
+        return False
+    return min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0) and bx0 >= ax0
+
+
+def _extent(line: dict[str, Any]) -> tuple[float, float, float, float]:
+    xs, ys = [pt[0] for pt in line["box"]], [pt[1] for pt in line["box"]]
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def as_hocr(pages: list[PageResult]) -> str:

@@ -5,6 +5,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -26,6 +27,8 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 # The engine never looks at more than this many pixels on the long side (rapidocr caps at 2000),
 # so decoding bigger only costs memory. Boxes are scaled back to the client's pixel space.
 WORK_MAX_SIDE = 2000
+# 16- and 32-bit samples: shrunk before they are widened to floats for the 8-bit conversion.
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 # Below this no text line fits; refusing is clearer than an empty answer.
 MIN_SIDE = 8
 
@@ -87,7 +90,7 @@ def decode_image(data: bytes, settings: Settings) -> DecodedImage:
         orientation = _exif_orientation(img)
         full = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
         try:
-            return _to_bgr(img, fmt, full)
+            return _to_bgr(img, fmt, full, orientation)
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
             raise UndecodableImage(f"the {fmt} data is corrupt or truncated: {exc}") from None
         except Image.DecompressionBombError:
@@ -113,30 +116,43 @@ def _exif_orientation(img: Image.Image) -> int:
         return 1  # unreadable EXIF is no reason to refuse the picture
 
 
-def _to_bgr(img: Image.Image, fmt: str, full: tuple[int, int]) -> DecodedImage:
-    """Decode pixels (a truncated file raises: Pillow's LOAD_TRUNCATED_IMAGES stays off)."""
+def _to_bgr(img: Image.Image, fmt: str, full: tuple[int, int], orientation: int) -> DecodedImage:
+    """Decode no more pixels than the engine uses, without changing what it gets for a normal photo.
+
+    JPEG: libjpeg scales by 1/2, 1/4 or 1/8 while decoding (draft mode) once both sides are at least
+    twice the work size, so a 36 MP upload materialises at 9 MP, never 36. Other formats have no
+    reduced decode; their pixel count is bounded by OCR_MAX_PIXELS and the worker's decode slots.
+    A truncated file raises: Pillow's LOAD_TRUNCATED_IMAGES stays off.
+    """
     if fmt == "JPEG":
-        # Let libjpeg decode at a reduced scale: a 40 MP photo never materialises at full size.
         img.draft("RGB", (WORK_MAX_SIDE, WORK_MAX_SIDE))
     img.load()
-    img = ImageOps.exif_transpose(img)
+    if orientation != 1:  # exif_transpose copies even when there is nothing to turn
+        img = ImageOps.exif_transpose(img)
     full_w, full_h = full  # boxes are reported in the oriented, full-resolution space
+    if img.mode in _WIDE_MODES:
+        _shrink(img)  # before widening 16/32-bit samples to floats: 40 MP would be 160 MB as float32
     img = _to_rgb(img)
+    _shrink(img)
+    bgr = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+    img.close()
+    return DecodedImage(bgr=bgr, width=full_w, height=full_h, scale=bgr.shape[1] / full_w)
+
+
+def _shrink(img: Image.Image) -> None:
+    """Bring the long side down to the work size in place (Pillow reduces by whole factors first)."""
     if max(img.size) > WORK_MAX_SIDE:
         img.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.Resampling.BILINEAR)
-    rgb = np.asarray(img)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    return DecodedImage(bgr=bgr, width=full_w, height=full_h, scale=bgr.shape[1] / full_w)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Palette, alpha, greyscale, CMYK and 16-bit images all become 8-bit RGB on white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         peak = float(arr.max()) or 1.0
         img = Image.fromarray((arr * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         lo, hi = float(arr.min()), float(arr.max())
         img = Image.fromarray(((arr - lo) * (255.0 / ((hi - lo) or 1.0))).astype(np.uint8), "L")
     if img.mode == "P":

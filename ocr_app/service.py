@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import cpu
@@ -21,8 +21,10 @@ from .config import Settings
 from .engine import Engine, OcrResult, build_engines
 from .errors import NotReady, Overloaded, UnknownProfile
 from .images import check_upload, decode_image
+from .layout import box_to_original, reading_order
 from .metrics import Metrics
 from .options import PageOptions
+from .orientation import PageOrientation, Turned
 from .profiles import ProfileError, plan
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Admission:
 
     @property
     def in_use(self) -> int:
+        """Jobs admitted now: running, waiting for a decode slot or for the engine."""
         return self._count
 
 
@@ -97,6 +100,9 @@ class OcrService:
         self.metrics = metrics
         self.cache = cache
         self.admission = Admission(settings.max_queue)
+        # Queued jobs hold only their upload bytes; a decoded image exists only inside a slot.
+        self.decode_slots = threading.BoundedSemaphore(settings.decode_slots)
+        self.orientation = PageOrientation(settings) if settings.orientation == "auto" else None
         self._engine_factory = engine_factory
         self.load_wait = LOAD_WAIT_SECONDS
         self._engine: Engine | None = None  # the default profile's; set once every profile is loaded
@@ -259,10 +265,13 @@ class OcrService:
 
     def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
         try:
-            with self.admission:
+            with self.admission, self.decode_slots:
                 image = decode_image(data, self.settings)
+                turned = self.orientation.upright(image.bgr) if self.orientation else Turned(image.bgr, 0)
                 # word boxes only when asked: an engine without them still serves every other request
-                result = engine.recognize(image.bgr, words=True) if page.words else engine.recognize(image.bgr)
+                result = engine.recognize(turned.bgr, words=True) if page.words else engine.recognize(turned.bgr)
+                scale, angle, (height, width) = image.scale, turned.angle, image.bgr.shape[:2]
+                del image, turned  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
@@ -270,11 +279,30 @@ class OcrService:
             self._trim()
         self.metrics.inference.observe(result.elapsed)
         self.metrics.engine_runs.inc()
-        return serialize_lines(result, 1.0 / image.scale)
+        return serialize_lines(as_sent(in_reading_order(result), angle, width, height), 1.0 / scale)
 
     def _outcome(self, data_json: bytes, cache: str, started: float, profile: str) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
         return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile)
+
+
+def in_reading_order(result: OcrResult) -> OcrResult:
+    """The same lines, reordered: top to bottom, left to right, columns one after another."""
+    order = reading_order([line.box for line in result.lines])
+    return replace(result, lines=[result.lines[i] for i in order])
+
+
+def as_sent(result: OcrResult, angle: int, width: int, height: int) -> OcrResult:
+    """Boxes read on the upright page, put back on the page as it was sent (`width` x `height`)."""
+    if angle == 0:
+        return result
+    def back(box: list[list[float]]) -> list[list[float]]:
+        return box_to_original(box, angle, width, height)
+
+    return replace(result, lines=[
+        replace(line, box=back(line.box),
+                words=None if line.words is None else [replace(w, box=back(w.box)) for w in line.words])
+        for line in result.lines])
 
 
 def serialize_lines(result: OcrResult, scale: float) -> bytes:

@@ -83,7 +83,9 @@ def test_queue_full_gets_503_and_queued_work_completes(tmp_path: Path, max_queue
     threads = [threading.Thread(target=send, args=(seed,)) for seed in range(held)]
     for t in threads:
         t.start()
-    wait_for(lambda: engine.running == held, 10, f"{held} requests inside the engine")
+    service = app.extensions["ocr"]
+    wait_for(lambda: service.admission.in_use == held and engine.running == 1, 10,
+             f"{held} requests admitted, one inside the engine (the rest wait for a decode slot)")
     client = app.test_client()
     refused = client.post("/api/ocr", data=png(100), headers=RAW)
     assert refused.status_code == 503

@@ -83,9 +83,18 @@ def test_text_puts_lines_side_by_side_on_one_row() -> None:
     def line(text: str, x0: float, y0: float, x1: float, y1: float) -> dict:
         return {"text": text, "confidence": 0.9, "box": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]}
 
-    lines = [line("0.00", 300, 102, 340, 128), line("Total", 10, 10, 90, 40), line("Cache hits", 10, 100, 150, 130),
-             line("below", 10, 140, 80, 170)]
+    lines = [line("Total", 10, 10, 90, 40), line("Cache hits", 10, 100, 150, 130), line("0.00", 300, 102, 340, 128),
+             line("below", 10, 140, 80, 170)]  # in reading order, as `data` has them
     assert as_text([PageResult(1, 400, 300, "ocr", lines)]) == "Total\nCache hits 0.00\nbelow\n"
+
+
+def test_text_keeps_columns_apart() -> None:
+    def line(text: str, x0: float, y0: float) -> dict:
+        return {"text": text, "confidence": 0.9, "box": [[x0, y0], [x0 + 200, y0], [x0 + 200, y0 + 30], [x0, y0 + 30]]}
+
+    lines = [line("left one", 10, 10), line("left two", 10, 50), line("right one", 400, 10),
+             line("right two", 400, 50)]
+    assert as_text([PageResult(1, 700, 100, "ocr", lines)]) == "left one\nleft two\nright one\nright two\n"
 
 
 def test_document_json_keeps_flat_data_with_page_numbers() -> None:

@@ -92,3 +92,13 @@ def test_rss_warnings_name_the_instance_and_the_limit() -> None:
     assert rss_warnings(rows, 1024.0) == ["ocr-2: RSS 1500 MiB is above FLEET_RSS_WARN_MB=1024"]
     assert rss_warnings(rows, 0) == []
     assert len(rss_warnings(rows, 100.5)) == 2
+
+
+def test_decode_slots_and_orientation_reach_the_instances() -> None:
+    cfg = load({"OCR_DECODE_SLOTS": "2", "OCR_ORIENTATION": "off"})
+    env = instance_env(cfg, "ocr-1", 1)
+    assert env["OCR_DECODE_SLOTS"] == "2" and env["OCR_ORIENTATION"] == "off"
+    assert "OCR_ORIENTATION" not in instance_env(load({}), "ocr-1", 1)  # the instance's own default (auto)
+    assert config_hash(cfg, "process") != config_hash(load({}), "process")
+    with pytest.raises(ConfigError, match="OCR_ORIENTATION"):
+        load({"OCR_ORIENTATION": "sideways"})
