@@ -296,6 +296,14 @@ def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float 
     signal.signal(signal.SIGINT, on_signal)
     thread = threading.Thread(target=target, name="fleet-sync", daemon=True)
     thread.start()
+    if cfg.auth:
+        from fleetctl import access  # API keys: a second watch, on Consul's KV, sharing the reload guard
+
+        keys_thread = threading.Thread(
+            target=access.run_keys_loop, name="fleet-keys", daemon=True,
+            args=(cfg, consul_api.client_for(cfg), stop, guard, NginxReloader(cfg)),
+        )
+        keys_thread.start()
     log.info(
         "sync loop started (pid %d, service %r, consul %s)", os.getpid(), cfg.service_name, cfg.consul_address
     )

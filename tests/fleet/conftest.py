@@ -11,7 +11,7 @@ import pytest
 from gw_servers import ConsulAgent, EchoServer
 from helpers import consul_binary, free_port
 
-from fleetctl import gateway, procs, upstream
+from fleetctl import access, gateway, procs, upstream
 from fleetctl.config import FleetConfig
 
 
@@ -39,6 +39,7 @@ def gw_nginx(gw_cfg: FleetConfig) -> Iterator[int]:
     gateway.make_dirs(gw_cfg)
     procs.write_atomic(gateway.nginx_conf_path(gw_cfg), gateway.render_nginx_conf(gw_cfg))
     procs.write_atomic(gateway.upstream_conf_path(gw_cfg), upstream.render_upstream([], gw_cfg))
+    procs.write_atomic(access.clients_conf_path(gw_cfg), access.render_clients(gw_cfg, []))
     pid = gateway.start_nginx(gw_cfg)
     yield pid
     gateway.stop_nginx(gw_cfg, grace=5)

@@ -73,6 +73,10 @@ class _Handler(BaseHTTPRequestHandler):
             "method": self.command,
             "body_bytes": len(body),
             "request_id": self.headers.get("X-Request-ID"),
+            # What the gateway passes on about the caller (API keys: docs/gateway.md).
+            "client": self.headers.get("X-Client"),
+            "authorization": self.headers.get("Authorization"),
+            "api_key": self.headers.get("X-API-Key"),
         }).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -1,0 +1,230 @@
+"""The gateway's front door against real nginx (with its Lua module) and a real Consul: API keys,
+the 401/429 JSON shapes, rate limits per key and per address, and HTTPS with a self-signed pair."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from gw_servers import ConsulAgent, EchoServer
+from helpers import free_port, wait_for
+
+from fleetctl import access, gateway, keys, procs, tls, upstream
+from fleetctl.cli import AppContext, main
+from fleetctl.config import FleetConfig
+from fleetctl.gateway import NginxReloader
+
+MISSING = {"code": 40170, "msg": access.MISSING[1], "data": []}
+INVALID = {"code": 40171, "msg": access.INVALID[1], "data": []}
+
+
+class Gateway:
+    """One gateway as `up` runs it: nginx plus the sync loop's two watches (instances and keys)."""
+
+    def __init__(self, cfg: FleetConfig, consul: ConsulAgent) -> None:
+        self.cfg = cfg
+        gateway.make_dirs(cfg)
+        procs.write_atomic(gateway.nginx_conf_path(cfg), gateway.render_nginx_conf(cfg))
+        procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([], cfg))
+        procs.write_atomic(access.clients_conf_path(cfg), access.render_clients(cfg, []))
+        gateway.start_nginx(cfg)
+        upstream.sync_once(cfg, consul.client, NginxReloader(cfg))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=access.run_keys_loop, daemon=True,
+            args=(cfg, consul.client, self.stop, threading.Lock(), NginxReloader(cfg)),
+            kwargs={"query_wait": 1.0},
+        )
+        self.thread.start()
+
+    def url(self, path: str = "/api/ocr") -> str:
+        return f"{self.cfg.gateway_url}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        gateway.stop_nginx(self.cfg, grace=5)
+
+
+@pytest.fixture
+def start_gateway(gw_consul: ConsulAgent, gw_backends: Callable[[], EchoServer]) -> Iterator[
+        Callable[[FleetConfig], Gateway]]:
+    """Gateways in front of one registered echo backend; all stopped at the end."""
+    gw_consul.register(gw_backends())
+    made: list[Gateway] = []
+
+    def start(cfg: FleetConfig) -> Gateway:
+        made.append(Gateway(cfg, gw_consul))
+        return made[-1]
+
+    yield start
+    for g in made:
+        g.close()
+
+
+def second_home(cfg: FleetConfig, tmp_path: Path) -> FleetConfig:
+    """Another gateway host: its own home and port, the same Consul."""
+    return dataclasses.replace(cfg, home=tmp_path / "fleet-b", gateway_port=free_port())
+
+
+def cli(cfg: FleetConfig, *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), obj=AppContext(cfg))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_keys_work_on_every_gateway_and_revoked_ones_stop_within_5s(
+    gw_cfg: FleetConfig, gw_consul: ConsulAgent, start_gateway: Callable[[FleetConfig], Gateway],
+    tmp_path: Path,
+) -> None:
+    cfg = gw_cfg.replace(auth=1)
+    a, b = start_gateway(cfg), start_gateway(second_home(cfg, tmp_path))
+    out = cli(cfg, "keys", "create", "alice")
+    secret = out.splitlines()[-1]
+    assert secret.startswith(keys.KEY_PREFIX) and len(secret) > 40
+    stored = gw_consul.client.kv.get(keys.kv_prefix(cfg) + "alice")[1]["Value"].decode()
+    assert secret not in stored and keys.key_hash(secret) in stored  # the hash only
+    assert "alice" in cli(cfg, "keys", "list") and secret not in cli(cfg, "keys", "list", "--json")
+
+    for g in (a, b):
+        for headers in ({"Authorization": f"Bearer {secret}"}, {"X-API-Key": secret}):
+            resp = wait_for(lambda g=g, h=headers: (r := requests.get(g.url(), headers=h, timeout=5))
+                            .status_code == 200 and r, 10, f"the key on {g.cfg.gateway_url}")
+            assert isinstance(resp, requests.Response)
+            echo = resp.json()
+            # The instance learns the client's name, never the key.
+            assert echo["client"] == "alice" and echo["authorization"] is None and echo["api_key"] is None
+
+    cli(cfg, "keys", "revoke", "alice")
+    for g in (a, b):
+        wait_for(lambda g=g: requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).status_code == 401,
+                 5, f"the revoked key refused on {g.cfg.gateway_url}")
+    resp = requests.get(b.url(), headers={"X-API-Key": secret}, timeout=5)
+    assert resp.json() == INVALID and resp.headers["Content-Type"] == "application/json"
+    assert "alice" not in cli(cfg, "keys", "list")
+
+
+def test_401_shapes_and_hostile_key_headers(
+    gw_cfg: FleetConfig, start_gateway: Callable[[FleetConfig], Gateway]
+) -> None:
+    g = start_gateway(gw_cfg.replace(auth=1))
+    resp = requests.post(g.url(), data=b"x" * 1000, timeout=5)
+    assert resp.status_code == 401 and resp.json() == MISSING
+    assert resp.headers["Content-Type"] == "application/json"
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer") and resp.headers["X-Request-ID"]
+    hostile = [
+        {"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {"Authorization": "Basic YTpi"},
+        {"Authorization": "Bearer a b"},
+        {"X-API-Key": ""}, {"X-API-Key": "ocr_" + "A" * 43}, {"X-API-Key": "\"}; drop"},
+        {"X-API-Key": "ü€".encode().decode("latin-1")}, {"X-API-Key": "x" * 7000},
+        {"Authorization": f"Bearer {keys.key_hash('x')}"},  # a stored hash is not a key
+    ]
+    for headers in hostile:
+        resp = requests.get(g.url("/api/anything?x=1"), headers=headers, timeout=5)
+        assert resp.status_code == 401, headers
+        assert resp.json()["code"] in (40170, 40171), headers
+    resp = requests.get(g.url(), headers={"Authorization": "Bearer " + "k" * 10_000}, timeout=5)
+    assert resp.status_code == 400 and resp.json()["code"] == 40070  # nginx's header limit, in JSON too
+    # Outside /api/ nothing changes; /metrics is not public.
+    assert requests.get(g.url("/nginx-health"), timeout=5).status_code == 200
+    resp = requests.get(g.url("/metrics"), timeout=5)
+    assert resp.status_code == 404 and resp.json()["code"] == 40470
+
+
+def test_bad_names_and_rates_are_refused(gw_cfg: FleetConfig, gw_consul: ConsulAgent) -> None:
+    for args in (["bad name"], ["-x"], ["a" * 65], ["ok", "--rate", "10r/h"], ["ok", "--rate", "0r/s"],
+                 ["ok", "--rate", "ten"]):
+        result = CliRunner().invoke(main, ["keys", "create", *args], obj=AppContext(gw_cfg))
+        assert result.exit_code != 0 and "Traceback" not in result.output, args
+    cli(gw_cfg, "keys", "create", "dup")
+    result = CliRunner().invoke(main, ["keys", "create", "dup"], obj=AppContext(gw_cfg))
+    assert result.exit_code == 1 and "exists" in result.output
+    result = CliRunner().invoke(main, ["keys", "revoke", "nobody"], obj=AppContext(gw_cfg))
+    assert result.exit_code == 1 and "no key named 'nobody'" in result.output
+
+
+def _until_429(url: str, headers: dict[str, str]) -> requests.Response:
+    for _ in range(50):
+        resp = requests.get(url, headers=headers, timeout=5)
+        if resp.status_code != 200:
+            return resp
+    raise AssertionError("never limited")
+
+
+def test_rate_limit_per_key_gives_json_429_with_retry_after(
+    gw_cfg: FleetConfig, start_gateway: Callable[[FleetConfig], Gateway]
+) -> None:
+    cfg = gw_cfg.replace(auth=1, rate_burst=2)
+    g = start_gateway(cfg)
+    slow = cli(cfg, "keys", "create", "slow", "--rate", "2r/m").splitlines()[-1]
+    free = cli(cfg, "keys", "create", "free").splitlines()[-1]  # no --rate, no FLEET_RATE: unlimited
+    wait_for(lambda: requests.get(g.url(), headers={"X-API-Key": free}, timeout=5).status_code == 200, 10,
+             "both new keys")  # created last, so the slow one is in nginx too
+    resp = _until_429(g.url(), {"X-API-Key": slow})
+    assert resp.status_code == 429 and resp.headers["Content-Type"] == "application/json"
+    assert resp.headers["Retry-After"] == "30"  # 2r/m: one more request fits every 30 s
+    assert resp.json()["code"] == 42970 and "FLEET_RATE" in resp.json()["msg"]
+    # Another key is not held back by this one's limit.
+    assert all(requests.get(g.url(), headers={"X-API-Key": free}, timeout=5).status_code == 200
+               for _ in range(20))
+
+
+def test_rate_limit_per_address_when_auth_is_off(
+    gw_cfg: FleetConfig, start_gateway: Callable[[FleetConfig], Gateway]
+) -> None:
+    g = start_gateway(gw_cfg.replace(rate="1r/m", rate_burst=0))
+    assert requests.get(g.url(), timeout=5).status_code == 200
+    resp = requests.get(g.url(), timeout=5)
+    assert resp.status_code == 429 and resp.json()["code"] == 42970
+    assert resp.headers["Retry-After"] == "60"
+    assert requests.get(g.url("/nginx-health"), timeout=5).status_code == 200  # only /api/ counts
+
+
+def test_default_gateway_is_open_plain_http(gw_cfg: FleetConfig) -> None:
+    """`make up` without flags: no Lua module, no key check, no limit, no TLS listener."""
+    text = gateway.render_nginx_conf(gw_cfg)
+    assert "load_module" not in text and "set_by_lua" not in text and " ssl;" not in text
+    clients = access.render_clients(gw_cfg, [])
+    assert "limit_req_zone" not in clients
+
+
+def test_https_with_a_self_signed_pair(
+    gw_cfg: FleetConfig, start_gateway: Callable[[FleetConfig], Gateway]
+) -> None:
+    cfg = gw_cfg.replace(auth=1, tls=1, gateway_tls_port=free_port())
+    g = start_gateway(cfg)
+    cert, key = tls.self_signed_paths(cfg)
+    assert cert.is_file() and key.stat().st_mode & 0o077 == 0
+    secret = cli(cfg, "keys", "create", "tls-client").splitlines()[-1]
+    url = f"{cfg.gateway_tls_url}/api/ocr"
+    wait_for(lambda: requests.get(url, headers={"X-API-Key": secret}, verify=str(cert), timeout=5).ok, 10,
+             "the key over HTTPS")
+    curl = subprocess.run(["curl", "-sS", "--cacert", str(cert), "-H", f"X-API-Key: {secret}", url],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert curl.returncode == 0 and '"client": "tls-client"' in curl.stdout, curl.stderr
+    curl = subprocess.run(["curl", "-sS", "--cacert", str(cert), url],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert '"code": 40170' in curl.stdout
+    assert requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).ok  # plain HTTP stays
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(url, timeout=5)  # not trusted without the CA
+
+
+def test_https_only_and_configured_pair(gw_cfg: FleetConfig, tmp_path: Path,
+                                        start_gateway: Callable[[FleetConfig], Gateway]) -> None:
+    cert, key = tmp_path / "own.crt", tmp_path / "own.key"
+    tls.make_self_signed(cert, key, "127.0.0.1")
+    cfg = gw_cfg.replace(tls=1, gateway_http=0, gateway_tls_port=free_port(),
+                         tls_cert=str(cert), tls_key=str(key))
+    start_gateway(cfg)
+    assert requests.get(f"{cfg.gateway_tls_url}/api/ocr", verify=str(cert), timeout=5).ok
+    assert not procs.port_open(cfg.gateway_host, cfg.gateway_port)
+    with pytest.raises(gateway.GatewayError, match="FLEET_TLS_KEY"):
+        gateway.render_nginx_conf(dataclasses.replace(cfg, tls_key=""))
+    with pytest.raises(gateway.GatewayError, match="FLEET_GATEWAY_HTTP=0"):
+        gateway.render_nginx_conf(dataclasses.replace(cfg, tls=0))
