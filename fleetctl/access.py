@@ -61,6 +61,7 @@ def render_clients(cfg: FleetConfig, api_keys: list[keys.ApiKey]) -> str:
     lines = [HEADER.rstrip("\n"), *_auth_messages(cfg)]
     if not cfg.auth:
         lines.append("# FLEET_AUTH is off: no keys; FLEET_RATE limits each client address on /api/.")
+        lines += ["map $uri $fleet_client {", '    default "";', "}"]
         lines += ["map $uri $fleet_retry_after {", f"    default {retry_after(cfg.rate) if cfg.rate else 1};", "}"]
         if cfg.rate:
             lines += ["map $uri $fleet_rate_ip {", "    ~^/api/ $binary_remote_addr;", '    default "";', "}"]
