@@ -159,20 +159,24 @@ def _print_plan(plan: Any) -> None:
 @click.option("--tls", is_flag=True, default=None,
               help="Also serve HTTPS on FLEET_GATEWAY_TLS_PORT (8443) with FLEET_TLS_CERT/FLEET_TLS_KEY, "
                    "or a self-signed pair made in FLEET_HOME/tls [default: FLEET_TLS or off].")
+@click.option("--cache", is_flag=True, default=None,
+              help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
+                   "[default: FLEET_GATEWAY_CACHE or off].")
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
-       auth: bool | None, tls: bool | None) -> None:
+       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
-    Without --auth/--tls the gateway is open plain HTTP, as FLEET_AUTH/FLEET_TLS say (off by default);
-    `up` again without the flags turns them back off.
+    Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
+    FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
     from fleetctl import deps, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
-    obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None)
+    obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
+                              gateway_cache=1 if cache else None)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)

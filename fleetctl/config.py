@@ -62,6 +62,10 @@ class FleetConfig:
     tls_cert: str = field(default="", metadata={"env": "FLEET_TLS_CERT"})  # "": self-signed in FLEET_HOME/tls
     tls_key: str = field(default="", metadata={"env": "FLEET_TLS_KEY"})
     gateway_http: int = field(default=1, metadata={"env": "FLEET_GATEWAY_HTTP", **FLAG})  # 0: HTTPS only
+    # Repeated identical uploads answered by nginx itself (docs/gateway.md); entries live OCR_CACHE_TTL.
+    gateway_cache: int = field(default=0, metadata={"env": "FLEET_GATEWAY_CACHE", **FLAG})
+    gateway_cache_mb: int = field(default=256, metadata={"env": "FLEET_GATEWAY_CACHE_MB", "min": 1})
+    cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "instance": True, "min": 1})
 
     @property
     def managed_consul(self) -> bool:

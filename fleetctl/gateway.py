@@ -137,6 +137,7 @@ def render_nginx_conf(cfg: FleetConfig) -> str:
         "clients_conf": quote_path(cfg.nginx_dir / "clients.conf"),
         **front_door(cfg),
         "max_upload_mb": format_value(cfg.max_upload_mb),
+        "body_buffer": f"{BODY_BUFFER_KB}k",
         # nginx sizes are whole numbers: a fractional MB limit is rounded up to whole KiB, never down.
         "max_body_size": f"{math.ceil(cfg.max_upload_mb * 1024)}k",
     }
@@ -169,10 +170,12 @@ def front_door(cfg: FleetConfig) -> dict[str, str]:
                    "ssl_protocols TLSv1.2 TLSv1.3;", "ssl_session_cache shared:fleet_tls:1m;"]
     if not listen:
         raise GatewayError("FLEET_GATEWAY_HTTP=0 turns plain HTTP off: it needs FLEET_TLS=1 (up --tls)")
-    values = {"listen": "\n".join(listen), "modules": "# (none: FLEET_AUTH is off)",
-              "auth_headers": "# (FLEET_AUTH off: no keys)", "auth_server": "# (FLEET_AUTH off: /api/ is open)"}
-    if cfg.auth:
+    values = {"listen": "\n".join(listen), "modules": "# (none: FLEET_AUTH and FLEET_GATEWAY_CACHE are off)",
+              "auth_headers": "# (FLEET_AUTH off: no keys)", "auth_server": "# (FLEET_AUTH off: /api/ is open)",
+              **_cache(cfg)}
+    if cfg.auth or cfg.gateway_cache:
         values["modules"] = "\n".join(f"load_module {quote_path(p)};" for p in lua_modules())
+    if cfg.auth:
         # The instance learns who called (X-Client); the key itself goes no further than the gateway.
         values["auth_headers"] = ('proxy_set_header X-Client $fleet_client;\n'
                                   'proxy_set_header Authorization "";\nproxy_set_header X-API-Key "";')
@@ -180,8 +183,34 @@ def front_door(cfg: FleetConfig) -> dict[str, str]:
     return values
 
 
+# Typical images stay in memory (and only those are hashed for the gateway's cache); bigger ones spill.
+BODY_BUFFER_KB = 1024
+AUTH_CHECK = 'if ($fleet_client = "") {\n    return 401;\n}'
+
+
+def cache_dir(cfg: FleetConfig) -> Path:
+    return cfg.nginx_dir / "cache"
+
+
+def _cache(cfg: FleetConfig) -> dict[str, str]:
+    """The gateway's own cache of answers (FLEET_GATEWAY_CACHE): a size bound and OCR_CACHE_TTL."""
+    if not cfg.gateway_cache:
+        return {"cache_http": "# (FLEET_GATEWAY_CACHE off: every request reaches an instance)",
+                "cache_server": "# (FLEET_GATEWAY_CACHE off)"}
+    http = "\n".join([
+        f"proxy_cache_path {quote_path(cache_dir(cfg))} levels=1:2 keys_zone=fleet_cache:10m "
+        f"max_size={cfg.gateway_cache_mb}m inactive={cfg.cache_ttl}s use_temp_path=off;",
+        "map $upstream_cache_status $fleet_x_cache {", "    HIT HIT;", "    default $upstream_http_x_cache;", "}",
+    ])
+    server = fill(template_text(cfg, "cache-server.conf.tmpl"), {
+        "auth_check": AUTH_CHECK if cfg.auth else "# (FLEET_AUTH off)", "cache_ttl": cfg.cache_ttl,
+        "body_buffer_bytes": BODY_BUFFER_KB * 1024,
+    }).rstrip("\n")
+    return {"cache_http": http, "cache_server": server}
+
+
 def make_dirs(cfg: FleetConfig) -> None:
-    for d in (cfg.nginx_dir / "tmp", cfg.nginx_dir / "logs", cfg.run_dir, cfg.log_dir):
+    for d in (cfg.nginx_dir / "tmp", cfg.nginx_dir / "logs", cfg.nginx_dir / "cache", cfg.run_dir, cfg.log_dir):
         d.mkdir(parents=True, exist_ok=True)
 
 

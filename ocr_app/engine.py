@@ -94,6 +94,11 @@ def _digest_files(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def namespace_for(settings: Settings, models: ModelFiles) -> str:
+    """Engine.cache_namespace, also for registry.py, which announces it without loading an engine."""
+    return f"{models.digest()}:p{PIPELINE_VERSION}:d{settings.det_limit_side}-{settings.det_max_side}"
+
+
 def _session_options(settings: Settings) -> Any:
     """ONNX Runtime options chosen for throughput per core and RSS, not rapidocr's defaults."""
     import onnxruntime as ort
@@ -150,8 +155,7 @@ class Engine:
     @property
     def cache_namespace(self) -> str:
         """What besides the image bytes decides the answer: models, pipeline and detection limits."""
-        s = self.settings
-        return f"{self.models.digest()}:p{PIPELINE_VERSION}:d{s.det_limit_side}-{s.det_max_side}"
+        return namespace_for(self.settings, self.models)
 
     def _build(self) -> Any:
         try:

@@ -55,7 +55,8 @@ class Registration:
             "address": s.advertise_host,
             "port": s.advertise_port,
             "tags": TAGS,
-            "meta": {"instance": s.instance_id, "pid": str(os.getpid())},
+            # cache_ns: what besides the bytes decides an answer; the gateway's cache keys on it.
+            "meta": {"instance": s.instance_id, "pid": str(os.getpid()), "cache_ns": _cache_namespace(s)},
             "check": consul.Check.http(url, CHECK_INTERVAL, timeout=CHECK_TIMEOUT,
                                        deregister=DEREGISTER_AFTER),
         }
@@ -110,3 +111,13 @@ class Registration:
                 pause = KEEPER_PERIOD
                 continue
             pause = KEEPER_PERIOD if self.register() else min(pause * 2, KEEPER_PERIOD)
+
+
+def _cache_namespace(settings: Settings) -> str:
+    """The engine's cache namespace without loading it ("" if the models cannot be read: no gateway cache)."""
+    from .engine import EngineError, ModelFiles, namespace_for
+
+    try:
+        return namespace_for(settings, ModelFiles.bundled())
+    except (EngineError, OSError):
+        return ""

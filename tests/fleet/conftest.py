@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gw_servers import ConsulAgent, EchoServer
+from gw_servers import ConsulAgent, EchoServer, Gateway
 from helpers import consul_binary, free_port
 
 from fleetctl import access, gateway, procs, upstream
@@ -57,3 +57,19 @@ def gw_backends() -> Iterator[Callable[[], EchoServer]]:
     yield make
     for b in made:
         b.close()
+
+
+@pytest.fixture
+def start_gateway(gw_consul: ConsulAgent, gw_backends: Callable[[], EchoServer]) -> Iterator[
+        Callable[[FleetConfig], Gateway]]:
+    """Gateways in front of one registered echo backend; all stopped at the end."""
+    gw_consul.register(gw_backends())
+    made: list[Gateway] = []
+
+    def start(cfg: FleetConfig) -> Gateway:
+        made.append(Gateway(cfg, gw_consul))
+        return made[-1]
+
+    yield start
+    for g in made:
+        g.close()

@@ -4,67 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
-from gw_servers import ConsulAgent, EchoServer
+from gw_servers import ConsulAgent, Gateway
 from helpers import free_port, wait_for
 
-from fleetctl import access, gateway, keys, procs, tls, upstream
+from fleetctl import access, gateway, keys, procs, tls
 from fleetctl.cli import AppContext, main
 from fleetctl.config import FleetConfig
-from fleetctl.gateway import NginxReloader
 
 MISSING = {"code": 40170, "msg": access.MISSING[1], "data": []}
 INVALID = {"code": 40171, "msg": access.INVALID[1], "data": []}
-
-
-class Gateway:
-    """One gateway as `up` runs it: nginx plus the sync loop's two watches (instances and keys)."""
-
-    def __init__(self, cfg: FleetConfig, consul: ConsulAgent) -> None:
-        self.cfg = cfg
-        gateway.make_dirs(cfg)
-        procs.write_atomic(gateway.nginx_conf_path(cfg), gateway.render_nginx_conf(cfg))
-        procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([], cfg))
-        procs.write_atomic(access.clients_conf_path(cfg), access.render_clients(cfg, []))
-        gateway.start_nginx(cfg)
-        upstream.sync_once(cfg, consul.client, NginxReloader(cfg))
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=access.run_keys_loop, daemon=True,
-            args=(cfg, consul.client, self.stop, threading.Lock(), NginxReloader(cfg)),
-            kwargs={"query_wait": 1.0},
-        )
-        self.thread.start()
-
-    def url(self, path: str = "/api/ocr") -> str:
-        return f"{self.cfg.gateway_url}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        gateway.stop_nginx(self.cfg, grace=5)
-
-
-@pytest.fixture
-def start_gateway(gw_consul: ConsulAgent, gw_backends: Callable[[], EchoServer]) -> Iterator[
-        Callable[[FleetConfig], Gateway]]:
-    """Gateways in front of one registered echo backend; all stopped at the end."""
-    gw_consul.register(gw_backends())
-    made: list[Gateway] = []
-
-    def start(cfg: FleetConfig) -> Gateway:
-        made.append(Gateway(cfg, gw_consul))
-        return made[-1]
-
-    yield start
-    for g in made:
-        g.close()
 
 
 def second_home(cfg: FleetConfig, tmp_path: Path) -> FleetConfig:

@@ -30,7 +30,7 @@ def post(url: str, image: bytes, **kwargs: object) -> requests.Response:
 
 
 def test_up_auth_tls_keys_revoke_then_up_without_flags(fleet: Fleet) -> None:
-    out = fleet.run("up", "-n", "1", "--auth", "--tls", timeout=400).stdout.splitlines()
+    out = fleet.run("up", "-n", "1", "--auth", "--tls", "--cache", timeout=400).stdout.splitlines()
     http, https = out[-2], out[-1]
     assert http == fleet.gateway and https.startswith("https://127.0.0.1:")
     ca = Path(fleet.home) / "tls" / "gateway.crt"
@@ -50,6 +50,13 @@ def test_up_auth_tls_keys_revoke_then_up_without_flags(fleet: Fleet) -> None:
     assert any(o["source"].startswith("ocr-") and o.get("client") == "acme" for o in logged), logged
     assert any(o["source"] == "gateway" and o.get("client") == "acme" for o in logged), logged
     assert requests.get(f"{http}/metrics", timeout=10).status_code == 404
+    # The instance announces its cache namespace; the same upload again is answered by nginx itself.
+    _, entries = fleet.consul().health.service("ocr", passing=True)
+    assert entries and all(len(e["Service"]["Meta"]["cache_ns"]) > 16 for e in entries)
+    hit = post(http, image, headers={"X-API-Key": key, "X-Request-ID": rid + "-2"})
+    assert hit.ok and hit.headers["X-Cache"] == "HIT" and hit.json()["data"] == ok.json()["data"]
+    logged = [json.loads(line) for line in fleet.run("logs", "--json", "--grep", rid + "-2").stdout.splitlines()]
+    assert [o.get("gateway_cache") for o in logged] == ["HIT"], logged  # no instance saw it
 
     fleet.run("keys", "revoke", "acme")
     # Within 5 s on both listeners (while nginx reloads, an old worker may still answer one request).
