@@ -3,6 +3,7 @@ the 401/429 JSON shapes, rate limits per key and per address, and HTTPS with a s
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,18 @@ def test_https_only_and_configured_pair(gw_cfg: FleetConfig, tmp_path: Path,
         gateway.render_nginx_conf(dataclasses.replace(cfg, tls_key=""))
     with pytest.raises(gateway.GatewayError, match="FLEET_GATEWAY_HTTP=0"):
         gateway.render_nginx_conf(dataclasses.replace(cfg, tls=0))
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("FLEET_RATE", "10r/h", "FLEET_RATE='10r/h' is not a rate"),
+    ("FLEET_RATE", "0r/s", "FLEET_RATE='0r/s' is not a rate"),
+    ("FLEET_AUTH", "yes", "FLEET_AUTH='yes' is not a whole number"),
+    ("FLEET_AUTH", "2", "FLEET_AUTH=2 must be between 0 and 1"),
+    ("FLEET_RATE_BURST", "-1", "FLEET_RATE_BURST=-1 must be between 0"),
+    ("FLEET_GATEWAY_TLS_PORT", "70000", "FLEET_GATEWAY_TLS_PORT=70000 must be between 1 and 65535"),
+])
+def test_front_door_settings_are_checked_by_name(variable: str, value: str, message: str) -> None:
+    from fleetctl.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load({"FLEET_HOME": "/nonexistent", variable: value})
