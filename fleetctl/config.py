@@ -65,6 +65,8 @@ class FleetConfig:
     # Repeated identical uploads answered by nginx itself (docs/gateway.md); entries live OCR_CACHE_TTL.
     gateway_cache: int = field(default=0, metadata={"env": "FLEET_GATEWAY_CACHE", **FLAG})
     gateway_cache_mb: int = field(default=256, metadata={"env": "FLEET_GATEWAY_CACHE_MB", "min": 1})
+    # nginx workers: 1 leaves the cores to the OCR engines; more pays off when nginx answers cache hits.
+    gateway_workers: int = field(default=1, metadata={"env": "FLEET_GATEWAY_WORKERS", "min": 1, "max": 64})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "instance": True, "min": 1})
 
     @property

@@ -138,6 +138,7 @@ def render_nginx_conf(cfg: FleetConfig) -> str:
         **front_door(cfg),
         "max_upload_mb": format_value(cfg.max_upload_mb),
         "body_buffer": f"{BODY_BUFFER_KB}k",
+        "worker_processes": cfg.gateway_workers,
         # nginx sizes are whole numbers: a fractional MB limit is rounded up to whole KiB, never down.
         "max_body_size": f"{math.ceil(cfg.max_upload_mb * 1024)}k",
     }
