@@ -3,6 +3,7 @@ the 401/429 JSON shapes, rate limits per key and per address, and HTTPS with a s
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -198,3 +199,26 @@ def test_front_door_settings_are_checked_by_name(variable: str, value: str, mess
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         load({"FLEET_HOME": "/nonexistent", variable: value})
+
+
+def test_malformed_key_entries_grant_nothing_and_never_break_nginx(
+    gw_cfg: FleetConfig, gw_consul: ConsulAgent, start_gateway: Callable[[FleetConfig], Gateway]
+) -> None:
+    """Whatever else lands under the keys' KV prefix is skipped; the real key still works."""
+    cfg = gw_cfg.replace(auth=1)
+    g = start_gateway(cfg)
+    prefix = keys.kv_prefix(cfg)
+    h = keys.key_hash("ocr_hostile")
+    for name, value in {
+        "garbage": b"\x00\xff not json", "list": b"[1, 2]", "empty": b"",
+        "inject": json.dumps({"name": 'x"; } map $a $b { default 1', "hash": h}).encode(),
+        "badhash": b'{"name": "badhash", "hash": "zz"}',
+        "badrate": json.dumps({"name": "badrate", "hash": h, "rate": "1r/s; allow all"}).encode(),
+    }.items():
+        gw_consul.client.kv.put(prefix + name, value)
+    secret = cli(cfg, "keys", "create", "real").splitlines()[-1]
+    wait_for(lambda: requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).ok, 10, "the real key")
+    assert [k.name for k in keys.fetch(gw_consul.client, cfg)[1]] == ["real"]
+    assert requests.get(g.url(), headers={"X-API-Key": "ocr_hostile"}, timeout=5).status_code == 401
+    assert "inject" not in access.clients_conf_path(cfg).read_text() and "allow all" not in \
+        access.clients_conf_path(cfg).read_text()
