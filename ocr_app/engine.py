@@ -6,32 +6,25 @@ points inside the installed rapidocr package.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from .config import Settings
+from .models import CLS_MODEL as CLS_MODEL
+from .models import DET_MODEL as DET_MODEL
+from .models import PIPELINE_VERSION as PIPELINE_VERSION
+from .models import REC_MODEL as REC_MODEL
+from .models import EngineError as EngineError
+from .models import ModelFiles as ModelFiles
+from .models import namespace_for as namespace_for
 
 log = logging.getLogger(__name__)
-
-# Bump when pre- or post-processing changes what a given image returns: it is part of the cache key.
-PIPELINE_VERSION = "1"
-
-DET_MODEL = "PP-OCRv6_det_small.onnx"
-CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
-REC_MODEL = "PP-OCRv6_rec_small.onnx"
-
-
-class EngineError(RuntimeError):
-    """The models could not be loaded or run."""
 
 
 @dataclass(frozen=True)
@@ -59,44 +52,6 @@ class Line:
 class OcrResult:
     lines: list[Line] = field(default_factory=list)
     elapsed: float = 0.0
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    det: Path
-    cls: Path
-    rec: Path
-
-    @classmethod
-    def bundled(cls) -> ModelFiles:
-        """The PP-OCR models that ship inside the rapidocr wheel."""
-        import rapidocr
-
-        root = Path(rapidocr.__file__).resolve().parent / "models"
-        files = cls(det=root / DET_MODEL, cls=root / CLS_MODEL, rec=root / REC_MODEL)
-        missing = [str(p.name) for p in (files.det, files.cls, files.rec) if not p.is_file()]
-        if missing:
-            raise EngineError(f"model files missing from the rapidocr package: {', '.join(missing)}")
-        return files
-
-    def digest(self) -> str:
-        """A short digest of the model bytes, so a model change never serves stale cache entries."""
-        return _digest_files(self.det, self.cls, self.rec)
-
-
-@lru_cache(maxsize=4)
-def _digest_files(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def namespace_for(settings: Settings, models: ModelFiles) -> str:
-    """Engine.cache_namespace, also for registry.py, which announces it without loading an engine."""
-    return f"{models.digest()}:p{PIPELINE_VERSION}:d{settings.det_limit_side}-{settings.det_max_side}"
 
 
 def _session_options(settings: Settings) -> Any:

@@ -115,7 +115,7 @@ class Registration:
 
 def _cache_namespace(settings: Settings) -> str:
     """The engine's cache namespace without loading it ("" if the models cannot be read: no gateway cache)."""
-    from .engine import EngineError, ModelFiles, namespace_for
+    from .models import EngineError, ModelFiles, namespace_for
 
     try:
         return namespace_for(settings, ModelFiles.bundled())

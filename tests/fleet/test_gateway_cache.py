@@ -3,6 +3,8 @@ and echo backends that number every request they see: a hit is an answer with no
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -149,3 +151,14 @@ def test_cache_settings_are_rendered(gw_cfg: FleetConfig) -> None:
     assert "max_size=64m inactive=120s" in text and "proxy_cache_valid 200 120s;" in text
     assert "proxy_cache_valid any" not in text
     assert "proxy_cache " not in gateway.render_nginx_conf(gw_cfg)  # off by default
+
+
+def test_instances_announce_their_cache_namespace_without_loading_the_engine() -> None:
+    """The gunicorn master registers in Consul: the namespace must not pull OpenCV or ONNX Runtime into it."""
+    code = ("import sys; from ocr_app.config import Settings; from ocr_app.registry import Registration; "
+            "from ocr_app.models import ModelFiles, namespace_for; s = Settings(); "
+            "ns = Registration(s).service_definition()['meta']['cache_ns']; "
+            "assert ns == namespace_for(s, ModelFiles.bundled()) and len(ns) > 16, ns; "
+            "assert not {'cv2', 'onnxruntime', 'rapidocr'} & set(sys.modules), sorted(sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
