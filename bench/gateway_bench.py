@@ -1,9 +1,11 @@
 """`python -m bench.gateway_bench`: warm hits through the gateway (API keys on, nginx's cache) against one
 instance's own hit rate measured directly, in one run, with ab at the same concurrency.
 
-It starts its own fleet (`fleetctl up --auth --cache` in a temporary FLEET_HOME, on the ports of the
-FLEET_* variables it is given), makes a key, primes one image, then runs ab against the instance's port
-(its Redis hit path) and against the gateway with `X-API-Key`. Length mismatches are not failures.
+It starts its own fleet in a temporary FLEET_HOME, on the ports of the FLEET_* variables it is given.
+Cold first (`Cache-Control: no-cache`, every request runs the model, as `make bench` defines cold): through
+today's open gateway, then through the same fleet after `up --auth --cache`. Then warm: one image primed,
+ab against the instance's port (its Redis hit path) and against the gateway with `X-API-Key`.
+Length mismatches are not failures.
 """
 from __future__ import annotations
 
@@ -60,8 +62,10 @@ def _summary(result: ab.AbResult) -> dict[str, Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seconds", type=click.IntRange(min=1), default=20, show_default=True, help="Per ab run.")
+@click.option("--cold-seconds", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Per cold ab run (0: skip the cold comparison).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures as JSON.")
-def main(concurrency: int, seconds: int, out: Path | None) -> None:
+def main(concurrency: int, seconds: int, cold_seconds: int, out: Path | None) -> None:
     """Warm at c=50: gateway with auth and its cache vs one instance directly (targets: >= 2.5x, p99 <= 25 ms)."""
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as home:
         env = {**os.environ, "FLEET_HOME": home}
@@ -69,29 +73,40 @@ def main(concurrency: int, seconds: int, out: Path | None) -> None:
         image_path = Path(home) / "bench.jpg"
         image = bench_image()
         image_path.write_bytes(image)
+        runs: dict[str, ab.AbResult] = {}
+
+        def measure(label: str, url: str, headers: tuple[str, ...], secs: int) -> None:
+            spec = ab.AbSpec(url=url, body=image_path, content_type="image/jpeg", concurrency=concurrency,
+                             requests=1_000_000, headers=headers, time_limit_s=secs)
+            runs[label] = ab.run(spec, work, label)
+
         try:
-            _fleetctl(env, "up", "-n", "1", "--auth", "--cache")
-            key = _fleetctl(env, "keys", "create", "bench").splitlines()[-1]
+            _fleetctl(env, "up", "-n", "1")
             status = json.loads(_fleetctl(env, "status", "--json"))
             port = int(status["instances"][0]["port"])
             gateway = status["gateway"].rstrip("/")
             direct_url, gateway_url = f"http://127.0.0.1:{port}/api/ocr", f"{gateway}/api/ocr"
+            if cold_seconds:
+                measure("cold_before", gateway_url, ("Cache-Control: no-cache",), cold_seconds)
+            _fleetctl(env, "up", "-n", "1", "--auth", "--cache")
+            key = _fleetctl(env, "keys", "create", "bench").splitlines()[-1]
             auth = (f"X-API-Key: {key}",)
+            if cold_seconds:
+                measure("cold_after", gateway_url, (*auth, "Cache-Control: no-cache"), cold_seconds)
             for url, headers in ((direct_url, {}), (gateway_url, {"X-API-Key": key})):
                 for _ in range(2):  # the first runs the model; the second is a hit at each layer
                     resp = requests.post(url, data=image, timeout=300,
                                          headers={"Content-Type": "image/jpeg", **headers})
                     resp.raise_for_status()
-            runs = {}
-            for label, url, hdrs in (("direct", direct_url, ()), ("gateway", gateway_url, auth)):
-                spec = ab.AbSpec(url=url, body=image_path, content_type="image/jpeg", concurrency=concurrency,
-                                 requests=1_000_000, headers=hdrs, time_limit_s=seconds)
-                runs[label] = ab.run(spec, work, label)
+            measure("direct", direct_url, (), seconds)
+            measure("gateway", gateway_url, auth, seconds)
         finally:
             _fleetctl(env, "down", timeout=300)
     figures: dict[str, Any] = {label: _summary(r) for label, r in runs.items()}
     direct = runs["direct"].ok_per_s
     figures["ratio"] = round(runs["gateway"].ok_per_s / direct, 2) if direct else None
+    if "cold_before" in runs and runs["cold_before"].ok_per_s:
+        figures["cold_ratio"] = round(runs["cold_after"].ok_per_s / runs["cold_before"].ok_per_s, 2)
     figures["image_bytes"] = len(image)
     figures["concurrency"], figures["seconds"] = concurrency, seconds
     text = json.dumps(figures, indent=2)
