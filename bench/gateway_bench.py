@@ -62,10 +62,11 @@ def _summary(result: ab.AbResult) -> dict[str, Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seconds", type=click.IntRange(min=1), default=20, show_default=True, help="Per ab run.")
-@click.option("--cold-seconds", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Per cold ab run (0: skip the cold comparison).")
+@click.option("--cold-requests", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Cold requests per side, 2 at a time and all finished, so no queue is left for the "
+                   "warm runs (0: skip the cold comparison).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures as JSON.")
-def main(concurrency: int, seconds: int, cold_seconds: int, out: Path | None) -> None:
+def main(concurrency: int, seconds: int, cold_requests: int, out: Path | None) -> None:
     """Warm at c=50: gateway with auth and its cache vs one instance directly (targets: >= 2.5x, p99 <= 25 ms)."""
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as home:
         env = {**os.environ, "FLEET_HOME": home}
@@ -75,9 +76,11 @@ def main(concurrency: int, seconds: int, cold_seconds: int, out: Path | None) ->
         image_path.write_bytes(image)
         runs: dict[str, ab.AbResult] = {}
 
-        def measure(label: str, url: str, headers: tuple[str, ...], secs: int) -> None:
-            spec = ab.AbSpec(url=url, body=image_path, content_type="image/jpeg", concurrency=concurrency,
-                             requests=1_000_000, headers=headers, time_limit_s=secs)
+        def measure(label: str, url: str, headers: tuple[str, ...], secs: int = 0, count: int = 0) -> None:
+            """Warm: c=concurrency for `secs`; cold: `count` requests, 2 at a time, every one finished."""
+            spec = ab.AbSpec(url=url, body=image_path, content_type="image/jpeg",
+                             concurrency=concurrency if secs else 2, requests=count or 1_000_000,
+                             headers=headers, time_limit_s=secs or None)
             runs[label] = ab.run(spec, work, label)
 
         try:
@@ -86,20 +89,27 @@ def main(concurrency: int, seconds: int, cold_seconds: int, out: Path | None) ->
             port = int(status["instances"][0]["port"])
             gateway = status["gateway"].rstrip("/")
             direct_url, gateway_url = f"http://127.0.0.1:{port}/api/ocr", f"{gateway}/api/ocr"
-            if cold_seconds:
-                measure("cold_before", gateway_url, ("Cache-Control: no-cache",), cold_seconds)
+            if cold_requests:
+                measure("cold_before", gateway_url, ("Cache-Control: no-cache",), count=cold_requests)
             _fleetctl(env, "up", "-n", "1", "--auth", "--cache")
             key = _fleetctl(env, "keys", "create", "bench").splitlines()[-1]
             auth = (f"X-API-Key: {key}",)
-            if cold_seconds:
-                measure("cold_after", gateway_url, (*auth, "Cache-Control: no-cache"), cold_seconds)
+            # The key reaches nginx with the sync loop's next render: poll until it is accepted.
+            for _ in range(300):
+                resp = requests.post(gateway_url, data=image, timeout=300,
+                                     headers={"Content-Type": "image/jpeg", "X-API-Key": key})
+                if resp.status_code != 401:
+                    break
+            resp.raise_for_status()
+            if cold_requests:
+                measure("cold_after", gateway_url, (*auth, "Cache-Control: no-cache"), count=cold_requests)
             for url, headers in ((direct_url, {}), (gateway_url, {"X-API-Key": key})):
                 for _ in range(2):  # the first runs the model; the second is a hit at each layer
                     resp = requests.post(url, data=image, timeout=300,
                                          headers={"Content-Type": "image/jpeg", **headers})
                     resp.raise_for_status()
-            measure("direct", direct_url, (), seconds)
-            measure("gateway", gateway_url, auth, seconds)
+            measure("direct", direct_url, (), secs=seconds)
+            measure("gateway", gateway_url, auth, secs=seconds)
         finally:
             _fleetctl(env, "down", timeout=300)
     figures: dict[str, Any] = {label: _summary(r) for label, r in runs.items()}
