@@ -94,11 +94,14 @@ def main(concurrency: int, seconds: int, cold_requests: int, out: Path | None) -
             _fleetctl(env, "up", "-n", "1", "--auth", "--cache")
             key = _fleetctl(env, "keys", "create", "bench").splitlines()[-1]
             auth = (f"X-API-Key: {key}",)
-            # The key reaches nginx with the sync loop's next render: poll until it is accepted.
-            for _ in range(300):
+            # The key reaches nginx with the sync loop's next render and reload; while old workers finish
+            # switching, one may still refuse it: wait for 20 acceptances in a row.
+            accepted = 0
+            for _ in range(1000):
                 resp = requests.post(gateway_url, data=image, timeout=300,
                                      headers={"Content-Type": "image/jpeg", "X-API-Key": key})
-                if resp.status_code != 401:
+                accepted = accepted + 1 if resp.ok else 0
+                if accepted == 20:
                     break
             resp.raise_for_status()
             if cold_requests:
