@@ -147,13 +147,30 @@ def _print_plan(plan: Any) -> None:
         click.echo(line)
 
 
+class BoundsType(click.ParamType):
+    """--autoscale MIN:MAX, two whole numbers with 1 <= MIN <= MAX."""
+
+    name = "min:max"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r" *([0-9]{1,6}) *: *([0-9]{1,6}) *", str(value))
+        if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+            self.fail(f"{value!r} is not MIN:MAX with 1 <= MIN <= MAX (e.g. 1:3)", param, ctx)
+        return int(m.group(1)), int(m.group(2))
+
+
 @main.command()
 @click.option("-n", "--instances", type=click.IntRange(min=0), default=2, show_default=True,
-              help="How many instances to run.")
+              help="How many instances to run (with --autoscale: to start with, kept within MIN:MAX).")
 @backend_option
 @timeout_option
 @click.option("--no-install", is_flag=True,
               help="Fail, naming the command to run, instead of installing a missing nginx, Redis or Consul.")
+@click.option("--autoscale", "bounds", type=BoundsType(), default=None,
+              help="Also run the autoscaler as a managed daemon between MIN and MAX instances "
+                   "(see `fleetctl autoscale --help`; its log: `fleetctl logs autoscale`).")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
 @click.option("--tls", is_flag=True, default=None,
@@ -164,7 +181,7 @@ def _print_plan(plan: Any) -> None:
                    "[default: FLEET_GATEWAY_CACHE or off].")
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
-       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
+       bounds: tuple[int, int] | None, auth: bool | None, tls: bool | None, cache: bool | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
@@ -178,16 +195,84 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
                               gateway_cache=1 if cache else None)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
+    if bounds is not None:
+        from fleetctl.autoscale import policy_from
+
+        policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
+        instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)
-    _warn_oversubscription(obj.cfg, instances)
+    _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,
              show_plan=lambda p: None if p.is_noop else _print_plan(p))
+    if bounds is not None:
+        pid = services.ensure_autoscaler(obj.cfg, chosen.name, *bounds)
+        _progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
     if obj.cfg.gateway_http:
         click.echo(obj.cfg.gateway_url)
     if obj.cfg.tls:
         click.echo(obj.cfg.gateway_tls_url)
+
+
+@main.command()
+@click.option("--min", "lo", type=click.IntRange(min=1), default=None, help="Never fewer instances than this.")
+@click.option("--max", "hi", type=click.IntRange(min=1), default=None, help="Never more instances than this.")
+@backend_option
+@click.option("--scale-down-window", type=click.FloatRange(min=0), default=None,
+              help="Seconds of low load before scaling down [default: FLEET_AUTOSCALE_DOWN_WINDOW or 300].")
+@click.option("--scale-up-window", type=click.FloatRange(min=0), default=None,
+              help="Seconds load must stay above target before scaling up "
+                   "[default: FLEET_AUTOSCALE_UP_WINDOW or 5].")
+@click.option("--cooldown", type=click.FloatRange(min=0), default=None,
+              help="Seconds between two scaling actions [default: FLEET_AUTOSCALE_COOLDOWN or 30].")
+@click.option("--poll", type=click.FloatRange(min=0.2, max=60), default=None,
+              help="Seconds between two looks at /metrics [default: FLEET_AUTOSCALE_POLL or 2].")
+@click.option("--target", type=click.FloatRange(min=0.1), default=None,
+              help="In-flight plus queued OCR jobs per worker to aim at [default: FLEET_AUTOSCALE_TARGET or 2].")
+@timeout_option
+@click.option("--stop", is_flag=True, help="Stop the autoscaler that `up --autoscale` started, and exit.")
+@click.pass_context
+def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str | None,
+              scale_down_window: float | None, scale_up_window: float | None, cooldown: float | None,
+              poll: float | None, target: float | None, timeout: float, stop: bool) -> None:
+    """Size the fleet from load between --min and --max, in the foreground until Ctrl-C.
+
+    Every poll reads each instance's /metrics: in-flight and queued OCR jobs decide the count
+    (jobs / target per worker), the CPU the instances use keeps a busy fleet from shrinking.
+    Like Kubernetes' HPA, it scales up once load stays high for the up window, scales down only
+    after the scale-down window, and waits the cooldown between actions; scale-down drains as
+    `scale` does. Each decision is logged with its reason; `fleetctl status` shows the target
+    and the last decision. `fleetctl up --autoscale MIN:MAX` runs this as a managed daemon.
+    """
+    from fleetctl import autoscale as scaler_mod
+    from fleetctl import services
+    from fleetctl.fleet import scale as converge
+
+    obj = _obj(ctx)
+    if stop:
+        stopped = services.stop_autoscaler(obj.cfg)
+        click.echo("autoscaler stopped" if stopped else "no autoscaler was running")
+        return
+    if lo is None or hi is None:
+        raise click.UsageError("--min and --max are both required (or --stop)")
+    obj.cfg = obj.cfg.replace(autoscale_down_window=scale_down_window, autoscale_up_window=scale_up_window,
+                              autoscale_cooldown=cooldown, autoscale_poll=poll, autoscale_target=target)
+    policy = scaler_mod.policy_from(obj.cfg, lo, hi)
+    chosen = obj.backend(backend)
+    _require_consul(obj)
+
+    def log_plan(plan: Any) -> None:
+        for line in plan.describe():
+            scaler_mod.log.info("plan: %s", line)
+
+    def apply(fleet: Any, n: int) -> Any:
+        return converge(fleet, n, timeout=timeout, show_plan=log_plan)
+
+    fleet = obj.fleet(chosen)
+    fleet.report = lambda message: scaler_mod.log.info("%s", message)  # timestamped, in the decision log
+    scaler = scaler_mod.Autoscaler(fleet=fleet, policy=policy, apply=apply)
+    scaler_mod.run_daemon(scaler, obj.cfg.autoscale_poll)
 
 
 @main.command()
@@ -254,6 +339,7 @@ def down(ctx: click.Context) -> None:
     from fleetctl.fleet import down as fleet_down
 
     obj = _obj(ctx)
+    services.stop_autoscaler(obj.cfg)  # first: it would restart the instances stopped below
     count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, _progress)
     click.echo(f"stopped {count} instance(s) and the managed services")
 
@@ -314,7 +400,7 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
     """Instance, gateway and service logs, merged in time order.
 
     SOURCES are instance ids (ocr-8001), gateway (nginx's JSON access log), nginx (its error log),
-    consul, redis or sync; none means all of them. Logs of stopped process instances are kept and shown.
+    consul, redis, sync or autoscale; none means all of them. Logs of stopped process instances are kept and shown.
     """
     from fleetctl import logs as fleet_logs
 
@@ -324,7 +410,7 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
         chosen = fleet_logs.select(_log_sources(obj.cfg, backends), sources)
     except KeyError as exc:
         raise UnknownInstance(f"no running instance or log source {exc.args[0]!r} "
-                              f"(sources: instance ids, gateway, nginx, consul, redis, sync)") from None
+                              f"(sources: instance ids, gateway, nginx, consul, redis, sync, autoscale)") from None
     keep = fleet_logs.Filter(since, pattern)
     width = max((len(name) for name in chosen), default=0)
 

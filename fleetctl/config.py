@@ -46,6 +46,14 @@ class FleetConfig:
     image: str = field(default="ocr-fleet:latest", metadata={"env": "FLEET_IMAGE"})
     service_name: str = field(default="ocr", metadata={"env": "FLEET_SERVICE_NAME"})
     rss_warn_mb: float = field(default=1024.0, metadata={"env": "FLEET_RSS_WARN_MB", "min": 0})
+    # `fleetctl autoscale` (fleetctl/autoscale.py): target in-flight jobs per worker, CPU cores per worker
+    # below which a fleet counts as idle (0: no CPU guard), and the loop's windows, cooldown and poll (s).
+    autoscale_target: float = field(default=2.0, metadata={"env": "FLEET_AUTOSCALE_TARGET", "min": 0.1})
+    autoscale_cpu_target: float = field(default=0.8, metadata={"env": "FLEET_AUTOSCALE_CPU_TARGET", "min": 0})
+    autoscale_up_window: float = field(default=5.0, metadata={"env": "FLEET_AUTOSCALE_UP_WINDOW", "min": 0})
+    autoscale_down_window: float = field(default=300.0, metadata={"env": "FLEET_AUTOSCALE_DOWN_WINDOW", "min": 0})
+    autoscale_cooldown: float = field(default=30.0, metadata={"env": "FLEET_AUTOSCALE_COOLDOWN", "min": 0})
+    autoscale_poll: float = field(default=2.0, metadata={"env": "FLEET_AUTOSCALE_POLL", "min": 0.2, "max": 60})
     workers: int = field(default=1, metadata={"env": "OCR_WORKERS", "instance": True, "min": 1, "max": 64})
     threads: int = field(default=1, metadata={"env": "OCR_THREADS", "instance": True, "min": 1, "max": 64})
     max_upload_mb: float = field(default=20.0, metadata={"env": "OCR_MAX_UPLOAD_MB", "instance": True,

@@ -1,4 +1,5 @@
-"""Read an instance's Prometheus /metrics for what `status` shows: requests served, cache hit ratio."""
+"""Read an instance's Prometheus /metrics for what `status` shows (requests served, cache hit ratio)
+and what the autoscaler weighs (in-flight jobs, CPU time)."""
 from __future__ import annotations
 
 import math
@@ -24,6 +25,7 @@ class InstanceMetrics:
     cache_hits: int
     cache_lookups: int
     inflight: int
+    cpu_seconds: float | None = None  # the live workers' CPU time; None from an instance that predates it
 
     @property
     def cache_hit_ratio(self) -> float | None:
@@ -70,6 +72,8 @@ def summarize(text: str) -> InstanceMetrics:
         cache_hits=int(hits),
         cache_lookups=int(lookups),
         inflight=int(_sum(samples, "ocr_inflight_requests")),
+        cpu_seconds=(_sum(samples, "ocr_worker_cpu_seconds")
+                     if any(name == "ocr_worker_cpu_seconds" for name, _, _ in samples) else None),
     )
 
 

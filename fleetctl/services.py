@@ -24,6 +24,8 @@ from fleetctl.gateway import GatewayError, NginxReloader
 
 SERVICES = ("consul", "redis", "nginx", "sync")
 SYNC_ARGV = (sys.executable, "-m", "fleetctl", "sync")
+AUTOSCALE_ARGV = (sys.executable, "-m", "fleetctl", "autoscale")
+AUTOSCALE_STOP_GRACE_S = 60.0  # a scale in progress finishes (drains included) before the loop exits
 REDIS_MAXMEMORY = "256mb"
 
 
@@ -72,6 +74,7 @@ def log_files(cfg: FleetConfig) -> dict[str, Path]:
     if cfg.managed_redis:
         files["redis"] = _log_file(cfg, "redis")
     files["sync"] = _log_file(cfg, "sync")
+    files["autoscale"] = _log_file(cfg, "autoscale")
     return files
 
 
@@ -83,6 +86,8 @@ def _signature(cfg: FleetConfig, name: str) -> tuple[tuple[str, ...], dict[str, 
         return ("redis-server", str(cfg.home / "redis")), None
     if name == "nginx":
         return ("nginx", str(gateway.nginx_conf_path(cfg))), None
+    if name == "autoscale":
+        return ("fleetctl", "autoscale", "--min"), {"FLEET_HOME": str(cfg.home)}
     return ("fleetctl", "sync"), {"FLEET_HOME": str(cfg.home)}
 
 
@@ -341,11 +346,78 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
             "backends": sorted(upstream.upstream_members(cfg)),
         },
     )
+    auto = autoscaler_state(cfg)
+    if auto is not None:
+        states["autoscale"] = auto
     return states
+
+
+# --- the managed autoscaler (`up --autoscale MIN:MAX`) -----------------------------------------
+
+def _autoscale_argv(backend: str, lo: int, hi: int) -> list[str]:
+    return [*AUTOSCALE_ARGV, "--min", str(lo), "--max", str(hi), "--backend", backend]
+
+
+def ensure_autoscaler(cfg: FleetConfig, backend: str, lo: int, hi: int) -> int:
+    """Start the autoscaler daemon, or restart it when its bounds or FLEET_AUTOSCALE_* changed."""
+    from fleetctl import autoscale
+
+    argv = _autoscale_argv(backend, lo, hi)
+    env = fleet_env(cfg)
+    own = {k: v for k, v in env.items() if k.startswith("FLEET_AUTOSCALE_")}
+    with _lock(cfg):
+        pid = _live(cfg, "autoscale")
+        if pid is not None:
+            if procs.process_matches(pid, (" ".join(argv[3:]),), own):
+                return pid
+            procs.stop_process(pid, grace=AUTOSCALE_STOP_GRACE_S)
+        pid = procs.spawn(argv, log_path=_log_file(cfg, "autoscale"), pid_path=_pid_file(cfg, "autoscale"),
+                          env=env)
+        _wait_alive_and_ready(cfg, "autoscale", pid, lambda: autoscale.read_state(cfg).get("pid") == pid,
+                              timeout=30)
+    return pid
+
+
+def stop_autoscaler(cfg: FleetConfig) -> bool:
+    """Stop the managed autoscaler (first in `down`, so it cannot start instances being stopped)."""
+    from fleetctl import autoscale
+
+    pids = set(_sweep(cfg, "autoscale"))
+    live = _live(cfg, "autoscale")
+    if live is not None:
+        pids.add(live)
+    for pid in sorted(pids):
+        procs.stop_process(pid, grace=AUTOSCALE_STOP_GRACE_S)
+    _pid_file(cfg, "autoscale").unlink(missing_ok=True)
+    autoscale.state_path(cfg).unlink(missing_ok=True)
+    return bool(pids)
+
+
+def autoscaler_state(cfg: FleetConfig) -> ServiceState | None:
+    """The autoscaler's row for `status` (managed or in a foreground shell): bounds, target, last decision."""
+    from fleetctl import autoscale
+
+    state = autoscale.read_state(cfg)
+    if not state:
+        return None
+    pid = state.get("pid")
+    running = isinstance(pid, int) and procs.process_matches(pid, ("fleetctl", "autoscale"))
+    decision = state.get("last_decision") or {}
+    change = state.get("last_change") or {}
+    return ServiceState(
+        "autoscale", True, running=running, pid=pid if running else None, address=state.get("backend", ""),
+        log=str(_log_file(cfg, "autoscale")),
+        detail={"min": state.get("min"), "max": state.get("max"), "target": state.get("target"),
+                "current": state.get("current"), "load": state.get("load"), "cpu": state.get("cpu"),
+                "last_decision": decision.get("line"), "last_decision_time": state.get("time"),
+                "last_change": change.get("line"),
+                "last_change_time": change.get("time"), "last_change_error": change.get("error")},
+    )
 
 
 def stop_services(cfg: FleetConfig, *, grace: float = 10.0) -> None:
     """Stop sync, nginx, redis and consul (managed ones only), leaving no process of ours behind."""
+    stop_autoscaler(cfg)
     names = ["sync", "nginx"]
     names += ["redis"] if cfg.managed_redis else []
     names += ["consul"] if cfg.managed_consul else []

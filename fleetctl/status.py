@@ -177,4 +177,20 @@ def render_table(status: FleetStatus) -> str:
     sw = [max(len(row[i]) for row in svc_rows) for i in range(3)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, sw, strict=True)).rstrip() for row in svc_rows]
     lines.append(f"\ngateway: {status.gateway}")
+    auto = status.services.get("autoscale")
+    if auto:
+        lines += autoscale_lines(auto)
     return "\n".join(lines)
+
+
+def autoscale_lines(auto: Mapping[str, Any]) -> list[str]:
+    """The autoscaler's target and its last decision (and last change, which may be older)."""
+    state = "" if auto.get("running") else " (not running)"
+    lines = [f"autoscale{state}: target {auto.get('target')} instance(s) within {auto.get('min')}..{auto.get('max')}, "
+             f"load {_fmt(auto.get('load'))} job(s), CPU {_fmt(auto.get('cpu'))} core(s)",
+             f"  last decision: {auto.get('last_decision')}"]
+    if auto.get("last_change"):
+        when = time.strftime("%H:%M:%S", time.localtime(float(auto.get("last_change_time") or 0)))
+        error = f" (failed: {auto['last_change_error']})" if auto.get("last_change_error") else ""
+        lines.append(f"  last change at {when}: {auto['last_change']}{error}")
+    return lines

@@ -50,6 +50,9 @@ class Metrics:
         # One series per live worker (label pid in multiprocess mode); a dead worker's series goes with it.
         self.worker_rss = Gauge("ocr_worker_rss_bytes", "Resident memory of each gunicorn worker", registry=r,
                                 multiprocess_mode="liveall")
+        # CPU seconds the live workers have used: its rate is the autoscaler's guard against shrinking a busy fleet.
+        self.worker_cpu = Gauge("ocr_worker_cpu_seconds", "CPU time (user+system) used by the live workers",
+                                registry=r, multiprocess_mode="livesum")
         self._process = psutil.Process()
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
@@ -63,9 +66,11 @@ class Metrics:
         self.latency.observe(seconds)
 
     def sample_rss(self) -> None:
-        """Record this worker's RSS now (each worker writes its own value; /metrics reads them all)."""
+        """Record this worker's RSS and CPU time now (each worker writes its own; /metrics reads them all)."""
         try:
             self.worker_rss.set(self._process.memory_info().rss)
+            cpu = self._process.cpu_times()
+            self.worker_cpu.set(cpu.user + cpu.system)
         except psutil.Error:
             pass
 

@@ -307,3 +307,10 @@ def test_an_engine_crash_is_a_json_500_and_the_app_keeps_serving(tmp_path: Path)
 def test_metrics_report_the_worker_rss(client: FlaskClient) -> None:
     rss = metric(client, "ocr_worker_rss_bytes")  # one process here: no pid label
     assert rss > 10 * 2**20
+
+
+def test_metrics_report_the_workers_cpu_time(client: FlaskClient) -> None:
+    """The autoscaler's CPU guard reads this: it only grows, and a process that ran has used some."""
+    first = metric(client, "ocr_worker_cpu_seconds")
+    assert first > 0
+    assert metric(client, "ocr_worker_cpu_seconds") >= first
