@@ -210,6 +210,17 @@ def _cache(cfg: FleetConfig) -> dict[str, str]:
     return {"cache_http": http, "cache_server": server}
 
 
+def front_door_state(cfg: FleetConfig) -> dict[str, object]:
+    """What the nginx.conf on disk turns on (`up --auth/--tls/--cache` may differ from the environment)."""
+    try:
+        text = nginx_conf_path(cfg).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    tls = re.search(r"^\s*listen\s+(\S+)\s+ssl;", text, re.MULTILINE)
+    return {"auth": "set_by_lua_block $fleet_key_hash" in text, "tls": f"https://{tls.group(1)}" if tls else None,
+            "gateway_cache": "proxy_cache fleet_cache;" in text}
+
+
 def make_dirs(cfg: FleetConfig) -> None:
     for d in (cfg.nginx_dir / "tmp", cfg.nginx_dir / "logs", cfg.nginx_dir / "cache", cfg.run_dir, cfg.log_dir):
         d.mkdir(parents=True, exist_ok=True)

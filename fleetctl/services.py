@@ -331,7 +331,8 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
     states["nginx"] = ServiceState(
         "nginx", True, running=nginx_pid is not None, pid=nginx_pid, address=cfg.gateway_url,
         log=str(gateway.error_log_path(cfg)),
-        detail={"access_log": str(gateway.access_log_path(cfg)), "config": str(gateway.nginx_conf_path(cfg))},
+        detail={"access_log": str(gateway.access_log_path(cfg)), "config": str(gateway.nginx_conf_path(cfg)),
+                **gateway.front_door_state(cfg)},
     )
     sync_pid = _live(cfg, "sync")
     state = upstream.read_state(cfg)

@@ -34,6 +34,8 @@ def test_up_auth_tls_keys_revoke_then_up_without_flags(fleet: Fleet) -> None:
     http, https = out[-2], out[-1]
     assert http == fleet.gateway and https.startswith("https://127.0.0.1:")
     ca = Path(fleet.home) / "tls" / "gateway.crt"
+    nginx = fleet.status()["services"]["nginx"]
+    assert nginx["auth"] is True and nginx["tls"] == https and nginx["gateway_cache"] is True
     image = fleet.image_path.read_bytes()
 
     resp = post(http, image)
@@ -67,5 +69,7 @@ def test_up_auth_tls_keys_revoke_then_up_without_flags(fleet: Fleet) -> None:
     # `up` without flags: today's gateway again (open, plain HTTP only).
     fleet.run("up", "-n", "1", timeout=400)
     assert post(http, image).ok
+    nginx = fleet.status()["services"]["nginx"]
+    assert nginx["auth"] is False and nginx["tls"] is None and nginx["gateway_cache"] is False
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{https}/nginx-health", verify=str(ca), timeout=5)
