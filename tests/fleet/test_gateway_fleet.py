@@ -3,6 +3,7 @@ fleetctl as a subprocess. A key works over HTTP and HTTPS, its name reaches the 
 one gets 401 within 5 s, and `up` without the flags goes back to today's open plain-HTTP gateway."""
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, wait_for
+from helpers import find_font, free_port, wait_for
 from test_fleet_integration import Fleet, make_fleet, teardown_fleet
 
 
@@ -22,6 +23,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield f
     finally:
         teardown_fleet(f)
+
+
+def bmp_with(word: str) -> bytes:
+    """A BMP: uncompressed, so two of one size are byte-for-byte the same length."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (360, 80), "white")
+    ImageDraw.Draw(img).text((16, 14), word, fill="black",
+                             font=ImageFont.truetype(find_font("DejaVuSans.ttf"), 44))
+    buf = io.BytesIO()
+    img.save(buf, format="BMP")
+    return buf.getvalue()
 
 
 def post(url: str, image: bytes, **kwargs: object) -> requests.Response:
@@ -59,6 +72,18 @@ def test_up_auth_tls_keys_revoke_then_up_without_flags(fleet: Fleet) -> None:
     assert hit.ok and hit.headers["X-Cache"] == "HIT" and hit.json()["data"] == ok.json()["data"]
     logged = [json.loads(line) for line in fleet.run("logs", "--json", "--grep", rid + "-2").stdout.splitlines()]
     assert [o.get("gateway_cache") for o in logged] == ["HIT"], logged  # no instance saw it
+    # Two different images of exactly the same byte size: each gets its own text, also when repeated.
+    pair = [bmp_with("ALPHA"), bmp_with("OMEGA")]
+    assert len(pair[0]) == len(pair[1]) and pair[0] != pair[1]
+    for _ in range(2):
+        texts = [" ".join(d["text"] for d in post(http, img, headers={"X-API-Key": key}).json()["data"])
+                 for img in pair]
+        assert "ALPHA" in texts[0].upper() and "OMEGA" in texts[1].upper(), texts
+    # A multipart upload is answered right too (its own boundary: its own key).
+    for _ in range(2):
+        resp = requests.post(f"{http}/api/ocr", files={"image": ("a.bmp", pair[1], "image/bmp")},
+                             headers={"X-API-Key": key}, timeout=120)
+        assert resp.ok and "OMEGA" in json.dumps(resp.json()).upper()
 
     fleet.run("keys", "revoke", "acme")
     # Within 5 s on both listeners (while nginx reloads, an old worker may still answer one request).
