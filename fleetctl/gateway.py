@@ -202,6 +202,10 @@ def _cache(cfg: FleetConfig) -> dict[str, str]:
         f"proxy_cache_path {quote_path(cache_dir(cfg))} levels=1:2 keys_zone=fleet_cache:10m "
         f"max_size={cfg.gateway_cache_mb}m inactive={cfg.cache_ttl}s use_temp_path=off;",
         "map $upstream_cache_status $fleet_x_cache {", "    HIT HIT;", "    default $upstream_http_x_cache;", "}",
+        # Stored only when the instance says its answer is a cacheable one: a batch (per-file errors
+        # inside a 200) has no X-Cache, and BYPASS is a no-cache request.
+        "map $upstream_http_x_cache $fleet_no_store {", '    MISS "";', '    HIT "";', '    COALESCED "";',
+        "    default 1;", "}",
     ])
     server = fill(template_text(cfg, "cache-server.conf.tmpl"), {
         "auth_check": AUTH_CHECK if cfg.auth else "# (FLEET_AUTH off)", "cache_ttl": cfg.cache_ttl,

@@ -105,6 +105,9 @@ def test_bypass_cases(cached: Callable[..., Gateway], gw_consul: ConsulAgent,
     big = b"\x89PNG" + b"s" * (gateway.BODY_BUFFER_KB * 1024 + 1000)
     first, second = post(g, big), post(g, big)
     assert served(second) > served(first) and second.json()["body_md5"] == first.json()["body_md5"]
+    # A 200 the instance does not mark cacheable (a batch has no X-Cache) is not kept.
+    batch = [served(post(g, image, "/api/ocr?xcache=none")) for _ in range(2)]
+    assert batch[1] > batch[0]
     # An empty body is not cached either.
     assert post(g, b"").json()["served"] < post(g, b"").json()["served"]
 
@@ -139,10 +142,10 @@ def test_auth_and_rate_limits_apply_to_hits(cached: Callable[..., Gateway], gw_c
     wait_for(lambda: post(g, image, **{"X-API-Key": secret}).status_code == 200, 10, "the key")
     # Cached now, but without a key it is still a 401; the key's rate still counts hits.
     assert post(g, image).status_code == 401
-    answers = [post(g, image, **{"X-API-Key": secret}) for _ in range(3)]
-    assert [r.status_code for r in answers][-1] == 429  # 1r/m with a burst of 1: the third is over
+    answers = [post(g, image, **{"X-API-Key": secret}) for _ in range(6)]
+    limited = [r for r in answers if r.status_code == 429]  # 1r/m with a burst of 1: most are over
+    assert len(limited) >= 3 and limited[0].json()["code"] == 42970, [r.status_code for r in answers]
     assert all(r.headers.get("X-Cache") == "HIT" for r in answers if r.status_code == 200)
-    assert answers[-1].json()["code"] == 42970
 
 
 def test_cache_settings_are_rendered(gw_cfg: FleetConfig) -> None:
