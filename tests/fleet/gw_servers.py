@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
@@ -157,3 +158,15 @@ class Gateway:
         self.stop.set()
         self.thread.join(timeout=10)
         gateway.stop_nginx(self.cfg, grace=5)
+
+
+def wait_steady(predicate: Callable[[], object], timeout: float, what: str, times: int = 5) -> None:
+    """Poll until `predicate` holds `times` in a row: while nginx reloads, a worker of the old config
+    may still answer for a moment after a new one first did."""
+    streak = [0]
+
+    def check() -> bool:
+        streak[0] = streak[0] + 1 if predicate() else 0
+        return streak[0] >= times
+
+    wait_for(check, timeout, what, interval=0.02)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from gw_servers import ConsulAgent, Gateway
+from gw_servers import ConsulAgent, Gateway, wait_steady
 from helpers import free_port, wait_for
 
 from fleetctl import access, gateway, keys, procs, tls
@@ -58,8 +58,8 @@ def test_keys_work_on_every_gateway_and_revoked_ones_stop_within_5s(
 
     cli(cfg, "keys", "revoke", "alice")
     for g in (a, b):
-        wait_for(lambda g=g: requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).status_code == 401,
-                 5, f"the revoked key refused on {g.cfg.gateway_url}")
+        wait_steady(lambda g=g: requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).status_code == 401,
+                    5, f"the revoked key refused on {g.cfg.gateway_url}")
     resp = requests.get(b.url(), headers={"X-API-Key": secret}, timeout=5)
     assert resp.json() == INVALID and resp.headers["Content-Type"] == "application/json"
     assert "alice" not in cli(cfg, "keys", "list")
@@ -119,8 +119,8 @@ def test_rate_limit_per_key_gives_json_429_with_retry_after(
     g = start_gateway(cfg)
     slow = cli(cfg, "keys", "create", "slow", "--rate", "2r/m").splitlines()[-1]
     free = cli(cfg, "keys", "create", "free").splitlines()[-1]  # no --rate, no FLEET_RATE: unlimited
-    wait_for(lambda: requests.get(g.url(), headers={"X-API-Key": free}, timeout=5).status_code == 200, 10,
-             "both new keys")  # created last, so the slow one is in nginx too
+    wait_steady(lambda: requests.get(g.url(), headers={"X-API-Key": free}, timeout=5).status_code == 200, 10,
+                "both new keys")  # created last, so the slow one is in nginx too
     resp = _until_429(g.url(), {"X-API-Key": slow})
     assert resp.status_code == 429 and resp.headers["Content-Type"] == "application/json"
     assert resp.headers["Retry-After"] == "30"  # 2r/m: one more request fits every 30 s
@@ -158,8 +158,8 @@ def test_https_with_a_self_signed_pair(
     assert cert.is_file() and key.stat().st_mode & 0o077 == 0
     secret = cli(cfg, "keys", "create", "tls-client").splitlines()[-1]
     url = f"{cfg.gateway_tls_url}/api/ocr"
-    wait_for(lambda: requests.get(url, headers={"X-API-Key": secret}, verify=str(cert), timeout=5).ok, 10,
-             "the key over HTTPS")
+    wait_steady(lambda: requests.get(url, headers={"X-API-Key": secret}, verify=str(cert), timeout=5).ok, 10,
+                "the key over HTTPS")
     curl = subprocess.run(["curl", "-sS", "--cacert", str(cert), "-H", f"X-API-Key: {secret}", url],
                           capture_output=True, text=True, timeout=30, check=False)
     assert curl.returncode == 0 and '"client": "tls-client"' in curl.stdout, curl.stderr
@@ -217,7 +217,7 @@ def test_malformed_key_entries_grant_nothing_and_never_break_nginx(
     }.items():
         gw_consul.client.kv.put(prefix + name, value)
     secret = cli(cfg, "keys", "create", "real").splitlines()[-1]
-    wait_for(lambda: requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).ok, 10, "the real key")
+    wait_steady(lambda: requests.get(g.url(), headers={"X-API-Key": secret}, timeout=5).ok, 10, "the real key")
     assert [k.name for k in keys.fetch(gw_consul.client, cfg)[1]] == ["real"]
     assert requests.get(g.url(), headers={"X-API-Key": "ocr_hostile"}, timeout=5).status_code == 401
     assert "inject" not in access.clients_conf_path(cfg).read_text() and "allow all" not in \
