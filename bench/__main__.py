@@ -52,6 +52,7 @@ def _say(message: str) -> None:
 @click.option("--peer-threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="ONNX Runtime threads per rapidocr-api worker; 0 = rapidocr's stock default.")
 @click.option("--no-engine", is_flag=True, help="Skip the in-process engine limit.")
+@click.option("--no-profiles", is_flag=True, help="Skip the engine profiles table (hard set with truth).")
 @click.option("--no-fleet", is_flag=True, help="Skip the fleet matrix.")
 @click.option("--no-peer", is_flag=True, help="Skip rapidocr-api.")
 @click.option("--profile/--no-profile", default=None, help="py-spy profiles of one instance [default: full only].")
@@ -66,7 +67,7 @@ def _say(message: str) -> None:
               help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
 def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
          concurrency: str | None, load_image: str | None, peer_workers: int | None, peer_threads: int,
-         no_engine: bool,
+         no_engine: bool, no_profiles: bool,
          no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
          publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None) -> None:
     """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
@@ -89,7 +90,8 @@ def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, ins
         changes.update(cold_concurrency=levels, warm_concurrency=levels, peer_concurrency=levels)
     if profile is not None:
         changes["profile_s"] = plans.FULL.profile_s if profile else 0.0
-    changes.update({k: False for k, off in (("engine", no_engine), ("fleet", no_fleet), ("peer", no_peer)) if off})
+    changes.update({k: False for k, off in (("engine", no_engine), ("profiles", no_profiles), ("fleet", no_fleet),
+                                                    ("peer", no_peer)) if off})
     opts = Options(plan=plan.replace(**changes), images_dir=images_dir, url=url, load_image=load_image,
                    peer_workers=peer_workers, peer_threads=peer_threads,
                    fleetctl=fleetctl_cmd.split() if fleetctl_cmd else None)

@@ -32,6 +32,9 @@ class Plan:
     peer: bool = True
     engine: bool = True
     fleet: bool = True
+    profiles: bool = True  # the engine profiles table (bench/engine_profiles.py) on the hard set
+    profiles_pages: int = 16
+    profiles_rounds: int = 3
 
     def cold_requests(self, concurrency: int) -> int:
         """At least one full wave (ab needs n >= c), two at low concurrency, and a small floor."""
@@ -82,6 +85,8 @@ QUICK = Plan(
     profile_s=0.0,
     time_budget_s=240.0,
     accuracy=False,
+    profiles_pages=8,
+    profiles_rounds=2,
 )
 
 PLANS = {"full": FULL, "quick": QUICK}

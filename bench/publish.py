@@ -27,10 +27,12 @@ make bench-gateway     # warm hits at c=50 via the gateway with API keys and its
 python -m bench --images ~/photos        # your own photos instead of the generated set
 python -m bench --instances 2 --concurrency 4,50 --no-peer   # any part of the matrix
 python -m bench --smoke                  # self-test of the pipeline against a tiny built-in server
+python -m bench.engine_profiles --quick  # only the engine profiles table on the hard set
 ```
 
 `--quick` measures the instance count that uses all cores first and has a 4-minute budget: past it, it
-skips the other count and says so, so it ends within 5 minutes even when neighbours slow the machine.
+skips the other count and says so, so it ends within 5 minutes even when neighbours slow the machine;
+the engine profiles table adds about 6 minutes on 2 cores (`--no-profiles` skips it).
 The peer runs with as many workers as cores and one ONNX Runtime thread each (`--peer-threads 0` for
 rapidocr's stock setting, a thread per core in every worker).
 
@@ -52,6 +54,24 @@ The steps:
    checks its log), started as `rapidocr_api -ip 127.0.0.1 -p PORT -workers <cores>` and loaded with ab
    (multipart field `image_file`) at the same concurrencies.
 4. **Memory**: each instance's RSS after its run, as `fleetctl status` reports it.
+5. **Engine profiles** (`bench/engine_profiles.py`, `--no-profiles` skips it; `python -m bench.engine_profiles
+   [--quick]` runs it alone): every profile, plus `accurate` under a pinned copy of the old settings and
+   under each speed-up, one process each started with the environment an instance would give it, taking
+   turns round by round over the hard set. Throughput and its ratio to `accurate` (wall and CPU seconds),
+   peak RSS (the kernel's high-water mark, mid-run included), and character error against the committed
+   truth, in reading order and with lines matched to lines.
+
+## The hard set with truth
+
+`bench/hardset.py` draws 900×1100 pages of dense small print (15–19 px) with random strings: Latin words
+of random letters and numbers, and random common Chinese characters (GB2312 level 1), so no model can
+guess. Each page gets one kind of damage: none, perspective, blur, low contrast, uneven light, JPEG
+quality 12, turned 90°, turned 180°. The generator is deterministic from its seed; the truth (the lines
+in upright reading order) is committed in `bench/truth/hard.json`, and `python -m bench.hardset --check`
+fails if the generator no longer draws it. `bench/score.py` scores the character error rate (NFKC, spaces
+ignored) two ways: the page read in the engine's line order against the truth's order, and lines matched
+to lines (greedy by edit distance; unmatched truth lines and invented lines cost all their characters).
+
 
 ## Doing it by hand
 

@@ -296,6 +296,10 @@ def render(results: dict[str, Any], plots: dict[str, str], asset_prefix: str = "
         warm_max=plan.get("warm_max_requests"))
     out += "\n## 1. Engine limit (in-process, no HTTP, K processes x 1 thread)\n\n"
     out += _engine(results.get("engine") or {})
+    if results.get("profiles"):
+        from .engine_profiles import table
+
+        out += "\n## 1b. Engine profiles (hard set with truth)\n\n" + table(results["profiles"])
     fleet = results.get("fleet") or {}
     out += f"\n## 2. Fleet through nginx (`{fleet.get('url', '–')}`)\n\n"
     for mode in ("cold", "warm"):

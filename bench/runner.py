@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import ab, engine_limit, fleet_runner, images, machine, peer, plots, procs, report, summary
+from . import ab, engine_limit, engine_profiles, fleet_runner, images, machine, peer, plots, procs, report, summary
 from .fleet import FleetCtl, FleetSession, default_command
 from .load import Load, describe, run_level
 from .plan import Plan
@@ -111,6 +111,17 @@ class Run:
         self.save()
         return load_img
 
+    def profiles(self) -> None:
+        """Every engine profile (and accurate's speed-ups) on the hard set with truth, taking turns."""
+        plan = self.opts.plan
+        self.say(f"engine profiles: {len(engine_profiles.VARIANTS)} variants, {plan.profiles_pages} hard pages "
+                 f"x {plan.profiles_rounds} rounds")
+        self.results["profiles"] = engine_profiles.measure(plan.profiles_pages, plan.profiles_rounds,
+                                                           work=self.out_dir / "hard")
+        for row in self.results["profiles"]["rows"]:
+            self.say(f"  {row['variant']}: {row['img_s']:.3f} img/s, x{row['ratio_wall']:.2f} of accurate")
+        self.save()
+
     def _pick_load_image(self, imgs: list[images.BenchImage],
                          single: engine_limit.EngineRun | None) -> images.BenchImage:
         by_name = {im.name: im for im in imgs}
@@ -193,6 +204,8 @@ class Run:
                     installer.join()
                 load_img = self.engine(imgs) if plan.engine else self._pick_load_image(imgs, None)
                 self.probe("after the engine limit")
+                if plan.profiles:
+                    self.profiles()
                 if plan.fleet:
                     self.fleet(imgs, load_img)
                 if plan.peer:

@@ -64,3 +64,42 @@ def answer_lines(payload: Any) -> list[str]:
         for item in payload:
             found.extend(answer_lines(item))
     return found
+
+
+def _norm(text: str) -> str:
+    """NFKC and no spaces: a space the engine adds or drops between two CJK characters is not an error."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def cer_ordered(truth: list[str], answer: list[str]) -> float:
+    """Character error rate of the whole page read in the engine's line order (reading order counts)."""
+    from rapidfuzz.distance import Levenshtein
+
+    want = "\n".join(_norm(line) for line in truth)
+    got = "\n".join(_norm(line) for line in answer)
+    return Levenshtein.distance(want, got) / max(1, len(want))
+
+
+def cer_lines(truth: list[str], answer: list[str]) -> float:
+    """Character error rate with lines matched to lines (order ignored).
+
+    Pairs are taken greedily by lowest normalized distance; an unmatched truth line costs all its
+    characters, an unmatched answer line all of its own (so made-up text is not free).
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    want = [_norm(line) for line in truth]
+    got = [_norm(line) for line in answer]
+    pairs = sorted((Levenshtein.normalized_distance(w, g), i, j) for i, w in enumerate(want) for j, g in enumerate(got))
+    used_w: set[int] = set()
+    used_g: set[int] = set()
+    errors = 0
+    for score, i, j in pairs:
+        if i in used_w or j in used_g or score >= 1.0:
+            continue
+        used_w.add(i)
+        used_g.add(j)
+        errors += Levenshtein.distance(want[i], got[j])
+    errors += sum(len(w) for i, w in enumerate(want) if i not in used_w)
+    errors += sum(len(g) for j, g in enumerate(got) if j not in used_g)
+    return errors / max(1, sum(len(w) for w in want))

@@ -19,17 +19,19 @@ __all__ = ["create_app", "Settings"]
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engine: bool = True,
-               background: bool = True, engine_factory: Callable[[Settings], Engine] | None = None) -> Flask:
+               background: bool = True,
+               engine_factory: Callable[[Settings], Engine | dict[str, Engine]] | None = None) -> Flask:
     """Build the app. Settings come from defaults < OCR_* environment < `config` overrides.
 
-    `engine_factory` builds the worker's engine (the real PP-OCR one by default); tests pass a fake.
+    `engine_factory` builds the worker's engines, one per enabled profile (the real PP-OCR ones by default);
+    tests pass a fake that builds one, which then serves the default profile.
     """
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask
 
     from . import api, health
     from .cache import ResultCache
-    from .engine import Engine
+    from .engine import build_engines
     from .fastpath import CacheHitFastPath
     from .handlers import register_error_handlers
     from .logs import AccessLog, configure_logging
@@ -49,7 +51,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     cache = ResultCache(settings.redis_url, ttl=settings.cache_ttl, timeout=settings.redis_timeout,
                         lock_ttl=float(settings.timeout), local_bytes=int(settings.local_cache_mb * 2**20),
                         on_error=lambda: metrics.cache.labels(result="error").inc())
-    service = OcrService(settings, metrics, cache, engine_factory or Engine)
+    service = OcrService(settings, metrics, cache, engine_factory or build_engines)
     app.extensions["ocr"] = service
 
     app.register_blueprint(api.bp)

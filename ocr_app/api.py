@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from .documents import PAGE_DISPATCH, PageDispatch, Recognition, image_page, recognize_upload
 from .errors import (
@@ -20,6 +20,7 @@ from .errors import (
     UnsupportedContentType,
 )
 from .formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
+from .logs import PROFILE_KEY
 from .options import RequestOptions, parse_options
 from .service import OcrService, Outcome
 
@@ -69,26 +70,35 @@ def ocr() -> Response:
     uploads, params = read_uploads()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = parse_options(params, service.settings, bypass_cache=bypass)
+    profile = service.profile_name(options.page.profile)  # 400 at once if unknown, before any work
+    request.environ[PROFILE_KEY] = profile  # for the access log
     if len(uploads) > service.settings.max_batch:
         raise TooManyFiles(len(uploads), service.settings.max_batch)
     if len(uploads) > 1:
         if options.format != "json":
             raise FormatNeedsOneFile(options.format)
-        return _batch(service, uploads, options)
+        return _batch(service, uploads, options, profile)
     _, data = uploads[0]
     rec = recognize_upload(service, data, options, _dispatch())
-    resp = Response(answer_body(rec, data, options, service.settings.instance_id), status=200,
+    resp = Response(answer_body(rec, data, options, service.settings.instance_id, profile), status=200,
                     content_type=CONTENT_TYPES[options.format])
     resp.headers["X-Cache"] = rec.cache
+    resp.headers["X-OCR-Profile"] = profile
     return resp
 
 
-def answer_body(rec: Recognition, data: bytes, options: RequestOptions, instance_id: str) -> bytes:
+@bp.get("/api/profiles")
+def profiles() -> Response:
+    """The profiles this instance serves: models, runtime, precision, and the default."""
+    return jsonify(_service().describe_profiles())
+
+
+def answer_body(rec: Recognition, data: bytes, options: RequestOptions, instance_id: str, profile: str) -> bytes:
     """The body in the requested format; a plain image in JSON keeps today's exact bytes."""
     if options.format == "json":
         if rec.document:
             return document_body(rec, instance_id)
-        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time), instance_id)
+        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time, profile), instance_id)
     pages = rec.pages if rec.document else [image_page(data, rec)]
     if options.format == "text":
         return as_text(pages).encode()
@@ -97,13 +107,14 @@ def answer_body(rec: Recognition, data: bytes, options: RequestOptions, instance
     return json.dumps(as_textract(pages), ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: RequestOptions) -> Response:
+def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: RequestOptions,
+           profile: str) -> Response:
     """One entry per file, in order; a bad file gets its own error entry and the others still run."""
     parts = []
     for name, data in uploads:
         try:
             rec = recognize_upload(service, data, options, _dispatch())
-            body = answer_body(rec, data, options, service.settings.instance_id)
+            body = answer_body(rec, data, options, service.settings.instance_id, profile)
         except OcrError as exc:
             body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,
                               separators=(",", ":")).encode()
@@ -111,8 +122,10 @@ def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: Reque
             log.exception("unexpected error on a file of a batch")
             body = b'{"code":50001,"msg":"internal error: the failure was logged","data":[]}'
         parts.append(body[:-1] + b',"filename":' + json.dumps(name, ensure_ascii=False).encode() + b"}")
-    return Response(b'{"code":0,"msg":"success","results":[' + b",".join(parts) + b"]}", status=200,
+    resp = Response(b'{"code":0,"msg":"success","results":[' + b",".join(parts) + b"]}", status=200,
                     mimetype="application/json")
+    resp.headers["X-OCR-Profile"] = profile
+    return resp
 
 
 def success_body(outcome: Outcome, instance_id: str) -> bytes:
@@ -121,7 +134,8 @@ def success_body(outcome: Outcome, instance_id: str) -> bytes:
         b'{"code":0,"msg":"success","data":', outcome.data_json,
         b',"cost_time":', f"{outcome.cost_time:.4f}".encode(),
         b',"cached":', b"true" if outcome.cache in ("HIT", "COALESCED") else b"false",
-        b',"instance":', json.dumps(instance_id).encode(), b"}",
+        b',"instance":', json.dumps(instance_id).encode(),
+        b',"profile":', json.dumps(outcome.profile).encode(), b"}",
     ))
 
 

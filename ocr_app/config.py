@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+ALLOCATORS = ("glibc", "glibc-thp", "jemalloc")  # OCR_ALLOCATOR, see ocr_app/allocator.py
+
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names the variable so operators can fix it."""
@@ -37,6 +39,10 @@ class Settings:
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
     det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
     ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
+    allocator: str = field(default="glibc", metadata={"env": "OCR_ALLOCATOR"})
+    profile: str = field(default="accurate", metadata={"env": "OCR_PROFILE"})
+    profiles: str = field(default="", metadata={"env": "OCR_PROFILES"})  # enabled, comma list; "" = all
+    model_dirs: str = field(default="", metadata={"env": "OCR_MODEL_DIRS"})  # own models, one folder each
     max_pages: int = field(default=50, metadata={"env": "OCR_MAX_PAGES", "min": 1, "max": 10000})
     max_batch: int = field(default=16, metadata={"env": "OCR_MAX_BATCH", "min": 1, "max": 1000})
     pdf_dpi: int = field(default=200, metadata={"env": "OCR_PDF_DPI", "min": 36, "max": 1200})
@@ -86,6 +92,8 @@ class Settings:
             raise ConfigError(
                 f"OCR_DET_MAX_SIDE={self.det_max_side} must be >= OCR_DET_LIMIT_SIDE={self.det_limit_side}"
             )
+        if self.allocator not in ALLOCATORS:
+            raise ConfigError(f"OCR_ALLOCATOR={self.allocator!r} is not one of {', '.join(ALLOCATORS)}")
         if self.pdf_dpi > self.pdf_max_dpi:
             raise ConfigError(f"OCR_PDF_DPI={self.pdf_dpi} must be <= OCR_PDF_MAX_DPI={self.pdf_max_dpi}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):

@@ -6,25 +6,27 @@ points inside the installed rapidocr package.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from .config import Settings
-from .models import CLS_MODEL as CLS_MODEL
-from .models import DET_MODEL as DET_MODEL
-from .models import PIPELINE_VERSION as PIPELINE_VERSION
-from .models import REC_MODEL as REC_MODEL
-from .models import EngineError as EngineError
-from .models import ModelFiles as ModelFiles
-from .models import namespace_for as namespace_for
+from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
+from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
 
 log = logging.getLogger(__name__)
+
+
+class EngineError(RuntimeError):
+    """The models could not be loaded or run."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,19 @@ class OcrResult:
     elapsed: float = 0.0
 
 
+def profile_digest(profile: Profile) -> str:
+    """A short digest of the model bytes and settings, so a model change never serves stale cache entries."""
+    h = hashlib.sha256(f"{profile.name}|{sorted(profile.det_params.items())}".encode())
+    for path in profile.files():
+        h.update(_digest_file(path).encode())
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=16)
+def _digest_file(path: Path) -> str:
+    return sha256_file(path)
+
+
 def _session_options(settings: Settings) -> Any:
     """ONNX Runtime options chosen for throughput per core and RSS, not rapidocr's defaults."""
     import onnxruntime as ort
@@ -66,13 +81,46 @@ def _session_options(settings: Settings) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # The arena trades a lot of RSS for speed (measured: on 1576 MiB / 0.95 img/s, off 908 MiB / 0.71 img/s
     # with the stock pipeline). Off by default: a fleet scales out by instances, memory per instance matters.
+    # ORT's own per-session arena keeps the biggest detection's tensors for good (measured 1073 MiB peak).
+    # OCR_ORT_ARENA=1 instead shares one arena between the worker's sessions, grows it by what is asked
+    # (kSameAsRequested) and shrinks it after every run (see _ShrinkingSession): 308 MiB peak in-process.
     opts.enable_cpu_mem_arena = settings.ort_arena
-    # Memory patterns only pay off for fixed shapes; detection shapes vary per image.
-    opts.enable_mem_pattern = settings.ort_arena
+    opts.enable_mem_pattern = False  # measured: no gain, and detection shapes vary per image
+    if settings.ort_arena:
+        _shared_cpu_arena()
+        opts.add_session_config_entry("session.use_env_allocators", "1")
     # Spinning threads burn the core a sibling instance needs.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts
+
+
+@lru_cache(maxsize=1)
+def _shared_cpu_arena() -> bool:
+    """Register the worker's one CPU arena with ONNX Runtime (once per process, after fork)."""
+    import onnxruntime as ort
+
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    # max_mem 0 (no cap: a cap fails the run instead of bounding it), extend strategy 1 = kSameAsRequested
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+    return True
+
+
+class _ShrinkingSession:
+    """An InferenceSession whose runs hand the arena's free memory back when they end."""
+
+    def __init__(self, session: Any) -> None:
+        import onnxruntime as ort
+
+        self._session = session
+        self._options = ort.RunOptions()
+        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        return self._session.run(output_names, input_feed, run_options or self._options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
@@ -94,57 +142,75 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
 
 
 class Engine:
-    """One PP-OCR pipeline. Build one per process (after fork); calls are serialized by a lock."""
+    """One profile's PP-OCR pipeline. Build one per process (after fork); calls are serialized by a lock,
+    shared by every engine of the worker so that one OCR job runs at a time whatever its profile."""
 
-    def __init__(self, settings: Settings, models: ModelFiles | None = None) -> None:
+    def __init__(self, settings: Settings, profile: Profile | None = None,
+                 lock: threading.Lock | None = None) -> None:
         self.settings = settings
-        self.models = models or ModelFiles.bundled()
-        self._lock = threading.Lock()
+        self.profile = profile or accurate_profile()
+        self._lock = lock or threading.Lock()
         cv2.setNumThreads(1)
         started = time.perf_counter()
         self._ocr = self._build()
         self._ocr_words = self._with_word_boxes(self._ocr)
-        log.info("engine loaded in %.2fs (threads=%d, arena=%s)", time.perf_counter() - started,
-                 settings.threads, settings.ort_arena)
+        log.info("engine %r loaded in %.2fs (%s; threads=%d, arena=%s)", self.profile.name,
+                 time.perf_counter() - started, self.profile.models, settings.threads, settings.ort_arena)
 
     @property
     def cache_namespace(self) -> str:
-        """What besides the image bytes decides the answer: models, pipeline and detection limits."""
-        return namespace_for(self.settings, self.models)
+        """What besides the image bytes decides the answer: profile, models, pipeline and detection limits."""
+        s = self.settings
+        return (f"{self.profile.name}:{profile_digest(self.profile)}:p{PIPELINE_VERSION}"
+                f":d{s.det_limit_side}-{s.det_max_side}")
 
     def _build(self) -> Any:
+        profile, s = self.profile, self.settings
         try:
-            import onnxruntime as ort
+            # Each model loads once, with our options, and is checked before rapidocr sees it.
+            sessions = validate(profile, load_sessions(profile, _session_options(s)))
+        except ProfileError as exc:
+            raise EngineError(str(exc)) from exc
+        try:
             from rapidocr import RapidOCR
             from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
-            s = self.settings
-            ocr = RapidOCR(params={
-                "Global.log_level": "warning",
-                "Det.model_path": str(self.models.det),
-                "Cls.model_path": str(self.models.cls),
-                "Rec.model_path": str(self.models.rec),
+            params: dict[str, Any] = {
+                "Global.log_level": "error",  # its own colored handler; "no text found" is not a warning
+                "Global.use_cls": profile.cls is not None,
+                "Det.model_path": str(profile.det),
+                "Rec.model_path": str(profile.rec),
                 "EngineConfig.onnxruntime.intra_op_num_threads": s.threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
                 "EngineConfig.onnxruntime.enable_cpu_mem_arena": s.ort_arena,
-            })
-            # Hand rapidocr sessions built with our options (its "session" hook), so each model loads once,
-            # then load the three stages now rather than lazily on the first request.
-            opts = _session_options(s)
-            for section, path in ((ocr.cfg.Det, self.models.det), (ocr.cfg.Cls, self.models.cls),
-                                  (ocr.cfg.Rec, self.models.rec)):
-                section._set_flag("allow_objects", True)
-                section.session = ort.InferenceSession(str(path), sess_options=opts,
-                                                       providers=["CPUExecutionProvider"])
+            }
+            if profile.cls is not None:
+                params["Cls.model_path"] = str(profile.cls)
+            if profile.rec_dict is not None:
+                params["Rec.rec_keys_path"] = str(profile.rec_dict)
+            params.update({f"Det.{key}": value for key, value in profile.det_params.items()})
+            ocr = RapidOCR(params=params)
+            # Hand rapidocr the sessions built above (its "session" hook), then load the stages now
+            # rather than lazily on the first request.
+            for stage, section in (("det", ocr.cfg.Det), ("cls", ocr.cfg.Cls), ("rec", ocr.cfg.Rec)):
+                if stage in sessions:
+                    section._set_flag("allow_objects", True)
+                    section.session = sessions[stage]
             ocr._load_det_model()
-            ocr._load_cls_model()
+            if profile.cls is not None:
+                ocr._load_cls_model()
             ocr._load_rec_model()
+            if s.ort_arena:
+                stages: tuple[Any, ...] = (ocr.text_det, ocr.text_cls, ocr.text_rec)
+                for stage in stages:
+                    if stage is not None:
+                        stage.session.session = _ShrinkingSession(stage.session.session)
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
             return ocr
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
-            raise EngineError(f"could not load the OCR models: {exc}") from exc
+            raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
 
     @staticmethod
     def _with_word_boxes(ocr: Any) -> Any:
@@ -186,6 +252,17 @@ class Engine:
         img = np.full((64, 256, 3), 255, dtype=np.uint8)
         cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
         return self.recognize(img)
+
+
+def build_engines(settings: Settings) -> dict[str, Engine]:
+    """One engine per enabled profile, sharing the worker's lock; the default profile first."""
+    try:
+        enabled = plan(settings)
+    except ProfileError as exc:
+        raise EngineError(str(exc)) from exc
+    lock = threading.Lock()
+    order = [settings.profile] + [name for name in enabled if name != settings.profile]
+    return {name: Engine(settings, enabled[name], lock) for name in order}
 
 
 def _points(box: Any) -> list[list[float]]:

@@ -281,3 +281,10 @@ class PageRenderTimeout(OcrError):
     def __init__(self, page: int, seconds: float) -> None:
         super().__init__(f"page {page} took longer than {seconds:g} s to render (OCR_PDF_RENDER_SECONDS)")
 
+
+class UnknownProfile(OcrError):
+    code = 40010
+
+    def __init__(self, name: str, valid: list[str]) -> None:
+        super().__init__(f"unknown profile {name[:64]!r}: use one of {', '.join(valid)} (OCR_PROFILES)")
+        self.valid = valid

@@ -30,7 +30,7 @@ class CacheHitFastPath:
         started = time.perf_counter()
         length = int(environ["CONTENT_LENGTH"])
         data = environ["wsgi.input"].read(length)
-        outcome = self.service.lookup(data, started)
+        outcome = self.service.lookup(data, started)  # no query string: the default profile
         if outcome is None:
             environ["wsgi.input"] = io.BytesIO(data)  # the Flask app reads the same body
             return self.app(environ, start_response)
@@ -38,6 +38,7 @@ class CacheHitFastPath:
         start_response("200 OK", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("X-Cache", outcome.cache), ("X-Instance", self.service.settings.instance_id),
+            ("X-OCR-Profile", outcome.profile),
         ])
         self.service.metrics.observe_request(200, time.perf_counter() - started)
         return [body]
@@ -54,3 +55,4 @@ class CacheHitFastPath:
             return False
         length = environ.get("CONTENT_LENGTH") or ""
         return length.isdigit() and 0 < int(length) <= self.service.settings.max_upload_bytes
+

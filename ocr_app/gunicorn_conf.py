@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocr_app.config import Settings
+from ocr_app import allocator
+from ocr_app.config import ConfigError, Settings
 from ocr_app.logs import gunicorn_logger_class
+from ocr_app.profiles import preflight
 
 # Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,
 # 2 processes x 1 thread measured 1.45-1.56 img/s against 0.98 for 2 x 2.
@@ -25,6 +27,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ.setdefault(_var, "1")
 
 _settings = Settings.from_env()
+try:
+    allocator.apply(_settings.allocator)  # may re-execute the master once, before anything forks
+    preflight(_settings)  # a bad profile or model folder stops the instance here, naming the file
+except ConfigError as _exc:
+    raise SystemExit(f"error: {_exc}") from None
 _runtime = Path(_settings.runtime_dir or tempfile.mkdtemp(prefix="ocr-fleet-"))
 _metrics_dir = _runtime / "metrics"
 shutil.rmtree(_metrics_dir, ignore_errors=True)  # counters from an earlier run must not leak into this one

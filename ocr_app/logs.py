@@ -79,6 +79,10 @@ def configure_logging(settings: Settings) -> logging.StreamHandler[Any]:
     handler = log_handler(settings.log_format, settings.instance_id)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    if settings.log_format == "json":
+        # Library warnings (Pillow's "Corrupt EXIF data" on hostile uploads) otherwise reach stderr as
+        # bare text and break a log that promises one JSON object per line.
+        logging.captureWarnings(True)
     return handler
 
 

@@ -144,6 +144,18 @@ SCHEMAS: dict[str, Any] = {
             "cost_time": {"type": "number", "description": "seconds the instance spent, cache lookup included"},
             "cached": {"type": "boolean"},
             "instance": {"type": "string"},
+            "profile": {"type": "string", "description": "the engine profile that produced the answer"},
+        },
+    },
+    "Profiles": {
+        "type": "object", "required": ["default", "profiles"],
+        "properties": {
+            "default": {"type": "string"}, "loaded": {"type": "boolean"},
+            "profiles": {"type": "array", "items": {
+                "type": "object", "required": ["name", "models", "runtime", "precision"],
+                "properties": {"name": {"type": "string"}, "models": {"type": "string"},
+                               "runtime": {"type": "string"}, "precision": {"type": "string"}}}},
+            "cpu": {"type": "object", "description": "CPU flags offered and what the instance chose"},
         },
     },
     "Error": {
@@ -184,6 +196,8 @@ OCR_PARAMETERS: list[dict[str, Any]] = [
      "description": "who is calling; written to the access log as `client`"},
     {"name": "format", "in": "query", "schema": {"enum": ["json", "text", "hocr", "textract"], "default": "json"},
      "description": "the answer's shape: JSON, plain text in reading order, hOCR, or AWS Textract blocks"},
+    {"name": "profile", "in": "query", "schema": {"type": "string"},
+     "description": "the engine profile (`accurate`, `fast`, or an own model's folder name); default OCR_PROFILE"},
     {"name": "words", "in": "query", "schema": FLAG, "description": "adds each line's words with their boxes"},
     {"name": "pages", "in": "query", "schema": {"type": "string", "pattern": "^[0-9, -]+$"},
      "description": "document pages to read, from 1, e.g. `1-3,7` (at most OCR_MAX_PAGES)"},
@@ -224,6 +238,8 @@ PATHS: dict[str, Any] = {
                         "X-Cache": {"schema": {"enum": ["HIT", "MISS", "COALESCED", "BYPASS"]},
                                     "description": "where the answer came from"},
                         "X-Instance": {"schema": {"type": "string"}, "description": "the instance that answered"},
+                        "X-OCR-Profile": {"schema": {"type": "string"},
+                                          "description": "the engine profile that produced the answer"},
                     }},
             "400": error_response("no image, a malformed request, or a bad parameter"),
             "405": error_response("POST only"),
@@ -235,6 +251,10 @@ PATHS: dict[str, Any] = {
             "503": error_response("starting, busy (OCR_MAX_QUEUE) or, at the gateway, no instance", True,
                                   (50301, 50302)),
         },
+    }},
+    "/api/profiles": {"get": {
+        "operationId": "profiles", "summary": "The engine profiles served: models, runtime, precision, CPU",
+        "responses": {"200": {"description": "the profiles", "content": json_content(ref("Profiles"))}},
     }},
     "/health": {"get": {
         "operationId": "health", "summary": "Liveness: the worker answers (never waits for the engine)",

@@ -27,6 +27,7 @@ class PageOptions:
 
     words: bool = False
     bypass_cache: bool = False
+    profile: str = ""  # the engine profile; "" = the instance's default (OCR_PROFILE)
 
     def cache_suffix(self) -> str:
         """Appended to the engine's cache namespace: answers with word boxes are stored apart."""
@@ -34,7 +35,10 @@ class PageOptions:
 
     def to_query(self) -> dict[str, str]:
         """The query parameters that ask another instance for the same page answer."""
-        return {"words": "1"} if self.words else {}
+        query = {"words": "1"} if self.words else {}
+        if self.profile:
+            query["profile"] = self.profile
+        return query
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ def parse_options(values: Mapping[str, str], settings: Settings, bypass_cache: b
         raise InvalidOption(f"pdf_text={pdf_text!r} is not one of {', '.join(PDF_TEXT_MODES)}")
     password = values.get("password")
     return RequestOptions(
-        page=PageOptions(words=_parse_flag("words", values.get("words", "0")), bypass_cache=bypass_cache),
+        page=PageOptions(words=_parse_flag("words", values.get("words", "0")), bypass_cache=bypass_cache,
+                         profile=values.get("profile", "")),
         format=fmt,
         dpi=_parse_dpi(values.get("dpi"), settings),
         pages=parse_pages(values.get("pages", "")),

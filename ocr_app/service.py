@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cpu
 from .cache import ResultCache, image_key
 from .config import Settings
-from .engine import Engine, OcrResult
-from .errors import NotReady, Overloaded
+from .engine import Engine, OcrResult, build_engines
+from .errors import NotReady, Overloaded, UnknownProfile
 from .images import check_upload, decode_image
 from .metrics import Metrics
 from .options import PageOptions
+from .profiles import ProfileError, plan
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Outcome:
     data_json: bytes  # the serialized list of lines, as cached
     cache: str  # HIT | MISS | COALESCED | BYPASS
     cost_time: float
+    profile: str = "accurate"
 
 
 class Admission:
@@ -58,14 +61,24 @@ class Admission:
             self._count -= 1
 
 
-def _malloc_tuning() -> Callable[[], None]:
-    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use."""
+M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
+
+
+def _malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
+    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
+
+    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
+    mmaps that fault in again on every detection node; the trim after each job still hands them back.
+    """
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
         if libc is None or not hasattr(libc, "malloc_trim"):
             return lambda: None
-        libc.mallopt(-8, 2)  # M_ARENA_MAX: HTTP threads otherwise each grow an arena of their own
+        libc.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
+        if big_heap:
+            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
     except OSError:
         return lambda: None
     return lambda: libc.malloc_trim(0)
@@ -75,17 +88,18 @@ class OcrService:
     """One per worker process. The engine loads in the background so /health answers at once."""
 
     def __init__(self, settings: Settings, metrics: Metrics, cache: ResultCache,
-                 engine_factory: Callable[[Settings], Engine] = Engine) -> None:
+                 engine_factory: Callable[[Settings], Engine | dict[str, Engine]] = build_engines) -> None:
         self.settings = settings
         self.metrics = metrics
         self.cache = cache
         self.admission = Admission(settings.max_queue)
         self._engine_factory = engine_factory
         self.load_wait = LOAD_WAIT_SECONDS
-        self._engine: Engine | None = None
+        self._engine: Engine | None = None  # the default profile's; set once every profile is loaded
+        self._engines: dict[str, Engine] = {}
         self._load_error: str | None = None
         self._loaded = threading.Event()
-        self._trim = _malloc_tuning()
+        self._trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
         self._drain_flag = Path(settings.runtime_dir, "draining") if settings.runtime_dir else None
         self._ready_dir = Path(settings.runtime_dir, "ready") if settings.runtime_dir else None
 
@@ -98,11 +112,16 @@ class OcrService:
 
     def _load(self) -> None:
         try:
-            engine = self._engine_factory(self.settings)
+            cpu.log_decision()
+            built = self._engine_factory(self.settings)
+            # a factory may build one engine (tests' fakes): it then serves every enabled profile
+            engines = built if isinstance(built, dict) else dict.fromkeys(plan(self.settings), built)
             if self.settings.warmup:
-                engine.warm_up()
+                for engine in {id(e): e for e in engines.values()}.values():
+                    engine.warm_up()
             self._trim()  # hand back what model loading and the warm-up freed
-            self._engine = engine
+            self._engines = engines
+            self._engine = engines[self.settings.profile]
             if self._ready_dir is not None:
                 self._ready_dir.mkdir(parents=True, exist_ok=True)
                 (self._ready_dir / str(os.getpid())).touch()
@@ -158,6 +177,30 @@ class OcrService:
         return count
 
     # requests
+    @property
+    def engines(self) -> dict[str, Engine]:
+        """The loaded engine of every enabled profile (empty while loading)."""
+        return self._engines
+
+    def profile_name(self, requested: str | None) -> str:
+        """The profile a request runs: its own choice if enabled, else the instance default."""
+        if not requested:
+            return self.settings.profile
+        if self._engines and requested not in self._engines:
+            raise UnknownProfile(requested, list(self._engines))
+        return requested
+
+    def describe_profiles(self) -> dict[str, object]:
+        """What GET /api/profiles answers: the default and each enabled profile (planned if still loading)."""
+        enabled = {name: engine.profile for name, engine in self._engines.items() if hasattr(engine, "profile")}
+        if not enabled:
+            try:
+                enabled = plan(self.settings)
+            except ProfileError as exc:
+                return {"default": self.settings.profile, "profiles": [], "error": str(exc)}
+        return {"default": self.settings.profile, "loaded": bool(self._engines),
+                "profiles": [profile.describe() for profile in enabled.values()], "cpu": cpu.decision()}
+
     def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
         """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
         page = page or PageOptions()
@@ -165,41 +208,46 @@ class OcrService:
         started = time.perf_counter()
         if self._engine is None:  # this worker is still loading (a sibling may already be ready): wait a bit
             self._loaded.wait(self.load_wait)
-        engine = self._engine
-        if engine is None:
+        if self._engine is None:
             self.metrics.rejections.labels(reason="not_ready").inc()
             if self._load_error:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
+        name = self.profile_name(page.profile)
+        engine = self._engines[name]
         check_upload(data, self.settings)
         key = image_key(engine.cache_namespace + page.cache_suffix(), data)
         if bypass_cache:
             data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
-            return self._outcome(data_json, "BYPASS", started)
-        hit = self.lookup(data, started, key)
+            return self._outcome(data_json, "BYPASS", started, name)
+        hit = self.lookup(data, started, key, name)
         if hit is not None:
             return hit
         token = self.cache.acquire(key)
         if token is None:  # another request is computing this image: wait for its answer
             waited = self.cache.wait(key, self.cache.lock_ttl)
             if waited is not None:
-                return self._outcome(waited, "COALESCED", started)
+                return self._outcome(waited, "COALESCED", started, name)
             token = "local"
         try:
             data_json = self._run(engine, data, page)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
-        return self._outcome(data_json, "MISS", started)
+        return self._outcome(data_json, "MISS", started, name)
 
-    def lookup(self, data: bytes, started: float, key: str | None = None) -> Outcome | None:
-        """The cached answer for these bytes, if any: the whole of a warm request."""
-        engine = self._engine
+    def lookup(self, data: bytes, started: float, key: str | None = None,
+               profile: str | None = None) -> Outcome | None:
+        """The cached answer for these bytes and profile, if any: the whole of a warm request.
+
+        None (so the full path runs and explains) for an unknown profile or while loading."""
+        name = profile or self.settings.profile
+        engine = self._engines.get(name)
         if engine is None or not data:
             return None
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
-        return None if cached is None else self._outcome(cached, "HIT", started)
+        return None if cached is None else self._outcome(cached, "HIT", started, name)
 
     def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
         try:
@@ -216,9 +264,9 @@ class OcrService:
         self.metrics.engine_runs.inc()
         return serialize_lines(result, 1.0 / image.scale)
 
-    def _outcome(self, data_json: bytes, cache: str, started: float) -> Outcome:
+    def _outcome(self, data_json: bytes, cache: str, started: float, profile: str) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
-        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started)
+        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile)
 
 
 def serialize_lines(result: OcrResult, scale: float) -> bytes:

@@ -10,8 +10,9 @@ from helpers import text_image
 from PIL import Image
 
 from ocr_app.config import Settings
-from ocr_app.engine import Engine, ModelFiles, _capped_preprocess
+from ocr_app.engine import Engine, _capped_preprocess, profile_digest
 from ocr_app.images import decode_image
+from ocr_app.profiles import accurate_profile
 
 SETTINGS = Settings.from_env({})
 
@@ -26,10 +27,10 @@ def bgr(data: bytes) -> np.ndarray:
 
 
 def test_models_come_from_the_installed_wheel() -> None:
-    files = ModelFiles.bundled()
-    for path in (files.det, files.cls, files.rec):
+    profile = accurate_profile()
+    for path in profile.files():
         assert path.is_file() and "rapidocr" in path.parts
-    assert len(files.digest()) == 16
+    assert len(profile_digest(profile)) == 16
 
 
 def test_recognizes_rendered_text(engine: Engine) -> None:
@@ -72,9 +73,7 @@ def test_detection_size_is_bounded(size: tuple[int, int], expected: tuple[int, i
 def test_cache_namespace_changes_with_detection_limits() -> None:
     a = Settings.from_env({})
     b = Settings.from_env({}, det_max_side=2000)
-    files = ModelFiles.bundled()
-    ns = lambda s: f"{files.digest()}:d{s.det_limit_side}-{s.det_max_side}"  # noqa: E731
-    assert ns(a) != ns(b)
+    assert Engine(a).cache_namespace != Engine(b).cache_namespace
 
 
 def test_word_boxes_are_per_call_and_never_stick(engine: Engine) -> None:

@@ -159,9 +159,9 @@ def test_cache_settings_are_rendered(gw_cfg: FleetConfig) -> None:
 def test_instances_announce_their_cache_namespace_without_loading_the_engine() -> None:
     """The gunicorn master registers in Consul: the namespace must not pull OpenCV or ONNX Runtime into it."""
     code = ("import sys; from ocr_app.config import Settings; from ocr_app.registry import Registration; "
-            "from ocr_app.models import ModelFiles, namespace_for; s = Settings(); "
-            "ns = Registration(s).service_definition()['meta']['cache_ns']; "
-            "assert ns == namespace_for(s, ModelFiles.bundled()) and len(ns) > 16, ns; "
+            "s = Settings(); ns = Registration(s).service_definition()['meta']['cache_ns']; "
+            "other = Registration(Settings(det_limit_side=s.det_limit_side + 32)).cache_namespace; "
+            "assert len(ns) == 32 and ns != other, (ns, other); "
             "assert not {'cv2', 'onnxruntime', 'rapidocr'} & set(sys.modules), sorted(sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr

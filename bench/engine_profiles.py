@@ -1,0 +1,197 @@
+"""The engine section of the bench: every profile (and `accurate`'s speed-ups) in one run, on the hard set.
+
+Each variant is its own process, started with the environment an instance would give it (so a preloaded
+allocator or a glibc tunable is really in place), running the instance's own path: decode, recognize,
+trim. The variants take turns round by round, so a busy neighbour on a shared machine slows them alike.
+Reported per variant: throughput and its ratio to `accurate`, CPU seconds, peak RSS (the kernel's high
+water mark), and character error against the committed truth with and without reading order.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import hardset, score
+
+# label -> the OCR_* settings an instance would run it with; "baseline" is today's settings, pinned.
+VARIANTS: dict[str, dict[str, str]] = {
+    "baseline (pinned: glibc, no arena)": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0"},
+    "accurate": {"OCR_PROFILE": "accurate"},
+    "accurate + glibc-thp": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc-thp"},
+    "accurate + bounded arena": {"OCR_PROFILE": "accurate", "OCR_ORT_ARENA": "1"},
+    "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
+    "fast": {"OCR_PROFILE": "fast"},
+}
+REFERENCE = "accurate"
+
+
+@dataclass
+class Child:
+    label: str
+    proc: subprocess.Popen[str]
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"engine variant {self.label!r} exited (code {self.proc.poll()})")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"engine variant {self.label!r}: {reply['error']}")
+        return reply
+
+
+def child_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """An instance's environment for these settings, including what its allocator needs at start."""
+    from ocr_app.allocator import allocator_env
+    from ocr_app.config import Settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
+    env.update(settings)
+    env.update(OMP_NUM_THREADS="1", OCR_THREADS="1", OCR_LOG_LEVEL="warning")
+    env.update(allocator_env(Settings.from_env(env).allocator, env))
+    return env
+
+
+def start(label: str, settings: Mapping[str, str]) -> Child:
+    proc = subprocess.Popen([sys.executable, "-m", "bench.engine_profiles", "--child"], env=child_env(settings),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return Child(label, proc)
+
+
+def child_main() -> int:
+    """Serve requests on stdin: load, then run rounds over image files; answers on stdout (JSON lines)."""
+    import resource
+
+    from ocr_app.config import Settings
+    from ocr_app.engine import Engine
+    from ocr_app.images import decode_image
+    from ocr_app.profiles import plan
+    from ocr_app.service import _malloc_tuning
+
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing else may write into the protocol
+    settings = Settings.from_env()
+    trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
+    engine = Engine(settings, plan(settings)[settings.profile])
+    engine.warm_up()
+    trim()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            files = [Path(p) for p in request["files"]]
+            answers: dict[str, list[str]] = {}
+            wall = cpu = 0.0
+            for path in files:
+                data = path.read_bytes()
+                t, c = time.perf_counter(), time.process_time()
+                image = decode_image(data, settings)
+                result = engine.recognize(image.bgr)
+                trim()
+                wall += time.perf_counter() - t
+                cpu += time.process_time() - c
+                answers[path.stem] = [ln.text for ln in result.lines]
+            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            reply = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": round(peak_kib / 1024),
+                     "answers": answers if request.get("answers") else {}}
+        except Exception as exc:  # report, never hang the parent
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(reply, ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
+def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] = VARIANTS,
+            work: Path | None = None) -> dict[str, Any]:
+    """Run every variant `rounds` times over the first `pages` pages of the hard set, taking turns."""
+    from ocr_app import cpu
+
+    work = work or Path(tempfile.mkdtemp(prefix="engine-profiles-"))
+    generated = hardset.generate(work / "hard", pages)
+    truth = hardset.load_truth()
+    files = [str(work / "hard" / f"{p.name}.jpg") for p in generated]
+    children = {label: start(label, settings) for label, settings in variants.items()}
+    totals = {label: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mib": 0} for label in variants}
+    answers: dict[str, dict[str, list[str]]] = {}
+    try:
+        for r in range(rounds):
+            for label, child in children.items():
+                reply = child.ask({"files": files, "answers": r == 0})
+                totals[label]["wall_s"] += reply["wall_s"]
+                totals[label]["cpu_s"] += reply["cpu_s"]
+                totals[label]["peak_rss_mib"] = max(totals[label]["peak_rss_mib"], reply["peak_rss_mib"])
+                if r == 0:
+                    answers[label] = reply["answers"]
+    finally:
+        for child in children.values():
+            if child.proc.stdin:
+                child.proc.stdin.close()
+            child.proc.wait(timeout=60)
+    rows = []
+    images = rounds * len(files)
+    ref = totals[REFERENCE]
+    for label, t in totals.items():
+        got = answers[label]
+        ordered = [score.cer_ordered(truth[p.name], got[p.name]) for p in generated]
+        by_line = [score.cer_lines(truth[p.name], got[p.name]) for p in generated]
+        rows.append({
+            "variant": label, "settings": dict(variants[label]), "img_s": images / t["wall_s"],
+            "ratio_wall": ref["wall_s"] / t["wall_s"], "cpu_s_per_img": t["cpu_s"] / images,
+            "ratio_cpu": ref["cpu_s"] / t["cpu_s"], "peak_rss_mib": t["peak_rss_mib"],
+            "cer_ordered": sum(ordered) / len(ordered), "cer_lines": sum(by_line) / len(by_line),
+            "cer_lines_by_damage": {p.damage: round(c, 4) for p, c in zip(generated, by_line, strict=True)},
+            "same_text_as_accurate": got == answers[REFERENCE],
+        })
+    return {"pages": len(files), "rounds": rounds, "cpu": cpu.decision(), "rows": rows}
+
+
+def table(result: dict[str, Any]) -> str:
+    """The engine table as Markdown."""
+    head = ("| variant | img/s | × accurate (wall) | × accurate (CPU s) | peak RSS MiB | CER ordered | "
+            "CER lines matched | same text as accurate |\n|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r['variant']} | {r['img_s']:.3f} | {r['ratio_wall']:.2f} | {r['ratio_cpu']:.2f} | {r['peak_rss_mib']} | "
+        f"{100 * r['cer_ordered']:.1f}% | {100 * r['cer_lines']:.1f}% | "
+        f"{'yes' if r['same_text_as_accurate'] else 'no'} |\n"
+        for r in result["rows"])
+    c = result["cpu"]
+    damages = sorted({d for r in result["rows"] for d in r["cer_lines_by_damage"]},
+                     key=lambda d: hardset.DAMAGE.index(d))
+    by_damage = ("\n| variant | " + " | ".join(damages) + " |\n|---|" + "---|" * len(damages) + "\n" + "".join(
+        f"| {r['variant']} | " + " | ".join(f"{100 * r['cer_lines_by_damage'][d]:.1f}%" for d in damages) + " |\n"
+        for r in result["rows"]))
+    return (f"{result['pages']} hard pages × {result['rounds']} rounds, one process × 1 thread per variant, "
+            f"variants taking turns.\n\n{head}{body}\nCER of lines matched to lines, by damage:\n{by_damage}\n"
+            f"CPU offers: {', '.join(c['offered']) or 'none of the relevant flags'}. Chosen: accurate and fast "
+            f"run ONNX Runtime fp32; balanced: {c['balanced_reason']}.\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.engine_profiles [--quick]`: the engine table on its own."""
+    parser = argparse.ArgumentParser(prog="python -m bench.engine_profiles", description=main.__doc__)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="8 pages x 2 rounds instead of 16 x 3")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main()
+    result = measure(8, 2) if args.quick else measure(16, 3)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
