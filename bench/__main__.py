@@ -63,14 +63,20 @@ def _say(message: str) -> None:
               help="Copy a finished run's report and plots into docs/benchmarks.md and stop.")
 @click.option("--docs", "docs_dir", type=click.Path(file_okay=False, path_type=Path), default=REPO / "docs",
               show_default="docs/", help="Where --publish writes benchmarks.md.")
+@click.option("--documents", "documents", is_flag=True,
+              help="Only the documents bench: a 12-page document through the gateway on 1, 2 and 3 instances; "
+                   "writes its section of docs/benchmarks.md.")
 @click.option("--rerender", "rerender_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
 def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
          concurrency: str | None, load_image: str | None, peer_workers: int | None, peer_threads: int,
          no_engine: bool, no_profiles: bool,
          no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
-         publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None) -> None:
+         publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None, documents: bool) -> None:
     """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
+    if documents:
+        click.echo(documents_run(out_root, docs_dir, fleetctl_cmd, _ints(instances)))
+        return
     if publish_dir:
         click.echo(publish(publish_dir, docs_dir))
         return
@@ -104,6 +110,30 @@ def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, ins
         _say(f"  {check['label']}: {check['value']} -> {check['gap']}")
     if results.get("error"):
         sys.exit(130 if results.get("interrupted") else 1)
+
+
+def documents_run(out_root: Path | None, docs_dir: Path, fleetctl_cmd: str | None,
+                  counts: tuple[int, ...] | None) -> Path:
+    """The documents bench on its own: results.json and report.md in a run folder, and its docs section."""
+    from datetime import datetime
+
+    from . import documents
+    from .fleet import FleetCtl, FleetSession, default_command
+
+    started = datetime.now().astimezone()
+    out_dir = (out_root or REPO / "bench" / "results") / f"{started:%Y%m%d-%H%M%S}-documents"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctl = FleetCtl(out_dir / "fleetctl.log", fleetctl_cmd.split() if fleetctl_cmd else default_command())
+    with FleetSession(ctl) as session:
+        results = documents.run(session, _say, counts=counts or documents.COUNTS)
+    results["fleet"] = session.note
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    block = documents.report(results, started.isoformat(timespec="seconds"))
+    (out_dir / "report.md").write_text(block, encoding="utf-8")
+    documents.publish(block, docs_dir / "benchmarks.md")
+    if "speedup_2_over_1" in results:
+        _say(f"documents: 2 instances / 1 = {results['speedup_2_over_1']}x (target {documents.TARGET}x)")
+    return out_dir / "report.md"
 
 
 def smoke_run(out_root: Path | None) -> Path:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from . import plots, report
+from .documents import kept_block
 from .runner import backfill
 
 PREFACE = """\
@@ -110,5 +111,6 @@ def publish(run_dir: Path, docs: Path) -> Path:
     body = report.render(results, made, asset_prefix="benchmarks/")
     body = demote(body).replace("## OCR Fleet benchmark:", "## Latest report:", 1)
     target = docs / "benchmarks.md"
-    target.write_text(PREFACE + body, encoding="utf-8")
+    documents = kept_block(target)  # the documents bench publishes its own section: keep it
+    target.write_text(PREFACE + (documents + "\n" if documents else "") + body, encoding="utf-8")
     return target

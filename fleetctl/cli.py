@@ -120,8 +120,13 @@ def main(ctx: click.Context) -> None:
     State lives in FLEET_HOME, by default ~/.local/state/ocr-fleet (or $XDG_STATE_HOME/ocr-fleet).
     """
     if ctx.obj is None:
+        import os
+
+        from fleetctl import cluster
+
         try:
-            ctx.obj = AppContext(fleet_config.load())
+            # The file layer: `up --advertise/--join` saved them in FLEET_HOME (the environment wins).
+            ctx.obj = AppContext(cluster.apply_saved(fleet_config.load(), os.environ))
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
 
@@ -171,6 +176,12 @@ class BoundsType(click.ParamType):
 @click.option("--autoscale", "bounds", type=BoundsType(), default=None,
               help="Also run the autoscaler as a managed daemon between MIN and MAX instances "
                    "(see `fleetctl autoscale --help`; its log: `fleetctl logs autoscale`).")
+@click.option("--advertise", metavar="ADDR", default=None,
+              help="This host's IPv4 address, for a fleet of several hosts (docs/multihost.md): a real Consul "
+                   "agent, and every service listening on ADDR [default: FLEET_ADVERTISE; none: one machine].")
+@click.option("--join", metavar="ADDR[,ADDR]", default=None,
+              help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
+                   "Both flags are saved in FLEET_HOME for the commands that follow.")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
 @click.option("--tls", is_flag=True, default=None,
@@ -181,17 +192,23 @@ class BoundsType(click.ParamType):
                    "[default: FLEET_GATEWAY_CACHE or off].")
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
-       bounds: tuple[int, int] | None, auth: bool | None, tls: bool | None, cache: bool | None) -> None:
+       bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
+       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import deps, services
+    from fleetctl import cluster, deps, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
+    if advertise is not None or join is not None:
+        try:
+            obj.cfg = cluster.validate(obj.cfg.replace(advertise=advertise, join=join))
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
     obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
                               gateway_cache=1 if cache else None)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
@@ -202,6 +219,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)
+    cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,

@@ -38,7 +38,6 @@ class FleetConfig:
     backend: str = field(default="process", metadata={"env": "FLEET_BACKEND", "choices": BACKENDS})
     consul_addr: str | None = field(default=None, metadata={"env": "FLEET_CONSUL_ADDR"})  # None: managed
     redis_url: str | None = field(default=None, metadata={"env": "FLEET_REDIS_URL"})  # None: managed
-    gateway_host: str = "127.0.0.1"
     gateway_port: int = field(default=8080, metadata={"env": "FLEET_GATEWAY_PORT", **PORT})
     consul_port: int = field(default=8500, metadata={"env": "FLEET_CONSUL_PORT", **PORT})
     redis_port: int = field(default=6379, metadata={"env": "FLEET_REDIS_PORT", **PORT})
@@ -61,6 +60,13 @@ class FleetConfig:
     # JSON lines with request ids, which `fleetctl logs` merges with the gateway's (text: for people).
     log_format: str = field(default="json", metadata={"env": "OCR_LOG_FORMAT", "instance": True,
                                                       "choices": ("json", "text")})
+    # Several hosts (docs/multihost.md): this host's address turns on cluster mode (a real Consul agent,
+    # services bound to it); join lists hosts already in the fleet, comma-separated.
+    advertise: str = field(default="", metadata={"env": "FLEET_ADVERTISE"})
+    join: str = field(default="", metadata={"env": "FLEET_JOIN"})
+    consul_servers: int = field(default=3, metadata={"env": "FLEET_CONSUL_SERVERS", "min": 1, "max": 7})
+    serf_port: int = field(default=8301, metadata={"env": "FLEET_CONSUL_SERF_PORT", **PORT})
+    raft_port: int = field(default=8300, metadata={"env": "FLEET_CONSUL_SERVER_PORT", **PORT})
     # The gateway's front door (docs/gateway.md): API keys, rate limits, TLS. Off by default.
     auth: int = field(default=0, metadata={"env": "FLEET_AUTH", **FLAG})
     rate: str = field(default="", metadata={"env": "FLEET_RATE", "pattern": RATE_PATTERN})  # "": no limit
@@ -86,13 +92,23 @@ class FleetConfig:
         return self.redis_url is None
 
     @property
+    def clustered(self) -> bool:
+        """Whether this host is one of several (FLEET_ADVERTISE set): see fleetctl/cluster.py."""
+        return bool(self.advertise)
+
+    @property
+    def gateway_host(self) -> str:
+        """Where this host's services listen: its advertised address, else loopback only."""
+        return self.advertise or "127.0.0.1"
+
+    @property
     def consul_address(self) -> str:
         """host:port of the Consul HTTP API, managed or external."""
-        return self.consul_addr or f"127.0.0.1:{self.consul_port}"
+        return self.consul_addr or f"{self.gateway_host}:{self.consul_port}"
 
     @property
     def redis_address(self) -> str:
-        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.redis_url or f"redis://{self.gateway_host}:{self.redis_port}/0"
 
     @property
     def gateway_url(self) -> str:

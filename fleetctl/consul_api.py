@@ -1,10 +1,12 @@
 """Thin helpers over py-consul: build a client from the fleet config, ask for the leader."""
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import consul
 import requests
+from consul.callback import CB
 
 from fleetctl.config import FleetConfig
 
@@ -25,6 +27,19 @@ def client_for(cfg: FleetConfig, *, timeout: float = 5.0) -> consul.Consul:
     """A client for the fleet's agent (managed or external); `timeout` bounds non-blocking calls."""
     scheme, host, port = split_address(cfg.consul_address)
     return consul.Consul(host=host, port=port, scheme=scheme, connections_timeout=timeout)
+
+
+def passing_entries(client: consul.Consul, service: str, index: int | None, wait: str,
+                    *, stale: bool = False) -> tuple[Any, list[dict[str, Any]]]:
+    """`/v1/health/service/<service>?passing`, blocking when `index` is given. A `stale` read is
+    answered by the agent's own server (or any server) with no leader, as during an election;
+    py-consul's health.service cannot ask for one, so this builds the request itself."""
+    params: list[tuple[str, Any]] = [("passing", "1")]
+    if index:
+        params += [("index", index), ("wait", wait)]
+    if stale:
+        params.append(("stale", "1"))
+    return client.http.get(CB.json(index=True), f"/v1/health/service/{service}", params=params)
 
 
 def leader(client: consul.Consul) -> str:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetctl import metrics_scrape, procs
+from fleetctl import cluster, metrics_scrape, procs
 from fleetctl.backends.base import (
     Backend,
     FleetError,
@@ -70,11 +70,11 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def busy_ports(base_port: int, span: int, own: Iterable[int]) -> set[int]:
+def busy_ports(base_port: int, span: int, own: Iterable[int], host: str = "127.0.0.1") -> set[int]:
     """Ports in [base, base+span) held by something that is not one of our instances."""
     mine = set(own)
     top = min(65536, base_port + span)
-    return {p for p in range(base_port, top) if p not in mine and not port_free(p)}
+    return {p for p in range(base_port, top) if p not in mine and not port_free(p, host)}
 
 
 def oversubscription_warning(cfg: FleetConfig, instances: int, cpus: int | None = None) -> str | None:
@@ -94,7 +94,7 @@ def make_plan(fleet: Fleet, desired: int) -> Plan:
     """The convergence plan for `desired` instances, from what the runtime reports right now."""
     actual = fleet.backend.list()
     span = desired + len(actual) + 64
-    busy = busy_ports(fleet.cfg.base_port, span, (i.port for i in actual))
+    busy = busy_ports(fleet.cfg.base_port, span, (i.port for i in actual), fleet.cfg.gateway_host)
     return plan(desired, actual, config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact()),
                 base_port=fleet.cfg.base_port, busy_ports=busy)
 
@@ -131,7 +131,7 @@ def apply_plan(fleet: Fleet, p: Plan, *, wait: bool = True, timeout: float = 180
 def start_instance(fleet: Fleet, instance_id: str, port: int, cfg_hash: str) -> InstanceInfo:
     """Start one instance labelled with the plan's config hash (the one its stale check used)."""
     spec = InstanceSpec(id=instance_id, port=port, config_hash=cfg_hash,
-                        env=instance_env(fleet.cfg, instance_id, port))
+                        env=instance_env(fleet.cfg, instance_id, port), host=fleet.cfg.gateway_host)
     info = fleet.backend.start(spec)
     fleet.report(f"{info.id}: started on {info.address} ({info.where})")
     return info
@@ -139,7 +139,7 @@ def start_instance(fleet: Fleet, instance_id: str, port: int, cfg_hash: str) -> 
 
 def passing_ids(fleet: Fleet) -> set[str]:
     """Service ids whose checks all pass; an unreachable agent counts as 'none yet'."""
-    health = health_by_id(fleet.consul, fleet.cfg.service_name)
+    health = health_by_id(fleet.consul, fleet.cfg.service_name, cluster.node_name(fleet.cfg))
     return {sid for sid, state in health.items() if state == "passing"}
 
 

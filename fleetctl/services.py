@@ -1,4 +1,7 @@
-"""The fleet's supporting daemons: a Consul dev agent, Redis, the nginx gateway and the sync loop.
+"""The fleet's supporting daemons: a Consul agent, Redis, the nginx gateway and the sync loop.
+
+The agent is `-dev` on a single machine, and a real server or client when the host is one of
+several (FLEET_ADVERTISE; fleetctl/cluster.py); every service then listens on that address.
 
 Each is found by its pid file checked against the live process (command line, and the
 environment for the sync loop), so a stale pid file never passes for a running service.
@@ -18,7 +21,7 @@ from typing import Any
 import psutil
 import redis
 
-from fleetctl import consul_api, gateway, procs, upstream
+from fleetctl import cluster, consul_api, gateway, procs, upstream
 from fleetctl.config import FleetConfig, format_value
 from fleetctl.gateway import GatewayError, NginxReloader
 
@@ -156,20 +159,27 @@ def _start_consul(cfg: FleetConfig) -> int:
     binary = procs.find_binary("consul", cfg.home)
     if binary is None:
         raise ServiceError("consul not found in $FLEET_HOME/bin or on PATH (run `fleetctl deps`)")
-    (cfg.home / "consul").mkdir(parents=True, exist_ok=True)
-    # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
-    # and a developer's fleet can run side by side.
-    argv = [
-        binary, "agent", "-dev", "-data-dir", str(cfg.home / "consul"), "-node", "ocr-fleet",
-        "-disable-host-node-id", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-        "-http-port", str(cfg.consul_port), "-dns-port", "-1", "-grpc-port", "-1",
-        "-serf-wan-port", "-1", "-serf-lan-port", str(procs.free_port()),
-        "-server-port", str(procs.free_port()), "-log-level", "warn",
-    ]
+    data_dir = cfg.home / "consul"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = cfg.clustered and cluster.is_server(cfg, data_dir)
+    if cfg.clustered:
+        argv = cluster.agent_argv(cfg, binary, data_dir, server=server)
+    else:
+        # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
+        # and a developer's fleet can run side by side.
+        argv = [
+            binary, "agent", "-dev", "-data-dir", str(data_dir), "-node", "ocr-fleet",
+            "-disable-host-node-id", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+            "-http-port", str(cfg.consul_port), "-dns-port", "-1", "-grpc-port", "-1",
+            "-serf-wan-port", "-1", "-serf-lan-port", str(procs.free_port()),
+            "-server-port", str(procs.free_port()), "-log-level", "warn",
+        ]
     pid = procs.spawn(
         argv, log_path=_log_file(cfg, "consul"), pid_path=_pid_file(cfg, "consul")
     )
-    _wait_alive_and_ready(cfg, "consul", pid, lambda: _consul_ready(cfg), timeout=30)
+    # A joining agent is ready once it knows the cluster's leader, a server once it also votes.
+    _wait_alive_and_ready(cfg, "consul", pid, lambda: _consul_ready(cfg) and (not server or cluster.is_voter(cfg)),
+                          timeout=60 if cfg.join else 30)
     return pid
 
 
@@ -179,7 +189,7 @@ def _start_redis(cfg: FleetConfig) -> int:
         raise ServiceError("redis-server not found (run `fleetctl deps`)")
     (cfg.home / "redis").mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, "--port", str(cfg.redis_port), "--bind", "127.0.0.1", "--save", "",
+        binary, "--port", str(cfg.redis_port), "--bind", cfg.gateway_host, "--save", "",
         "--appendonly", "no", "--daemonize", "no", "--dir", str(cfg.home / "redis"),
         "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "allkeys-lru",
         # Keep argv visible: it is how we recognise our own redis later.
@@ -283,6 +293,24 @@ def _stale_sync(cfg: FleetConfig) -> bool:
     return True
 
 
+def _refuse_address_change(cfg: FleetConfig) -> None:
+    """Our running agent listens where it was started; switching between one machine and cluster
+    mode (or to another address) under running instances would strand them, so ask for `down` first."""
+    pid = _live(cfg, "consul") if cfg.managed_consul else None
+    if pid is None:
+        return
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return
+    bound = argv[argv.index("-bind") + 1] if "-bind" in argv[:-1] else cfg.gateway_host
+    if bound != cfg.gateway_host:
+        raise ServiceError(
+            f"the fleet in {cfg.home} runs on {bound}, not {cfg.gateway_host} (FLEET_ADVERTISE): "
+            f"run `fleetctl down` first, then `fleetctl up` again"
+        )
+
+
 # --- public API --------------------------------------------------------------------------------
 
 def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
@@ -291,6 +319,7 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
         d.mkdir(parents=True, exist_ok=True)
     started: dict[str, bool] = {}
     with _lock(cfg):
+        _refuse_address_change(cfg)
         if cfg.managed_consul:
             started["consul"] = _live(cfg, "consul") is None
             if started["consul"]:

@@ -7,17 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fleetctl import metrics_scrape
+from fleetctl import cluster, metrics_scrape
 from fleetctl.backends.base import Backend, InstanceInfo
 from fleetctl.config import FleetConfig, format_value
 
 MAINTENANCE_CHECK = "_service_maintenance:"
 
 
-def health_by_id(consul: Any, service: str) -> dict[str, str]:
+def health_by_id(consul: Any, service: str, node: str | None = None) -> dict[str, str]:
     """Service id -> passing / warning / critical / maintenance, from the Consul health endpoint.
 
     An unreachable agent yields {} so callers show 'unknown' or keep polling instead of crashing.
+    `node` keeps one host's entries: on several hosts, every host has an instance called ocr-8001.
     """
     try:
         _, entries = consul.health.service(service)
@@ -25,6 +26,8 @@ def health_by_id(consul: Any, service: str) -> dict[str, str]:
         return {}
     result: dict[str, str] = {}
     for entry in entries or []:
+        if node is not None and (entry.get("Node") or {}).get("Node") != node:
+            continue
         sid = entry.get("Service", {}).get("ID", "")
         checks = entry.get("Checks") or []
         states = [c.get("Status", "critical") for c in checks]
@@ -112,7 +115,7 @@ def collect(
 ) -> FleetStatus:
     """Ask every source once (runtime, Consul, rendered upstream, each /metrics in parallel)."""
     pairs = [(b, info) for b in backends for info in b.list()]
-    health = health_by_id(consul, cfg.service_name)
+    health = health_by_id(consul, cfg.service_name, cluster.node_name(cfg))
     upstream = members(cfg)
     now = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(pairs)))) as pool:

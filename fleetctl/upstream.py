@@ -12,13 +12,14 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import consul
 
-from fleetctl import consul_api, gateway, procs
+from fleetctl import cluster, consul_api, gateway, procs
 from fleetctl.config import FleetConfig
 from fleetctl.gateway import GatewayError, NginxReloader, Reloader
 
@@ -69,11 +70,20 @@ def _backend(entry: dict[str, Any]) -> Backend | None:
 
 
 def passing_backends(
-    consul_client: consul.Consul, service: str, index: int | None, wait: str
+    consul_client: consul.Consul, service: str, index: int | None, wait: str,
+    down_nodes: Callable[[], set[str]] | None = None,
 ) -> tuple[int, list[Backend]]:
-    """A blocking query for the passing instances of `service` (returns at once when index is None)."""
-    new_index, entries = consul_client.health.service(service, passing=True, index=index, wait=wait)
-    backends = [b for b in (_backend(e) for e in entries or []) if b is not None]
+    """A blocking query for the passing instances of `service` (returns at once when index is None).
+
+    `down_nodes` names nodes gossip already knows are dead (several hosts: fleetctl/cluster.py);
+    their instances are left out before the catalog, which waits for a raft leader, says so.
+    """
+    # With down_nodes (several hosts) reads are stale: answered by any server, even mid-election.
+    new_index, entries = consul_api.passing_entries(consul_client, service, index, wait,
+                                                    stale=down_nodes is not None)
+    down = down_nodes() if down_nodes is not None and entries else set()
+    live = [e for e in entries or [] if (e.get("Node") or {}).get("Node") not in down]
+    backends = [b for b in (_backend(e) for e in live) if b is not None]
     return int(new_index or 0), backends
 
 
@@ -189,6 +199,7 @@ def _debounce(
     pending: list[Backend],
     min_wait: float,
     max_wait: float,
+    down_nodes: Callable[[], set[str]] | None = None,
 ) -> tuple[int, list[Backend]]:
     """Wait until the set has been quiet for min_wait, but never past max_wait since the first change."""
     now = time.monotonic()
@@ -198,7 +209,8 @@ def _debounce(
         remaining = until - time.monotonic()
         if remaining <= 0:
             break
-        new_index, backends = passing_backends(consul_client, cfg.service_name, index, _duration(remaining))
+        new_index, backends = passing_backends(consul_client, cfg.service_name, index, _duration(remaining),
+                                               down_nodes)
         if new_index < index:
             new_index = 0
         index = new_index
@@ -219,6 +231,7 @@ def run_sync_loop(
     query_wait: float = 5.0,
     backoff_cap: float = 5.0,
     guard: threading.Lock | None = None,
+    down_nodes: Callable[[], set[str]] | None = None,
 ) -> None:
     """Watch Consul until `stop_event` is set, keeping upstream.conf and nginx in step.
 
@@ -237,13 +250,13 @@ def run_sync_loop(
     while not stop_event.is_set():
         try:
             new_index, backends = passing_backends(
-                consul_client, cfg.service_name, index, _duration(query_wait)
+                consul_client, cfg.service_name, index, _duration(query_wait), down_nodes
             )
             if index is not None and new_index < index:
                 new_index = 0  # the agent restarted or its raft index went back: start over
             if applied is not None and _unique_sorted(backends) != _unique_sorted(applied):
                 new_index, backends = _debounce(
-                    cfg, consul_client, stop_event, new_index, backends, min_wait, max_wait
+                    cfg, consul_client, stop_event, new_index, backends, min_wait, max_wait, down_nodes
                 )
             index = new_index or None
         except consul_api.CONSUL_ERRORS as exc:
@@ -295,9 +308,16 @@ def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float 
 
     def target() -> None:
         try:
-            run_sync_loop(
-                cfg, consul_api.client_for(cfg), stop, min_wait=min_wait, max_wait=max_wait, guard=guard
-            )
+            if cfg.clustered:
+                # Gossip, not the catalog, says first that a host died; look every second.
+                client = consul_api.client_for(cfg)
+                # An election fails queries for a second or two: retry often, not after 5 s.
+                run_sync_loop(cfg, client, stop, min_wait=min_wait, max_wait=max_wait, guard=guard,
+                              query_wait=1.0, backoff_cap=0.5, down_nodes=lambda: cluster.down_nodes(client))
+            else:
+                run_sync_loop(
+                    cfg, consul_api.client_for(cfg), stop, min_wait=min_wait, max_wait=max_wait, guard=guard
+                )
         except BaseException as exc:  # noqa: BLE001 - reported below, not swallowed
             failure.append(exc)
             log.exception("sync loop crashed")

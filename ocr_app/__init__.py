@@ -29,9 +29,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask
 
-    from . import api, health
+    from . import api, health, jobs_api
     from .cache import ResultCache
     from .engine import build_engines
+    from .fanout import PageFanout
     from .fastpath import CacheHitFastPath
     from .handlers import register_error_handlers
     from .logs import AccessLog, configure_logging
@@ -53,9 +54,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
                         on_error=lambda: metrics.cache.labels(result="error").inc())
     service = OcrService(settings, metrics, cache, engine_factory or build_engines)
     app.extensions["ocr"] = service
+    app.extensions["ocr_fanout"] = PageFanout(settings.gateway_url, per_doc=settings.fanout_pages,
+                                              per_worker=settings.fanout_inflight,
+                                              read_timeout=float(settings.timeout))
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(jobs_api.bp)
     register_error_handlers(app, settings.max_upload_mb)
     fast = CacheHitFastPath(app.wsgi_app, service)
     access = AccessLog(fast, settings.instance_id, log_handler, settings.log_format)
@@ -64,4 +69,25 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
         service.start(background=background)
     if background:
         metrics.start_rss_sampler()
+    _start_jobs(app, service, consumers=load_engine)
     return app
+
+
+def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
+    """The job store, and this worker's consumer threads (after fork: gunicorn never preloads us)."""
+    from .job_consumers import JobWorkers
+    from .jobs import JobStore
+
+    settings = service.settings
+    if not settings.redis_url:
+        return
+    store = JobStore.from_url(settings.redis_url, ttl=settings.job_ttl, max_pending=settings.job_max_pending,
+                              timeout=settings.redis_timeout)
+    app.extensions["ocr_jobs"] = store
+    if consumers and settings.job_consumers:
+        workers = JobWorkers(store, settings.instance_id, settings.job_consumers, settings.job_claim_seconds,
+                             run_page=lambda data, options: service.ocr(data, page=options).data_json,
+                             can_take=service.idle, draining=lambda: service.draining,
+                             on_page=lambda outcome: service.metrics.job_pages.labels(result=outcome).inc())
+        app.extensions["ocr_job_workers"] = workers
+        workers.start()

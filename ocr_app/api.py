@@ -6,10 +6,20 @@ import binascii
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from .documents import PAGE_DISPATCH, PageDispatch, Recognition, image_page, recognize_upload
+from .documents import (
+    PAGE_DISPATCH,
+    PageAnswer,
+    PageDispatch,
+    Recognition,
+    image_page,
+    local_runner,
+    recognize_upload,
+)
 from .errors import (
     BadBase64,
     FormatNeedsOneFile,
@@ -19,9 +29,12 @@ from .errors import (
     TooManyFiles,
     UnsupportedContentType,
 )
+from .fanout import PAGE_HEADER, PageFanout, gateway_runner
 from .formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
+from .images import sniff_format
 from .logs import PROFILE_KEY
-from .options import RequestOptions, parse_options
+from .options import PageOptions, RequestOptions, parse_options
+from .pdf import is_pdf
 from .service import OcrService, Outcome
 
 log = logging.getLogger(__name__)
@@ -38,10 +51,31 @@ def _service() -> OcrService:
     return service
 
 
-def _dispatch() -> PageDispatch | None:
-    """How this app runs a document's pages; None means locally, one at a time (documents.local_runner)."""
-    dispatch: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
-    return dispatch
+@contextmanager
+def _dispatch(data: bytes) -> Iterator[PageDispatch | None]:
+    """How this request runs a document's pages: through the gateway over the whole fleet when this
+    worker may fan out one more document and the request is not itself a page; else locally."""
+    custom: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
+    fanout: PageFanout = current_app.extensions["ocr_fanout"]
+    if custom is not None or not (is_pdf(data) or sniff_format(data) == "TIFF"):
+        yield custom  # an image never needs a lease
+        return
+    service = _service()
+
+    def count(where: str) -> None:
+        service.metrics.fanout_pages.labels(where=where).inc()
+
+    with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
+        local = local_runner(service)
+        if not parallel:
+            def counted(page: bytes, options: PageOptions) -> PageAnswer:
+                count("local")
+                return local(page, options)
+
+            yield PageDispatch(counted)
+            return
+        runner = gateway_runner(fanout, local, PageAnswer, request.headers.get("X-Request-ID", ""), count)
+        yield PageDispatch(runner, parallel)
 
 
 @bp.before_request
@@ -79,7 +113,8 @@ def ocr() -> Response:
             raise FormatNeedsOneFile(options.format)
         return _batch(service, uploads, options, profile)
     _, data = uploads[0]
-    rec = recognize_upload(service, data, options, _dispatch())
+    with _dispatch(data) as dispatch:
+        rec = recognize_upload(service, data, options, dispatch)
     resp = Response(answer_body(rec, data, options, service.settings.instance_id, profile), status=200,
                     content_type=CONTENT_TYPES[options.format])
     resp.headers["X-Cache"] = rec.cache
@@ -113,7 +148,8 @@ def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: Reque
     parts = []
     for name, data in uploads:
         try:
-            rec = recognize_upload(service, data, options, _dispatch())
+            with _dispatch(data) as dispatch:
+                rec = recognize_upload(service, data, options, dispatch)
             body = answer_body(rec, data, options, service.settings.instance_id, profile)
         except OcrError as exc:
             body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,

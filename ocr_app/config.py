@@ -67,6 +67,13 @@ class Settings:
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
     log_format: str = field(default="text", metadata={"env": "OCR_LOG_FORMAT"})
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
+    job_ttl: int = field(default=3600, metadata={"env": "OCR_JOB_TTL", "min": 1})
+    job_consumers: int = field(default=1, metadata={"env": "OCR_JOB_CONSUMERS", "min": 0, "max": 16})
+    job_claim_seconds: float = field(default=30.0, metadata={"env": "OCR_JOB_CLAIM_SECONDS", "min": 0.5})
+    job_max_pending: int = field(default=1000, metadata={"env": "OCR_JOB_MAX_PENDING", "min": 1})
+    gateway_url: str = field(default="", metadata={"env": "OCR_GATEWAY_URL"})
+    fanout_pages: int = field(default=4, metadata={"env": "OCR_FANOUT_PAGES", "min": 1, "max": 64})
+    fanout_inflight: int = field(default=8, metadata={"env": "OCR_FANOUT_INFLIGHT", "min": 1, "max": 256})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

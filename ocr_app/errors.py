@@ -288,3 +288,73 @@ class UnknownProfile(OcrError):
     def __init__(self, name: str, valid: list[str]) -> None:
         super().__init__(f"unknown profile {name[:64]!r}: use one of {', '.join(valid)} (OCR_PROFILES)")
         self.valid = valid
+
+
+class JobNotFound(OcrError):
+    """No such job: it never existed, or it expired (OCR_JOB_TTL)."""
+
+    status = 404
+    code = 40450
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}: it never existed or expired (OCR_JOB_TTL)")
+
+
+class PageFailed(OcrError):
+    """A document page sent through the gateway was refused: the document answers with that page's status
+    and code (502/50250 only when the page's answer had no code)."""
+
+    status = 502
+    code = 50250
+
+
+class JobStoreUnavailable(OcrError):
+    """Jobs need Redis, which is down or not configured (OCR_REDIS_URL); /api/ocr keeps working."""
+
+    status = 503
+    code = 50350
+    retry_after = 2
+
+    def __init__(self, detail: str = "") -> None:
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"the job store (Redis, OCR_REDIS_URL) is unavailable{extra}; /api/ocr still works")
+
+
+class JobQueueFull(OcrError):
+    """More than OCR_JOB_MAX_PENDING job pages wait in the queue."""
+
+    status = 503
+    code = 50351
+    retry_after = 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the job queue holds more than {limit} pages (OCR_JOB_MAX_PENDING): retry later")
+
+
+class JobPageExpired(OcrError):
+    """A job's page data expired (OCR_JOB_TTL) before a consumer reached it: the job fails with this."""
+
+    status = 410
+    code = 41050
+
+    def __init__(self, page: int) -> None:
+        super().__init__(f"page {page} expired before it was processed (OCR_JOB_TTL)")
+
+
+class JobPageRepeatedlyFailed(OcrError):
+    """A job's page was delivered MAX_ATTEMPTS times without finishing (it killed its worker each time)."""
+
+    status = 500
+    code = 50050
+
+    def __init__(self, page: int, attempts: int) -> None:
+        super().__init__(f"page {page} was started {attempts} times and never finished")
+
+
+class JobNeedsOneFile(OcrError):
+    """A job takes one file: several were sent (a batch goes to /api/ocr)."""
+
+    code = 40050
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"a job takes one file, {count} were sent: send a batch to /api/ocr, or one job per file")

@@ -124,6 +124,14 @@ def post_worker_init(worker: Any) -> None:
     signal.signal(signal.SIGTERM, handle_term)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """A stopping worker takes no more job pages; the one in hand finishes or is claimed elsewhere."""
+    app = getattr(worker, "wsgi", None)
+    consumers = getattr(app, "extensions", {}).get("ocr_job_workers")
+    if consumers is not None:
+        consumers.stop()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from ocr_app.metrics import mark_worker_dead
 

@@ -21,6 +21,7 @@ from prometheus_client import (
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 CACHE_RESULTS = ("hit", "miss", "coalesced", "bypass", "error")
+JOB_PAGE_RESULTS = ("done", "failed", "retried", "taken_over")
 
 
 def multiprocess_dir() -> str | None:
@@ -54,6 +55,14 @@ class Metrics:
         self.worker_cpu = Gauge("ocr_worker_cpu_seconds", "CPU time (user+system) used by the live workers",
                                 registry=r, multiprocess_mode="livesum")
         self._process = psutil.Process()
+        self.fanout_pages = Counter("ocr_fanout_pages", "Document pages OCRed, by whether they went to the fleet",
+                                    ["where"], registry=r)
+        self.job_pages = Counter("ocr_job_pages", "Job pages this instance's consumers handled", ["result"],
+                                 registry=r)
+        for where in ("fleet", "local"):
+            self.fanout_pages.labels(where=where)
+        for outcome in JOB_PAGE_RESULTS:
+            self.job_pages.labels(result=outcome)
         for result in CACHE_RESULTS:  # export zeros so dashboards and ratios never miss a series
             self.cache.labels(result=result)
         for reason in ("queue_full", "not_ready"):

@@ -158,6 +158,25 @@ SCHEMAS: dict[str, Any] = {
             "cpu": {"type": "object", "description": "CPU flags offered and what the instance chose"},
         },
     },
+    "Job": {
+        "type": "object", "required": ["code", "msg", "job_id", "status", "progress"],
+        "properties": {
+            "code": {"const": 0}, "msg": {"const": "success"},
+            "job_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "progress": {"type": "object", "required": ["done", "total"],
+                         "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}},
+            "created": {"type": "number", "description": "Unix time of the submission"},
+            "updated": {"type": "number", "description": "Unix time of the last change"},
+            "result": {"description": "when done: the answer /api/ocr gives (without cost_time and instance)",
+                       "oneOf": [{"type": "object", "required": ["code", "msg", "data"],
+                                  "properties": {"code": {"const": 0}, "msg": {"const": "success"},
+                                                 "data": {"type": "array", "items": ref("Line")}}},
+                                 ref("DocumentResult")]},
+            "error": {"type": "object", "required": ["code", "msg"], "description": "when failed: the page's error",
+                      "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}}},
+        },
+    },
     "Error": {
         "type": "object", "required": ["code", "msg", "data"],
         "properties": {
@@ -211,6 +230,9 @@ OCR_PARAMETERS: list[dict[str, Any]] = [
      "description": "each document page also carries a small JPEG of itself"},
 ]
 
+JOB_ID: dict[str, Any] = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"},
+                          "description": "the id POST /api/jobs answered"}
+
 PATHS: dict[str, Any] = {
     "/api/ocr": {"post": {
         "operationId": "ocr", "summary": "Recognize the text in an image, a document, or a batch of files",
@@ -252,6 +274,46 @@ PATHS: dict[str, Any] = {
                                   (50301, 50302)),
         },
     }},
+    "/api/jobs": {"post": {
+        "operationId": "submitJob", "summary": "Queue an image or document for OCR and answer at once",
+        "description": "Takes what /api/ocr takes. The upload is checked first, so a bad file gets the same "
+                       "4xx as on /api/ocr. Each page is one entry of a Redis Stream that every instance reads.",
+        "parameters": [*OCR_PARAMETERS],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": ref("MultipartImage")},
+            "image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}},
+            "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+            "application/json": {"schema": ref("Base64Image")},
+        }},
+        "responses": {
+            "202": {"description": "queued", "content": json_content(ref("Job")),
+                    "headers": {"Location": {"schema": {"type": "string"}, "description": "/api/jobs/{job_id}"}}},
+            "400": error_response("no image or a malformed request"),
+            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB"),
+            "415": error_response("not an accepted image format or Content-Type"),
+            "422": error_response("the image or a page cannot be decoded, or is too large"),
+            "503": error_response("the job store is unavailable, or the job queue is full", True, (50350, 50351)),
+        },
+    }},
+    "/api/jobs/{job_id}": {
+        "get": {
+            "operationId": "getJob", "parameters": [JOB_ID],
+            "summary": "A job's status and progress, and its result once done",
+            "responses": {"200": {"description": "the job", "content": json_content(ref("Job"))},
+                          "404": error_response("no such job, or it expired (OCR_JOB_TTL)", codes=(40450,)),
+                          "503": error_response("the job store is unavailable", True, (50350,))},
+        },
+        "delete": {
+            "operationId": "cancelJob", "parameters": [JOB_ID],
+            "summary": "Cancel a job: its remaining pages are skipped, its result dropped",
+            "responses": {"200": {"description": "cancelled", "content": json_content({
+                "type": "object", "required": ["code", "msg", "job_id", "status"],
+                "properties": {"code": {"const": 0}, "msg": {"const": "success"}, "job_id": {"type": "string"},
+                               "status": {"const": "cancelled"}}})},
+                          "404": error_response("no such job, or it expired (OCR_JOB_TTL)", codes=(40450,)),
+                          "503": error_response("the job store is unavailable", True, (50350,))},
+        },
+    },
     "/api/profiles": {"get": {
         "operationId": "profiles", "summary": "The engine profiles served: models, runtime, precision, CPU",
         "responses": {"200": {"description": "the profiles", "content": json_content(ref("Profiles"))}},

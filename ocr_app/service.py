@@ -60,6 +60,10 @@ class Admission:
         with self._lock:
             self._count -= 1
 
+    @property
+    def in_use(self) -> int:
+        return self._count
+
 
 M_ARENA_MAX = -8
 M_MMAP_THRESHOLD = -3
@@ -160,6 +164,10 @@ class OcrService:
             warm.touch()
             return True
         return False
+
+    def idle(self) -> bool:
+        """Loaded, not draining and running no OCR: the only time a job consumer takes a page."""
+        return self._engine is not None and self.admission.in_use == 0 and not self.draining
 
     def ready_workers(self) -> int:
         """Workers whose engine is loaded: marker files of live processes (the master removes dead ones)."""

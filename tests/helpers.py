@@ -188,3 +188,17 @@ def worker_pids(master_pid: int) -> set[int]:
     import psutil
 
     return {p.pid for p in psutil.Process(master_pid).children()}
+
+
+# Words the recognizer reads reliably, so a random line is unique and still read back exactly.
+SAFE_WORDS = ("Alpha", "Bravo", "Delta", "Echo", "Golf", "Hotel", "Kilo", "Lima", "Mike", "Oscar", "Papa",
+              "Romeo", "Sierra", "Tango", "Victor", "Yankee", "Zulu", "Quebec", "India", "Juliet")
+
+
+def page_lines(n: int, prefix: str = "Page") -> list[str]:
+    """One line per page, "<prefix> <n> <word> <word>", fresh on every call (cache misses)."""
+    import random
+
+    rng = random.Random()
+    tag = " ".join(rng.sample(SAFE_WORDS, 2))
+    return [f"{prefix} {i} {tag}" for i in range(1, n + 1)]

@@ -135,7 +135,9 @@ def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
     """Hash of everything that shapes an instance, so drift shows and gets replaced (compose's idea):
     what it runs, and the environment it gets except its own identity."""
     env = instance_env(cfg, "", 0)
-    for own in ("OCR_PORT", "OCR_INSTANCE_ID"):
+    # The gateway's address is the fleet's, not the instance's shape: a moved gateway only sends
+    # documents' pages back to local OCR until instances are replaced (ocr_app/fanout.py falls back).
+    for own in ("OCR_PORT", "OCR_INSTANCE_ID", "OCR_GATEWAY_URL"):
         env.pop(own)
     relevant: dict[str, object] = {"backend": backend, "artifact": artifact, "env": env}
     if backend == "docker":
@@ -148,11 +150,12 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
     """The OCR_* environment an instance gets: its identity, where Consul and Redis are, and the
     instance settings of the table in fleetctl/config.py (see docs/architecture.md)."""
     return {
-        "OCR_HOST": "127.0.0.1",
+        "OCR_HOST": cfg.gateway_host,  # other hosts' gateways dial it there in cluster mode
         "OCR_PORT": str(port),
         "OCR_INSTANCE_ID": spec_id,
         "OCR_CONSUL_ADDR": cfg.consul_address,
         "OCR_REDIS_URL": cfg.redis_address,
         "OCR_SERVICE_NAME": cfg.service_name,
         **instance_settings(cfg),
+        "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet
     }

@@ -135,7 +135,7 @@ class DockerBackend(Backend):
         return InstanceInfo(
             id=labels.get(f"{LABEL}.instance", container.name),
             backend=self.name,
-            host="127.0.0.1",
+            host=self.cfg.gateway_host,  # host networking: the container binds OCR_HOST
             port=int(labels.get(f"{LABEL}.port", "0")),
             container_id=container.id,
             started_at=_parse_docker_time(container.attrs.get("State", {}).get("StartedAt", "")),

@@ -61,6 +61,9 @@ def test_ensure_is_idempotent_serves_and_stop_leaves_nothing(
     for name, state in again.items():
         assert state.running and not state.started, name
         assert state.pid == first[name].pid, f"{name} was restarted"
+    # Cluster mode on a running single-machine fleet: refused before anything changes.
+    with pytest.raises(services.ServiceError, match="fleetctl down"):
+        services.ensure_services(dataclasses.replace(cfg, advertise="127.0.0.2"))
 
     # The daemon follows the managed agent: a registered instance becomes reachable.
     echo = gw_backends()

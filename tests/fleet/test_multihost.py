@@ -1,0 +1,247 @@
+"""Four hosts on one machine, as docs/multihost.md runs them on real ones: 127.0.0.1 to 127.0.0.4.
+
+Each simulated host has its own FLEET_HOME, Consul agent, Redis, instance and gateway, all listening
+on its own loopback address on the same ports (as real hosts would), so nothing clashes. The test
+follows the guide: the first host bootstraps, two more join as servers, a fourth as a client; every
+gateway serves every host's instances. Under ab through one gateway, the raft leader's host and then
+the client host are lost to SIGKILL: each leaves every surviving upstream, ab sees no failed request,
+and the two servers left keep the cluster going.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import consul
+import psutil
+import pytest
+import requests
+from helpers import wait_for
+from test_fleet_integration import AbResult, parse_ab, word_png
+from test_fleet_integration import _tool_path as tool_path
+
+from fleetctl import cluster, upstream
+from fleetctl import config as fleet_config
+
+# One port per role, the same on every host (the block no other test uses).
+PORTS = {"FLEET_GATEWAY_PORT": 64080, "FLEET_CONSUL_PORT": 64500, "FLEET_REDIS_PORT": 64379,
+         "FLEET_BASE_PORT": 64101, "FLEET_CONSUL_SERF_PORT": 64301, "FLEET_CONSUL_SERVER_PORT": 64300}
+ADDRS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")  # the fourth joins as a Consul client
+AB_SECONDS = 120  # an upper bound: ab is stopped (SIGINT) once both hosts are lost
+
+
+@dataclass
+class Host:
+    """One simulated machine: its address, its FLEET_HOME and the environment fleetctl runs with."""
+
+    addr: str
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def cfg(self) -> fleet_config.FleetConfig:
+        return fleet_config.load({**self.env, "FLEET_ADVERTISE": self.addr})
+
+    @property
+    def gateway(self) -> str:
+        return f"http://{self.addr}:{PORTS['FLEET_GATEWAY_PORT']}"
+
+    @property
+    def instance(self) -> str:
+        return f"{self.addr}:{PORTS['FLEET_BASE_PORT']}"
+
+    def fleetctl(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "fleetctl", *args], env=self.env, cwd=self.home,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def run(self, *args: str, timeout: float = 240) -> str:
+        proc = self.fleetctl(*args)
+        out, _ = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            pytest.fail(f"[{self.addr}] fleetctl {' '.join(args)} exited {proc.returncode}:\n{out}")
+        return out
+
+    def consul(self) -> consul.Consul:
+        return consul.Consul(host=self.addr, port=PORTS["FLEET_CONSUL_PORT"], connections_timeout=2)
+
+    def members(self) -> set[str]:
+        return upstream.upstream_members(self.cfg)
+
+    def pids(self) -> set[int]:
+        """Every process of this host: whatever its pid files or command lines name, with children."""
+        found: set[int] = set()
+        roots: set[int] = set()
+        for path in self.home.rglob("*.pid"):
+            try:
+                roots.add(int(path.read_text().split()[0]))
+            except (ValueError, IndexError):
+                continue
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if str(self.home) in " ".join(proc.info["cmdline"] or ()):
+                roots.add(proc.pid)
+        found: set[int] = set()
+        for pid in roots - {os.getpid()}:
+            try:  # children too: nginx's workers name no path, and outlive a SIGKILLed master
+                found |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
+            except psutil.Error:
+                continue
+        return found
+
+
+def make_host(tmp: Path, addr: str) -> Host:
+    home = tmp / addr
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "OCR_"))}
+    env.update({k: str(v) for k, v in PORTS.items()}, FLEET_HOME=str(home), FLEET_BACKEND="process",
+               PYTHONUNBUFFERED="1")
+    tool_path(env)
+    return Host(addr, home, env)
+
+
+def kill_host(host: Host) -> None:
+    """A machine lost at once: SIGKILL to every process it runs (agent, instance, gateway, Redis).
+
+    All are stopped first, so no parent sees a child die and replaces it (nginx respawns workers).
+    """
+    pids = host.pids()
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def all_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Host]]:
+    tmp = tmp_path_factory.mktemp("multihost")
+    made = [make_host(tmp, addr) for addr in ADDRS]
+    try:
+        yield made
+    finally:
+        for host in made:
+            try:
+                host.fleetctl("down").communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                pass
+            kill_host(host)  # whatever `down` could not stop (a killed host's leftovers)
+
+
+def ab(host: Host, image: Path, seconds: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["ab", "-q", "-t", str(seconds), "-n", "1000000", "-c", "8", "-s", "30",
+         "-p", str(image), "-T", "image/png", f"{host.gateway}/api/ocr"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def ocr_via(host: Host, image: Path) -> requests.Response:
+    with requests.Session() as s:
+        s.trust_env = False
+        return s.post(f"{host.gateway}/api/ocr", data=image.read_bytes(),
+                      headers={"Content-Type": "image/png"}, timeout=60)
+
+
+def lose(victim: Host, watchers: list[Host]) -> dict[str, float]:
+    """SIGKILL a whole host; seconds until its instance left each watcher's upstream (30 s at most)."""
+    t0 = time.monotonic()
+    kill_host(victim)
+    gone: dict[str, float] = {}
+    while len(gone) < len(watchers) and time.monotonic() - t0 < 30:
+        for host in watchers:
+            if host.addr not in gone and victim.instance not in host.members():
+                gone[host.addr] = time.monotonic() - t0
+        time.sleep(0.02)
+    print(f"\nhost {victim.addr} SIGKILLed: out of the upstream of "
+          + ", ".join(f"{a} after {t:.2f}s" for a, t in gone.items()))
+    return gone
+
+
+def leader_of(hosts: list[Host]) -> str:
+    """The raft leader's address as the first host that answers sees it ('' while there is none)."""
+    for host in hosts:
+        try:
+            return str(host.consul().status.leader()).rpartition(":")[0]
+        except (requests.RequestException, consul.ConsulException):
+            continue
+    return ""
+
+
+def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
+    all_hosts: list[Host], tmp_path: Path
+) -> None:
+    hosts, client_host = all_hosts[:3], all_hosts[3]
+    first, second, third = hosts
+    image = tmp_path / "word.png"
+    image.write_bytes(word_png("multihost"))
+
+    # The guide's order: the first host bootstraps, the others join it.
+    assert first.run("up", "-n", "1", "--advertise", first.addr).strip().endswith(first.gateway)
+    for host in (second, third):
+        assert host.run("up", "-n", "1", "--advertise", host.addr, "--join", first.addr).strip().endswith(
+            host.gateway)
+
+    # Three voting servers now (a joining server's `up` waits for its vote: FLEET_CONSUL_SERVERS=3),
+    # so a fourth host joins as a client.
+    assert len(first.consul().status.peers()) == 3
+    assert all(cluster.is_voter(h.cfg) for h in hosts)
+    client_host.run("up", "-n", "1", "--advertise", client_host.addr, "--join", f"{first.addr},{second.addr}")
+    assert client_host.consul().agent.self()["Config"]["Server"] is False
+    assert len(first.consul().status.peers()) == 3
+
+    everyone = {h.instance for h in all_hosts}
+    for host in all_hosts:
+        wait_for(lambda h=host: h.members() == everyone, 30, f"every instance in {host.addr}'s upstream")
+    # Later commands on a host find its agent from the saved flags: status lists its own instance.
+    assert '"address": "127.0.0.2:64101"' in second.run("status", "--json")
+    assert ocr_via(second, image).status_code == 200  # warms the cache: ab is mostly hits
+
+    # While ab runs through a server host's gateway: lose the raft leader's host whole (a new leader
+    # must be elected before the catalog can mark the dead node), then the client host too.
+    leader = next(h for h in hosts if h.addr == leader_of(hosts))
+    through = next(h for h in hosts if h is not leader)
+    survivors = [h for h in all_hosts if h is not leader]
+    load = ab(through, image, AB_SECONDS)
+    try:
+        wait_for(lambda: ocr_via(through, image).status_code == 200, 10, "a surviving gateway serving")
+        time.sleep(2)  # ab's traffic is flowing through every instance before the loss
+        after_leader = lose(leader, survivors)
+        wait_for(lambda: leader_of(survivors) not in ("", leader.addr), 15, "a new raft leader")
+        after_client = lose(client_host, [h for h in survivors if h is not client_host])
+        time.sleep(2)
+        load.send_signal(signal.SIGINT)  # ab prints its results on SIGINT
+        out, _ = load.communicate(timeout=60)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    result: AbResult = parse_ab(out)
+    print(f"ab -c 8 through {through.addr}: {result.complete} requests, {result.real_failures} failed "
+          f"({result.length} Length-only differences, not failures)")
+    assert set(after_leader) == {h.addr for h in survivors}, "a dead host stayed in a surviving upstream"
+    assert set(after_client) == {h.addr for h in survivors if h is not client_host}
+    assert result.real_failures == 0, result.output
+
+    # Two servers of three go on: the catalog, both upstreams and both gateways.
+    left = [h for h in hosts if h is not leader]
+    assert all(h.members() == {g.instance for g in left} for h in left)
+    assert all(ocr_via(h, image).status_code == 200 for h in left)
+    # Each host's status shows its own instance, never another host's of the same id (ocr-64101).
+    for host in left:
+        rows = json.loads(host.run("status", "--json"))["instances"]
+        assert [(r["address"], r["health"], r["in_upstream"]) for r in rows] == [(host.instance, "passing", True)]
+
+    # The lost leader's host comes back: `up` (flags from cluster.json) rejoins from Consul's snapshot
+    # as a server again, and its instance is back in every live upstream.
+    leader.run("up", "-n", "1")
+    back = {h.instance for h in (*left, leader)}
+    for host in (*left, leader):
+        wait_for(lambda h=host: h.members() == back, 30, f"the returned host's instance in {host.addr}'s upstream")
+    assert len(through.consul().status.peers()) == 3
