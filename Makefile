@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?= 2
 export FLEET_HOME ?= $(CURDIR)/.fleet
 
-.PHONY: up down status deps venv test test-fast lint dist image bench bench-quick clean
+.PHONY: up down status deps venv test test-fast lint dist image bench bench-quick bench-gateway clean
 
 ## Install what is missing and start the embedded fleet behind http://127.0.0.1:8080
 up: venv deps
@@ -58,6 +58,10 @@ bench: venv deps
 
 bench-quick: venv deps
 	$(BIN)/python -m bench --quick
+
+# Warm hits at c=50: the gateway with API keys and its own cache vs one instance directly (own fleet).
+bench-gateway: venv deps
+	$(BIN)/python -m bench.gateway_bench
 
 clean:
 	-$(BIN)/fleetctl down

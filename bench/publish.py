@@ -24,6 +24,7 @@ numbers from different runs are not compared with each other.
 make up                # or let the bench start the fleet (it stops it again afterwards)
 make bench             # python -m bench: the full matrix, under 30 minutes on 2 cores
 make bench-quick       # python -m bench --quick: instances 2,1; concurrency 1,4,16; peer at c=4
+make bench-gateway     # warm hits at c=50 via the gateway with API keys and its own cache vs one instance
 python -m bench --images ~/photos        # your own photos instead of the generated set
 python -m bench --instances 2 --concurrency 4,50 --no-peer   # any part of the matrix
 python -m bench --smoke                  # self-test of the pipeline against a tiny built-in server

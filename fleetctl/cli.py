@@ -183,11 +183,24 @@ class BoundsType(click.ParamType):
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
                    "Both flags are saved in FLEET_HOME for the commands that follow.")
+@click.option("--auth", is_flag=True, default=None,
+              help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
+@click.option("--tls", is_flag=True, default=None,
+              help="Also serve HTTPS on FLEET_GATEWAY_TLS_PORT (8443) with FLEET_TLS_CERT/FLEET_TLS_KEY, "
+                   "or a self-signed pair made in FLEET_HOME/tls [default: FLEET_TLS or off].")
+@click.option("--cache", is_flag=True, default=None,
+              help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
+                   "[default: FLEET_GATEWAY_CACHE or off].")
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
-       bounds: tuple[int, int] | None, advertise: str | None, join: str | None) -> None:
+       bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
+       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
-    URL (idempotent)."""
+    URL, then the HTTPS one with --tls (idempotent).
+
+    Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
+    FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
+    """
     from fleetctl import cluster, deps, services
     from fleetctl.fleet import scale as converge
 
@@ -197,6 +210,8 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
             obj.cfg = cluster.validate(obj.cfg.replace(advertise=advertise, join=join))
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
+    obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
+                              gateway_cache=1 if cache else None)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if bounds is not None:
         from fleetctl.autoscale import policy_from
@@ -213,7 +228,10 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     if bounds is not None:
         pid = services.ensure_autoscaler(obj.cfg, chosen.name, *bounds)
         _progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
-    click.echo(obj.cfg.gateway_url)
+    if obj.cfg.gateway_http:
+        click.echo(obj.cfg.gateway_url)
+    if obj.cfg.tls:
+        click.echo(obj.cfg.gateway_tls_url)
 
 
 @main.command()
@@ -481,3 +499,55 @@ def render(ctx: click.Context) -> None:
     _, backends = upstream.passing_backends(obj.consul(), obj.cfg.service_name, None, "")
     click.echo(upstream.render_upstream(backends, obj.cfg), nl=False)
 
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the gateway (FLEET_AUTH=1, `up --auth`): only their hashes are kept, in Consul."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--rate", default="", help="This key's rate limit in nginx's form (10r/s, 600r/m) "
+                                         "[default: FLEET_RATE, or none].")
+@click.pass_context
+def keys_create(ctx: click.Context, name: str, rate: str) -> None:
+    """Make a key for client NAME and print it, alone, on the last line: it is shown only this once."""
+    from fleetctl import keys as api_keys
+
+    obj = _obj(ctx)
+    key, secret = api_keys.create(obj.consul(), obj.cfg, name, rate)
+    _progress(f"created key {key.name!r} (rate {key.rate or obj.cfg.rate or 'unlimited'}); "
+              f"send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    click.echo(secret)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """Every key's name, rate and creation time (never the key)."""
+    import datetime
+
+    from fleetctl import keys as api_keys
+
+    obj = _obj(ctx)
+    _, found = api_keys.fetch(obj.consul(), obj.cfg)
+    if as_json:
+        click.echo(json.dumps([{"name": k.name, "rate": k.rate, "created": k.created} for k in found], indent=2))
+        return
+    for k in found:
+        created = datetime.datetime.fromtimestamp(k.created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"{k.name}\t{k.rate or '-'}\t{created}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+@click.pass_context
+def keys_revoke(ctx: click.Context, name: str) -> None:
+    """Delete client NAME's key: every gateway refuses it within seconds (401)."""
+    from fleetctl import keys as api_keys
+
+    obj = _obj(ctx)
+    api_keys.revoke(obj.consul(), obj.cfg, name)
+    click.echo(f"revoked {name}")

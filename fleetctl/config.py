@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any
 
 BACKENDS = ("process", "docker", "swarm")
 PORT = {"min": 1, "max": 65535}
+FLAG = {"min": 0, "max": 1}
+# nginx's own rate form, as `limit_req_zone ... rate=` takes it: 10r/s, 600r/m.
+RATE_PATTERN = r"[1-9][0-9]{0,5}r/[sm]"
 
 
 class ConfigError(ValueError):
@@ -68,6 +72,21 @@ class FleetConfig:
     consul_servers: int = field(default=3, metadata={"env": "FLEET_CONSUL_SERVERS", "min": 1, "max": 7})
     serf_port: int = field(default=8301, metadata={"env": "FLEET_CONSUL_SERF_PORT", **PORT})
     raft_port: int = field(default=8300, metadata={"env": "FLEET_CONSUL_SERVER_PORT", **PORT})
+    # The gateway's front door (docs/gateway.md): API keys, rate limits, TLS. Off by default.
+    auth: int = field(default=0, metadata={"env": "FLEET_AUTH", **FLAG})
+    rate: str = field(default="", metadata={"env": "FLEET_RATE", "pattern": RATE_PATTERN})  # "": no limit
+    rate_burst: int = field(default=20, metadata={"env": "FLEET_RATE_BURST", "min": 0, "max": 100000})
+    tls: int = field(default=0, metadata={"env": "FLEET_TLS", **FLAG})
+    gateway_tls_port: int = field(default=8443, metadata={"env": "FLEET_GATEWAY_TLS_PORT", **PORT})
+    tls_cert: str = field(default="", metadata={"env": "FLEET_TLS_CERT"})  # "": self-signed in FLEET_HOME/tls
+    tls_key: str = field(default="", metadata={"env": "FLEET_TLS_KEY"})
+    gateway_http: int = field(default=1, metadata={"env": "FLEET_GATEWAY_HTTP", **FLAG})  # 0: HTTPS only
+    # Repeated identical uploads answered by nginx itself (docs/gateway.md); entries live OCR_CACHE_TTL.
+    gateway_cache: int = field(default=0, metadata={"env": "FLEET_GATEWAY_CACHE", **FLAG})
+    gateway_cache_mb: int = field(default=256, metadata={"env": "FLEET_GATEWAY_CACHE_MB", "min": 1})
+    # nginx workers: 1 leaves the cores to the OCR engines; more pays off when nginx answers cache hits.
+    gateway_workers: int = field(default=1, metadata={"env": "FLEET_GATEWAY_WORKERS", "min": 1, "max": 64})
+    cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "instance": True, "min": 1})
 
     @property
     def managed_consul(self) -> bool:
@@ -99,6 +118,10 @@ class FleetConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def gateway_tls_url(self) -> str:
+        return f"https://{self.gateway_host}:{self.gateway_tls_port}"
 
     @property
     def run_dir(self) -> Path:
@@ -164,6 +187,8 @@ def _validate(cfg: FleetConfig) -> FleetConfig:
             continue
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{meta['env']}={value!r} is not one of {', '.join(meta['choices'])}")
+        if "pattern" in meta and value and not re.fullmatch(meta["pattern"], value):
+            raise ConfigError(f"{meta['env']}={value!r} is not a rate like 10r/s or 600r/m")
         lo, hi = meta.get("min"), meta.get("max")
         if lo is not None and value < lo or hi is not None and value > hi:
             bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"

@@ -13,7 +13,8 @@ from fleetctl import procs, resources
 from fleetctl.backends.base import FleetError
 from fleetctl.config import FleetConfig
 
-RUNTIME_TOOLS = ("nginx", "redis-server", "consul", "ab")
+# nginx-lua: Debian's libnginx-mod-http-lua, which API keys and the gateway's cache need (a module, not a program).
+RUNTIME_TOOLS = ("nginx", "nginx-lua", "redis-server", "consul", "ab")
 INSTALL_HINT = "fleetctl deps"
 
 
@@ -24,6 +25,7 @@ class DepsError(FleetError):
 def needed(cfg: FleetConfig) -> tuple[str, ...]:
     """What `up` starts itself: nginx always, Consul and Redis unless external ones are configured."""
     tools = ["nginx"]
+    tools += ["nginx-lua"] if cfg.auth or cfg.gateway_cache else []
     tools += ["consul"] if cfg.managed_consul else []
     tools += ["redis-server"] if cfg.managed_redis else []
     return tuple(tools)
@@ -31,7 +33,16 @@ def needed(cfg: FleetConfig) -> tuple[str, ...]:
 
 def locate(cfg: FleetConfig, tools: Sequence[str] = RUNTIME_TOOLS) -> dict[str, str | None]:
     """Each tool's path as fleetctl would run it (FLEET_HOME/bin, then PATH, then sbin), or None."""
-    return {tool: procs.find_binary(tool, cfg.home) for tool in tools}
+    return {tool: _lua_module() if tool == "nginx-lua" else procs.find_binary(tool, cfg.home) for tool in tools}
+
+
+def _lua_module() -> str | None:
+    from fleetctl.gateway import GatewayError, lua_modules
+
+    try:
+        return str(lua_modules()[-1])
+    except GatewayError:
+        return None
 
 
 def missing(cfg: FleetConfig, tools: Sequence[str] = RUNTIME_TOOLS) -> list[str]:

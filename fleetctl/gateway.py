@@ -134,16 +134,99 @@ def render_nginx_conf(cfg: FleetConfig) -> str:
         "temp_uwsgi": quote_path(tmp / "uwsgi"),
         "temp_scgi": quote_path(tmp / "scgi"),
         "upstream_conf": quote_path(upstream_conf_path(cfg)),
-        "listen": f"{cfg.gateway_host}:{cfg.gateway_port}",
+        "clients_conf": quote_path(cfg.nginx_dir / "clients.conf"),
+        **front_door(cfg),
         "max_upload_mb": format_value(cfg.max_upload_mb),
+        "body_buffer": f"{BODY_BUFFER_KB}k",
+        "worker_processes": cfg.gateway_workers,
         # nginx sizes are whole numbers: a fractional MB limit is rounded up to whole KiB, never down.
         "max_body_size": f"{math.ceil(cfg.max_upload_mb * 1024)}k",
     }
     return fill(template_text(cfg, "nginx.conf.tmpl"), values)
 
 
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")  # the Lua module needs NDK loaded first
+MODULE_DIRS = (Path("/usr/lib/nginx/modules"), Path("/usr/lib64/nginx/modules"), Path("/usr/share/nginx/modules"))
+
+
+def lua_modules() -> list[Path]:
+    """Debian's libnginx-mod-http-lua, which FLEET_AUTH needs to hash keys."""
+    for directory in MODULE_DIRS:
+        found = [directory / name for name in LUA_MODULES]
+        if all(p.is_file() for p in found):
+            return found
+    raise GatewayError("FLEET_AUTH needs nginx's Lua module: run `fleetctl deps` "
+                       "(apt-get install libnginx-mod-http-lua)")
+
+
+def front_door(cfg: FleetConfig) -> dict[str, str]:
+    """The placeholders that turn API keys (FLEET_AUTH) and HTTPS (FLEET_TLS) on; off, nginx.conf is as before."""
+    listen = [f"listen {cfg.gateway_host}:{cfg.gateway_port};"] if cfg.gateway_http else []
+    if cfg.tls:
+        from fleetctl import tls
+
+        cert, key = tls.certificate(cfg)
+        listen += [f"listen {cfg.gateway_host}:{cfg.gateway_tls_port} ssl;",
+                   f"ssl_certificate {quote_path(cert)};", f"ssl_certificate_key {quote_path(key)};",
+                   "ssl_protocols TLSv1.2 TLSv1.3;", "ssl_session_cache shared:fleet_tls:1m;"]
+    if not listen:
+        raise GatewayError("FLEET_GATEWAY_HTTP=0 turns plain HTTP off: it needs FLEET_TLS=1 (up --tls)")
+    values = {"listen": "\n".join(listen), "modules": "# (none: FLEET_AUTH and FLEET_GATEWAY_CACHE are off)",
+              "auth_headers": "# (FLEET_AUTH off: no keys)", "auth_server": "# (FLEET_AUTH off: /api/ is open)",
+              **_cache(cfg)}
+    if cfg.auth or cfg.gateway_cache:
+        values["modules"] = "\n".join(f"load_module {quote_path(p)};" for p in lua_modules())
+    if cfg.auth:
+        # The instance learns who called (X-Client); the key itself goes no further than the gateway.
+        values["auth_headers"] = ('proxy_set_header X-Client $fleet_client;\n'
+                                  'proxy_set_header Authorization "";\nproxy_set_header X-API-Key "";')
+        values["auth_server"] = template_text(cfg, "auth-server.conf.tmpl").rstrip("\n")
+    return values
+
+
+# Typical images stay in memory (and only those are hashed for the gateway's cache); bigger ones spill.
+BODY_BUFFER_KB = 1024
+AUTH_CHECK = 'if ($fleet_client = "") {\n    return 401;\n}'
+
+
+def cache_dir(cfg: FleetConfig) -> Path:
+    return cfg.nginx_dir / "cache"
+
+
+def _cache(cfg: FleetConfig) -> dict[str, str]:
+    """The gateway's own cache of answers (FLEET_GATEWAY_CACHE): a size bound and OCR_CACHE_TTL."""
+    if not cfg.gateway_cache:
+        return {"cache_http": "# (FLEET_GATEWAY_CACHE off: every request reaches an instance)",
+                "cache_server": "# (FLEET_GATEWAY_CACHE off)"}
+    http = "\n".join([
+        f"proxy_cache_path {quote_path(cache_dir(cfg))} levels=1:2 keys_zone=fleet_cache:10m "
+        f"max_size={cfg.gateway_cache_mb}m inactive={cfg.cache_ttl}s use_temp_path=off;",
+        "map $upstream_cache_status $fleet_x_cache {", "    HIT HIT;", "    default $upstream_http_x_cache;", "}",
+        # Stored only when the instance says its answer is a cacheable one: a batch (per-file errors
+        # inside a 200) has no X-Cache, and BYPASS is a no-cache request.
+        "map $upstream_http_x_cache $fleet_no_store {", '    MISS "";', '    HIT "";', '    COALESCED "";',
+        "    default 1;", "}",
+    ])
+    server = fill(template_text(cfg, "cache-server.conf.tmpl"), {
+        "auth_check": AUTH_CHECK if cfg.auth else "# (FLEET_AUTH off)", "cache_ttl": cfg.cache_ttl,
+        "body_buffer_bytes": BODY_BUFFER_KB * 1024,
+    }).rstrip("\n")
+    return {"cache_http": http, "cache_server": server}
+
+
+def front_door_state(cfg: FleetConfig) -> dict[str, object]:
+    """What the nginx.conf on disk turns on (`up --auth/--tls/--cache` may differ from the environment)."""
+    try:
+        text = nginx_conf_path(cfg).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    tls = re.search(r"^\s*listen\s+(\S+)\s+ssl;", text, re.MULTILINE)
+    return {"auth": "set_by_lua_block $fleet_key_hash" in text, "tls": f"https://{tls.group(1)}" if tls else None,
+            "gateway_cache": "proxy_cache fleet_cache;" in text}
+
+
 def make_dirs(cfg: FleetConfig) -> None:
-    for d in (cfg.nginx_dir / "tmp", cfg.nginx_dir / "logs", cfg.run_dir, cfg.log_dir):
+    for d in (cfg.nginx_dir / "tmp", cfg.nginx_dir / "logs", cfg.nginx_dir / "cache", cfg.run_dir, cfg.log_dir):
         d.mkdir(parents=True, exist_ok=True)
 
 
@@ -233,18 +316,22 @@ def _worker_pids(master: int) -> set[int]:
 
 def start_nginx(cfg: FleetConfig, *, timeout: float = 10.0) -> int:
     """Start the master (it daemonizes itself) and wait until it answers /nginx-health."""
-    if procs.port_open(cfg.gateway_host, cfg.gateway_port):
-        # Say which setting to change instead of nginx's five bind() retries.
-        raise GatewayError(
-            f"{cfg.gateway_host}:{cfg.gateway_port} is already in use by another process (FLEET_GATEWAY_PORT)"
-        )
+    ports = {"FLEET_GATEWAY_PORT": cfg.gateway_port} if cfg.gateway_http else {}
+    ports.update({"FLEET_GATEWAY_TLS_PORT": cfg.gateway_tls_port} if cfg.tls else {})
+    for setting, port in ports.items():
+        if procs.port_open(cfg.gateway_host, port):
+            # Say which setting to change instead of nginx's five bind() retries.
+            raise GatewayError(f"{cfg.gateway_host}:{port} is already in use by another process ({setting})")
     result = subprocess.run(nginx_argv(cfg), capture_output=True, text=True, timeout=30, check=False)
     if result.returncode != 0:
         raise GatewayError(f"nginx did not start: {(result.stderr or result.stdout).strip()}")
     health = f"{cfg.gateway_url}/nginx-health"
+    if not cfg.gateway_http:  # HTTPS only: a listening TLS port is as far as a check without the CA goes
+        health = f"{cfg.gateway_tls_url} (FLEET_GATEWAY_TLS_PORT)"
     try:
         procs.wait_for(
-            lambda: master_pid(cfg) is not None and procs.http_ok(health),
+            lambda: master_pid(cfg) is not None and (
+                procs.http_ok(health) if cfg.gateway_http else procs.port_open(cfg.gateway_host, cfg.gateway_tls_port)),
             timeout=timeout,
             what=f"nginx to answer {health}",
         )

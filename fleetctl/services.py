@@ -238,20 +238,59 @@ def _ensure_nginx(cfg: FleetConfig) -> tuple[int, bool]:
         # nginx.conf includes it; the placeholder answers JSON 503 until sync fills it in.
         procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([], cfg))
     reloader = NginxReloader(cfg)
+    clients_changed = _write_clients(cfg)
     if new != old:
         try:
             gateway.install_validated(conf, new, old, reloader)
         except GatewayError as exc:
             raise ServiceError(f"rendered nginx.conf is invalid, kept the previous one: {exc}") from None
+    elif clients_changed:
+        reloader.validate()
     pid = gateway.master_pid(cfg)
     if pid is not None:
-        if new != old:
+        if new != old or clients_changed:
             reloader.reload()
         return pid, False
     try:
         return gateway.start_nginx(cfg), True
     except GatewayError as exc:
         raise ServiceError(str(exc)) from None
+
+
+def _write_clients(cfg: FleetConfig) -> bool:
+    """clients.conf (keys and rate limits) as nginx.conf now expects it; the sync loop keeps it current."""
+    from fleetctl import access
+
+    client = consul_api.client_for(cfg, timeout=2.0)
+    try:
+        new = access.render_clients(cfg, access.current_keys(cfg, client))
+    finally:
+        consul_api.close(client)
+    path = access.clients_conf_path(cfg)
+    if path.is_file() and path.read_text(encoding="utf-8") == new:
+        return False
+    procs.write_atomic(path, new)
+    return True
+
+
+# Settings the sync loop renders from: a loop started with other values is replaced, not kept.
+SYNC_SETTINGS = ("FLEET_AUTH", "FLEET_RATE", "FLEET_RATE_BURST")
+
+
+def _stale_sync(cfg: FleetConfig) -> bool:
+    """True when our sync loop runs with other front-door settings than `cfg` (stopped here, then restarted)."""
+    pid = _live(cfg, "sync")
+    if pid is None:
+        return False
+    env = fleet_env(cfg)
+    try:
+        running = psutil.Process(pid).environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    if all(running.get(name) == env.get(name) for name in SYNC_SETTINGS):
+        return False
+    procs.stop_process(pid, grace=10)
+    return True
 
 
 def _refuse_address_change(cfg: FleetConfig) -> None:
@@ -290,6 +329,7 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
             if started["redis"]:
                 _start_redis(cfg)
         started["nginx"] = _ensure_nginx(cfg)[1]
+        _stale_sync(cfg)
         started["sync"] = _live(cfg, "sync") is None
         if started["sync"]:
             _start_sync(cfg)
@@ -320,7 +360,8 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
     states["nginx"] = ServiceState(
         "nginx", True, running=nginx_pid is not None, pid=nginx_pid, address=cfg.gateway_url,
         log=str(gateway.error_log_path(cfg)),
-        detail={"access_log": str(gateway.access_log_path(cfg)), "config": str(gateway.nginx_conf_path(cfg))},
+        detail={"access_log": str(gateway.access_log_path(cfg)), "config": str(gateway.nginx_conf_path(cfg)),
+                **gateway.front_door_state(cfg)},
     )
     sync_pid = _live(cfg, "sync")
     state = upstream.read_state(cfg)

@@ -46,6 +46,7 @@ class Backend:
     id: str
     host: str
     port: int
+    namespace: str = ""  # the instance's cache namespace (Consul meta cache_ns): models and pipeline
 
     @property
     def address(self) -> str:
@@ -62,7 +63,10 @@ def _backend(entry: dict[str, Any]) -> Backend | None:
     if not _HOST.match(host) or not 0 < int(port) < 65536:
         log.warning("ignoring instance %s with unusable address %r:%r", sid, host, port)
         return None
-    return Backend(id=sid, host=host, port=int(port))
+    meta = service.get("Meta") or {}
+    namespace = str(meta.get("cache_ns") or "")
+    namespace = namespace if re.fullmatch(r"[\w.:\-]{1,200}", namespace) else ""
+    return Backend(id=sid, host=host, port=int(port), namespace=namespace)
 
 
 def passing_backends(
@@ -97,8 +101,15 @@ def render_upstream(backends: list[Backend], cfg: FleetConfig) -> str:
     lines = [f"server {b.address} {SERVER_PARAMS};  # {b.id}" for b in unique] or [PLACEHOLDER_SERVER]
     return gateway.fill(
         gateway.template_text(cfg, "upstream.conf.tmpl"),
-        {"servers": "\n".join(lines), "backend_count": len(unique)},
+        {"servers": "\n".join(lines), "backend_count": len(unique), "cache_ns": fleet_namespace(unique)},
     )
+
+
+def fleet_namespace(backends: list[Backend]) -> str:
+    """The one cache namespace every instance announces; "" (the gateway's cache stands aside) while
+    they differ, e.g. during a rolling model change, or when one announces none."""
+    found = {b.namespace for b in backends}
+    return found.pop() if len(found) == 1 else ""
 
 
 def upstream_members(cfg: FleetConfig) -> set[str]:
@@ -316,6 +327,14 @@ def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float 
     signal.signal(signal.SIGINT, on_signal)
     thread = threading.Thread(target=target, name="fleet-sync", daemon=True)
     thread.start()
+    if cfg.auth:
+        from fleetctl import access  # API keys: a second watch, on Consul's KV, sharing the reload guard
+
+        keys_thread = threading.Thread(
+            target=access.run_keys_loop, name="fleet-keys", daemon=True,
+            args=(cfg, consul_api.client_for(cfg), stop, guard, NginxReloader(cfg)),
+        )
+        keys_thread.start()
     log.info(
         "sync loop started (pid %d, service %r, consul %s)", os.getpid(), cfg.service_name, cfg.consul_address
     )

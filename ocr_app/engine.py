@@ -19,13 +19,10 @@ import cv2
 import numpy as np
 
 from .config import Settings
+from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
 
 log = logging.getLogger(__name__)
-
-# Bump when pre- or post-processing changes what a given image returns: it is part of the cache key.
-PIPELINE_VERSION = "2"  # 2: lines in reading order, turned pages read upright (OCR_ORIENTATION)
-
 
 
 class EngineError(RuntimeError):

@@ -5,6 +5,8 @@ re-registers whenever the agent forgets the service (a restarted dev agent start
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import threading
@@ -46,6 +48,11 @@ class Registration:
     def enabled(self) -> bool:
         return self._client is not None
 
+    @functools.cached_property
+    def cache_namespace(self) -> str:
+        """Hashed once: the model files do not change under a running instance."""
+        return _cache_namespace(self.settings)
+
     def service_definition(self) -> dict[str, Any]:
         s = self.settings
         url = f"http://{s.advertise_host}:{s.advertise_port}/ready"
@@ -55,7 +62,8 @@ class Registration:
             "address": s.advertise_host,
             "port": s.advertise_port,
             "tags": TAGS,
-            "meta": {"instance": s.instance_id, "pid": str(os.getpid())},
+            # cache_ns: what besides the bytes decides an answer; the gateway's cache keys on it.
+            "meta": {"instance": s.instance_id, "pid": str(os.getpid()), "cache_ns": self.cache_namespace},
             "check": consul.Check.http(url, CHECK_INTERVAL, timeout=CHECK_TIMEOUT,
                                        deregister=DEREGISTER_AFTER),
         }
@@ -110,3 +118,24 @@ class Registration:
                 pause = KEEPER_PERIOD
                 continue
             pause = KEEPER_PERIOD if self.register() else min(pause * 2, KEEPER_PERIOD)
+
+
+def _cache_namespace(settings: Settings) -> str:
+    """One digest of what besides the bytes decides any answer of this instance: every profile's name,
+    model files and detection parameters, the pipeline version, the detection limits and page
+    orientation. The gateway's cache keys on it, so a model change anywhere is a new key. "" if the models cannot be read (no
+    gateway cache then). Light on purpose: no OpenCV or ONNX Runtime in the gunicorn master."""
+    from .pipeline import PIPELINE_VERSION
+    from .profiles import ProfileError, plan, sha256_file
+
+    try:
+        h = hashlib.sha256(f"p{PIPELINE_VERSION}:d{settings.det_limit_side}-{settings.det_max_side}"
+                           f":o{settings.orientation}".encode())
+        for name, profile in sorted(plan(settings).items()):
+            h.update(f"|{name}|{profile.name}|{sorted(profile.det_params.items())}".encode())
+            for path in profile.files():
+                h.update(sha256_file(path).encode())
+    except (ProfileError, OSError) as exc:
+        log.warning("no cache namespace for the gateway (%s): its cache stands aside", exc)
+        return ""
+    return h.hexdigest()[:32]

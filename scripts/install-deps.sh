@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the fleet and its tests need from outside PyPI: nginx, Redis, ab,
-# fonts, jemalloc and Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
+# Install what the fleet and its tests need from outside PyPI: nginx (with its Lua
+# module, for API keys and the gateway's cache), Redis, ab, fonts, jemalloc and
+# Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
 # $FLEET_HOME/bin. Idempotent: when everything is present it only checks (~1 s).
 # `fleetctl deps` runs the copy of this script that ships in the package.
 #
@@ -29,6 +30,7 @@ done
 # package<TAB>how to tell it is there: a command name, or "dpkg" for a package
 # that installs no command.
 wanted="nginx	nginx
+libnginx-mod-http-lua	dpkg
 redis-server	redis-server
 apache2-utils	ab
 libjemalloc2	dpkg"

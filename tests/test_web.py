@@ -316,3 +316,61 @@ def test_pdf_shows_each_page_with_its_boxes(page: Page) -> None:
         assert img["y"] + 0.1 * img["height"] < box["y"] < img["y"] + 0.3 * img["height"]
     assert page.get_attribute("#status", "data-state") == "done"
     assert "on 2 pages" in page.inner_text("#status-text")
+
+
+@pytest.fixture(scope="module")
+def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A real nginx with API keys on (FLEET_AUTH=1) in front of the instance; yields (url, a valid key)."""
+    from urllib.parse import urlsplit
+
+    from fleetctl import access, gateway, keys, procs, upstream
+    from fleetctl.config import FleetConfig
+
+    parts = urlsplit(base_url)
+    cfg = FleetConfig(home=tmp_path_factory.mktemp("gw") / "fleet", gateway_port=free_port(), auth=1)
+    secret = "ocr_" + "browser-test-key-0123456789abcdefghijklmnop"
+    gateway.make_dirs(cfg)
+    procs.write_atomic(gateway.nginx_conf_path(cfg), gateway.render_nginx_conf(cfg))
+    backend = upstream.Backend(id="web", host=parts.hostname or "127.0.0.1", port=parts.port or 80)
+    procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([backend], cfg))
+    procs.write_atomic(access.clients_conf_path(cfg),
+                       access.render_clients(cfg, [keys.ApiKey("browser", keys.key_hash(secret))]))
+    gateway.start_nginx(cfg)
+    try:
+        yield cfg.gateway_url + "/", secret
+    finally:
+        gateway.stop_nginx(cfg, grace=5)
+
+
+def test_page_asks_for_an_api_key_once_and_keeps_it(keyed_gateway: tuple[str, str],
+                                                    browser: BrowserContext) -> None:
+    url, secret = keyed_gateway
+    page = browser.new_page()
+    asked: list[str] = []
+    answers = iter(["wrong-key", secret])
+
+    def on_dialog(dialog: object) -> None:
+        asked.append(dialog.message)  # type: ignore[attr-defined]
+        dialog.accept(next(answers))  # type: ignore[attr-defined]
+
+    page.on("dialog", on_dialog)
+    try:
+        page.goto(url)
+        png, _ = _render("KEY 7")
+        # A wrong key: asked once, the gateway's 401 message is shown.
+        page.set_input_files("#file-input", files=[{"name": "k.png", "mimeType": "image/png", "buffer": png}])
+        page.wait_for_selector("#error:not([hidden])", timeout=OCR_TIMEOUT_MS)
+        assert "API key is not valid" in page.locator("#error").inner_text()
+        assert len(asked) == 1 and "API key" in asked[0]
+        # Next upload: asked again (the stored key was refused), then answered with the real one.
+        page.set_input_files("#file-input", files=[{"name": "k.png", "mimeType": "image/png", "buffer": png}])
+        assert "KEY7" in _squash(" ".join(_lines(page)))
+        assert len(asked) == 2
+        assert page.evaluate("localStorage.getItem('ocr-fleet-api-key')") == secret
+        # Kept: a reload and another upload ask nothing.
+        page.reload()
+        with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+            page.set_input_files("#file-input", files=[{"name": "k.png", "mimeType": "image/png", "buffer": png}])
+        assert info.value.status == 200 and len(asked) == 2
+    finally:
+        page.close()

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gw_servers import ConsulAgent, EchoServer
+from gw_servers import ConsulAgent, EchoServer, Gateway
 from helpers import consul_binary, free_port
 
-from fleetctl import gateway, procs, upstream
+from fleetctl import access, gateway, procs, upstream
 from fleetctl.config import FleetConfig
 
 
@@ -39,6 +39,7 @@ def gw_nginx(gw_cfg: FleetConfig) -> Iterator[int]:
     gateway.make_dirs(gw_cfg)
     procs.write_atomic(gateway.nginx_conf_path(gw_cfg), gateway.render_nginx_conf(gw_cfg))
     procs.write_atomic(gateway.upstream_conf_path(gw_cfg), upstream.render_upstream([], gw_cfg))
+    procs.write_atomic(access.clients_conf_path(gw_cfg), access.render_clients(gw_cfg, []))
     pid = gateway.start_nginx(gw_cfg)
     yield pid
     gateway.stop_nginx(gw_cfg, grace=5)
@@ -56,3 +57,19 @@ def gw_backends() -> Iterator[Callable[[], EchoServer]]:
     yield make
     for b in made:
         b.close()
+
+
+@pytest.fixture
+def start_gateway(gw_consul: ConsulAgent, gw_backends: Callable[[], EchoServer]) -> Iterator[
+        Callable[[FleetConfig], Gateway]]:
+    """Gateways in front of one registered echo backend; all stopped at the end."""
+    gw_consul.register(gw_backends())
+    made: list[Gateway] = []
+
+    def start(cfg: FleetConfig) -> Gateway:
+        made.append(Gateway(cfg, gw_consul))
+        return made[-1]
+
+    yield start
+    for g in made:
+        g.close()

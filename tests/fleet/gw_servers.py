@@ -1,15 +1,22 @@
 """Real servers for the gateway tests: a restartable Consul agent and tiny HTTP echo backends."""
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import consul
 import requests
 from helpers import Proc, consul_binary, free_port, spawn, wait_for
+
+from fleetctl import access, gateway, procs, upstream
+from fleetctl.config import FleetConfig
+from fleetctl.gateway import NginxReloader
 
 
 class HasPort(Protocol):
@@ -61,21 +68,39 @@ class ConsulAgent:
         self.client.http.session.close()
 
 
+_COUNT = [0]
+_COUNT_LOCK = threading.Lock()
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Answers every request with JSON naming this backend and echoing what nginx sent."""
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        with _COUNT_LOCK:
+            _COUNT[0] += 1
+            served = _COUNT[0]
+        # ?status=NNN answers with that status (the gateway cache must not keep it).
+        status = int(parse_qs(urlsplit(self.path).query).get("status", ["200"])[0])
         payload = json.dumps({
+            "served": served,  # a new number each time a request reaches a backend (not a cache hit)
+            "body_md5": hashlib.md5(body).hexdigest(),
+            "content_type": self.headers.get("Content-Type"),
             "port": self.server.server_address[1],
             "path": self.path,
             "method": self.command,
             "body_bytes": len(body),
             "request_id": self.headers.get("X-Request-ID"),
+            # What the gateway passes on about the caller (API keys: docs/gateway.md).
+            "client": self.headers.get("X-Client"),
+            "authorization": self.headers.get("Authorization"),
+            "api_key": self.headers.get("X-API-Key"),
         }).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if "xcache=none" not in self.path:  # as the app's batch answers: no X-Cache
+            self.send_header("X-Cache", "MISS")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("X-Request-ID", self.headers.get("X-Request-ID") or "")
         self.end_headers()
@@ -105,3 +130,43 @@ class EchoServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Gateway:
+    """One gateway as `up` runs it: nginx plus the sync loop's two watches (instances and keys)."""
+
+    def __init__(self, cfg: FleetConfig, consul: ConsulAgent) -> None:
+        self.cfg = cfg
+        gateway.make_dirs(cfg)
+        procs.write_atomic(gateway.nginx_conf_path(cfg), gateway.render_nginx_conf(cfg))
+        procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([], cfg))
+        procs.write_atomic(access.clients_conf_path(cfg), access.render_clients(cfg, []))
+        gateway.start_nginx(cfg)
+        upstream.sync_once(cfg, consul.client, NginxReloader(cfg))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=access.run_keys_loop, daemon=True,
+            args=(cfg, consul.client, self.stop, threading.Lock(), NginxReloader(cfg)),
+            kwargs={"query_wait": 1.0},
+        )
+        self.thread.start()
+
+    def url(self, path: str = "/api/ocr") -> str:
+        return f"{self.cfg.gateway_url}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        gateway.stop_nginx(self.cfg, grace=5)
+
+
+def wait_steady(predicate: Callable[[], object], timeout: float, what: str, times: int = 5) -> None:
+    """Poll until `predicate` holds `times` in a row: while nginx reloads, a worker of the old config
+    may still answer for a moment after a new one first did."""
+    streak = [0]
+
+    def check() -> bool:
+        streak[0] = streak[0] + 1 if predicate() else 0
+        return streak[0] >= times
+
+    wait_for(check, timeout, what, interval=0.02)

@@ -16,7 +16,7 @@ from gw_servers import ConsulAgent, EchoServer
 from helpers import wait_for
 from inproc import RAW, AppServer, FakeEngine, drop_log_handler, log_to, png
 
-from fleetctl import gateway, upstream
+from fleetctl import access, gateway, upstream
 from fleetctl.config import FleetConfig
 from fleetctl.gateway import NginxReloader, TemplateError, ValidationError
 from fleetctl.upstream import Backend
@@ -74,6 +74,7 @@ def test_empty_registry_renders_a_valid_placeholder(gw_cfg: FleetConfig) -> None
     gateway.upstream_conf_path(gw_cfg).write_text(text)
     assert upstream.upstream_members(gw_cfg) == set()
     gateway.nginx_conf_path(gw_cfg).write_text(gateway.render_nginx_conf(gw_cfg))
+    access.clients_conf_path(gw_cfg).write_text(access.render_clients(gw_cfg, []))
     NginxReloader(gw_cfg).validate()  # nginx -t accepts it: no "no servers are inside upstream"
 
 
@@ -88,7 +89,7 @@ def test_nginx_conf_keeps_every_path_in_our_prefix(gw_cfg: FleetConfig) -> None:
     text = gateway.render_nginx_conf(gw_cfg)
     directives = "\n".join(x.split("#")[0] for x in text.splitlines())
     paths = re.findall(r'"(/[^"]*)"', directives)
-    assert len(paths) == 10 and all(p.startswith(f"{gw_cfg.home}/") for p in paths), paths
+    assert len(paths) == 11 and all(p.startswith(f"{gw_cfg.home}/") for p in paths), paths
     for directive in ("client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
                       "uwsgi_temp_path", "scgi_temp_path", "pid ", "error_log", "access_log"):
         line = next(x for x in text.splitlines() if x.strip().startswith(directive))
