@@ -123,8 +123,9 @@ class Registration:
 def _cache_namespace(settings: Settings) -> str:
     """One digest of what besides the bytes decides any answer of this instance: every profile's name,
     model files and detection parameters, the pipeline version, the detection limits and page
-    orientation. The gateway's cache keys on it, so a model change anywhere is a new key. "" if the models cannot be read (no
-    gateway cache then). Light on purpose: no OpenCV or ONNX Runtime in the gunicorn master."""
+    orientation. The gateway's cache keys on it, so a model change anywhere is a new key. "" if the
+    models cannot be read (no gateway cache then). Light on purpose: no OpenCV or ONNX Runtime in the
+    gunicorn master."""
     from .pipeline import PIPELINE_VERSION
     from .profiles import ProfileError, plan, sha256_file
 

@@ -190,6 +190,16 @@ def worker_pids(master_pid: int) -> set[int]:
     return {p.pid for p in psutil.Process(master_pid).children()}
 
 
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs and is not a zombie (never reaps: it may not be our child)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 # Words the recognizer reads reliably, so a random line is unique and still read back exactly.
 SAFE_WORDS = ("Alpha", "Bravo", "Delta", "Echo", "Golf", "Hotel", "Kilo", "Lima", "Mike", "Oscar", "Papa",
               "Romeo", "Sierra", "Tango", "Victor", "Yankee", "Zulu", "Quebec", "India", "Juliet")

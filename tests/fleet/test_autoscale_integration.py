@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
-from helpers import wait_for
+from helpers import pid_alive, wait_for
 from test_fleet_integration import Fleet, make_fleet, parse_ab, teardown_fleet
 
 WINDOW_S = 30
@@ -40,12 +39,6 @@ def autoscale_state(f: Fleet) -> dict[str, Any]:
     state: dict[str, Any] = f.status()["services"].get("autoscale") or {}
     return state
 
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def count(f: Fleet) -> int:
@@ -135,8 +128,8 @@ def test_cold_load_grows_the_fleet_and_its_end_shrinks_it_after_the_window(scale
 
     f.run("up", "-n", "1", "--autoscale", "1:2")  # new bounds: the daemon is replaced
     old, state = int(state["pid"]), autoscale_state(f)
-    assert state["running"] and state["max"] == 2 and state["pid"] != old and not alive(old)
+    assert state["running"] and state["max"] == 2 and state["pid"] != old and not pid_alive(old)
     pid = int(state["pid"])
     f.run("down", timeout=180)
-    assert not alive(pid)
+    assert not pid_alive(pid)
     assert not Path(f.home / "run" / "autoscale.json").exists()

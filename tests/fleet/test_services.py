@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 from gw_servers import ConsulAgent, EchoServer
-from helpers import free_port, start_redis, wait_for
+from helpers import free_port, pid_alive, start_redis, wait_for
 
 from fleetctl import gateway, services, upstream
 from fleetctl.config import FleetConfig
@@ -30,12 +30,6 @@ def _ours(home: Path) -> list[psutil.Process]:
             continue
     return found
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture
@@ -80,7 +74,7 @@ def test_ensure_is_idempotent_serves_and_stop_leaves_nothing(
     nginx_workers = [c.pid for c in psutil.Process(first["nginx"].pid or 0).children()]
     services.stop_services(cfg, grace=5)
     assert _ours(cfg.home) == []
-    assert not any(_alive(pid) for pid in [*nginx_workers, *(s.pid or 0 for s in first.values())])
+    assert not any(pid_alive(pid) for pid in [*nginx_workers, *(s.pid or 0 for s in first.values())])
     assert not list(cfg.run_dir.glob("*.pid"))
     assert not any(s.running for s in services.service_states(cfg).values())
     assert "sync loop stopped" in (cfg.log_dir / "sync.log").read_text()  # SIGTERM handled, clean exit
