@@ -1,8 +1,9 @@
 """The engine section of the bench: every profile (and `accurate`'s speed-ups) in one run, on the hard set.
 
 Each variant is its own process, started with the environment an instance would give it (so a preloaded
-allocator or a glibc tunable is really in place), running the instance's own path: decode, recognize,
-trim. The variants take turns round by round, so a busy neighbour on a shared machine slows them alike.
+allocator or a glibc tunable is really in place), running the instance's own path: decode, page
+orientation, recognize, reading order, trim. The variants take turns round by round, so a busy
+neighbour on a shared machine slows them alike.
 Reported per variant: throughput and its ratio to `accurate`, CPU seconds, peak RSS (the kernel's high
 water mark), and character error against the committed truth with and without reading order.
 """
@@ -77,14 +78,16 @@ def child_main() -> int:
     from ocr_app.config import Settings
     from ocr_app.engine import Engine
     from ocr_app.images import decode_image
+    from ocr_app.orientation import PageOrientation, Turned
     from ocr_app.profiles import plan
-    from ocr_app.service import _malloc_tuning
+    from ocr_app.service import _malloc_tuning, in_reading_order
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the protocol
     settings = Settings.from_env()
     trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
     engine = Engine(settings, plan(settings)[settings.profile])
+    orientation = PageOrientation(settings) if settings.orientation == "auto" else None
     engine.warm_up()
     trim()
     for line in sys.stdin:
@@ -97,7 +100,9 @@ def child_main() -> int:
                 data = path.read_bytes()
                 t, c = time.perf_counter(), time.process_time()
                 image = decode_image(data, settings)
-                result = engine.recognize(image.bgr)
+                # as the instance does (service._run): turned pages read upright, lines in reading order
+                turned = orientation.upright(image.bgr) if orientation else Turned(image.bgr, 0)
+                result = in_reading_order(engine.recognize(turned.bgr))
                 trim()
                 wall += time.perf_counter() - t
                 cpu += time.process_time() - c
