@@ -7,7 +7,7 @@ the unit of work, so a SIGKILLed instance loses at most the pages it held, and X
 to another consumer once they have been idle OCR_JOB_CLAIM_SECONDS. Every write is idempotent (a
 page's result is stored with HSETNX), so a page done twice counts once.
 
-Keys (all expire OCR_JOB_TTL seconds after the job's last change):
+Keys (all expire OCR_JOB_TTL seconds, the accepting instance's, after the job's last change):
     ocr:job:<id>          hash: status, progress, pages (sizes, sources), options, params, error, times
     ocr:job:<id>:input    hash: page number -> the page's image bytes, removed once the page is done
     ocr:job:<id>:results  hash: page number -> that page's lines (JSON)
@@ -48,7 +48,8 @@ if redis.call('hsetnx', KEYS[2], ARGV[1], ARGV[2]) == 1 then
 end
 redis.call('hset', KEYS[1], 'updated', ARGV[4])
 redis.call('hdel', KEYS[3], ARGV[1])
-for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[3]) end
+local ttl = redis.call('hget', KEYS[1], 'ttl') or ARGV[3]
+for i = 1, 3 do redis.call('expire', KEYS[i], ttl) end
 return 1
 """
 # A page starts: queued -> running, and the job's keys live OCR_JOB_TTL from now. KEYS as above.
@@ -56,7 +57,8 @@ _START = """
 if redis.call('hget', KEYS[1], 'status') == 'queued' then
   redis.call('hset', KEYS[1], 'status', 'running', 'updated', ARGV[1])
 end
-for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[2]) end
+local ttl = redis.call('hget', KEYS[1], 'ttl') or ARGV[2]
+for i = 1, 3 do redis.call('expire', KEYS[i], ttl) end
 return 1
 """
 # queued/running -> failed with the page's error; its data and partial results go. KEYS as above.
@@ -66,7 +68,7 @@ local st = redis.call('hget', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return 0 end
 redis.call('hset', KEYS[1], 'status', 'failed', 'error_code', ARGV[1], 'error_msg', ARGV[2], 'updated', ARGV[3])
 redis.call('del', KEYS[2], KEYS[3])
-redis.call('expire', KEYS[1], ARGV[4])
+redis.call('expire', KEYS[1], redis.call('hget', KEYS[1], 'ttl') or ARGV[4])
 return 1
 """
 
@@ -170,6 +172,8 @@ class JobStore:
         pipe.hset(key, mapping={
             "status": "queued" if to_ocr else "done", "document": int(document), "total": len(pages),
             "done": len(read), "words": int(words), "bypass": int(bypass), "profile": profile, "created": now,
+            # the accepting instance's OCR_JOB_TTL: whichever instance runs a page, the job keeps this one
+            "ttl": self.ttl,
             "updated": now,
             "params": json.dumps(params),
             "pages": json.dumps([[p.number, p.width, p.height, "ocr" if p.image is not None else "pdf_text"]
@@ -207,11 +211,11 @@ class JobStore:
     def cancel(self, job_id: str) -> str:
         """Stop a job: its remaining pages are skipped and any result is dropped. Returns the status."""
         try:
-            self._meta(job_id)  # 404 for an unknown job
+            meta = self._meta(job_id)  # 404 for an unknown job
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(job_key(job_id), mapping={"status": "cancelled", "updated": time.time()})
             pipe.delete(_results_key(job_id), input_key(job_id))
-            pipe.expire(job_key(job_id), self.ttl)
+            pipe.expire(job_key(job_id), int(meta.get("ttl") or self.ttl))
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             raise JobStoreUnavailable(str(exc)) from None

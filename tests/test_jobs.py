@@ -13,7 +13,7 @@ import pytest
 import redis
 import requests
 from docgen import text_pdf, tiff_pages
-from helpers import Proc, free_port, page_lines, start_instance, text_image, wait_for, worker_pids
+from helpers import Proc, free_port, page_lines, start_instance, start_redis, text_image, wait_for, worker_pids
 from PIL import Image
 
 JOB_TTL = 20
@@ -289,3 +289,28 @@ def test_sigkill_of_the_working_instance_loses_no_page(pair: tuple[Proc, Proc], 
     assert page_texts(done["result"]) == texts
     metrics = requests.get(f"{b.extra['url']}/metrics", timeout=10).text
     assert re.search(r'^ocr_job_pages_total\{result="taken_over"\} [1-9]', metrics, re.MULTILINE), metrics
+
+
+def test_a_job_keeps_the_ttl_of_the_instance_that_accepted_it(tmp_path: Path) -> None:
+    """Instances may differ in OCR_JOB_TTL: whichever one runs a page, the job expires on the accepting one's."""
+
+    server = start_redis(tmp_path)  # its own Redis: no instance's consumer may take the page
+    try:
+        _check_ttl_kept(str(server.extra["url"]))
+    finally:
+        server.stop()
+
+
+def _check_ttl_kept(url: str) -> None:
+    from ocr_app.jobs import JobPage, JobStore, job_key
+
+    accepting = JobStore.from_url(url, ttl=20, max_pending=1000, timeout=5.0)
+    running = JobStore.from_url(url, ttl=3600, max_pending=1000, timeout=5.0)
+    job_id = accepting.submit([JobPage(number=1, width=8, height=8, image=b"page")], document=False, words=False,
+                              bypass=False, params={})
+    running.start_page(job_id)
+    running.complete_page(job_id, 1, b"[]")
+    assert running.get(job_id).status == "done"
+    assert 0 < running.client.ttl(job_key(job_id)) <= 20
+    running.cancel(job_id)
+    assert 0 < running.client.ttl(job_key(job_id)) <= 20
