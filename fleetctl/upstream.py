@@ -113,7 +113,14 @@ def fleet_namespace(backends: list[Backend]) -> str:
 
 
 def upstream_members(cfg: FleetConfig) -> set[str]:
-    """'host:port' of every live server in the upstream.conf on disk (what nginx was last given)."""
+    """'host:port' of every server nginx serves now: the loop records them only once the reload that
+    carries them has switched nginx's workers, so a caller never sees a member nginx may not route to
+    yet (the file on disk leads the reload by a few ms, more on a loaded machine)."""
+    return set(read_state(cfg).get("backends") or [])
+
+
+def rendered_members(cfg: FleetConfig) -> set[str]:
+    """'host:port' of every live server in the upstream.conf on disk (what nginx is being given)."""
     try:
         text = gateway.upstream_conf_path(cfg).read_text(encoding="utf-8")
     except FileNotFoundError:
