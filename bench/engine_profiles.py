@@ -31,6 +31,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "accurate + bounded arena": {"OCR_PROFILE": "accurate", "OCR_ORT_ARENA": "1"},
     "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
     "fast": {"OCR_PROFILE": "fast"},
+    # only where the CPU decision offers it (ocr_app/cpu.py); elsewhere the table says why not
+    "balanced": {"OCR_PROFILE": "balanced"},
 }
 REFERENCE = "accurate"
 
@@ -122,10 +124,14 @@ def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] =
     """Run every variant `rounds` times over the first `pages` pages of the hard set, taking turns."""
     from ocr_app import cpu
 
+    decided = cpu.decision()
+    if not decided["balanced"]:
+        variants = {label: v for label, v in variants.items() if v.get("OCR_PROFILE") != "balanced"}
     work = work or Path(tempfile.mkdtemp(prefix="engine-profiles-"))
     generated = hardset.generate(work / "hard", pages)
     truth = hardset.load_truth()
     files = [str(work / "hard" / f"{p.name}.jpg") for p in generated]
+    load_start = os.getloadavg()[0]
     children = {label: start(label, settings) for label, settings in variants.items()}
     totals = {label: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mib": 0} for label in variants}
     answers: dict[str, dict[str, list[str]]] = {}
@@ -158,7 +164,8 @@ def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] =
             "cer_lines_by_damage": {p.damage: round(c, 4) for p, c in zip(generated, by_line, strict=True)},
             "same_text_as_accurate": got == answers[REFERENCE],
         })
-    return {"pages": len(files), "rounds": rounds, "cpu": cpu.decision(), "rows": rows}
+    return {"pages": len(files), "rounds": rounds, "cpu": decided, "rows": rows,
+            "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)], "cores": os.cpu_count()}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -176,10 +183,14 @@ def table(result: dict[str, Any]) -> str:
     by_damage = ("\n| variant | " + " | ".join(damages) + " |\n|---|" + "---|" * len(damages) + "\n" + "".join(
         f"| {r['variant']} | " + " | ".join(f"{100 * r['cer_lines_by_damage'][d]:.1f}%" for d in damages) + " |\n"
         for r in result["rows"]))
+    load = result.get("load_avg")
+    busy = (f" Load average (1 min) {load[0]} at the start, {load[1]} at the end, on {result.get('cores')} cores."
+            if load else "")
     return (f"{result['pages']} hard pages × {result['rounds']} rounds, one process × 1 thread per variant, "
-            f"variants taking turns.\n\n{head}{body}\nCER of lines matched to lines, by damage:\n{by_damage}\n"
+            f"variants taking turns.{busy}\n\n{head}{body}\nCER of lines matched to lines, by damage:\n{by_damage}\n"
             f"CPU offers: {', '.join(c['offered']) or 'none of the relevant flags'}. Chosen: accurate and fast "
-            f"run ONNX Runtime fp32; balanced: {c['balanced_reason']}.\n")
+            f"run ONNX Runtime fp32; balanced: {c['chosen']['balanced'] or 'not offered'}, because "
+            f"{c['balanced_reason']}.\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,9 @@ class Settings:
     profile: str = field(default="accurate", metadata={"env": "OCR_PROFILE"})
     profiles: str = field(default="", metadata={"env": "OCR_PROFILES"})  # enabled, comma list; "" = all
     model_dirs: str = field(default="", metadata={"env": "OCR_MODEL_DIRS"})  # own models, one folder each
+    # The CPU flags the engine decision reads; "" = this CPU's (/proc/cpuinfo). Set to pin a fleet of mixed
+    # machines to one choice, or to test the other branch ("none" = no relevant flag).
+    cpu_flags: str = field(default="", metadata={"env": "OCR_CPU_FLAGS"})
     max_pages: int = field(default=50, metadata={"env": "OCR_MAX_PAGES", "min": 1, "max": 10000})
     max_batch: int = field(default=16, metadata={"env": "OCR_MAX_BATCH", "min": 1, "max": 1000})
     pdf_dpi: int = field(default=200, metadata={"env": "OCR_PDF_DPI", "min": 36, "max": 1200})

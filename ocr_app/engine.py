@@ -59,6 +59,8 @@ class OcrResult:
 def profile_digest(profile: Profile) -> str:
     """A short digest of the model bytes and settings, so a model change never serves stale cache entries."""
     h = hashlib.sha256(f"{profile.name}|{sorted(profile.det_params.items())}".encode())
+    if (profile.runtime, profile.precision) != ("onnxruntime", "fp32") or profile.rec_params:
+        h.update(f"|{profile.runtime}|{profile.precision}|{sorted(profile.rec_params.items())}".encode())
     for path in profile.files():
         h.update(_digest_file(path).encode())
     return h.hexdigest()[:16]
@@ -154,8 +156,9 @@ class Engine:
         started = time.perf_counter()
         self._ocr = self._build()
         self._ocr_words = self._with_word_boxes(self._ocr)
-        log.info("engine %r loaded in %.2fs (%s; threads=%d, arena=%s)", self.profile.name,
-                 time.perf_counter() - started, self.profile.models, settings.threads, settings.ort_arena)
+        log.info("engine %r loaded in %.2fs (%s; %s %s; threads=%d, arena=%s)", self.profile.name,
+                 time.perf_counter() - started, self.profile.models, self.profile.runtime, self.profile.precision,
+                 settings.threads, settings.ort_arena)
 
     @property
     def cache_namespace(self) -> str:
@@ -190,6 +193,7 @@ class Engine:
             if profile.rec_dict is not None:
                 params["Rec.rec_keys_path"] = str(profile.rec_dict)
             params.update({f"Det.{key}": value for key, value in profile.det_params.items()})
+            params.update({f"Rec.{key}": value for key, value in profile.rec_params.items()})
             ocr = RapidOCR(params=params)
             # Hand rapidocr the sessions built above (its "session" hook), then load the stages now
             # rather than lazily on the first request.
@@ -202,9 +206,12 @@ class Engine:
                 ocr._load_cls_model()
             ocr._load_rec_model()
             if s.ort_arena:
+                from .openvino_runtime import OpenVinoSession
+
                 stages: tuple[Any, ...] = (ocr.text_det, ocr.text_cls, ocr.text_rec)
                 for stage in stages:
-                    if stage is not None:
+                    # OpenVINO's compiled models keep their own memory: no ONNX Runtime arena to shrink
+                    if stage is not None and not isinstance(stage.session.session, OpenVinoSession):
                         stage.session.session = _ShrinkingSession(stage.session.session)
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)

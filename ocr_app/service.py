@@ -122,7 +122,7 @@ class OcrService:
 
     def _load(self) -> None:
         try:
-            cpu.log_decision()
+            cpu.log_decision(self.settings.cpu_flags)
             built = self._engine_factory(self.settings)
             # a factory may build one engine (tests' fakes): it then serves every enabled profile
             engines = built if isinstance(built, dict) else dict.fromkeys(plan(self.settings), built)
@@ -213,7 +213,8 @@ class OcrService:
             except ProfileError as exc:
                 return {"default": self.settings.profile, "profiles": [], "error": str(exc)}
         return {"default": self.settings.profile, "loaded": bool(self._engines),
-                "profiles": [profile.describe() for profile in enabled.values()], "cpu": cpu.decision()}
+                "profiles": [profile.describe() for profile in enabled.values()],
+                "cpu": cpu.decide(self.settings.cpu_flags)}
 
     def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
         """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
