@@ -60,7 +60,9 @@ The steps:
    under each speed-up, one process each started with the environment an instance would give it, taking
    turns round by round over the hard set. Throughput and its ratio to `accurate` (wall and CPU seconds),
    peak RSS (the kernel's high-water mark, mid-run included), and character error against the committed
-   truth, in reading order and with lines matched to lines.
+   truth, in reading order and with lines matched to lines. `balanced` runs only where the CPU decision
+   offers it; the table ends with what the CPU offered, what was chosen and why, and the machine's load
+   average at the start and the end.
 
 ## The hard set with truth
 

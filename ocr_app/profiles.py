@@ -313,15 +313,20 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(
         prog="python -m ocr_app.profiles",
         description="Check every enabled profile (OCR_PROFILES, OCR_PROFILE, OCR_MODEL_DIRS): files exist and load, "
-                    "dictionaries fit their recognizers. Exit 0 and list them, or exit 2 naming the file at fault.",
+                    "dictionaries fit their recognizers. Exit 0 and list them with what the CPU decision chose "
+                    "for `balanced` (from /proc/cpuinfo, or OCR_CPU_FLAGS), or exit 2 naming the file at fault.",
     ).parse_args(argv)
     try:
-        enabled = check_all(Settings.from_env())
+        settings = Settings.from_env()
+        enabled = check_all(settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for profile in enabled.values():
         print(f"{profile.name}: {profile.models} ({profile.runtime}, {profile.precision})")
+    choice = cpu.decide(settings.cpu_flags)
+    print(f"cpu ({choice['source']}): {', '.join(choice['offered']) or 'none of the relevant flags'}; "
+          f"balanced: {choice['chosen']['balanced'] or 'not offered'} ({choice['balanced_reason']})")
     return 0
 
 

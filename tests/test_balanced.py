@@ -41,7 +41,8 @@ def test_decision_follows_the_cpu_flags(flags: frozenset[str], chosen: str | Non
 
 @pytest.mark.parametrize("raw, expected", [
     ("", None), ("  ", None), ("none", frozenset()), ("NONE", frozenset()),
-    ("avx2, avx512_bf16", frozenset({"avx2", "avx512_bf16"})), ("avx2 fma\tavx512f", frozenset({"avx2", "fma", "avx512f"})),
+    ("avx2, avx512_bf16", frozenset({"avx2", "avx512_bf16"})),
+    ("avx2 fma\tavx512f", frozenset({"avx2", "fma", "avx512f"})),
     # hostile values are only flags that match nothing: never an error, never bf16
     (",,,", frozenset()), ("avx512_bf16x", frozenset({"avx512_bf16x"})), ("\x00;rm -rf", frozenset({"\x00;rm", "-rf"})),
 ])
