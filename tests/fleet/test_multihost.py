@@ -51,11 +51,12 @@ class Host:
 
     @property
     def gateway(self) -> str:
-        return f"http://{self.addr}:{PORTS['FLEET_GATEWAY_PORT']}"
+        return self.cfg.gateway_url
 
     @property
     def instance(self) -> str:
-        return f"{self.addr}:{PORTS['FLEET_BASE_PORT']}"
+        """The first instance's address, as this host's fleetctl advertises it."""
+        return f"{self.cfg.advertise}:{self.cfg.base_port}"
 
     def fleetctl(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "fleetctl", *args], env=self.env, cwd=self.home,
@@ -69,14 +70,13 @@ class Host:
         return out
 
     def consul(self) -> consul.Consul:
-        return consul.Consul(host=self.addr, port=PORTS["FLEET_CONSUL_PORT"], connections_timeout=2)
+        return consul.Consul(host=self.addr, port=self.cfg.consul_port, connections_timeout=2)
 
     def members(self) -> set[str]:
         return upstream.upstream_members(self.cfg)
 
     def pids(self) -> set[int]:
         """Every process of this host: whatever its pid files or command lines name, with children."""
-        found: set[int] = set()
         roots: set[int] = set()
         for path in self.home.rglob("*.pid"):
             try:
