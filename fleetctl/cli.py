@@ -120,7 +120,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import cluster, deps, services
+    from fleetctl import cluster, deps, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -140,6 +140,9 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
     services.ensure_services(obj.cfg)
     cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
+    if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
+        _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
+                  "in FLEET_HOME/gossip.key")
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,
