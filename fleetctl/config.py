@@ -65,6 +65,8 @@ class FleetConfig:
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "instance": True, "min": 1, "max": 64})
     orientation: str = field(default="", metadata={"env": "OCR_ORIENTATION", "instance": True,
                                                    "choices": ("", "auto", "off")})
+    line_classifier: str = field(default="", metadata={"env": "OCR_LINE_CLASSIFIER", "instance": True,
+                                                       "choices": ("", "auto", "on", "off")})
     # Several hosts (docs/multihost.md): this host's address turns on cluster mode (a real Consul agent,
     # services bound to it); join lists hosts already in the fleet, comma-separated.
     advertise: str = field(default="", metadata={"env": "FLEET_ADVERTISE"})
