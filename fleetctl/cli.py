@@ -15,7 +15,7 @@ import click
 
 from fleetctl import config as fleet_config
 from fleetctl.backends import Backend, FleetError, UnknownInstance, existing_backends, make_backend
-from fleetctl.config import BACKENDS, ConfigError, FleetConfig
+from fleetctl.config import BACKENDS, ENGINES, ConfigError, FleetConfig
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -104,6 +104,12 @@ backend_option = click.option(
     help="Where instances run: host processes, docker containers, or the tasks of one Swarm service "
          "(swarm; up makes the engine a single-node swarm if it is in none) [default: FLEET_BACKEND or process].",
 )
+engine_option = click.option(
+    "--engine", type=click.Choice(ENGINES), default=None,
+    help="The OCR engine instances run: rapidocr, or PaddleOCR's own pipeline from its own venv (paddleocr; "
+         "built when missing, see docs/engines.md) [default: OCR_ENGINE, else the engine `up` last chose, "
+         "else rapidocr].",
+)
 timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=1), default=180.0, show_default=True,
     help="Seconds to wait for the fleet to converge before exiting with code 3.",
@@ -127,7 +133,9 @@ def main(ctx: click.Context) -> None:
 
         try:
             # The file layer: `up --advertise/--join` saved them in FLEET_HOME (the environment wins).
-            ctx.obj = AppContext(cluster.apply_saved(fleet_config.load(), os.environ))
+            from fleetctl import engines
+
+            ctx.obj = AppContext(engines.apply_saved(cluster.apply_saved(fleet_config.load(), os.environ), os.environ))
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
 
@@ -191,17 +199,18 @@ class BoundsType(click.ParamType):
 @click.option("--cache", is_flag=True, default=None,
               help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
                    "[default: FLEET_GATEWAY_CACHE or off].")
+@engine_option
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
        bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
-       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
+       auth: bool | None, tls: bool | None, cache: bool | None, engine: str | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import cluster, deps, services
+    from fleetctl import cluster, deps, engines, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -211,7 +220,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
     obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
-                              gateway_cache=1 if cache else None)
+                              gateway_cache=1 if cache else None, engine=engine)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if bounds is not None:
         from fleetctl.autoscale import policy_from
@@ -219,6 +228,8 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
         instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.save(obj.cfg)
     services.ensure_services(obj.cfg)
     cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
@@ -451,15 +462,24 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
 @main.command()
 @click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
 @click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@engine_option
 @click.pass_context
-def deps(ctx: click.Context, check: bool, with_docker: bool) -> None:
+def deps(ctx: click.Context, check: bool, with_docker: bool, engine: str | None) -> None:
     """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
 
-    Idempotent and quick when everything is present; prints where each program was found.
+    With --engine paddleocr also (re)build that engine's venv (FLEET_PADDLE_VENV, by default beside
+    fleetctl's venv). Idempotent and quick when everything is present; prints where each program was found.
     """
     from fleetctl import deps as fleet_deps
+    from fleetctl import engines
 
     obj = _obj(ctx)
+    if engine == engines.PADDLE:
+        cfg = obj.cfg.replace(engine=engine)
+        if check:
+            click.echo(f"paddleocr venv  {engines.instance_python(cfg)}")
+        else:
+            engines.build_paddle_venv(cfg, report=_progress)
     if not check and (with_docker or fleet_deps.missing(obj.cfg)):
         fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
     found = fleet_deps.locate(obj.cfg)
