@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Settings
+from .config import Settings
 from .profiles import (
     ACCURATE,
     FAST,
@@ -64,14 +64,14 @@ def check_environment() -> None:
     """Refuse a venv where two OpenCV distributions overwrite each other's cv2, or where paddleocr is absent."""
     cv2_dists = opencv_distributions()
     if len(cv2_dists) > 1:
-        raise ConfigError(
+        raise ProfileError(
             f"OCR_ENGINE=paddleocr: this venv has {' and '.join(cv2_dists)} installed, which both provide cv2 "
             "(whichever was installed last wins, file by file): build the engine's own venv with "
             "`make venv-paddle` or `fleetctl deps --engine paddleocr`")
     try:
         importlib.metadata.version("paddleocr")
     except importlib.metadata.PackageNotFoundError:
-        raise ConfigError("OCR_ENGINE=paddleocr: the paddleocr package is not installed in this venv; run the "
+        raise ProfileError("OCR_ENGINE=paddleocr: the paddleocr package is not installed in this venv; run the "
                           "instance from the engine's venv (`make venv-paddle`, `fleetctl deps --engine "
                           "paddleocr`)") from None
 
@@ -322,8 +322,39 @@ def _write(profile: Profile, work: Path) -> None:
 
 def plan(settings: Settings) -> dict[str, Profile]:
     """The paddleocr engine's profiles: accurate (small), fast (tiny), and OCR_PADDLE_MODEL_DIR's folder."""
+    check_environment()
     available = {ACCURATE: small_profile(), FAST: tiny_profile()}
     if settings.paddle_model_dir:
         own = folder_profile(Path(settings.paddle_model_dir).expanduser())
         available[own.name] = own
     return available
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ocr_app.paddle_models DIR`: write a bundled profile as a PaddleOCR model folder (det/ and rec/,
+    each inference.onnx + inference.yml), the layout OCR_PADDLE_MODEL_DIR serves: a template for your own."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m ocr_app.paddle_models", description=main.__doc__)
+    parser.add_argument("folder", type=Path, help="where to write det/ and rec/ (must not exist yet)")
+    parser.add_argument("--profile", choices=(ACCURATE, FAST), default=ACCURATE,
+                        help="which bundled models: accurate = PP-OCRv6 small, fast = PP-OCRv6 tiny")
+    args = parser.parse_args(argv)
+    profile = small_profile() if args.profile == ACCURATE else tiny_profile()
+    if args.folder.exists():
+        print(f"error: {args.folder} already exists", file=sys.stderr)
+        return 2
+    try:
+        validate(profile)
+        args.folder.mkdir(parents=True)
+        _write(profile, args.folder)
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.folder}: {profile.det_params['det_model']} + {profile.det_params['rec_model']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

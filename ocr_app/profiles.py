@@ -276,10 +276,6 @@ def preflight(settings: Settings) -> None:
     Names are checked here; own models (OCR_MODEL_DIRS) are loaded and checked in a child process,
     so the gunicorn master never carries ONNX Runtime in its memory.
     """
-    if settings.engine == "paddleocr":
-        from .paddle_models import check_environment
-
-        check_environment()
     plan(settings)
     if not split_list(settings.model_dirs) and not settings.paddle_model_dir:
         return
