@@ -20,23 +20,13 @@ import numpy as np
 
 from .config import ConfigError, Settings
 from .engine import EngineError, Line, OcrResult, Word, cache_namespace
-from .paddle_models import ENGINE, check_environment, home, prepare
+from .paddle_models import ENGINE, check_environment, home, offline_environment, prepare
 from .profiles import Profile, ProfileError, plan
 
 log = logging.getLogger(__name__)
 
 # rapidocr's Global.text_score: lines read with less confidence are dropped by both engines alike.
 REC_SCORE_THRESH = 0.5
-def offline_environment(settings: Settings) -> dict[str, str]:
-    """PaddleX's switches (read when it is imported): no connectivity probe, a cache of our own."""
-    cache = home(settings) / "paddlex"
-    return {
-        "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True",  # no probe of the model hosters at start
-        "PADDLE_PDX_CACHE_HOME": str(cache),  # never ~/.paddlex: no official model is found by chance
-        "HF_HUB_OFFLINE": "1",
-    }
-
-
 def _no_downloads() -> None:
     """Empty PaddleX's list of model hosters, so asking for a model it does not have raises at once."""
     from paddlex.inference.utils.official_models import official_models

@@ -207,11 +207,46 @@ def check_files(profile: Profile) -> None:
                                f"{digest[:16]}... (the file this release was built and measured with)")
 
 
+def offline_environment(settings: Settings) -> dict[str, str]:
+    """PaddleX's switches (read when it is imported): no probe of the model hosters, a cache of our own (so no
+    official model is found by chance), and no Hugging Face calls."""
+    return {"PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True", "PADDLE_PDX_CACHE_HOME": str(home(settings) / "paddlex"),
+            "HF_HUB_OFFLINE": "1"}
+
+
+# The predictor PaddleX must pick for each stage's Global.model_name.
+PREDICTORS = {"det": "TextDetRunnerPredictor", "rec": "TextRecRunnerPredictor"}
+
+
+def check_model_names(profile: Profile) -> None:
+    """Each yml's Global.model_name is a model PaddleX runs on ONNX Runtime for that stage.
+
+    Only where paddlex is installed (the engine's venv: the start-up check runs there); elsewhere the
+    engine's load reports it."""
+    try:
+        from paddlex.inference.models.bindings.registry import get_predictor_cls
+    except ImportError:
+        return
+    import paddlex.inference.models  # noqa: F401  (registers the bindings)
+
+    for stage, key in (("det", "det_model"), ("rec", "rec_model")):
+        name = profile.det_params[key]
+        try:
+            predictor = get_predictor_cls(name, "onnxruntime").__name__
+        except Exception:
+            raise ProfileError(f"profile {profile.name!r}: Global.model_name {name!r} in {stage}/inference.yml is "
+                               "not a model PaddleX knows for ONNX Runtime") from None
+        if predictor != PREDICTORS[stage]:
+            raise ProfileError(f"profile {profile.name!r}: Global.model_name {name!r} in {stage}/inference.yml is "
+                               f"not a text {'detection' if stage == 'det' else 'recognition'} model")
+
+
 def validate(profile: Profile) -> None:
-    """Files and pins, then each ONNX model loads and the dictionary fits the recognizer's classes."""
+    """Files and pins, model names, then each ONNX model loads and the dictionary fits the recognizer."""
     import onnxruntime as ort
 
     check_files(profile)
+    check_model_names(profile)
     sessions = {}
     for stage, path in (("det", profile.det), ("rec", profile.rec)):
         try:

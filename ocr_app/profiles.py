@@ -262,8 +262,10 @@ def check_all(settings: Settings) -> dict[str, Profile]:
     enabled = plan(settings)
     for profile in enabled.values():
         if profile.engine == "paddleocr":
+            from .paddle_models import offline_environment
             from .paddle_models import validate as paddle_validate
 
+            os.environ.update(offline_environment(settings))  # before paddlex is imported
             paddle_validate(profile)
         else:
             validate(profile)

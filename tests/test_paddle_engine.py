@@ -174,6 +174,13 @@ def test_own_model_folder_is_checked_and_errors_name_the_fault(tmp_path: Path, o
     swapped = broken(tmp_path, "swapped", own_models)
     _edit_yml(swapped / "rec" / "inference.yml", {"PostProcess.name": "DBPostProcess"})
     cases.append((str(swapped), None, "must have PostProcess.name CTCLabelDecode"))
+    unknown = broken(tmp_path, "unknown", own_models)
+    _edit_yml(unknown / "det" / "inference.yml", {"Global.model_name": "PP-OCRv9_imaginary_det"})
+    cases.append((str(unknown), None, "Global.model_name 'PP-OCRv9_imaginary_det' in det/inference.yml is not a "
+                                      "model PaddleX knows"))
+    crossed = broken(tmp_path, "crossed", own_models)
+    _edit_yml(crossed / "rec" / "inference.yml", {"Global.model_name": "PP-OCRv6_small_det"})
+    cases.append((str(crossed), None, "in rec/inference.yml is not a text recognition model"))
     short = broken(tmp_path, "short", own_models)
     _edit_yml(short / "rec" / "inference.yml", {"PostProcess.character_dict": ["a", "b", "c"]})
     cases.append((str(short), None, "the dictionary has 3 entries, so the recognizer needs 5 output classes"))
