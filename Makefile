@@ -63,10 +63,10 @@ image: venv
 	bash scripts/install-deps.sh --with-docker
 	bash scripts/build-image.sh
 
-bench: venv deps
+bench: venv venv-paddle deps
 	$(BIN)/python -m bench
 
-bench-quick: venv deps
+bench-quick: venv venv-paddle deps
 	$(BIN)/python -m bench --quick
 
 # Warm hits at c=50: the gateway with API keys and its own cache vs one instance directly (own fleet).

@@ -255,9 +255,14 @@ class Engine:
 
     def warm_up(self) -> OcrResult:
         """Run one OCR on a tiny synthetic image so the first real request doesn't pay for graph set-up."""
-        img = np.full((64, 256, 3), 255, dtype=np.uint8)
-        cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
-        return self.recognize(img)
+        return self.recognize(warm_up_image())
+
+
+def warm_up_image() -> np.ndarray:
+    """A small white image with two words: enough to run every stage once."""
+    img = np.full((64, 256, 3), 255, dtype=np.uint8)
+    cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+    return img
 
 
 def build_engines(settings: Settings) -> dict[str, Engine]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, Settings
-from .engine import EngineError, Line, OcrResult, Word, cache_namespace
+from .engine import EngineError, Line, OcrResult, Word, _points, cache_namespace, warm_up_image
 from .paddle_models import ENGINE, check_environment, home, offline_environment, prepare
 from .profiles import Profile, ProfileError, plan
 
@@ -112,11 +112,7 @@ class PaddleEngine:
 
     def warm_up(self) -> OcrResult:
         """One OCR on a small synthetic image so the first request doesn't pay for graph set-up."""
-        import cv2
-
-        img = np.full((64, 256, 3), 255, dtype=np.uint8)
-        cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
-        return self.recognize(img)
+        return self.recognize(warm_up_image())
 
 
 def _pipeline_config(settings: Settings) -> dict[str, Any]:
@@ -142,9 +138,6 @@ def _words(texts: Any, boxes: Any, i: int, confidence: float) -> list[Word]:
     return [Word(text=str(t), confidence=confidence, box=_points(b))
             for t, b in zip(texts[i], boxes[i], strict=False) if str(t).strip()]  # it boxes the spaces too
 
-
-def _points(box: Any) -> list[list[float]]:
-    return [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box).tolist()]
 
 
 def build_engines(settings: Settings) -> dict[str, PaddleEngine]:

@@ -186,6 +186,22 @@ def start_instance(workdir: Path, *, consul_addr: str = "", redis_url: str = "",
     return proc
 
 
+def bad_input_failures(url: str, corpus: list[tuple[str, dict[str, object], int, int]]) -> list[str]:
+    """Each hostile request of `corpus` (name, request kwargs, status, code) that did not get its documented
+    JSON error with an empty `data`."""
+    failures = []
+    for name, kwargs, status, code in corpus:
+        resp = requests.post(url, timeout=60, **kwargs)  # type: ignore[arg-type]
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"raw": resp.text[:200]}
+        if (resp.status_code, body.get("code")) != (status, code) or not body.get("msg") \
+                or body.get("data") != []:
+            failures.append(f"{name}: got {resp.status_code} {body}, want {status}/{code}")
+    return failures
+
+
 def worker_pids(master_pid: int) -> set[int]:
     import psutil
 

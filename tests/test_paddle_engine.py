@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from helpers import REPO, Proc, start_instance, text_image, worker_pids
+from helpers import REPO, Proc, bad_input_failures, start_instance, text_image, worker_pids
 from test_api import BAD_INPUTS
 
 PADDLE_VENV = Path(os.environ.get("FLEET_PADDLE_VENV") or REPO / ".venv-paddle")
@@ -119,15 +119,7 @@ def test_documents_name_the_engine(paddle: Proc) -> None:
 def test_bad_inputs_get_documented_errors_and_workers_survive(paddle: Proc) -> None:
     before = worker_pids(paddle.pid)
     assert len(before) == 2
-    failures = []
-    for name, kwargs, status, code in BAD_INPUTS:
-        resp = requests.post(url(paddle), timeout=60, **kwargs)  # type: ignore[arg-type]
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"raw": resp.text[:200]}
-        if (resp.status_code, body.get("code")) != (status, code) or not body.get("msg"):
-            failures.append(f"{name}: got {resp.status_code} {body}, want {status}/{code}")
+    failures = bad_input_failures(url(paddle), BAD_INPUTS)
     assert not failures, "\n".join(failures)
     assert worker_pids(paddle.pid) == before
     ok = requests.post(url(paddle), files={"image": ("ok.jpg", text_image("Still Alive"))}, timeout=120)
