@@ -25,7 +25,8 @@ from . import hardset, score
 
 # label -> the OCR_* settings an instance would run it with; "baseline" is today's settings, pinned.
 VARIANTS: dict[str, dict[str, str]] = {
-    "baseline (pinned: glibc, no arena)": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0"},
+    "baseline (pinned: glibc, no arena, line classifier)": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc",
+                                                            "OCR_ORT_ARENA": "0", "OCR_LINE_CLASSIFIER": "on"},
     "accurate": {"OCR_PROFILE": "accurate"},
     "accurate + glibc-thp": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc-thp"},
     "accurate + bounded arena": {"OCR_PROFILE": "accurate", "OCR_ORT_ARENA": "1"},

@@ -66,10 +66,14 @@ class FleetConfig:
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "instance": True, "min": 1, "max": 64})
     orientation: str = field(default="", metadata={"env": "OCR_ORIENTATION", "instance": True,
                                                    "choices": ("", "auto", "off")})
+    line_classifier: str = field(default="", metadata={"env": "OCR_LINE_CLASSIFIER", "instance": True,
+                                                       "choices": ("", "auto", "on", "off")})
     # Several hosts (docs/multihost.md): this host's address turns on cluster mode (a real Consul agent,
     # services bound to it); join lists hosts already in the fleet, comma-separated.
     advertise: str = field(default="", metadata={"env": "FLEET_ADVERTISE"})
     join: str = field(default="", metadata={"env": "FLEET_JOIN"})
+    # The fleet's gossip key (fleetctl/gossip.py): the first host makes one, joining hosts are given it.
+    consul_encrypt: str = field(default="", metadata={"env": "FLEET_CONSUL_ENCRYPT"})
     consul_servers: int = field(default=3, metadata={"env": "FLEET_CONSUL_SERVERS", "min": 1, "max": 7})
     serf_port: int = field(default=8301, metadata={"env": "FLEET_CONSUL_SERF_PORT", **PORT})
     raft_port: int = field(default=8300, metadata={"env": "FLEET_CONSUL_SERVER_PORT", **PORT})

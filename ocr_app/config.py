@@ -71,6 +71,8 @@ class Settings:
     # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
     orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
+    # auto: the per-line direction classifier runs only when page orientation is off (profiles.py)
+    line_classifier: str = field(default="auto", metadata={"env": "OCR_LINE_CLASSIFIER"})  # auto | on | off
     job_ttl: int = field(default=3600, metadata={"env": "OCR_JOB_TTL", "min": 1})
     job_consumers: int = field(default=1, metadata={"env": "OCR_JOB_CONSUMERS", "min": 0, "max": 16})
     job_claim_seconds: float = field(default=30.0, metadata={"env": "OCR_JOB_CLAIM_SECONDS", "min": 0.5})
@@ -115,6 +117,8 @@ class Settings:
         if self.model_dirs and self.engine == "paddleocr":
             raise ConfigError("OCR_MODEL_DIRS holds rapidocr model folders; with OCR_ENGINE=paddleocr serve "
                               "your own PaddleOCR export with OCR_PADDLE_MODEL_DIR")
+        if self.line_classifier not in ("auto", "on", "off"):
+            raise ConfigError(f"OCR_LINE_CLASSIFIER={self.line_classifier!r} must be auto, on or off")
         if self.allocator not in ALLOCATORS:
             raise ConfigError(f"OCR_ALLOCATOR={self.allocator!r} is not one of {', '.join(ALLOCATORS)}")
         if self.pdf_dpi > self.pdf_max_dpi:

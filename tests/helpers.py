@@ -142,14 +142,14 @@ def start_redis(workdir: Path, port: int | None = None) -> Proc:
     return proc
 
 
-def start_consul(workdir: Path, http_port: int | None = None) -> Proc:
+def start_consul(workdir: Path, http_port: int | None = None, extra: tuple[str, ...] = ()) -> Proc:
     http = http_port or free_port()
     serf_lan, serf_wan, server = (free_port() for _ in range(3))
     workdir.mkdir(parents=True, exist_ok=True)
     proc = spawn([consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
                   "-http-port", str(http), "-dns-port", "-1", "-grpc-port", "-1",
                   "-serf-lan-port", str(serf_lan), "-serf-wan-port", str(serf_wan),
-                  "-server-port", str(server), "-log-level", "warn"], workdir / "consul.log")
+                  "-server-port", str(server), "-log-level", "warn", *extra], workdir / "consul.log")
     proc.extra["addr"] = f"127.0.0.1:{http}"
     proc.extra["port"] = http
     wait_for(lambda: requests.get(f"http://127.0.0.1:{http}/v1/status/leader", timeout=1).json(),
