@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -47,3 +48,13 @@ def test_docker_backend_refuses_paddleocr_clearly(paddle_fleet: Fleet) -> None:
     proc = paddle_fleet.run("scale", "1", "--backend", "docker", "--dry-run", expect=None)
     assert proc.returncode != 0
     assert "OCR_ENGINE=paddleocr runs on the process backend only" in proc.stderr, proc.stderr
+
+
+def test_missing_engine_venv_is_named_before_anything_starts(paddle_fleet: Fleet, tmp_path: Path) -> None:
+    absent = {"FLEET_PADDLE_VENV": str(tmp_path / "no-venv")}
+    check = paddle_fleet.run("deps", "--engine", "paddleocr", "--check", env=absent, expect=1)
+    assert "run `fleetctl deps --engine paddleocr`" in check.stderr, check.stderr
+    up = paddle_fleet.run("up", "-n", "1", "--engine", "paddleocr", "--no-install", env=absent, expect=1)
+    assert f"{tmp_path / 'no-venv'} has none: run `fleetctl deps --engine paddleocr`" in up.stderr, up.stderr
+    found = paddle_fleet.run("deps", "--engine", "paddleocr", "--check").stdout
+    assert f"paddleocr venv  {REPO / '.venv-paddle' / 'bin' / 'python'}" in found
