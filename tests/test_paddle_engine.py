@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -221,3 +222,30 @@ def test_default_venv_has_one_opencv_and_no_paddleocr() -> None:
     proc = subprocess.run([sys.executable, "-m", "ocr_app.profiles"], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OCR_ENGINE": "paddleocr"})
     assert proc.returncode == 2 and "the paddleocr package is not installed in this venv" in proc.stderr
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"OCR_ENGINE": "tesseract"}, "OCR_ENGINE='tesseract' is not one of rapidocr, paddleocr"),
+    ({"OCR_PADDLE_MODEL_DIR": "/models/mine"}, "OCR_PADDLE_MODEL_DIR needs OCR_ENGINE=paddleocr"),
+    ({"OCR_ENGINE": "paddleocr", "OCR_MODEL_DIRS": "/models/mine"}, "with OCR_ENGINE=paddleocr serve your own "
+                                                                     "PaddleOCR export with OCR_PADDLE_MODEL_DIR"),
+])
+def test_engine_settings_are_checked_once(env: dict[str, str], message: str) -> None:
+    from ocr_app.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_fleet_engine_choice_is_saved_and_the_environment_wins(tmp_path: Path) -> None:
+    from fleetctl import engines
+    from fleetctl.config import FleetConfig
+
+    cfg = FleetConfig(home=tmp_path / "home")
+    assert engines.apply_saved(cfg, {}).engine == "rapidocr"  # nothing saved yet
+    engines.save(cfg.replace(engine="paddleocr"))
+    assert engines.apply_saved(cfg, {}).engine == "paddleocr"  # what `up --engine` chose last
+    assert engines.apply_saved(cfg, {"OCR_ENGINE": "rapidocr"}).engine == "rapidocr"
+    assert engines.paddle_venv(cfg.replace(paddle_venv=str(tmp_path / "pv"))) == tmp_path / "pv"
+    assert engines.paddle_venv(cfg) == Path(sys.prefix).with_name(Path(sys.prefix).name + "-paddle")
+    assert engines.instance_python(cfg) == sys.executable  # rapidocr runs from fleetctl's own venv
