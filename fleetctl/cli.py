@@ -20,6 +20,7 @@ from fleetctl.cli_base import (
     _obj,
     _progress,
     backend_option,
+    engine_option,
     timeout_option,
 )
 from fleetctl.cli_gateway import keys, render, sync
@@ -46,7 +47,9 @@ def main(ctx: click.Context) -> None:
 
         try:
             # The file layer: `up --advertise/--join` saved them in FLEET_HOME (the environment wins).
-            ctx.obj = AppContext(cluster.apply_saved(fleet_config.load(), os.environ))
+            from fleetctl import engines
+
+            ctx.obj = AppContext(engines.apply_saved(cluster.apply_saved(fleet_config.load(), os.environ), os.environ))
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
 
@@ -110,17 +113,18 @@ class BoundsType(click.ParamType):
 @click.option("--cache", is_flag=True, default=None,
               help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
                    "[default: FLEET_GATEWAY_CACHE or off].")
+@engine_option
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
        bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
-       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
+       auth: bool | None, tls: bool | None, cache: bool | None, engine: str | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import cluster, deps, gossip, services
+    from fleetctl import cluster, deps, engines, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -130,7 +134,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
     obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
-                              gateway_cache=1 if cache else None)
+                              gateway_cache=1 if cache else None, engine=engine)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if bounds is not None:
         from fleetctl.autoscale import policy_from
@@ -138,6 +142,8 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
         instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.save(obj.cfg)
     services.ensure_services(obj.cfg)
     cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
     if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
@@ -289,15 +295,24 @@ def down(ctx: click.Context) -> None:
 @main.command()
 @click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
 @click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@engine_option
 @click.pass_context
-def deps(ctx: click.Context, check: bool, with_docker: bool) -> None:
+def deps(ctx: click.Context, check: bool, with_docker: bool, engine: str | None) -> None:
     """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
 
-    Idempotent and quick when everything is present; prints where each program was found.
+    With --engine paddleocr also (re)build that engine's venv (FLEET_PADDLE_VENV, by default beside
+    fleetctl's venv). Idempotent and quick when everything is present; prints where each program was found.
     """
     from fleetctl import deps as fleet_deps
+    from fleetctl import engines
 
     obj = _obj(ctx)
+    if engine == engines.PADDLE:
+        cfg = obj.cfg.replace(engine=engine)
+        if check:
+            click.echo(f"paddleocr venv  {engines.instance_python(cfg)}")
+        else:
+            engines.build_paddle_venv(cfg, report=_progress)
     if not check and (with_docker or fleet_deps.missing(obj.cfg)):
         fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
     found = fleet_deps.locate(obj.cfg)

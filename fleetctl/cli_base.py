@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from fleetctl.backends import Backend, FleetError, make_backend
-from fleetctl.config import BACKENDS, ConfigError, FleetConfig
+from fleetctl.config import BACKENDS, ENGINES, ConfigError, FleetConfig
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -100,6 +100,12 @@ backend_option = click.option(
     "--backend", type=click.Choice(BACKENDS), default=None,
     help="Where instances run: host processes, docker containers, or the tasks of one Swarm service "
          "(swarm; up makes the engine a single-node swarm if it is in none) [default: FLEET_BACKEND or process].",
+)
+engine_option = click.option(
+    "--engine", type=click.Choice(ENGINES), default=None,
+    help="The OCR engine instances run: rapidocr, or PaddleOCR's own pipeline from its own venv (paddleocr; "
+         "built when missing, see docs/engines.md) [default: OCR_ENGINE, else the engine `up` last chose, "
+         "else rapidocr].",
 )
 timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=1), default=180.0, show_default=True,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 BACKENDS = ("process", "docker", "swarm")
+ENGINES = ("rapidocr", "paddleocr")  # OCR_ENGINE (fleetctl/engines.py)
 PORT = {"min": 1, "max": 65535}
 FLAG = {"min": 0, "max": 1}
 # nginx's own rate form, as `limit_req_zone ... rate=` takes it: 10r/s, 600r/m.
@@ -91,6 +92,10 @@ class FleetConfig:
     # nginx workers: 1 leaves the cores to the OCR engines; more pays off when nginx answers cache hits.
     gateway_workers: int = field(default=1, metadata={"env": "FLEET_GATEWAY_WORKERS", "min": 1, "max": 64})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "instance": True, "min": 1})
+    # OCR_ENGINE=paddleocr (fleetctl/engines.py): instances run PaddleOCR's pipeline from its own venv.
+    engine: str = field(default="rapidocr", metadata={"env": "OCR_ENGINE", "instance": True,
+                                                     "choices": ENGINES})
+    paddle_venv: str = field(default="", metadata={"env": "FLEET_PADDLE_VENV"})  # "": beside fleetctl's venv
 
     @property
     def managed_consul(self) -> bool:

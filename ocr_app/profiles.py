@@ -58,14 +58,17 @@ class Profile:
     # rapidocr Det.* overrides (normalization and DB thresholds the models were trained with)
     det_params: dict[str, Any] = field(default_factory=dict)
     rec_params: dict[str, Any] = field(default_factory=dict)  # rapidocr Rec.* overrides
+    engine: str = "rapidocr"  # OCR_ENGINE that runs it (ocr_app/paddle_models.py has paddleocr's)
+    extra_files: tuple[Path, ...] = ()  # more files the answers depend on (PaddleOCR's inference.yml)
 
     def files(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.det, self.cls, self.rec, self.rec_dict) if p is not None)
+        return tuple(p for p in (self.det, self.cls, self.rec, self.rec_dict) if p is not None) + self.extra_files
 
     def describe(self) -> dict[str, Any]:
         """What /api/profiles says about this profile."""
         return {
-            "name": self.name, "models": self.models, "runtime": self.runtime, "precision": self.precision,
+            "name": self.name, "engine": self.engine, "models": self.models, "runtime": self.runtime,
+            "precision": self.precision,
             "source": self.source, "direction_classifier": self.cls is not None,
             "files": {"det": self.det.name, "rec": self.rec.name,
                       "cls": self.cls.name if self.cls else None,
@@ -159,6 +162,10 @@ def plan(settings: Settings) -> dict[str, Profile]:
     (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 170-300 MiB
     per worker, past the 350 MiB an instance may hold with the defaults loaded.
     """
+    if settings.engine == "paddleocr":
+        from .paddle_models import plan as paddle_plan
+
+        return _enabled(settings, paddle_plan(settings))
     available: dict[str, Profile] = {ACCURATE: accurate_profile(), FAST: fast_profile()}
     choice = cpu.decide(settings.cpu_flags)
     if choice["balanced"]:
@@ -168,11 +175,22 @@ def plan(settings: Settings) -> dict[str, Profile]:
         if profile.name in available:
             raise ProfileError(f"OCR_MODEL_DIRS: two folders are named {profile.name!r}")
         available[profile.name] = profile
+    return _enabled(settings, available, None if choice["balanced"] else choice["balanced_reason"])
+
+
+def _enabled(settings: Settings, available: dict[str, Profile],
+             balanced_refused: str | None = None) -> dict[str, Profile]:
+    """The profiles OCR_PROFILES enables, in order; the default (OCR_PROFILE) must be one of them.
+
+    `balanced_refused` is why this CPU does not offer `balanced`: then it is dropped from OCR_PROFILES, and
+    refused as OCR_PROFILE. Unset, OCR_PROFILES means every profile but `balanced` (unless it is the default).
+    """
     wanted = split_list(settings.profiles) or [
         name for name in available if name != BALANCED or settings.profile == BALANCED]
-    if settings.profile == BALANCED and BALANCED not in available:
-        raise ProfileError(f"OCR_PROFILE=balanced is not offered on this CPU: {choice['balanced_reason']}")
-    wanted = [name for name in wanted if name in available or name != BALANCED]
+    if balanced_refused is not None:
+        if settings.profile == BALANCED:
+            raise ProfileError(f"OCR_PROFILE=balanced is not offered on this CPU: {balanced_refused}")
+        wanted = [name for name in wanted if name != BALANCED]
     unknown = [name for name in wanted if name not in available]
     if unknown:
         raise ProfileError(f"OCR_PROFILES: unknown profile {', '.join(unknown)}; "
@@ -298,7 +316,14 @@ def check_all(settings: Settings) -> dict[str, Profile]:
     """Plan and fully validate every enabled profile (loads and drops each model once)."""
     enabled = plan(settings)
     for profile in enabled.values():
-        validate(profile)
+        if profile.engine == "paddleocr":
+            from .paddle_models import offline_environment
+            from .paddle_models import validate as paddle_validate
+
+            os.environ.update(offline_environment(settings))  # before paddlex is imported
+            paddle_validate(profile)
+        else:
+            validate(profile)
     return enabled
 
 
@@ -309,10 +334,11 @@ def preflight(settings: Settings) -> None:
     so the gunicorn master never carries ONNX Runtime in its memory.
     """
     plan(settings)
-    if not split_list(settings.model_dirs):
+    if not split_list(settings.model_dirs) and not settings.paddle_model_dir:
         return
     env = {**os.environ, "OCR_MODEL_DIRS": settings.model_dirs, "OCR_PROFILES": settings.profiles,
-           "OCR_PROFILE": settings.profile}
+           "OCR_PROFILE": settings.profile, "OCR_ENGINE": settings.engine,
+           "OCR_PADDLE_MODEL_DIR": settings.paddle_model_dir}
     proc = subprocess.run([sys.executable, "-m", "ocr_app.profiles"], env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     if proc.returncode != 0:
