@@ -306,6 +306,9 @@ def load_sessions(profile: Profile, options: Any) -> dict[str, Any]:
                 continue
             sessions[stage] = ort.InferenceSession(str(path), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
+        except ImportError as exc:  # the runtime itself is missing, not the model at fault
+            raise ProfileError(f"profile {profile.name!r} runs on {profile.runtime}, which is not installed "
+                               f"({exc}); install it or leave {profile.name} out of OCR_PROFILES") from exc
         except Exception as exc:
             raise ProfileError(f"profile {profile.name!r}: {path} does not load as an ONNX model: "
                                f"{str(exc).splitlines()[0][:200]}") from exc

@@ -5,6 +5,7 @@ OpenVINO computes a bf16 hint in f32 on a CPU without bf16, so the forced "bf16"
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,7 +17,7 @@ from ocr_app import cpu
 from ocr_app.config import Settings
 from ocr_app.engine import Engine, build_engines, profile_digest
 from ocr_app.images import decode_image
-from ocr_app.profiles import ProfileError, accurate_profile, plan
+from ocr_app.profiles import ProfileError, accurate_profile, load_sessions, plan
 
 EPYC_WITHOUT_AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "sha_ni", "vaes", "vpclmulqdq"})
 BF16 = {"OCR_CPU_FLAGS": "avx2,fma,avx512f,avx512_bf16"}
@@ -78,6 +79,19 @@ def test_balanced_is_not_in_the_default_set() -> None:
 def test_balanced_as_the_default_on_a_cpu_without_bf16_is_refused() -> None:
     with pytest.raises(ProfileError, match=r"OCR_PROFILE=balanced is not offered on this CPU: .*no native bf16"):
         plan(Settings.from_env({**NO_BF16, "OCR_PROFILE": "balanced"}))
+
+
+def test_a_missing_openvino_is_named_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_app import openvino_runtime
+
+    balanced = plan(Settings.from_env({**BF16, "OCR_PROFILE": "balanced"}))["balanced"]
+    openvino_runtime.core.cache_clear()
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    try:
+        with pytest.raises(ProfileError, match=r"'balanced' runs on openvino, which is not installed"):
+            load_sessions(balanced, None)
+    finally:
+        openvino_runtime.core.cache_clear()
 
 
 @pytest.fixture(scope="module")
