@@ -16,9 +16,9 @@ RELEVANT = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "av
 # Native bf16 arithmetic: what makes OpenVINO's bf16 inference pay (measured 1.8-2.2x on such CPUs).
 BF16 = ("avx512_bf16", "amx_bf16")
 BALANCED_BF16 = {"runtime": "openvino", "precision": "bf16"}
-NO_BF16 = ("this CPU has no native bf16 ({}): nothing measured without it reaches 1.6x accurate within +1 point "
-           "of error (OpenVINO f32 1.28x; int8 QDQ of both models 1.54x at +5.9 points, of recognition alone "
-           "1.40x at +1.2), so balanced is not offered")
+NO_BF16 = ("this CPU has no native bf16 ({}): nothing measured without it reliably reaches 1.6x accurate within "
+           "+1 point of error (OpenVINO f32 1.28x; int8 recognition 1.59-1.65x at +0.6 points even with VNNI, "
+           "both models int8 1.54x at +5.9), so balanced is not offered")
 
 
 @lru_cache(maxsize=1)
