@@ -159,7 +159,7 @@ def plan(settings: Settings) -> dict[str, Profile]:
     Builds paths only (no model is loaded), so it is cheap enough for the gunicorn master. `balanced`
     exists only where the CPU decision offers it; named in OCR_PROFILES on a CPU without it, it is left
     out (a fleet's machines may differ; /api/profiles and the log say why), as the instance default
-    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 170-300 MiB
+    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 130-250 MiB
     per worker, past the 350 MiB an instance may hold with the defaults loaded.
     """
     if settings.engine == "paddleocr":

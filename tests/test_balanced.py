@@ -71,7 +71,7 @@ def test_plan_offers_balanced_only_where_the_cpu_has_bf16() -> None:
 
 
 def test_balanced_is_not_in_the_default_set() -> None:
-    """It costs 170-300 MiB per worker: the defaults stay within the 350 MiB an instance may hold."""
+    """It costs 130-250 MiB per worker: the defaults stay within the 350 MiB an instance may hold."""
     assert list(plan(Settings.from_env(BF16))) == ["accurate", "fast"]
     assert "balanced" in plan(Settings.from_env({**BF16, "OCR_PROFILE": "balanced"}))
 
