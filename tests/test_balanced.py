@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import requests
-from helpers import Proc, start_instance, text_image
+from helpers import Proc, start_instance, text_image, worker_pids
 
 from ocr_app import cpu
 from ocr_app.config import Settings
@@ -177,3 +177,39 @@ def test_api_without_bf16_leaves_balanced_out_and_says_why(no_bf16_instance: Pro
     assert resp.status_code == 400 and resp.json()["code"] == 40010 and "use one of accurate" in resp.json()["msg"]
     log = no_bf16_instance.log.read_text()
     assert "balanced: this CPU has no native bf16" in log
+
+
+def _png(array: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", array)
+    assert ok
+    return buf.tobytes()
+
+
+def test_odd_shapes_on_balanced_answer_and_the_worker_survives(bf16_instance: Proc) -> None:
+    """Shapes OpenVINO sees rarely (a line wider than any bucket, tiny and blank pages, noise): 2xx or the
+    documented 422, never a 500 or a dead worker."""
+    base = bf16_instance.extra["url"]
+    workers = worker_pids(bf16_instance.pid)
+    rng = np.random.default_rng(3)
+    corpus = {
+        "wide line": (text_image("Wide " * 60, size=(9000, 70), font_size=40), 200),
+        "tall strip": (text_image("T", size=(40, 3000), font_size=30), 200),
+        "tiny": (text_image("x", size=(12, 12), font_size=8), 200),
+        "blank": (_png(np.full((900, 700, 3), 255, np.uint8)), 200),
+        "noise": (_png(rng.integers(0, 256, (800, 800, 3), dtype=np.uint8)), 200),
+        "under 8 px": (_png(np.zeros((4, 400, 3), np.uint8)), 422),
+    }
+    for name, (image, status) in corpus.items():
+        resp = requests.post(f"{base}/api/ocr?profile=balanced", files={"image": ("a.png", image)},
+                             headers={"Cache-Control": "no-cache"}, timeout=300)
+        assert resp.status_code == status, (name, resp.text[:200])
+        if status == 200:
+            assert resp.json()["profile"] == "balanced"
+        else:
+            assert isinstance(resp.json()["code"], int)
+    wide = requests.post(f"{base}/api/ocr?profile=balanced", files={"image": ("a.jpg", corpus["wide line"][0])},
+                         timeout=300).json()["data"]
+    assert "Wide" in " ".join(line["text"] for line in wide)
+    assert worker_pids(bf16_instance.pid) == workers
