@@ -213,3 +213,19 @@ def test_odd_shapes_on_balanced_answer_and_the_worker_survives(bf16_instance: Pr
                          timeout=300).json()["data"]
     assert "Wide" in " ".join(line["text"] for line in wide)
     assert worker_pids(bf16_instance.pid) == workers
+
+
+@pytest.mark.parametrize("flags", [frozenset({"avx2", "avx512_bf16"}), EPYC_WITHOUT_AVX512])
+def test_bench_table_shows_the_cpu_decision_and_the_load(flags: frozenset[str]) -> None:
+    from bench import engine_profiles
+
+    row = {"variant": "accurate", "img_s": 0.5, "ratio_wall": 1.0, "ratio_cpu": 1.0, "peak_rss_mib": 700,
+           "cer_ordered": 0.014, "cer_lines": 0.012, "cer_lines_by_damage": {"clean": 0.01},
+           "same_text_as_accurate": True}
+    text = engine_profiles.table({"pages": 1, "rounds": 1, "rows": [row], "cpu": cpu.decision(flags),
+                                  "load_avg": [3.31, 2.67], "cores": 2})
+    assert "Load average (1 min) 3.31 at the start, 2.67 at the end, on 2 cores." in text
+    if "avx512_bf16" in flags:
+        assert "balanced: openvino bf16, because this CPU computes bf16 natively (avx512_bf16)" in text
+    else:
+        assert "CPU offers: avx2, fma." in text and "balanced: not offered, because this CPU has no native bf16" in text
