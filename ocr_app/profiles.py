@@ -105,8 +105,8 @@ def fast_profile() -> Profile:
 
 
 def balanced_profile(runtime: str, precision: str) -> Profile:
-    """accurate's det and rec files in another runtime/precision; the tiny direction classifier stays fp32 on
-    ONNX Runtime (1.5% of the time, and its flips cost whole lines).
+    """accurate's det and rec files in another runtime/precision; the line direction classifier, where
+    OCR_LINE_CLASSIFIER keeps it, stays fp32 on ONNX Runtime (1.5% of the time; its flips cost whole lines).
 
     Lines are recognized one at a time (stock: 6): no line is padded to a wider neighbour's width, and
     with OpenVINO it measured 2.1x accurate's CPU time per page against 1.6x at 6."""
