@@ -23,12 +23,14 @@ from typing import Any
 
 from . import hardset, score
 
-# label -> the OCR_* settings an instance would run it with; "baseline" is today's settings, pinned.
+# label -> the OCR_* settings an instance would run it with; "baseline" is the settings before the
+# engine's arenas (glibc, no ONNX Runtime arena, no tight detection), pinned.
+BASELINE = {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0", "OCR_REC_ARENA": "0",
+            "OCR_DET_ARENA": "0", "OCR_DET_TIGHT_PIXELS": "0"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "baseline (pinned: glibc, no arena)": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0"},
+    "baseline (pinned: glibc, no arena)": BASELINE,
     "accurate": {"OCR_PROFILE": "accurate"},
-    "accurate + glibc-thp": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc-thp"},
-    "accurate + bounded arena": {"OCR_PROFILE": "accurate", "OCR_ORT_ARENA": "1"},
+    "accurate + detection arena": {"OCR_PROFILE": "accurate", "OCR_DET_ARENA": "1"},
     "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
     "fast": {"OCR_PROFILE": "fast"},
 }
@@ -126,6 +128,7 @@ def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] =
     generated = hardset.generate(work / "hard", pages)
     truth = hardset.load_truth()
     files = [str(work / "hard" / f"{p.name}.jpg") for p in generated]
+    load_before = os.getloadavg()[0]
     children = {label: start(label, settings) for label, settings in variants.items()}
     totals = {label: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mib": 0} for label in variants}
     answers: dict[str, dict[str, list[str]]] = {}
@@ -158,7 +161,8 @@ def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] =
             "cer_lines_by_damage": {p.damage: round(c, 4) for p, c in zip(generated, by_line, strict=True)},
             "same_text_as_accurate": got == answers[REFERENCE],
         })
-    return {"pages": len(files), "rounds": rounds, "cpu": cpu.decision(), "rows": rows}
+    return {"pages": len(files), "rounds": rounds, "cpu": cpu.decision(), "rows": rows,
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -176,8 +180,15 @@ def table(result: dict[str, Any]) -> str:
     by_damage = ("\n| variant | " + " | ".join(damages) + " |\n|---|" + "---|" * len(damages) + "\n" + "".join(
         f"| {r['variant']} | " + " | ".join(f"{100 * r['cer_lines_by_damage'][d]:.1f}%" for d in damages) + " |\n"
         for r in result["rows"]))
+    load = " → ".join(str(x) for x in result.get("load_average", ())) or "not recorded"
+    base = next((r for r in result["rows"] if r["variant"].startswith("baseline")), None)
+    versus = "" if base is None else (
+        f"`accurate` against the pinned baseline: {1 / base['ratio_cpu']:.2f}× in CPU seconds, "
+        f"{1 / base['ratio_wall']:.2f}× in wall time.\n")
     return (f"{result['pages']} hard pages × {result['rounds']} rounds, one process × 1 thread per variant, "
-            f"variants taking turns.\n\n{head}{body}\nCER of lines matched to lines, by damage:\n{by_damage}\n"
+            f"variants taking turns; load average {load} (1 min, start and end, {os.cpu_count()} CPUs)."
+            f"\n\n{head}{body}\n{versus}\nCER of lines matched to lines, by damage:\n"
+            f"{by_damage}\n"
             f"CPU offers: {', '.join(c['offered']) or 'none of the relevant flags'}. Chosen: accurate and fast "
             f"run ONNX Runtime fp32; balanced: {c['balanced_reason']}.\n")
 

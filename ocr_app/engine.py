@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .allocator import tight_heap
 from .config import Settings
 from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
@@ -69,7 +70,13 @@ def _digest_file(path: Path) -> str:
     return sha256_file(path)
 
 
-def _session_options(settings: Settings) -> Any:
+def _stage_options(settings: Settings) -> dict[str, Any]:
+    """Each stage's ONNX Runtime options: recognition (and detection, if asked) get an arena of their own."""
+    own = {"det": settings.det_arena, "rec": settings.rec_arena, "cls": False}
+    return {stage: _session_options(settings, arena=not settings.ort_arena and own[stage]) for stage in own}
+
+
+def _session_options(settings: Settings, arena: bool = False) -> Any:
     """ONNX Runtime options chosen for throughput per core and RSS, not rapidocr's defaults."""
     import onnxruntime as ort
 
@@ -79,12 +86,14 @@ def _session_options(settings: Settings) -> Any:
     opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # The arena trades a lot of RSS for speed (measured: on 1576 MiB / 0.95 img/s, off 908 MiB / 0.71 img/s
-    # with the stock pipeline). Off by default: a fleet scales out by instances, memory per instance matters.
-    # ORT's own per-session arena keeps the biggest detection's tensors for good (measured 1073 MiB peak).
-    # OCR_ORT_ARENA=1 instead shares one arena between the worker's sessions, grows it by what is asked
-    # (kSameAsRequested) and shrinks it after every run (see _ShrinkingSession): 308 MiB peak in-process.
-    opts.enable_cpu_mem_arena = settings.ort_arena
+    # Without an arena every tensor is a malloc, and a big one a fresh mapping that faults its pages in
+    # again on every node. Recognition runs a page as batches of lines whose tensors are nearly the same
+    # size, so its own arena (OCR_REC_ARENA, kept through a job, emptied when the job ends: _ArenaSession)
+    # pays most: 10-15% of the CPU of a dense page (docs/benchmarks.md). Detection's arena (OCR_DET_ARENA)
+    # gains ~3% and keeps ~30 MiB after the warm-up; big detections are bounded by tight_heap instead.
+    # OCR_ORT_ARENA=1 instead shares one arena between the worker's sessions, grown by what is asked
+    # (kSameAsRequested) and shrunk after every run (_ShrinkingSession).
+    opts.enable_cpu_mem_arena = settings.ort_arena or arena
     opts.enable_mem_pattern = False  # measured: no gain, and detection shapes vary per image
     if settings.ort_arena:
         _shared_cpu_arena()
@@ -106,21 +115,81 @@ def _shared_cpu_arena() -> bool:
     return True
 
 
+def _shrink_options() -> Any:
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
 class _ShrinkingSession:
     """An InferenceSession whose runs hand the arena's free memory back when they end."""
 
     def __init__(self, session: Any) -> None:
-        import onnxruntime as ort
-
         self._session = session
-        self._options = ort.RunOptions()
-        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._options = _shrink_options()
 
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
         return self._session.run(output_names, input_feed, run_options or self._options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
+
+
+class _ArenaSession:
+    """A session with an arena of its own, kept through one job's runs and emptied by `release()`.
+
+    Shrinking after every run would map and fault the same memory in again for each batch of lines
+    (measured: 8% more CPU on a dense page); keeping it for good would hold a dense page's high-water
+    mark in every idle worker. ONNX Runtime shrinks an arena only at the end of a run, so `release()`
+    runs the model once on a tiny input with shrinkage on.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._options = _shrink_options()
+        inputs = session.get_inputs()
+        # fixed dims as the model says; the batch 1; any other free dim 32 (one detection/recognition cell)
+        self._tiny = {i.name: np.zeros([d if isinstance(d, int) else (1 if k == 0 else 32)
+                                        for k, d in enumerate(i.shape)], dtype=np.float32) for i in inputs}
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        return self._session.run(output_names, input_feed, run_options)
+
+    def release(self) -> None:
+        self._session.run(None, self._tiny, self._options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+class _TightDetector:
+    """Detection whose inputs above `pixels` (after the capped resize) run with every freed block of
+    1 MiB or more unmapped at once (allocator.tight_heap): preprocessing, the model and post-processing.
+
+    At the 1600 px cap detection holds ~290 MiB of live tensors, but left 530-640 MiB of RSS in a worker
+    whose heap had served other pages before, and an arena ~440 MiB (measured). Same kernels, same answers;
+    ~30% more CPU for that one detection."""
+
+    def __init__(self, detector: Any, pixels: int, limit_side: int, max_side: int) -> None:
+        self._detector = detector
+        self._pixels = pixels
+        self._sides = (limit_side, max_side)
+
+    def __call__(self, img: np.ndarray) -> Any:
+        h, w = _det_size(img.shape[0], img.shape[1], *self._sides)
+        with tight_heap(h * w > self._pixels):
+            return self._detector(img)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._detector, name)
+
+
+def _det_size(h: int, w: int, limit_side: int, max_side: int) -> tuple[int, int]:
+    """The detection input size: the short side lifted to `limit_side`, the long side never past `max_side`."""
+    ratio = min(max(1.0, limit_side / max(1, min(h, w))), max_side / max(h, w))
+    return max(32, int(round(h * ratio / 32) * 32)), max(32, int(round(w * ratio / 32) * 32))
 
 
 def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
@@ -132,10 +201,7 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
 
     class CappedDetPreProcess(base):
         def resize(self, img: np.ndarray) -> np.ndarray | None:
-            h, w = img.shape[:2]
-            ratio = min(max(1.0, limit_side / max(1, min(h, w))), max_side / max(h, w))
-            resize_h = max(32, int(round(h * ratio / 32) * 32))
-            resize_w = max(32, int(round(w * ratio / 32) * 32))
+            resize_h, resize_w = _det_size(img.shape[0], img.shape[1], limit_side, max_side)
             return cv2.resize(img, (resize_w, resize_h))
 
     return CappedDetPreProcess
@@ -169,7 +235,7 @@ class Engine:
         profile, s = self.profile, self.settings
         try:
             # Each model loads once, with our options, and is checked before rapidocr sees it.
-            sessions = validate(profile, load_sessions(profile, _session_options(s)))
+            sessions = validate(profile, load_sessions(profile, _stage_options(s)))
         except ProfileError as exc:
             raise EngineError(str(exc)) from exc
         try:
@@ -201,17 +267,30 @@ class Engine:
             if profile.cls is not None:
                 ocr._load_cls_model()
             ocr._load_rec_model()
-            if s.ort_arena:
-                stages: tuple[Any, ...] = (ocr.text_det, ocr.text_cls, ocr.text_rec)
-                for stage in stages:
-                    if stage is not None:
-                        stage.session.session = _ShrinkingSession(stage.session.session)
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
+            self._arenas = self._wrap_sessions(ocr)
             return ocr
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
             raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
+
+    def _wrap_sessions(self, ocr: Any) -> list[_ArenaSession]:
+        """Put each stage's arena policy around its session; returns the arenas to empty after a job."""
+        s = self.settings
+        stages = {"det": ocr.text_det, "cls": ocr.text_cls, "rec": ocr.text_rec}
+        arenas: list[_ArenaSession] = []
+        for name, stage in stages.items():
+            if stage is None:
+                continue
+            if s.ort_arena:
+                stage.session.session = _ShrinkingSession(stage.session.session)
+            elif {"det": s.det_arena, "rec": s.rec_arena}.get(name, False):
+                stage.session.session = _ArenaSession(stage.session.session)
+                arenas.append(stage.session.session)
+        if s.det_tight_pixels and not (s.ort_arena or s.det_arena):
+            ocr.text_det = _TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side)
+        return arenas
 
     @staticmethod
     def _with_word_boxes(ocr: Any) -> Any:
@@ -236,6 +315,9 @@ class Engine:
                 if not words:
                     raise
                 out, split = self._ocr(bgr), False
+            finally:
+                for arena in self._arenas:
+                    arena.release()
         lines: list[Line] = []
         if out is not None and getattr(out, "txts", None) and getattr(out, "boxes", None) is not None:
             per_line = _word_results(out) if split else ([[] for _ in out.txts] if words else None)

@@ -237,7 +237,9 @@ def load_sessions(profile: Profile, options: Any) -> dict[str, Any]:
     sessions = {}
     for stage, path in stages.items():
         try:
-            sessions[stage] = ort.InferenceSession(str(path), sess_options=options,
+            # options may differ per stage (a mapping stage -> options, e.g. an arena for detection only)
+            stage_options = options.get(stage) if isinstance(options, dict) else options
+            sessions[stage] = ort.InferenceSession(str(path), sess_options=stage_options,
                                                    providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ProfileError(f"profile {profile.name!r}: {path} does not load as an ONNX model: "

@@ -36,9 +36,19 @@ def stock_lines(engine: RapidOCR, bgr: np.ndarray) -> list[tuple[str, float, lis
             for b, t, s in zip(out.boxes, out.txts, out.scores, strict=True)]
 
 
-@pytest.mark.parametrize("arena", [False, True], ids=["no-arena", "bounded-arena"])
-def test_accurate_matches_stock_rapidocr(images: list[Path], stock: RapidOCR, arena: bool) -> None:
-    settings = Settings.from_env({}, ort_arena=arena, **UNCAPPED)
+# every memory policy of the engine: each must leave every character (and confidence) as stock has it
+MEMORY = {
+    "defaults": {},
+    "no-arena": {"rec_arena": False, "det_tight_pixels": 0},
+    "tight-every-detection": {"det_tight_pixels": 1},
+    "detection-arena": {"det_arena": True},
+    "bounded-arena": {"ort_arena": True},
+}
+
+
+@pytest.mark.parametrize("memory", list(MEMORY.values()), ids=list(MEMORY))
+def test_accurate_matches_stock_rapidocr(images: list[Path], stock: RapidOCR, memory: dict[str, object]) -> None:
+    settings = Settings.from_env({}, **memory, **UNCAPPED)
     ours = Engine(settings)
     compared = 0
     for path in images:
