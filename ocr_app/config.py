@@ -43,6 +43,8 @@ class Settings:
     # (one arena shared by every stage) overrides both.
     det_arena: bool = field(default=False, metadata={"env": "OCR_DET_ARENA"})
     rec_arena: bool = field(default=True, metadata={"env": "OCR_REC_ARENA"})
+    # Seconds a profile runs no page before its own arenas are emptied; 0 = after every page.
+    arena_idle_seconds: float = field(default=0.5, metadata={"env": "OCR_ARENA_IDLE_SECONDS", "min": 0})
     # Detection inputs above this many pixels run with freed tensors unmapped at once (allocator.tight_heap);
     # 0 = never. Only without a detection arena.
     det_tight_pixels: int = field(default=2_000_000, metadata={"env": "OCR_DET_TIGHT_PIXELS", "min": 0})
