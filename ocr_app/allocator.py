@@ -77,6 +77,13 @@ def _libc() -> Any:
     return libc if libc is not None and hasattr(libc, "mallopt") else None
 
 
+def trim() -> None:
+    """Hand the heap's free pages back to the OS (glibc; a no-op elsewhere)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 @contextmanager
 def tight_heap(enabled: bool = True) -> Iterator[None]:
     """While inside, glibc gives every allocation of 1 MiB or more its own mapping and unmaps it on free.

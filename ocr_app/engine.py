@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .allocator import tight_heap
+from .allocator import tight_heap, trim
 from .config import Settings
 from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
@@ -192,6 +192,7 @@ class _IdleRelease:
         with self._lock:
             if generation == self._generation:  # no page ran since this timer was set
                 self._release()
+                trim()  # the arena's smaller regions went back to the heap: hand them to the OS too
 
     def _release(self) -> None:
         for arena in self._arenas:
