@@ -30,7 +30,7 @@ BASELINE = {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA"
 VARIANTS: dict[str, dict[str, str]] = {
     "baseline (pinned: glibc, no arena)": BASELINE,
     "accurate": {"OCR_PROFILE": "accurate"},
-    "accurate + detection arena": {"OCR_PROFILE": "accurate", "OCR_DET_ARENA": "1"},
+    "accurate without detection arena": {"OCR_PROFILE": "accurate", "OCR_DET_ARENA": "0"},
     "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
     "fast": {"OCR_PROFILE": "fast"},
 }

@@ -201,21 +201,33 @@ class _IdleRelease:
 
 class _TightDetector:
     """Detection whose inputs above `pixels` (after the capped resize) run with every freed block of
-    1 MiB or more unmapped at once (allocator.tight_heap): preprocessing, the model and post-processing.
+    1 MiB or more unmapped at once (allocator.tight_heap): preprocessing, the model and post-processing,
+    on a session without an arena.
 
     At the 1600 px cap detection holds ~290 MiB of live tensors, but left 530-640 MiB of RSS in a worker
     whose heap had served other pages before, and an arena ~440 MiB (measured). Same kernels, same answers;
     ~30% more CPU for that one detection."""
 
-    def __init__(self, detector: Any, pixels: int, limit_side: int, max_side: int) -> None:
+    def __init__(self, detector: Any, pixels: int, limit_side: int, max_side: int,
+                 tight_session: Any = None) -> None:
         self._detector = detector
         self._pixels = pixels
         self._sides = (limit_side, max_side)
+        self._tight_session = tight_session  # without an arena, when the detector's own session has one
 
     def __call__(self, img: np.ndarray) -> Any:
         h, w = _det_size(img.shape[0], img.shape[1], *self._sides)
-        with tight_heap(h * w > self._pixels):
+        if h * w <= self._pixels:
             return self._detector(img)
+        runner = self._detector.session  # rapidocr's wrapper; the engine lock keeps this swap to one page
+        usual = runner.session
+        if self._tight_session is not None:
+            runner.session = self._tight_session
+        try:
+            with tight_heap():
+                return self._detector(img)
+        finally:
+            runner.session = usual
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._detector, name)
@@ -323,8 +335,15 @@ class Engine:
             elif {"det": s.det_arena, "rec": s.rec_arena}.get(name, False):
                 stage.session.session = _ArenaSession(stage.session.session)
                 arenas.append(stage.session.session)
-        if s.det_tight_pixels and not (s.ort_arena or s.det_arena):
-            ocr.text_det = _TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side)
+        if s.det_tight_pixels and not s.ort_arena:
+            tight = None
+            if s.det_arena:  # an arena's high-water mark is what a big detection must not leave: a second
+                import onnxruntime as ort  # session of the model without one runs the big inputs
+
+                tight = ort.InferenceSession(str(self.profile.det), sess_options=_session_options(s),
+                                             providers=["CPUExecutionProvider"])
+            ocr.text_det = _TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side,
+                                          tight)
         return arenas
 
     @staticmethod

@@ -39,9 +39,10 @@ def stock_lines(engine: RapidOCR, bgr: np.ndarray) -> list[tuple[str, float, lis
 # every memory policy of the engine: each must leave every character (and confidence) as stock has it
 MEMORY = {
     "defaults": {},
-    "no-arena": {"rec_arena": False, "det_tight_pixels": 0},
+    "no-arena": {"rec_arena": False, "det_arena": False, "det_tight_pixels": 0},
     "tight-every-detection": {"det_tight_pixels": 1},
-    "detection-arena": {"det_arena": True},
+    "no-detection-arena": {"det_arena": False},
+    "every-page-empties-the-arenas": {"arena_idle_seconds": 0},
     "bounded-arena": {"ort_arena": True},
 }
 
