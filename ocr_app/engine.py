@@ -18,10 +18,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .allocator import tight_heap, trim
 from .config import Settings
 from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
+from .sessions import (
+    ArenaSession,
+    IdleRelease,
+    ShrinkingSession,
+    TightDetector,
+    det_size,
+    session_options,
+    stage_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,175 +78,6 @@ def _digest_file(path: Path) -> str:
     return sha256_file(path)
 
 
-def _stage_options(settings: Settings) -> dict[str, Any]:
-    """Each stage's ONNX Runtime options: recognition (and detection, if asked) get an arena of their own."""
-    own = {"det": settings.det_arena, "rec": settings.rec_arena, "cls": False}
-    return {stage: _session_options(settings, arena=not settings.ort_arena and own[stage]) for stage in own}
-
-
-def _session_options(settings: Settings, arena: bool = False) -> Any:
-    """ONNX Runtime options chosen for throughput per core and RSS, not rapidocr's defaults."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = settings.threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Without an arena every tensor is a malloc, and a big one a fresh mapping that faults its pages in
-    # again on every node. Recognition runs a page as batches of lines whose tensors are nearly the same
-    # size, so its own arena (OCR_REC_ARENA, kept through a job, emptied when the job ends: _ArenaSession)
-    # pays most: 10-15% of the CPU of a dense page (docs/benchmarks.md). Detection's arena (OCR_DET_ARENA)
-    # gains ~3% and keeps ~30 MiB after the warm-up; big detections are bounded by tight_heap instead.
-    # OCR_ORT_ARENA=1 instead shares one arena between the worker's sessions, grown by what is asked
-    # (kSameAsRequested) and shrunk after every run (_ShrinkingSession).
-    opts.enable_cpu_mem_arena = settings.ort_arena or arena
-    opts.enable_mem_pattern = False  # measured: no gain, and detection shapes vary per image
-    if settings.ort_arena:
-        _shared_cpu_arena()
-        opts.add_session_config_entry("session.use_env_allocators", "1")
-    # Spinning threads burn the core a sibling instance needs.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return opts
-
-
-@lru_cache(maxsize=1)
-def _shared_cpu_arena() -> bool:
-    """Register the worker's one CPU arena with ONNX Runtime (once per process, after fork)."""
-    import onnxruntime as ort
-
-    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    # max_mem 0 (no cap: a cap fails the run instead of bounding it), extend strategy 1 = kSameAsRequested
-    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
-    return True
-
-
-def _shrink_options() -> Any:
-    import onnxruntime as ort
-
-    options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
-
-
-class _ShrinkingSession:
-    """An InferenceSession whose runs hand the arena's free memory back when they end."""
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self._options = _shrink_options()
-
-    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
-        return self._session.run(output_names, input_feed, run_options or self._options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
-class _ArenaSession:
-    """A session with an arena of its own, kept from run to run and emptied by `release()` (_IdleRelease).
-
-    Shrinking after every run would map and fault the same memory in again for each batch of lines
-    (measured: 8% more CPU on a dense page); keeping it for good would hold a dense page's high-water
-    mark (~190 MiB) in every idle worker. ONNX Runtime shrinks an arena only at the end of a run, so
-    `release()` runs the model once on a tiny input with shrinkage on.
-    """
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self._options = _shrink_options()
-        inputs = session.get_inputs()
-        # fixed dims as the model says; the batch 1; any other free dim 32 (one detection/recognition cell)
-        self._tiny = {i.name: np.zeros([d if isinstance(d, int) else (1 if k == 0 else 32)
-                                        for k, d in enumerate(i.shape)], dtype=np.float32) for i in inputs}
-
-    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
-        return self._session.run(output_names, input_feed, run_options)
-
-    def release(self) -> None:
-        self._session.run(None, self._tiny, self._options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
-class _IdleRelease:
-    """Empties a profile's own arenas once it has run no page for `after` seconds (0: after every page).
-
-    A busy worker keeps recognition's arena from page to page (measured 5-10% less CPU than emptying it
-    after each page); a worker that goes idle holds no more than before."""
-
-    def __init__(self, arenas: list[_ArenaSession], lock: threading.Lock, after: float) -> None:
-        self._arenas = arenas
-        self._lock = lock
-        self._after = after
-        self._generation = 0
-
-    def page_done(self) -> None:
-        """Call with the worker's engine lock held, after each page."""
-        if not self._arenas:
-            return
-        if self._after <= 0:
-            self._release()
-            return
-        self._generation += 1
-        timer = threading.Timer(self._after, self._expire, (self._generation,))
-        timer.daemon = True
-        timer.start()
-
-    def _expire(self, generation: int) -> None:
-        with self._lock:
-            if generation == self._generation:  # no page ran since this timer was set
-                self._release()
-                trim()  # the arena's smaller regions went back to the heap: hand them to the OS too
-
-    def _release(self) -> None:
-        for arena in self._arenas:
-            arena.release()
-
-
-class _TightDetector:
-    """Detection whose inputs above `pixels` (after the capped resize) run with every freed block of
-    1 MiB or more unmapped at once (allocator.tight_heap): preprocessing, the model and post-processing,
-    on a session without an arena.
-
-    At the 1600 px cap detection holds ~290 MiB of live tensors, but left 530-640 MiB of RSS in a worker
-    whose heap had served other pages before, and an arena ~440 MiB (measured). Same kernels, same answers;
-    ~30% more CPU for that one detection."""
-
-    def __init__(self, detector: Any, pixels: int, limit_side: int, max_side: int,
-                 tight_session: Any = None) -> None:
-        self._detector = detector
-        self._pixels = pixels
-        self._sides = (limit_side, max_side)
-        self._tight_session = tight_session  # without an arena, when the detector's own session has one
-
-    def __call__(self, img: np.ndarray) -> Any:
-        h, w = _det_size(img.shape[0], img.shape[1], *self._sides)
-        if h * w <= self._pixels:
-            return self._detector(img)
-        runner = self._detector.session  # rapidocr's wrapper; the engine lock keeps this swap to one page
-        usual = runner.session
-        if self._tight_session is not None:
-            runner.session = self._tight_session
-        try:
-            with tight_heap():
-                return self._detector(img)
-        finally:
-            runner.session = usual
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._detector, name)
-
-
-def _det_size(h: int, w: int, limit_side: int, max_side: int) -> tuple[int, int]:
-    """The detection input size: the short side lifted to `limit_side`, the long side never past `max_side`."""
-    ratio = min(max(1.0, limit_side / max(1, min(h, w))), max_side / max(h, w))
-    return max(32, int(round(h * ratio / 32) * 32)), max(32, int(round(w * ratio / 32) * 32))
-
-
 def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
     """Detection resize that lifts the short side to `limit_side` but never the long side past `max_side`.
 
@@ -248,7 +87,7 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
 
     class CappedDetPreProcess(base):
         def resize(self, img: np.ndarray) -> np.ndarray | None:
-            resize_h, resize_w = _det_size(img.shape[0], img.shape[1], limit_side, max_side)
+            resize_h, resize_w = det_size(img.shape[0], img.shape[1], limit_side, max_side)
             return cv2.resize(img, (resize_w, resize_h))
 
     return CappedDetPreProcess
@@ -282,7 +121,7 @@ class Engine:
         profile, s = self.profile, self.settings
         try:
             # Each model loads once, with our options, and is checked before rapidocr sees it.
-            sessions = validate(profile, load_sessions(profile, _stage_options(s)))
+            sessions = validate(profile, load_sessions(profile, stage_options(s)))
         except ProfileError as exc:
             raise EngineError(str(exc)) from exc
         try:
@@ -317,32 +156,32 @@ class Engine:
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
-            self._idle = _IdleRelease(self._wrap_sessions(ocr), self._lock, s.arena_idle_seconds)
+            self._idle = IdleRelease(self._wrap_sessions(ocr), self._lock, s.arena_idle_seconds)
             return ocr
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
             raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
 
-    def _wrap_sessions(self, ocr: Any) -> list[_ArenaSession]:
+    def _wrap_sessions(self, ocr: Any) -> list[ArenaSession]:
         """Put each stage's arena policy around its session; returns the arenas to empty after a job."""
         s = self.settings
         stages = {"det": ocr.text_det, "cls": ocr.text_cls, "rec": ocr.text_rec}
-        arenas: list[_ArenaSession] = []
+        arenas: list[ArenaSession] = []
         for name, stage in stages.items():
             if stage is None:
                 continue
             if s.ort_arena:
-                stage.session.session = _ShrinkingSession(stage.session.session)
+                stage.session.session = ShrinkingSession(stage.session.session)
             elif {"det": s.det_arena, "rec": s.rec_arena}.get(name, False):
-                stage.session.session = _ArenaSession(stage.session.session)
+                stage.session.session = ArenaSession(stage.session.session)
                 arenas.append(stage.session.session)
         if s.det_tight_pixels and not s.ort_arena:
             tight = None
             if s.det_arena:  # an arena's high-water mark is what a big detection must not leave: a second
                 import onnxruntime as ort  # session of the model without one runs the big inputs
 
-                tight = ort.InferenceSession(str(self.profile.det), sess_options=_session_options(s),
+                tight = ort.InferenceSession(str(self.profile.det), sess_options=session_options(s),
                                              providers=["CPUExecutionProvider"])
-            ocr.text_det = _TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side,
+            ocr.text_det = TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side,
                                           tight)
         return arenas
 
