@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 N ?= 2
+# make up ENGINE=paddleocr: instances run PaddleOCR's pipeline from their own venv (docs/engines.md)
+ENGINE ?= rapidocr
+PADDLE_VENV := $(VENV)-paddle
 export FLEET_HOME ?= $(CURDIR)/.fleet
 
-.PHONY: up down status deps venv test test-fast lint dist image bench bench-quick bench-gateway clean
+.PHONY: up down status deps venv venv-paddle test test-fast lint dist image bench bench-quick bench-gateway clean
 
 ## Install what is missing and start the embedded fleet behind http://127.0.0.1:8080
-up: venv deps
-	$(BIN)/fleetctl up -n $(N)
+up: venv deps $(if $(filter paddleocr,$(ENGINE)),venv-paddle)
+	$(BIN)/fleetctl up -n $(N) --engine $(ENGINE)
 
 down:
 	$(BIN)/fleetctl down
@@ -26,17 +29,24 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+## The paddleocr engine's own venv (.venv-paddle): ocr-fleet[paddle] with one OpenCV; wheels from pip's cache
+venv-paddle: $(PADDLE_VENV)/bin/.installed
+
+$(PADDLE_VENV)/bin/.installed: setup.cfg pyproject.toml scripts/venv-paddle.sh
+	bash scripts/venv-paddle.sh $(PADDLE_VENV)
+	touch $@
+
 ## System packages (nginx, redis, ab, fonts, chromium) and Consul; idempotent and quick when present
 deps:
 	bash scripts/install-deps.sh
 
 ## The whole suite, Docker included: installs and starts what the tests need
-test: venv
+test: venv venv-paddle
 	bash scripts/install-deps.sh --with-docker
 	$(BIN)/pytest
 
 ## Everything but the Docker and browser tests, for a quick loop while developing
-test-fast: venv
+test-fast: venv venv-paddle
 	$(BIN)/pytest -m "not docker and not browser"
 
 lint: venv
@@ -53,10 +63,10 @@ image: venv
 	bash scripts/install-deps.sh --with-docker
 	bash scripts/build-image.sh
 
-bench: venv deps
+bench: venv venv-paddle deps
 	$(BIN)/python -m bench
 
-bench-quick: venv deps
+bench-quick: venv venv-paddle deps
 	$(BIN)/python -m bench --quick
 
 # Warm hits at c=50: the gateway with API keys and its own cache vs one instance directly (own fleet).
@@ -65,4 +75,4 @@ bench-gateway: venv deps
 
 clean:
 	-$(BIN)/fleetctl down
-	rm -rf $(VENV) .fleet bench/.work build dist
+	rm -rf $(VENV) $(PADDLE_VENV) .fleet bench/.work build dist

@@ -24,17 +24,23 @@ from typing import Any
 from . import hardset, score
 
 # label -> the OCR_* settings an instance would run it with; "baseline" is the settings before the
-# engine's arenas (glibc, no ONNX Runtime arena, no tight detection), pinned.
+# engine's arenas (glibc, no ONNX Runtime arena, no tight detection) and before the line classifier
+# was dropped, pinned.
 BASELINE = {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0", "OCR_REC_ARENA": "0",
             "OCR_DET_ARENA": "0", "OCR_DET_TIGHT_PIXELS": "0"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "baseline (pinned: glibc, no arena)": BASELINE,
+    "baseline (pinned: glibc, no arena, line classifier)": {**BASELINE, "OCR_LINE_CLASSIFIER": "on"},
     "accurate": {"OCR_PROFILE": "accurate"},
     "accurate without detection arena": {"OCR_PROFILE": "accurate", "OCR_DET_ARENA": "0"},
     "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
     "fast": {"OCR_PROFILE": "fast"},
+    # the second engine (OCR_ENGINE=paddleocr), run from its own venv on the same pages
+    "paddleocr accurate": {"OCR_ENGINE": "paddleocr", "OCR_PROFILE": "accurate"},
+    "paddleocr fast": {"OCR_ENGINE": "paddleocr", "OCR_PROFILE": "fast"},
 }
 REFERENCE = "accurate"
+# `--engines`: the two engines side by side, profile by profile
+ENGINE_VARIANTS = {label: VARIANTS[label] for label in ("accurate", "paddleocr accurate", "fast", "paddleocr fast")}
 
 
 @dataclass
@@ -68,9 +74,18 @@ def child_env(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 def start(label: str, settings: Mapping[str, str]) -> Child:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.engine_profiles", "--child"], env=child_env(settings),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([python_for(settings), "-m", "bench.engine_profiles", "--child"],
+                            env=child_env(settings), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     return Child(label, proc)
+
+
+def python_for(settings: Mapping[str, str]) -> str:
+    """The interpreter an instance of these settings runs under: the paddleocr engine has a venv of its own."""
+    from fleetctl import config as fleet_config
+    from fleetctl.engines import instance_python
+
+    engine = settings.get("OCR_ENGINE", "rapidocr")
+    return instance_python(fleet_config.load({}).replace(engine=engine))
 
 
 def child_main() -> int:
@@ -78,17 +93,17 @@ def child_main() -> int:
     import resource
 
     from ocr_app.config import Settings
-    from ocr_app.engine import Engine
+    from ocr_app.engine import build_engines
     from ocr_app.images import decode_image
     from ocr_app.orientation import PageOrientation, Turned
-    from ocr_app.profiles import plan
     from ocr_app.service import _malloc_tuning, in_reading_order
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the protocol
     settings = Settings.from_env()
+    settings = Settings.from_env(profiles=settings.profile)  # only the variant's profile is loaded
     trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
-    engine = Engine(settings, plan(settings)[settings.profile])
+    engine = build_engines(settings)[settings.profile]  # the instance's engine, whichever OCR_ENGINE
     orientation = PageOrientation(settings) if settings.orientation == "auto" else None
     engine.warm_up()
     trim()
@@ -198,11 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_profiles", description=main.__doc__)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="8 pages x 2 rounds instead of 16 x 3")
+    parser.add_argument("--engines", action="store_true",
+                        help="only the two engines side by side (rapidocr and paddleocr, accurate and fast)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.child:
         return child_main()
-    result = measure(8, 2) if args.quick else measure(16, 3)
+    variants = ENGINE_VARIANTS if args.engines else VARIANTS
+    result = measure(8, 2, variants) if args.quick else measure(16, 3, variants)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     print(table(result))

@@ -29,11 +29,13 @@ python -m bench --images ~/photos        # your own photos instead of the genera
 python -m bench --instances 2 --concurrency 4,50 --no-peer   # any part of the matrix
 python -m bench --smoke                  # self-test of the pipeline against a tiny built-in server
 python -m bench.engine_profiles --quick  # only the engine profiles table on the hard set
+python -m bench.engine_profiles --engines  # only rapidocr vs paddleocr (accurate and fast) on the hard set
 ```
 
 `--quick` measures the instance count that uses all cores first and has a 4-minute budget: past it, it
 skips the other count and says so, so it ends within 5 minutes even when neighbours slow the machine;
-the engine profiles table adds about 6 minutes on 2 cores (`--no-profiles` skips it).
+the engine profiles table adds about 6 minutes on 2 cores, more since it also runs the second engine's two
+variants (`--no-profiles` skips it).
 The peer runs with as many workers as cores and one ONNX Runtime thread each (`--peer-threads 0` for
 rapidocr's stock setting, a thread per core in every worker).
 
@@ -57,7 +59,8 @@ The steps:
 4. **Memory**: each instance's RSS after its run, as `fleetctl status` reports it.
 5. **Engine profiles** (`bench/engine_profiles.py`, `--no-profiles` skips it; `python -m bench.engine_profiles
    [--quick]` runs it alone): every profile, plus `accurate` under a pinned copy of the old settings and
-   under each speed-up, one process each started with the environment an instance would give it, taking
+   under each speed-up, and the second engine (`OCR_ENGINE=paddleocr`, from its own venv) on `accurate` and
+   `fast`, one process each started with the environment an instance would give it, taking
    turns round by round over the hard set. Throughput and its ratio to `accurate` (wall and CPU seconds),
    peak RSS (the kernel's high-water mark, mid-run included), and character error against the committed
    truth, in reading order and with lines matched to lines.

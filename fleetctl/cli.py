@@ -1,113 +1,33 @@
 """fleetctl: one Click group whose commands parse input and call plain functions.
 
-Typed errors raised anywhere below are turned into exit codes in exactly one place,
-`FleetGroup.invoke`: 0 ok, 1 error, 2 usage (Click's own), 3 timeout.
+The fleet's lifecycle (up, scale, autoscale, status, down, deps) is here; logs and the gateway's
+commands live in cli_logs and cli_gateway, the shared plumbing in cli_base.
 """
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from fleetctl import config as fleet_config
-from fleetctl.backends import Backend, FleetError, UnknownInstance, existing_backends, make_backend
-from fleetctl.config import BACKENDS, ConfigError, FleetConfig
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
-
-
-class ExitError(click.ClickException):
-    """A failure Click prints as 'Error: message' before exiting with code 1."""
-
-    exit_code = EXIT_ERROR
-
-
-class TimeoutExit(ExitError):
-    """The fleet did not converge in time: exit code 3, so scripts can tell it from other errors."""
-
-    exit_code = EXIT_TIMEOUT
-
-
-def _translatable() -> tuple[type[BaseException], ...]:
-    """Every error type that means 'could not do it' rather than 'fleetctl has a bug'."""
-    from fleetctl import procs
-    from fleetctl.consul_api import CONSUL_ERRORS
-    from fleetctl.gateway import GatewayError
-
-    return (FleetError, ConfigError, procs.ProcessError, GatewayError, *CONSUL_ERRORS)
-
-
-class FleetGroup(click.Group):
-    """The group that translates errors once, for the console script and for CliRunner alike."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from fleetctl.fleet import ScaleTimeout
-
-        try:
-            return super().invoke(ctx)
-        except ScaleTimeout as exc:
-            pending = "".join(f"\n  still pending: {p}" for p in exc.pending)
-            raise TimeoutExit(f"{exc}{pending}") from None
-        except click.ClickException:
-            raise
-        except _translatable() as exc:
-            raise ExitError(str(exc)) from None
-
-
-@dataclass
-class AppContext:
-    """Shared per-invocation state in ctx.obj: the config, and clients made on first use."""
-
-    cfg: FleetConfig
-    make_consul: Callable[[FleetConfig], Any] | None = None
-    _consul: Any = field(default=None, repr=False)
-
-    def consul(self) -> Any:
-        if self._consul is None:
-            if self.make_consul is None:
-                from fleetctl.consul_api import client_for
-
-                self.make_consul = client_for
-            self._consul = self.make_consul(self.cfg)
-        return self._consul
-
-    def backend(self, name: str | None) -> Backend:
-        return make_backend(name or self.cfg.backend, self.cfg, report=_progress)
-
-    def fleet(self, backend: Backend) -> Any:
-        from fleetctl import upstream
-        from fleetctl.fleet import Fleet
-
-        return Fleet(cfg=self.cfg, backend=backend, consul=self.consul(),
-                     upstream_members=upstream.upstream_members, reload_count=upstream.reload_count,
-                     report=_progress)
-
-
-def _progress(message: str) -> None:
-    """Progress goes to stderr so stdout stays parseable (plans, JSON, the gateway URL)."""
-    click.echo(message, err=True)
-
-
-def _obj(ctx: click.Context) -> AppContext:
-    obj = ctx.find_object(AppContext)
-    if obj is None:  # pragma: no cover - the group always sets it
-        raise click.UsageError("no fleet context")
-    return obj
-
-
-backend_option = click.option(
-    "--backend", type=click.Choice(BACKENDS), default=None,
-    help="Where instances run: host processes, docker containers, or the tasks of one Swarm service "
-         "(swarm; up makes the engine a single-node swarm if it is in none) [default: FLEET_BACKEND or process].",
+from fleetctl.backends import Backend, existing_backends
+from fleetctl.cli_base import (
+    AppContext,
+    ExitError,
+    FleetGroup,
+    _obj,
+    _progress,
+    backend_option,
+    engine_option,
+    timeout_option,
 )
-timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=1), default=180.0, show_default=True,
-    help="Seconds to wait for the fleet to converge before exiting with code 3.",
-)
+from fleetctl.cli_gateway import keys, render, sync
+from fleetctl.cli_logs import logs
+from fleetctl.config import ConfigError, FleetConfig
+
+__all__ = ["AppContext", "FleetGroup", "main"]
 
 
 @click.group(cls=FleetGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,7 +47,9 @@ def main(ctx: click.Context) -> None:
 
         try:
             # The file layer: `up --advertise/--join` saved them in FLEET_HOME (the environment wins).
-            ctx.obj = AppContext(cluster.apply_saved(fleet_config.load(), os.environ))
+            from fleetctl import engines
+
+            ctx.obj = AppContext(engines.apply_saved(cluster.apply_saved(fleet_config.load(), os.environ), os.environ))
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
 
@@ -191,17 +113,18 @@ class BoundsType(click.ParamType):
 @click.option("--cache", is_flag=True, default=None,
               help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
                    "[default: FLEET_GATEWAY_CACHE or off].")
+@engine_option
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
        bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
-       auth: bool | None, tls: bool | None, cache: bool | None) -> None:
+       auth: bool | None, tls: bool | None, cache: bool | None, engine: str | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import cluster, deps, services
+    from fleetctl import cluster, deps, engines, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -211,7 +134,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
     obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
-                              gateway_cache=1 if cache else None)
+                              gateway_cache=1 if cache else None, engine=engine)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if bounds is not None:
         from fleetctl.autoscale import policy_from
@@ -219,8 +142,13 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
         policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
         instances = max(bounds[0], min(bounds[1], instances))
     deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.save(obj.cfg)
     services.ensure_services(obj.cfg)
     cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
+    if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
+        _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
+                  "in FLEET_HOME/gossip.key")
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,
@@ -363,103 +291,28 @@ def down(ctx: click.Context) -> None:
     click.echo(f"stopped {count} instance(s) and the managed services")
 
 
-class SinceType(click.ParamType):
-    """--since: a duration back from now (30s, 5m, 2h, 1d) or an ISO time, as epoch seconds."""
-
-    name = "since"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from fleetctl.logs import parse_since
-
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_since(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class RegexType(click.ParamType):
-    """--grep: a regular expression, compiled once so a bad one is a usage error."""
-
-    name = "regex"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> re.Pattern[str]:
-        if isinstance(value, re.Pattern):
-            return value
-        try:
-            return re.compile(str(value))
-        except re.error as exc:
-            self.fail(f"{value!r} is not a regular expression: {exc}", param, ctx)
-
-
-def _log_sources(cfg: FleetConfig, backends: list[Backend]) -> dict[str, Any]:
-    """Services first, then every backend's instances (running, and stopped ones with a kept log)."""
-    from fleetctl import services
-    from fleetctl.logs import FileReader
-
-    sources: dict[str, Any] = {name: FileReader(path) for name, path in services.log_files(cfg).items()}
-    for backend in backends:
-        sources.update(backend.log_readers())
-    return sources
-
-
-@main.command()
-@click.argument("sources", nargs=-1)
-@click.option("--since", type=SinceType(), default=None,
-              help="Only lines from this long ago on (30s, 5m, 2h, 1d) or since an ISO time.")
-@click.option("--grep", "pattern", type=RegexType(), default=None,
-              help="Only lines matching this regular expression (e.g. a request id).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines, from every source, until Ctrl-C.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: the line's own fields (or 'message'), 'source' and 'time'.")
-@click.pass_context
-def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, pattern: re.Pattern[str] | None,
-         follow: bool, as_json: bool) -> None:
-    """Instance, gateway and service logs, merged in time order.
-
-    SOURCES are instance ids (ocr-8001), gateway (nginx's JSON access log), nginx (its error log),
-    consul, redis, sync or autoscale; none means all of them. Logs of stopped process instances are kept and shown.
-    """
-    from fleetctl import logs as fleet_logs
-
-    obj = _obj(ctx)
-    backends = existing_backends(obj.cfg)  # asked once: -f rescans their instances, not the runtimes
-    try:
-        chosen = fleet_logs.select(_log_sources(obj.cfg, backends), sources)
-    except KeyError as exc:
-        raise UnknownInstance(f"no running instance or log source {exc.args[0]!r} "
-                              f"(sources: instance ids, gateway, nginx, consul, redis, sync, autoscale)") from None
-    keep = fleet_logs.Filter(since, pattern)
-    width = max((len(name) for name in chosen), default=0)
-
-    def show(rec: Any) -> None:
-        click.echo(rec.to_json() if as_json else rec.to_text(width))
-
-    records, streams = fleet_logs.history(chosen, keep)
-    for rec in records:
-        show(rec)
-    if not follow:
-        return
-    try:
-        for rec in fleet_logs.follow(streams, keep, lambda: {} if sources else _log_sources(obj.cfg, backends)):
-            show(rec)
-    except KeyboardInterrupt:
-        pass
-
 
 @main.command()
 @click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
 @click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@engine_option
 @click.pass_context
-def deps(ctx: click.Context, check: bool, with_docker: bool) -> None:
+def deps(ctx: click.Context, check: bool, with_docker: bool, engine: str | None) -> None:
     """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
 
-    Idempotent and quick when everything is present; prints where each program was found.
+    With --engine paddleocr also (re)build that engine's venv (FLEET_PADDLE_VENV, by default beside
+    fleetctl's venv). Idempotent and quick when everything is present; prints where each program was found.
     """
     from fleetctl import deps as fleet_deps
+    from fleetctl import engines
 
     obj = _obj(ctx)
+    if engine == engines.PADDLE:
+        cfg = obj.cfg.replace(engine=engine)
+        if check:
+            click.echo(f"paddleocr venv  {engines.instance_python(cfg)}")
+        else:
+            engines.build_paddle_venv(cfg, report=_progress)
     if not check and (with_docker or fleet_deps.missing(obj.cfg)):
         fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
     found = fleet_deps.locate(obj.cfg)
@@ -471,83 +324,5 @@ def deps(ctx: click.Context, check: bool, with_docker: bool) -> None:
         raise ExitError(fleet_deps.missing_message(absent))
 
 
-@main.command()
-@click.option("--once", is_flag=True, help="One pass: render, compare, validate, reload if changed.")
-@click.pass_context
-def sync(ctx: click.Context, once: bool) -> None:
-    """Keep the nginx upstream in step with Consul (the loop `up` runs as a daemon)."""
-    from fleetctl import upstream
-    from fleetctl.gateway import NginxReloader
-
-    obj = _obj(ctx)
-    if once:
-        changed = upstream.sync_once(obj.cfg, obj.consul(), NginxReloader(obj.cfg))
-        click.echo("upstream changed" if changed else "upstream unchanged")
-        return
-    code = upstream.run_sync_daemon(obj.cfg)
-    if code:
-        raise ExitError("the sync loop stopped with an error (see the log above)")
-
-
-@main.command()
-@click.pass_context
-def render(ctx: click.Context) -> None:
-    """Print the upstream config the sync loop would write now (changes nothing)."""
-    from fleetctl import upstream
-
-    obj = _obj(ctx)
-    _, backends = upstream.passing_backends(obj.consul(), obj.cfg.service_name, None, "")
-    click.echo(upstream.render_upstream(backends, obj.cfg), nl=False)
-
-
-
-@main.group()
-def keys() -> None:
-    """API keys for the gateway (FLEET_AUTH=1, `up --auth`): only their hashes are kept, in Consul."""
-
-
-@keys.command("create")
-@click.argument("name")
-@click.option("--rate", default="", help="This key's rate limit in nginx's form (10r/s, 600r/m) "
-                                         "[default: FLEET_RATE, or none].")
-@click.pass_context
-def keys_create(ctx: click.Context, name: str, rate: str) -> None:
-    """Make a key for client NAME and print it, alone, on the last line: it is shown only this once."""
-    from fleetctl import keys as api_keys
-
-    obj = _obj(ctx)
-    key, secret = api_keys.create(obj.consul(), obj.cfg, name, rate)
-    _progress(f"created key {key.name!r} (rate {key.rate or obj.cfg.rate or 'unlimited'}); "
-              f"send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    click.echo(secret)
-
-
-@keys.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def keys_list(ctx: click.Context, as_json: bool) -> None:
-    """Every key's name, rate and creation time (never the key)."""
-    import datetime
-
-    from fleetctl import keys as api_keys
-
-    obj = _obj(ctx)
-    _, found = api_keys.fetch(obj.consul(), obj.cfg)
-    if as_json:
-        click.echo(json.dumps([{"name": k.name, "rate": k.rate, "created": k.created} for k in found], indent=2))
-        return
-    for k in found:
-        created = datetime.datetime.fromtimestamp(k.created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(f"{k.name}\t{k.rate or '-'}\t{created}")
-
-
-@keys.command("revoke")
-@click.argument("name")
-@click.pass_context
-def keys_revoke(ctx: click.Context, name: str) -> None:
-    """Delete client NAME's key: every gateway refuses it within seconds (401)."""
-    from fleetctl import keys as api_keys
-
-    obj = _obj(ctx)
-    api_keys.revoke(obj.consul(), obj.cfg, name)
-    click.echo(f"revoked {name}")
+for _command in (logs, sync, render, keys):
+    main.add_command(_command)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 BACKENDS = ("process", "docker", "swarm")
+ENGINES = ("rapidocr", "paddleocr")  # OCR_ENGINE (fleetctl/engines.py)
 PORT = {"min": 1, "max": 65535}
 FLAG = {"min": 0, "max": 1}
 # nginx's own rate form, as `limit_req_zone ... rate=` takes it: 10r/s, 600r/m.
@@ -65,10 +66,14 @@ class FleetConfig:
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "instance": True, "min": 1, "max": 64})
     orientation: str = field(default="", metadata={"env": "OCR_ORIENTATION", "instance": True,
                                                    "choices": ("", "auto", "off")})
+    line_classifier: str = field(default="", metadata={"env": "OCR_LINE_CLASSIFIER", "instance": True,
+                                                       "choices": ("", "auto", "on", "off")})
     # Several hosts (docs/multihost.md): this host's address turns on cluster mode (a real Consul agent,
     # services bound to it); join lists hosts already in the fleet, comma-separated.
     advertise: str = field(default="", metadata={"env": "FLEET_ADVERTISE"})
     join: str = field(default="", metadata={"env": "FLEET_JOIN"})
+    # The fleet's gossip key (fleetctl/gossip.py): the first host makes one, joining hosts are given it.
+    consul_encrypt: str = field(default="", metadata={"env": "FLEET_CONSUL_ENCRYPT"})
     consul_servers: int = field(default=3, metadata={"env": "FLEET_CONSUL_SERVERS", "min": 1, "max": 7})
     serf_port: int = field(default=8301, metadata={"env": "FLEET_CONSUL_SERF_PORT", **PORT})
     raft_port: int = field(default=8300, metadata={"env": "FLEET_CONSUL_SERVER_PORT", **PORT})
@@ -87,6 +92,10 @@ class FleetConfig:
     # nginx workers: 1 leaves the cores to the OCR engines; more pays off when nginx answers cache hits.
     gateway_workers: int = field(default=1, metadata={"env": "FLEET_GATEWAY_WORKERS", "min": 1, "max": 64})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "instance": True, "min": 1})
+    # OCR_ENGINE=paddleocr (fleetctl/engines.py): instances run PaddleOCR's pipeline from its own venv.
+    engine: str = field(default="rapidocr", metadata={"env": "OCR_ENGINE", "instance": True,
+                                                     "choices": ENGINES})
+    paddle_venv: str = field(default="", metadata={"env": "FLEET_PADDLE_VENV"})  # "": beside fleetctl's venv
 
     @property
     def managed_consul(self) -> bool:

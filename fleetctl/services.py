@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import redis
 
-from fleetctl import cluster, consul_api, gateway, procs, upstream
+from fleetctl import cluster, consul_api, gateway, gossip, procs, upstream
 from fleetctl.config import FleetConfig, format_value
 from fleetctl.gateway import GatewayError, NginxReloader
 
@@ -163,7 +163,8 @@ def _start_consul(cfg: FleetConfig) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     server = cfg.clustered and cluster.is_server(cfg, data_dir)
     if cfg.clustered:
-        argv = cluster.agent_argv(cfg, binary, data_dir, server=server)
+        key = gossip.resolve(cfg, data_dir, cluster.join_addresses(cfg))  # before the agent: a clear error
+        argv = cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
     else:
         # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
         # and a developer's fleet can run side by side.

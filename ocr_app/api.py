@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from .config import Settings
 from .documents import (
     PAGE_DISPATCH,
     PageAnswer,
@@ -115,7 +116,7 @@ def ocr() -> Response:
     _, data = uploads[0]
     with _dispatch(data) as dispatch:
         rec = recognize_upload(service, data, options, dispatch)
-    resp = Response(answer_body(rec, data, options, service.settings.instance_id, profile), status=200,
+    resp = Response(answer_body(rec, data, options, service.settings, profile), status=200,
                     content_type=CONTENT_TYPES[options.format])
     resp.headers["X-Cache"] = rec.cache
     resp.headers["X-OCR-Profile"] = profile
@@ -128,12 +129,13 @@ def profiles() -> Response:
     return jsonify(_service().describe_profiles())
 
 
-def answer_body(rec: Recognition, data: bytes, options: RequestOptions, instance_id: str, profile: str) -> bytes:
+def answer_body(rec: Recognition, data: bytes, options: RequestOptions, settings: Settings, profile: str) -> bytes:
     """The body in the requested format; a plain image in JSON keeps today's exact bytes."""
     if options.format == "json":
         if rec.document:
-            return document_body(rec, instance_id)
-        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time, profile), instance_id)
+            return document_body(rec, settings.instance_id, settings.engine)
+        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time, profile, settings.engine),
+                            settings.instance_id)
     pages = rec.pages if rec.document else [image_page(data, rec)]
     if options.format == "text":
         return as_text(pages).encode()
@@ -150,7 +152,7 @@ def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: Reque
         try:
             with _dispatch(data) as dispatch:
                 rec = recognize_upload(service, data, options, dispatch)
-            body = answer_body(rec, data, options, service.settings.instance_id, profile)
+            body = answer_body(rec, data, options, service.settings, profile)
         except OcrError as exc:
             body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,
                               separators=(",", ":")).encode()
@@ -171,7 +173,8 @@ def success_body(outcome: Outcome, instance_id: str) -> bytes:
         b',"cost_time":', f"{outcome.cost_time:.4f}".encode(),
         b',"cached":', b"true" if outcome.cache in ("HIT", "COALESCED") else b"false",
         b',"instance":', json.dumps(instance_id).encode(),
-        b',"profile":', json.dumps(outcome.profile).encode(), b"}",
+        b',"profile":', json.dumps(outcome.profile).encode(),
+        b',"engine":', json.dumps(outcome.engine).encode(), b"}",
     ))
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ALLOCATORS = ("glibc", "glibc-thp", "jemalloc")  # OCR_ALLOCATOR, see ocr_app/allocator.py
+ENGINES = ("rapidocr", "paddleocr")  # OCR_ENGINE; paddleocr runs from its own venv (docs/engines.md)
 
 
 class ConfigError(ValueError):
@@ -79,6 +80,8 @@ class Settings:
     # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
     orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
+    # auto: the per-line direction classifier runs only when page orientation is off (profiles.py)
+    line_classifier: str = field(default="auto", metadata={"env": "OCR_LINE_CLASSIFIER"})  # auto | on | off
     job_ttl: int = field(default=3600, metadata={"env": "OCR_JOB_TTL", "min": 1})
     job_consumers: int = field(default=1, metadata={"env": "OCR_JOB_CONSUMERS", "min": 0, "max": 16})
     job_claim_seconds: float = field(default=30.0, metadata={"env": "OCR_JOB_CLAIM_SECONDS", "min": 0.5})
@@ -86,6 +89,9 @@ class Settings:
     gateway_url: str = field(default="", metadata={"env": "OCR_GATEWAY_URL"})
     fanout_pages: int = field(default=4, metadata={"env": "OCR_FANOUT_PAGES", "min": 1, "max": 64})
     fanout_inflight: int = field(default=8, metadata={"env": "OCR_FANOUT_INFLIGHT", "min": 1, "max": 256})
+    engine: str = field(default="rapidocr", metadata={"env": "OCR_ENGINE"})
+    paddle_model_dir: str = field(default="", metadata={"env": "OCR_PADDLE_MODEL_DIR"})  # own det/ + rec/ folders
+    paddle_home: str = field(default="", metadata={"env": "OCR_PADDLE_HOME"})  # "": ~/.cache/ocr-fleet/paddle
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,6 +119,15 @@ class Settings:
             )
         if self.orientation not in ("auto", "off"):
             raise ConfigError(f"OCR_ORIENTATION={self.orientation!r} must be auto or off")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"OCR_ENGINE={self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.paddle_model_dir and self.engine != "paddleocr":
+            raise ConfigError("OCR_PADDLE_MODEL_DIR needs OCR_ENGINE=paddleocr")
+        if self.model_dirs and self.engine == "paddleocr":
+            raise ConfigError("OCR_MODEL_DIRS holds rapidocr model folders; with OCR_ENGINE=paddleocr serve "
+                              "your own PaddleOCR export with OCR_PADDLE_MODEL_DIR")
+        if self.line_classifier not in ("auto", "on", "off"):
+            raise ConfigError(f"OCR_LINE_CLASSIFIER={self.line_classifier!r} must be auto, on or off")
         if self.allocator not in ALLOCATORS:
             raise ConfigError(f"OCR_ALLOCATOR={self.allocator!r} is not one of {', '.join(ALLOCATORS)}")
         if self.pdf_dpi > self.pdf_max_dpi:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -73,6 +73,13 @@ def profile_digest(profile: Profile) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_namespace(profile: Profile, s: Settings) -> str:
+    """The engine, profile, models, pipeline, detection limits and page orientation: all of an answer's
+    inputs besides the image bytes."""
+    return (f"{profile.name}:{profile.engine}:{profile_digest(profile)}:p{PIPELINE_VERSION}"
+            f":d{s.det_limit_side}-{s.det_max_side}:o{s.orientation}")
+
+
 @lru_cache(maxsize=16)
 def _digest_file(path: Path) -> str:
     return sha256_file(path)
@@ -113,9 +120,7 @@ class Engine:
     def cache_namespace(self) -> str:
         """What besides the image bytes decides the answer: profile, models, pipeline, detection limits and
         page orientation (OCR_ORIENTATION)."""
-        s = self.settings
-        return (f"{self.profile.name}:{profile_digest(self.profile)}:p{PIPELINE_VERSION}"
-                f":d{s.det_limit_side}-{s.det_max_side}:o{s.orientation}")
+        return cache_namespace(self.profile, self.settings)
 
     def _build(self) -> Any:
         profile, s = self.profile, self.settings
@@ -224,13 +229,22 @@ class Engine:
 
     def warm_up(self) -> OcrResult:
         """Run one OCR on a tiny synthetic image so the first real request doesn't pay for graph set-up."""
-        img = np.full((64, 256, 3), 255, dtype=np.uint8)
-        cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
-        return self.recognize(img)
+        return self.recognize(warm_up_image())
+
+
+def warm_up_image() -> np.ndarray:
+    """A small white image with two words: enough to run every stage once."""
+    img = np.full((64, 256, 3), 255, dtype=np.uint8)
+    cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+    return img
 
 
 def build_engines(settings: Settings) -> dict[str, Engine]:
     """One engine per enabled profile, sharing the worker's lock; the default profile first."""
+    if settings.engine == "paddleocr":  # PaddleOCR's own pipeline, from its own venv (paddle_engine.py)
+        from .paddle_engine import build_engines as build_paddle_engines
+
+        return cast("dict[str, Engine]", build_paddle_engines(settings))
     try:
         enabled = plan(settings)
     except ProfileError as exc:

@@ -21,7 +21,7 @@ CONTENT_TYPES = {
 }
 
 
-def document_body(rec: Recognition, instance_id: str) -> bytes:
+def document_body(rec: Recognition, instance_id: str, engine: str) -> bytes:
     """A document's 200 body: `pages` with their lines, and every line again in `data` with its `page`."""
     pages = [{"page": p.number, "width": p.width, "height": p.height, "source": p.source, "data": p.lines,
               **({"preview": p.preview} if p.preview else {})} for p in rec.pages]
@@ -29,7 +29,7 @@ def document_body(rec: Recognition, instance_id: str) -> bytes:
     return json.dumps({
         "code": 0, "msg": "success", "pages": pages, "data": flat,
         "cost_time": round(rec.cost_time, 4), "cached": rec.cache in ("HIT", "COALESCED"),
-        "instance": instance_id,
+        "instance": instance_id, "engine": engine,
     }, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -90,7 +90,7 @@ def _result(view: JobView) -> Any:
         rec = Recognition(document=True, pages=pages)
     else:
         rec = Recognition(document=False, data_json=json.dumps(pages[0].lines if pages else []).encode())
-    body = answer_body(rec, b"", options, settings.instance_id, view.params.get("profile") or settings.profile)
+    body = answer_body(rec, b"", options, settings, view.params.get("profile") or settings.profile)
     if options.format not in ("json", "textract"):
         return body.decode()
     result = json.loads(body)

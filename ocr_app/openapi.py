@@ -75,6 +75,7 @@ BOX = {"type": "array", "minItems": 4, "maxItems": 4, "description": "corners cl
        "pixels of the uploaded image after EXIF orientation (of the rendered page, for a document)",
        "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}}
 CONFIDENCE = {"type": "number", "minimum": 0, "maximum": 1}
+ENGINE_SCHEMA = {"enum": ["rapidocr", "paddleocr"], "description": "the instance's OCR_ENGINE that produced the answer"}
 FLAG = {"type": "string", "enum": ["1", "0", "true", "false", "yes", "no", "on", "off"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -112,6 +113,7 @@ SCHEMAS: dict[str, Any] = {
             "pages": {"type": "array", "items": ref("Page")},
             "data": {"type": "array", "items": ref("Line")},
             "cost_time": {"type": "number"}, "cached": {"type": "boolean"}, "instance": {"type": "string"},
+            "engine": ENGINE_SCHEMA,
         },
     },
     "BatchResult": {
@@ -145,6 +147,7 @@ SCHEMAS: dict[str, Any] = {
             "cached": {"type": "boolean"},
             "instance": {"type": "string"},
             "profile": {"type": "string", "description": "the engine profile that produced the answer"},
+            "engine": ENGINE_SCHEMA,
         },
     },
     "Profiles": {

@@ -133,7 +133,7 @@ def _cache_namespace(settings: Settings) -> str:
         h = hashlib.sha256(f"p{PIPELINE_VERSION}:d{settings.det_limit_side}-{settings.det_max_side}"
                            f":o{settings.orientation}".encode())
         for name, profile in sorted(plan(settings).items()):
-            h.update(f"|{name}|{profile.name}|{sorted(profile.det_params.items())}".encode())
+            h.update(f"|{name}|{profile.name}|{profile.engine}|{sorted(profile.det_params.items())}".encode())
             for path in profile.files():
                 h.update(sha256_file(path).encode())
     except (ProfileError, OSError) as exc:

@@ -39,6 +39,7 @@ class Outcome:
     cache: str  # HIT | MISS | COALESCED | BYPASS
     cost_time: float
     profile: str = "accurate"
+    engine: str = "rapidocr"  # OCR_ENGINE of the instance that answers
 
 
 class Admission:
@@ -283,7 +284,8 @@ class OcrService:
 
     def _outcome(self, data_json: bytes, cache: str, started: float, profile: str) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
-        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile)
+        return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile,
+                       engine=self.settings.engine)
 
 
 def in_reading_order(result: OcrResult) -> OcrResult:

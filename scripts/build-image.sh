@@ -71,7 +71,7 @@ source_files() {
         git ls-files -z --cached --others --exclude-standard |
             while IFS= read -r -d '' f; do { [ -f "$f" ] || [ -L "$f" ]; } && printf '%s\0' "$f"; done
     else
-        find . \( -name .git -o -name .venv -o -name .fleet -o -name __pycache__ \) -prune \
+        find . \( -name .git -o -name .venv -o -name .venv-paddle -o -name .fleet -o -name __pycache__ \) -prune \
             -o \( -type f -o -type l \) -printf '%P\0'
     fi
 }

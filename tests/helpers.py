@@ -142,14 +142,14 @@ def start_redis(workdir: Path, port: int | None = None) -> Proc:
     return proc
 
 
-def start_consul(workdir: Path, http_port: int | None = None) -> Proc:
+def start_consul(workdir: Path, http_port: int | None = None, extra: tuple[str, ...] = ()) -> Proc:
     http = http_port or free_port()
     serf_lan, serf_wan, server = (free_port() for _ in range(3))
     workdir.mkdir(parents=True, exist_ok=True)
     proc = spawn([consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
                   "-http-port", str(http), "-dns-port", "-1", "-grpc-port", "-1",
                   "-serf-lan-port", str(serf_lan), "-serf-wan-port", str(serf_wan),
-                  "-server-port", str(server), "-log-level", "warn"], workdir / "consul.log")
+                  "-server-port", str(server), "-log-level", "warn", *extra], workdir / "consul.log")
     proc.extra["addr"] = f"127.0.0.1:{http}"
     proc.extra["port"] = http
     wait_for(lambda: requests.get(f"http://127.0.0.1:{http}/v1/status/leader", timeout=1).json(),
@@ -159,8 +159,10 @@ def start_consul(workdir: Path, http_port: int | None = None) -> Proc:
 
 def start_instance(workdir: Path, *, consul_addr: str = "", redis_url: str = "",
                    instance_id: str | None = None, extra_env: dict[str, str] | None = None,
-                   ready_timeout: float = 120.0) -> Proc:
-    """A real instance under gunicorn, as fleetctl starts it; returns once /ready answers 200."""
+                   ready_timeout: float = 120.0, venv: Path | None = None) -> Proc:
+    """A real instance under gunicorn, as fleetctl starts it; returns once /ready answers 200.
+
+    `venv`: run it from that venv's gunicorn (the paddleocr engine's), else from the suite's own."""
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -169,7 +171,7 @@ def start_instance(workdir: Path, *, consul_addr: str = "", redis_url: str = "",
         "OCR_RUNTIME_DIR": str(workdir / f"run-{port}"), "OCR_DRAIN_SECONDS": "1",
     })
     env.update(extra_env or {})
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    gunicorn = str(venv / "bin" / "gunicorn") if venv else str(Path(sys.executable).with_name("gunicorn"))
     proc = spawn([gunicorn, "-c", "python:ocr_app.gunicorn_conf", "ocr_app:create_app()"],
                  workdir / f"instance-{port}.log", env=env, cwd=REPO)
     proc.extra.update(port=port, url=f"http://127.0.0.1:{port}", id=env["OCR_INSTANCE_ID"])
@@ -182,6 +184,22 @@ def start_instance(workdir: Path, *, consul_addr: str = "", redis_url: str = "",
     if not proc.alive():
         raise RuntimeError(f"instance exited during start-up:\n{proc.tail()}")
     return proc
+
+
+def bad_input_failures(url: str, corpus: list[tuple[str, dict[str, object], int, int]]) -> list[str]:
+    """Each hostile request of `corpus` (name, request kwargs, status, code) that did not get its documented
+    JSON error with an empty `data`."""
+    failures = []
+    for name, kwargs, status, code in corpus:
+        resp = requests.post(url, timeout=60, **kwargs)  # type: ignore[arg-type]
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"raw": resp.text[:200]}
+        if (resp.status_code, body.get("code")) != (status, code) or not body.get("msg") \
+                or body.get("data") != []:
+            failures.append(f"{name}: got {resp.status_code} {body}, want {status}/{code}")
+    return failures
 
 
 def worker_pids(master_pid: int) -> set[int]:

@@ -12,6 +12,7 @@ from bench.images import generate
 from ocr_app.config import Settings
 from ocr_app.engine import Engine
 from ocr_app.images import decode_image
+from ocr_app.profiles import plan
 
 # Stock rapidocr lifts any short side to 736 px without a cap; ours caps the long side (OCR_DET_MAX_SIDE),
 # so the comparison lifts the cap and everything else is the instance's own code path.
@@ -36,6 +37,22 @@ def stock_lines(engine: RapidOCR, bgr: np.ndarray) -> list[tuple[str, float, lis
             for b, t, s in zip(out.boxes, out.txts, out.scores, strict=True)]
 
 
+@pytest.fixture(scope="module")
+def stock_without_cls() -> Iterator[RapidOCR]:
+    yield RapidOCR(params={"Global.log_level": "warning", "Global.use_cls": False})
+
+
+def assert_same_as(stock: RapidOCR, ours: Engine, images: list[Path], settings: Settings) -> None:
+    compared = 0
+    for path in images:
+        bgr = decode_image(path.read_bytes(), settings).bgr
+        expected = stock_lines(stock, bgr)
+        got = [(line.text, line.confidence, line.box) for line in ours.recognize(bgr).lines]
+        assert got == expected, path.name
+        compared += len(expected)
+    assert compared > 40  # the set has real text on every image
+
+
 # every memory policy of the engine: each must leave every character (and confidence) as stock has it
 MEMORY = {
     "defaults": {},
@@ -49,16 +66,16 @@ MEMORY = {
 
 @pytest.mark.parametrize("memory", list(MEMORY.values()), ids=list(MEMORY))
 def test_accurate_matches_stock_rapidocr(images: list[Path], stock: RapidOCR, memory: dict[str, object]) -> None:
-    settings = Settings.from_env({}, **memory, **UNCAPPED)
-    ours = Engine(settings)
-    compared = 0
-    for path in images:
-        bgr = decode_image(path.read_bytes(), settings).bgr
-        expected = stock_lines(stock, bgr)
-        got = [(line.text, line.confidence, line.box) for line in ours.recognize(bgr).lines]
-        assert got == expected, path.name
-        compared += len(expected)
-    assert compared > 40  # the set has real text on every image
+    """With the line classifier on (OCR_LINE_CLASSIFIER=on), the stock pipeline to the character."""
+    settings = Settings.from_env({}, **memory, line_classifier="on", **UNCAPPED)  # type: ignore[arg-type]
+    assert_same_as(stock, Engine(settings, plan(settings)["accurate"]), images, settings)
+
+
+def test_default_accurate_is_stock_without_the_line_classifier(images: list[Path],
+                                                               stock_without_cls: RapidOCR) -> None:
+    """The instance's default: page orientation rights the page, so the only change is no line classifier."""
+    settings = Settings.from_env({}, **UNCAPPED)
+    assert_same_as(stock_without_cls, Engine(settings, plan(settings)["accurate"]), images, settings)
 
 
 def test_bounded_arena_changes_no_answer_with_the_default_cap(images: list[Path]) -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import Proc, text_image, worker_pids
+from helpers import Proc, bad_input_failures, text_image, worker_pids
 from PIL import Image
 
 
@@ -228,16 +228,7 @@ BAD_INPUTS: list[tuple[str, dict[str, object], int, int]] = [
 def test_bad_inputs_get_documented_errors_and_workers_survive(instance: Proc) -> None:
     before = worker_pids(instance.pid)
     assert len(before) == 2
-    failures = []
-    for name, kwargs, status, code in BAD_INPUTS:
-        resp = requests.post(url(instance), timeout=60, **kwargs)  # type: ignore[arg-type]
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"raw": resp.text[:200]}
-        if (resp.status_code, body.get("code")) != (status, code) or not body.get("msg") \
-                or body.get("data") != []:
-            failures.append(f"{name}: got {resp.status_code} {body}, want {status}/{code}")
+    failures = bad_input_failures(url(instance), BAD_INPUTS)
     assert not failures, "\n".join(failures)
     assert len(BAD_INPUTS) >= 20
     assert worker_pids(instance.pid) == before

@@ -128,7 +128,7 @@ def test_single_image_answers_as_before(instance: Proc) -> None:
     resp = requests.post(url(instance), data=text_image("Plain Image"), headers={"Content-Type": "image/jpeg"},
                          timeout=60)
     assert resp.status_code == 200
-    assert set(resp.json()) == {"code", "msg", "data", "cost_time", "cached", "instance", "profile"}
+    assert set(resp.json()) == {"code", "msg", "data", "cost_time", "cached", "instance", "profile", "engine"}
 
 
 def test_words_on_images_and_pages(instance: Proc, pdf: bytes) -> None:

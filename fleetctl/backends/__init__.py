@@ -42,6 +42,9 @@ def make_backend(name: str, cfg: FleetConfig, docker_client: Callable[[], Any] |
         from fleetctl.backends.process import ProcessBackend
 
         return ProcessBackend(cfg)
+    if name in ("docker", "swarm") and cfg.engine != "rapidocr":
+        raise BackendUnavailable(f"OCR_ENGINE={cfg.engine} runs on the process backend only: the instance image "
+                                 "carries the default engine (rapidocr); use --backend process")
     if name == "docker":
         from fleetctl.backends.docker import DockerBackend, connect
 

@@ -24,6 +24,7 @@ import psutil
 from fleetctl import procs
 from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
 from fleetctl.config import FleetConfig
+from fleetctl.engines import instance_python
 from fleetctl.logs import FileReader, LogReader
 
 POLL_S = 0.05
@@ -111,10 +112,10 @@ class ProcessBackend(Backend):
     name = "process"
 
     def __init__(
-        self, cfg: FleetConfig, *, python: str = sys.executable, sleep: Callable[[float], None] = time.sleep
+        self, cfg: FleetConfig, *, python: str | None = None, sleep: Callable[[float], None] = time.sleep
     ):
         self.cfg = cfg
-        self.python = python
+        self.python = python  # None: fleetctl's own, or the engine's venv (fleetctl/engines.py)
         self._sleep = sleep
 
     def artifact(self) -> str:
@@ -195,7 +196,8 @@ class ProcessBackend(Backend):
                 "config_hash": spec.config_hash, "started": started}
         procs.write_atomic(self._meta_file(spec.id), json.dumps(meta))
         # spawn() gives the instance its own session, so one killpg reaches master and workers.
-        pid = procs.spawn(gunicorn_argv(spec.id, self.python), log_path=self.log_file(spec.id),
+        pid = procs.spawn(gunicorn_argv(spec.id, self.python or instance_python(self.cfg)),
+                          log_path=self.log_file(spec.id),
                           pid_path=self._pid_file(spec.id), env=env)
         return InstanceInfo(spec.id, self.name, spec.host, spec.port, pid=pid, started_at=started,
                             config_hash=spec.config_hash)

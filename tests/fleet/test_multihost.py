@@ -51,11 +51,12 @@ class Host:
 
     @property
     def gateway(self) -> str:
-        return f"http://{self.addr}:{PORTS['FLEET_GATEWAY_PORT']}"
+        return self.cfg.gateway_url
 
     @property
     def instance(self) -> str:
-        return f"{self.addr}:{PORTS['FLEET_BASE_PORT']}"
+        """The first instance's address, as this host's fleetctl advertises it."""
+        return f"{self.cfg.advertise}:{self.cfg.base_port}"
 
     def fleetctl(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "fleetctl", *args], env=self.env, cwd=self.home,
@@ -69,14 +70,13 @@ class Host:
         return out
 
     def consul(self) -> consul.Consul:
-        return consul.Consul(host=self.addr, port=PORTS["FLEET_CONSUL_PORT"], connections_timeout=2)
+        return consul.Consul(host=self.addr, port=self.cfg.consul_port, connections_timeout=2)
 
     def members(self) -> set[str]:
         return upstream.upstream_members(self.cfg)
 
     def pids(self) -> set[int]:
         """Every process of this host: whatever its pid files or command lines name, with children."""
-        found: set[int] = set()
         roots: set[int] = set()
         for path in self.home.rglob("*.pid"):
             try:
@@ -183,7 +183,15 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
     image.write_bytes(word_png("multihost"))
 
     # The guide's order: the first host bootstraps, the others join it.
-    assert first.run("up", "-n", "1", "--advertise", first.addr).strip().endswith(first.gateway)
+    out = first.run("up", "-n", "1", "--advertise", first.addr)
+    assert out.strip().endswith(first.gateway) and "gossip is encrypted" in out
+    # The first host made the fleet's gossip key; a host without it is refused before its agent starts.
+    refused = second.fleetctl("up", "-n", "1", "--advertise", second.addr, "--join", first.addr)
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 1 and "encrypts its gossip: set FLEET_CONSUL_ENCRYPT" in out, out
+    key = (first.home / "gossip.key").read_text().strip()
+    for host in (second, third, client_host):
+        host.env["FLEET_CONSUL_ENCRYPT"] = key
     for host in (second, third):
         assert host.run("up", "-n", "1", "--advertise", host.addr, "--join", first.addr).strip().endswith(
             host.gateway)
@@ -195,6 +203,7 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
     client_host.run("up", "-n", "1", "--advertise", client_host.addr, "--join", f"{first.addr},{second.addr}")
     assert client_host.consul().agent.self()["Config"]["Server"] is False
     assert len(first.consul().status.peers()) == 3
+    assert all(h.consul().agent.self()["Stats"]["serf_lan"]["encrypted"] == "true" for h in all_hosts)
 
     everyone = {h.instance for h in all_hosts}
     for host in all_hosts:

@@ -25,7 +25,7 @@ from helpers import REPO, consul_binary, free_port, text_image
 TEMPLATES = ("fleetctl/data/nginx/nginx.conf.tmpl", "fleetctl/data/nginx/upstream.conf.tmpl",
              "fleetctl/data/nginx/auth-server.conf.tmpl", "fleetctl/data/nginx/cache-server.conf.tmpl")
 SCRIPTS = ("fleetctl/data/scripts/install-deps.sh", "fleetctl/data/scripts/lib.sh",
-           "fleetctl/data/scripts/start-dockerd.sh")
+           "fleetctl/data/scripts/start-dockerd.sh", "fleetctl/data/scripts/venv-paddle.sh")
 
 
 def run(argv: list[str], *, timeout: float = 600, cwd: Path | None = None,

@@ -1,0 +1,116 @@
+"""Gossip encryption for a fleet of several hosts: one AES key that every host's Consul agent shares.
+
+The first host makes the key when its agent is new and keeps it in FLEET_HOME/gossip.key (mode 600);
+a host that joins is given it in FLEET_CONSUL_ENCRYPT. Without the key, an agent could neither read
+the fleet's gossip nor forge it, so nobody on the network can add a node or mark one dead.
+The key reaches Consul through a config file, never the command line, where `ps` would show it.
+
+A joining host asks the join address whether the fleet encrypts its gossip before it starts its
+agent, so a missing or unneeded key is a clear error at once, not a join that retries forever.
+A fleet started before encryption existed keeps gossiping in clear: its agents already have data
+directories, and a key made for one host alone would cut it off from the others.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import consul
+import requests
+
+from fleetctl.config import ConfigError, FleetConfig
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = (16, 24, 32)  # AES-128, -192 or -256: what Consul accepts; `consul keygen` makes 32
+SETTING = "FLEET_CONSUL_ENCRYPT"
+
+
+def key_path(cfg: FleetConfig) -> Path:
+    return cfg.home / "gossip.key"
+
+
+def config_path(cfg: FleetConfig) -> Path:
+    return cfg.home / "consul-gossip.json"
+
+
+def check_key(value: str, setting: str = SETTING) -> str:
+    """A base64 key of 16, 24 or 32 bytes, as Consul takes it (the value itself is never echoed)."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{setting} is not base64 (make one with `consul keygen`)") from None
+    if len(raw) not in KEY_BYTES:
+        raise ConfigError(f"{setting} decodes to {len(raw)} bytes; Consul takes 16, 24 or 32 (`consul keygen`)")
+    return value.strip()
+
+
+def fleet_encrypts(cfg: FleetConfig, join: list[str], *, timeout: float = 3.0) -> bool | None:
+    """Whether the first join host that answers gossips encrypted; None if none answers."""
+    for host in join:
+        client = consul.Consul(host=host, port=cfg.consul_port, connections_timeout=timeout)
+        try:
+            stats = (client.agent.self() or {}).get("Stats", {})
+            return str(stats.get("serf_lan", {}).get("encrypted", "false")).lower() == "true"
+        except (requests.RequestException, consul.ConsulException, ValueError, AttributeError):
+            continue
+        finally:
+            client.http.session.close()
+    return None
+
+
+def _saved(cfg: FleetConfig) -> str:
+    try:
+        return key_path(cfg).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Written with mode 600 from the start: the key is never readable by others, even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)
+
+
+def resolve(cfg: FleetConfig, data_dir: Path, join: list[str]) -> str | None:
+    """The key this host's agent runs with (saved for the next start), or None to gossip in clear."""
+    given = check_key(cfg.consul_encrypt) if cfg.consul_encrypt else ""
+    if join:
+        encrypts = fleet_encrypts(cfg, join)
+        if encrypts and not (given or _saved(cfg)):
+            raise ConfigError(f"the fleet at {','.join(join)} encrypts its gossip: set {SETTING} to its key "
+                              "(the content of FLEET_HOME/gossip.key on the first host)")
+        if encrypts is False and given:
+            raise ConfigError(f"the fleet at {','.join(join)} gossips in clear: unset {SETTING} to join it")
+        if encrypts is False:
+            return None
+    key = given or _saved(cfg)
+    if not key and (join or (data_dir / "serf").is_dir()):
+        return None  # an agent that already gossips in clear: a key now would cut it off
+    key = key or base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    if key != _saved(cfg):
+        _write_secret(key_path(cfg), key + "\n")
+    return key
+
+
+def agent_args(cfg: FleetConfig, key: str | None) -> list[str]:
+    """`-config-file` holding the key (and checked both ways), or nothing for gossip in clear."""
+    if key is None:
+        config_path(cfg).unlink(missing_ok=True)
+        return []
+    text = json.dumps({"encrypt": key, "encrypt_verify_incoming": True, "encrypt_verify_outgoing": True})
+    _write_secret(config_path(cfg), text + "\n")
+    return ["-config-file", str(config_path(cfg))]
+
+
+def encrypted(cfg: FleetConfig) -> bool:
+    """Whether this host's agent was started with a key (for `up`'s hint and `status`)."""
+    return config_path(cfg).is_file()
