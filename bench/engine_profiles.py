@@ -32,7 +32,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "baseline (pinned: glibc, no arena, line classifier)": {**BASELINE, "OCR_LINE_CLASSIFIER": "on"},
     "accurate": {"OCR_PROFILE": "accurate"},
     "accurate without detection arena": {"OCR_PROFILE": "accurate", "OCR_DET_ARENA": "0"},
-    "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
+    "accurate without the engine's arenas": {"OCR_PROFILE": "accurate", "OCR_REC_ARENA": "0", "OCR_DET_ARENA": "0",
+                                             "OCR_DET_TIGHT_PIXELS": "0"},
     "fast": {"OCR_PROFILE": "fast"},
     # the second engine (OCR_ENGINE=paddleocr), run from its own venv on the same pages
     "paddleocr accurate": {"OCR_ENGINE": "paddleocr", "OCR_PROFILE": "accurate"},
