@@ -187,7 +187,7 @@ class Engine:
                 tight = ort.InferenceSession(str(self.profile.det), sess_options=session_options(s),
                                              providers=["CPUExecutionProvider"])
             ocr.text_det = TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side,
-                                          tight)
+                                         tight, before=lambda: self._idle.empty_now())
         return arenas
 
     @staticmethod

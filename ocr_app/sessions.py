@@ -6,6 +6,7 @@ the same kernels, so none changes an answer (tests/test_accurate_identity.py che
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -142,6 +143,12 @@ class IdleRelease:
         for arena in self._arenas:
             arena.release()
 
+    def empty_now(self) -> None:
+        """Empty the arenas at once (with the engine lock held): before a big detection, so what a
+        stream of dense pages left in them is not added to its peak."""
+        self._generation += 1  # a pending timer has nothing left to do
+        self._release()
+
 
 class TightDetector:
     """Detection whose inputs above `pixels` (after the capped resize) run with every freed block of
@@ -153,11 +160,12 @@ class TightDetector:
     ~30% more CPU for that one detection."""
 
     def __init__(self, detector: Any, pixels: int, limit_side: int, max_side: int,
-                 tight_session: Any = None) -> None:
+                 tight_session: Any = None, before: Callable[[], None] = lambda: None) -> None:
         self._detector = detector
         self._pixels = pixels
         self._sides = (limit_side, max_side)
         self._tight_session = tight_session  # without an arena, when the detector's own session has one
+        self._before = before  # empties the profile's arenas: a busy stream of pages may have filled them
 
     def __call__(self, img: np.ndarray) -> Any:
         h, w = det_size(img.shape[0], img.shape[1], *self._sides)
@@ -167,6 +175,7 @@ class TightDetector:
         usual = runner.session
         if self._tight_session is not None:
             runner.session = self._tight_session
+        self._before()
         try:
             with tight_heap():
                 return self._detector(img)

@@ -87,3 +87,16 @@ def test_detection_size_lifts_the_short_side_and_caps_the_long_one() -> None:
     assert det_size(2000, 2000, 736, 1600) == (1600, 1600)
     assert det_size(132, 709, 736, 1600) == (288, 1600)
     assert det_size(900, 1100, 736, 1600) == (896, 1088)
+
+
+def test_a_big_detection_empties_the_arenas_first_and_the_timer_then_does_nothing() -> None:
+    arena, lock = CountingArena(), threading.Lock()
+    idle = IdleRelease([arena], lock, after=0.2)  # type: ignore[list-item]
+    with lock:
+        idle.page_done()  # a dense page leaves the arenas full, a timer pending
+        idle.empty_now()  # then a big image arrives
+    assert arena.released == 1
+    done = threading.Event()
+    threading.Timer(0.5, done.set).start()
+    wait_for(done.is_set, 10, "the pending timer's time to pass")
+    assert arena.released == 1, "the pending timer found nothing left to empty"
