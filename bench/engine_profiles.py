@@ -23,14 +23,17 @@ from typing import Any
 
 from . import hardset, score
 
-# label -> the OCR_* settings an instance would run it with; "baseline" is today's settings, pinned.
+# label -> the OCR_* settings an instance would run it with; "baseline" is the settings before the
+# engine's arenas (glibc, no ONNX Runtime arena, no tight detection) and before the line classifier
+# was dropped, pinned.
+BASELINE = {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc", "OCR_ORT_ARENA": "0", "OCR_REC_ARENA": "0",
+            "OCR_DET_ARENA": "0", "OCR_DET_TIGHT_PIXELS": "0"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "baseline (pinned: glibc, no arena, line classifier)": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc",
-                                                            "OCR_ORT_ARENA": "0", "OCR_LINE_CLASSIFIER": "on"},
+    "baseline (pinned: glibc, no arena, line classifier)": {**BASELINE, "OCR_LINE_CLASSIFIER": "on"},
     "accurate": {"OCR_PROFILE": "accurate"},
-    "accurate + glibc-thp": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "glibc-thp"},
-    "accurate + bounded arena": {"OCR_PROFILE": "accurate", "OCR_ORT_ARENA": "1"},
-    "accurate + jemalloc": {"OCR_PROFILE": "accurate", "OCR_ALLOCATOR": "jemalloc"},
+    "accurate without detection arena": {"OCR_PROFILE": "accurate", "OCR_DET_ARENA": "0"},
+    "accurate without the engine's arenas": {"OCR_PROFILE": "accurate", "OCR_REC_ARENA": "0", "OCR_DET_ARENA": "0",
+                                             "OCR_DET_TIGHT_PIXELS": "0"},
     "fast": {"OCR_PROFILE": "fast"},
     # only where the CPU decision offers it (ocr_app/cpu.py); elsewhere the table says why not
     "balanced": {"OCR_PROFILE": "balanced"},
@@ -146,7 +149,7 @@ def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] =
     generated = hardset.generate(work / "hard", pages)
     truth = hardset.load_truth()
     files = [str(work / "hard" / f"{p.name}.jpg") for p in generated]
-    load_start = os.getloadavg()[0]
+    load_before = os.getloadavg()[0]
     children = {label: start(label, settings) for label, settings in variants.items()}
     totals = {label: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mib": 0} for label in variants}
     answers: dict[str, dict[str, list[str]]] = {}
@@ -180,7 +183,7 @@ def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] =
             "same_text_as_accurate": got == answers[REFERENCE],
         })
     return {"pages": len(files), "rounds": rounds, "cpu": decided, "rows": rows,
-            "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)], "cores": os.cpu_count()}
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -198,11 +201,15 @@ def table(result: dict[str, Any]) -> str:
     by_damage = ("\n| variant | " + " | ".join(damages) + " |\n|---|" + "---|" * len(damages) + "\n" + "".join(
         f"| {r['variant']} | " + " | ".join(f"{100 * r['cer_lines_by_damage'][d]:.1f}%" for d in damages) + " |\n"
         for r in result["rows"]))
-    load = result.get("load_avg")
-    busy = (f" Load average (1 min) {load[0]} at the start, {load[1]} at the end, on {result.get('cores')} cores."
-            if load else "")
+    load = " → ".join(str(x) for x in result.get("load_average", ())) or "not recorded"
+    base = next((r for r in result["rows"] if r["variant"].startswith("baseline")), None)
+    versus = "" if base is None else (
+        f"`accurate` against the pinned baseline: {1 / base['ratio_cpu']:.2f}× in CPU seconds, "
+        f"{1 / base['ratio_wall']:.2f}× in wall time.\n")
     return (f"{result['pages']} hard pages × {result['rounds']} rounds, one process × 1 thread per variant, "
-            f"variants taking turns.{busy}\n\n{head}{body}\nCER of lines matched to lines, by damage:\n{by_damage}\n"
+            f"variants taking turns; load average {load} (1 min, start and end, {os.cpu_count()} CPUs)."
+            f"\n\n{head}{body}\n{versus}\nCER of lines matched to lines, by damage:\n"
+            f"{by_damage}\n"
             f"CPU offers: {', '.join(c['offered']) or 'none of the relevant flags'}. Chosen: accurate and fast "
             f"run ONNX Runtime fp32; balanced: {c['chosen']['balanced'] or 'not offered'}, because "
             f"{c['balanced_reason']}.\n")

@@ -8,10 +8,16 @@ faults 512 times rarer without holding memory between requests.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .config import ALLOCATORS, ConfigError
 
@@ -52,3 +58,49 @@ def apply(name: str) -> None:
         return
     env = {**os.environ, **extra, REEXEC_MARK: name}
     os.execve(sys.executable, list(sys.orig_argv), env)
+
+
+M_MMAP_THRESHOLD = -3
+# glibc's own ceiling for its dynamic mmap threshold on 64-bit: where a busy worker's threshold ends up.
+DEFAULT_MMAP_THRESHOLD = 32 << 20
+TIGHT_MMAP_THRESHOLD = 1 << 20
+_tight_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") else None
+
+
+def trim() -> None:
+    """Hand the heap's free pages back to the OS (glibc; a no-op elsewhere)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+@contextmanager
+def tight_heap(enabled: bool = True) -> Iterator[None]:
+    """While inside, glibc gives every allocation of 1 MiB or more its own mapping and unmaps it on free.
+
+    A detection at the 1600 px cap peaks at ~290 MiB of live tensors but ~550 MiB of RSS when freed
+    tensors stay in the heap or an arena to be reused (measured); unmapping at free keeps RSS at the live
+    set for one run, for ~40% more CPU on that run. It starts with a trim, so what decoding and
+    preprocessing freed is not added on top. A no-op under jemalloc (its malloc ignores mallopt).
+    """
+    libc = _libc() if enabled else None
+    if libc is None:
+        yield
+        return
+    with _tight_lock:
+        libc.malloc_trim(0)  # first hand back what decoding and preprocessing freed into the heap
+        libc.mallopt(M_MMAP_THRESHOLD, TIGHT_MMAP_THRESHOLD)
+        try:
+            yield
+        finally:
+            libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)

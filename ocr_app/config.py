@@ -40,6 +40,15 @@ class Settings:
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
     det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
     ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
+    # A stage's own ONNX Runtime arena, kept through a job and emptied after it (engine.py); OCR_ORT_ARENA=1
+    # (one arena shared by every stage) overrides both.
+    det_arena: bool = field(default=True, metadata={"env": "OCR_DET_ARENA"})
+    rec_arena: bool = field(default=True, metadata={"env": "OCR_REC_ARENA"})
+    # Seconds a profile runs no page before its own arenas are emptied; 0 = after every page.
+    arena_idle_seconds: float = field(default=0.5, metadata={"env": "OCR_ARENA_IDLE_SECONDS", "min": 0})
+    # Detection inputs above this many pixels run with freed tensors unmapped at once (allocator.tight_heap),
+    # on a second detection session without an arena; 0 = never.
+    det_tight_pixels: int = field(default=2_000_000, metadata={"env": "OCR_DET_TIGHT_PIXELS", "min": 0})
     allocator: str = field(default="glibc", metadata={"env": "OCR_ALLOCATOR"})
     profile: str = field(default="accurate", metadata={"env": "OCR_PROFILE"})
     profiles: str = field(default="", metadata={"env": "OCR_PROFILES"})  # enabled, comma list; "" = all

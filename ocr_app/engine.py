@@ -21,6 +21,15 @@ import numpy as np
 from .config import Settings
 from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
+from .sessions import (
+    ArenaSession,
+    IdleRelease,
+    ShrinkingSession,
+    TightDetector,
+    det_size,
+    session_options,
+    stage_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,60 +87,6 @@ def _digest_file(path: Path) -> str:
     return sha256_file(path)
 
 
-def _session_options(settings: Settings) -> Any:
-    """ONNX Runtime options chosen for throughput per core and RSS, not rapidocr's defaults."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = settings.threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # The arena trades a lot of RSS for speed (measured: on 1576 MiB / 0.95 img/s, off 908 MiB / 0.71 img/s
-    # with the stock pipeline). Off by default: a fleet scales out by instances, memory per instance matters.
-    # ORT's own per-session arena keeps the biggest detection's tensors for good (measured 1073 MiB peak).
-    # OCR_ORT_ARENA=1 instead shares one arena between the worker's sessions, grows it by what is asked
-    # (kSameAsRequested) and shrinks it after every run (see _ShrinkingSession): 308 MiB peak in-process.
-    opts.enable_cpu_mem_arena = settings.ort_arena
-    opts.enable_mem_pattern = False  # measured: no gain, and detection shapes vary per image
-    if settings.ort_arena:
-        _shared_cpu_arena()
-        opts.add_session_config_entry("session.use_env_allocators", "1")
-    # Spinning threads burn the core a sibling instance needs.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return opts
-
-
-@lru_cache(maxsize=1)
-def _shared_cpu_arena() -> bool:
-    """Register the worker's one CPU arena with ONNX Runtime (once per process, after fork)."""
-    import onnxruntime as ort
-
-    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    # max_mem 0 (no cap: a cap fails the run instead of bounding it), extend strategy 1 = kSameAsRequested
-    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
-    return True
-
-
-class _ShrinkingSession:
-    """An InferenceSession whose runs hand the arena's free memory back when they end."""
-
-    def __init__(self, session: Any) -> None:
-        import onnxruntime as ort
-
-        self._session = session
-        self._options = ort.RunOptions()
-        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-
-    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
-        return self._session.run(output_names, input_feed, run_options or self._options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
 def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
     """Detection resize that lifts the short side to `limit_side` but never the long side past `max_side`.
 
@@ -141,10 +96,7 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
 
     class CappedDetPreProcess(base):
         def resize(self, img: np.ndarray) -> np.ndarray | None:
-            h, w = img.shape[:2]
-            ratio = min(max(1.0, limit_side / max(1, min(h, w))), max_side / max(h, w))
-            resize_h = max(32, int(round(h * ratio / 32) * 32))
-            resize_w = max(32, int(round(w * ratio / 32) * 32))
+            resize_h, resize_w = det_size(img.shape[0], img.shape[1], limit_side, max_side)
             return cv2.resize(img, (resize_w, resize_h))
 
     return CappedDetPreProcess
@@ -177,7 +129,7 @@ class Engine:
         profile, s = self.profile, self.settings
         try:
             # Each model loads once, with our options, and is checked before rapidocr sees it.
-            sessions = validate(profile, load_sessions(profile, _session_options(s)))
+            sessions = validate(profile, load_sessions(profile, stage_options(s)))
         except ProfileError as exc:
             raise EngineError(str(exc)) from exc
         try:
@@ -210,20 +162,41 @@ class Engine:
             if profile.cls is not None:
                 ocr._load_cls_model()
             ocr._load_rec_model()
-            if s.ort_arena:
-                from .openvino_runtime import OpenVinoSession
-
-                stages: tuple[Any, ...] = (ocr.text_det, ocr.text_cls, ocr.text_rec)
-                for stage in stages:
-                    # OpenVINO's compiled models keep their own memory: no ONNX Runtime arena to shrink
-                    if stage is not None and not isinstance(stage.session.session, OpenVinoSession):
-                        stage.session.session = _ShrinkingSession(stage.session.session)
             det: Any = ocr.text_det
             capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
+            self._idle = IdleRelease(self._wrap_sessions(ocr), self._lock, s.arena_idle_seconds)
             return ocr
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
             raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
+
+    def _wrap_sessions(self, ocr: Any) -> list[ArenaSession]:
+        """Put each stage's arena policy around its session; returns the arenas to empty after a job."""
+        s = self.settings
+        stages = {"det": ocr.text_det, "cls": ocr.text_cls, "rec": ocr.text_rec}
+        arenas: list[ArenaSession] = []
+        # OpenVINO's compiled models (balanced) hand their buffers back after every run themselves
+        openvino = {"det", "rec"} if self.profile.runtime == "openvino" else set()
+        for name, stage in stages.items():
+            if stage is None or name in openvino:
+                continue
+            if s.ort_arena:
+                stage.session.session = ShrinkingSession(stage.session.session)
+            elif {"det": s.det_arena, "rec": s.rec_arena}.get(name, False):
+                stage.session.session = ArenaSession(stage.session.session)
+                arenas.append(stage.session.session)
+        if s.det_tight_pixels and not s.ort_arena:
+            tight = None
+            # an arena's high-water mark is what a big detection must not leave: a second session of the
+            # model without one runs the big inputs (not for OpenVINO's detection, which has no arena)
+            if s.det_arena and "det" not in openvino:
+                import onnxruntime as ort
+
+                tight = ort.InferenceSession(str(self.profile.det), sess_options=session_options(s),
+                                             providers=["CPUExecutionProvider"])
+            ocr.text_det = TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side,
+                                         tight, before=lambda: self._idle.empty_now())
+        return arenas
 
     @staticmethod
     def _with_word_boxes(ocr: Any) -> Any:
@@ -248,6 +221,8 @@ class Engine:
                 if not words:
                     raise
                 out, split = self._ocr(bgr), False
+            finally:
+                self._idle.page_done()
         lines: list[Line] = []
         if out is not None and getattr(out, "txts", None) and getattr(out, "boxes", None) is not None:
             per_line = _word_results(out) if split else ([[] for _ in out.txts] if words else None)

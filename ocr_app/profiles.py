@@ -297,14 +297,16 @@ def load_sessions(profile: Profile, options: Any) -> dict[str, Any]:
     sessions = {}
     for stage, path in stages.items():
         try:
+            # options may differ per stage (a mapping stage -> options, e.g. an arena for detection only)
+            stage_options = options.get(stage) if isinstance(options, dict) else options
             if profile.runtime == "openvino" and stage != "cls":
                 from .openvino_runtime import REC_WIDTH_BUCKET, OpenVinoSession
 
-                threads = options.intra_op_num_threads if options is not None else 1
+                threads = stage_options.intra_op_num_threads if stage_options is not None else 1
                 sessions[stage] = OpenVinoSession(path, profile.precision, threads,
                                                   REC_WIDTH_BUCKET if stage == "rec" else 0)
                 continue
-            sessions[stage] = ort.InferenceSession(str(path), sess_options=options,
+            sessions[stage] = ort.InferenceSession(str(path), sess_options=stage_options,
                                                    providers=["CPUExecutionProvider"])
         except ImportError as exc:  # the runtime itself is missing, not the model at fault
             raise ProfileError(f"profile {profile.name!r} runs on {profile.runtime}, which is not installed "

@@ -53,10 +53,21 @@ def assert_same_as(stock: RapidOCR, ours: Engine, images: list[Path], settings: 
     assert compared > 40  # the set has real text on every image
 
 
-@pytest.mark.parametrize("arena", [False, True], ids=["no-arena", "bounded-arena"])
-def test_accurate_matches_stock_rapidocr(images: list[Path], stock: RapidOCR, arena: bool) -> None:
+# every memory policy of the engine: each must leave every character (and confidence) as stock has it
+MEMORY = {
+    "defaults": {},
+    "no-arena": {"rec_arena": False, "det_arena": False, "det_tight_pixels": 0},
+    "tight-every-detection": {"det_tight_pixels": 1},
+    "no-detection-arena": {"det_arena": False},
+    "every-page-empties-the-arenas": {"arena_idle_seconds": 0},
+    "bounded-arena": {"ort_arena": True},
+}
+
+
+@pytest.mark.parametrize("memory", list(MEMORY.values()), ids=list(MEMORY))
+def test_accurate_matches_stock_rapidocr(images: list[Path], stock: RapidOCR, memory: dict[str, object]) -> None:
     """With the line classifier on (OCR_LINE_CLASSIFIER=on), the stock pipeline to the character."""
-    settings = Settings.from_env({}, ort_arena=arena, line_classifier="on", **UNCAPPED)
+    settings = Settings.from_env({}, **memory, line_classifier="on", **UNCAPPED)  # type: ignore[arg-type]
     assert_same_as(stock, Engine(settings, plan(settings)["accurate"]), images, settings)
 
 

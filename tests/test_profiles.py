@@ -162,6 +162,10 @@ def test_each_model_of_a_profile_loads_once(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(ort, "InferenceSession", Counting)
     monkeypatch.setattr(rapid_ort, "InferenceSession", Counting)  # what rapidocr would build its own with
-    engines = build_engines(Settings.from_env({}))
+    # no second detection session for big inputs (OCR_DET_TIGHT_PIXELS): that one is loaded on purpose
+    engines = build_engines(Settings.from_env({}, det_tight_pixels=0))
     assert sorted(loaded) == sorted(f.name for e in engines.values() for f in e.profile.files() if f.suffix == ".onnx")
     assert len(loaded) == 4  # det and rec of each of the two profiles (no line classifier by default)
+    loaded.clear()
+    build_engines(Settings.from_env({}))
+    assert len(loaded) == 6, "by default each profile's detector also loads once without an arena"
