@@ -24,6 +24,7 @@ from .profiles import Profile, ProfileError, accurate_profile, load_sessions, pl
 from .sessions import (
     ArenaSession,
     IdleRelease,
+    Releasable,
     ShrinkingSession,
     TightDetector,
     det_size,
@@ -170,15 +171,18 @@ class Engine:
         except Exception as exc:  # a broken install must fail loudly at start-up, not per request
             raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
 
-    def _wrap_sessions(self, ocr: Any) -> list[ArenaSession]:
+    def _wrap_sessions(self, ocr: Any) -> list[Releasable]:
         """Put each stage's arena policy around its session; returns the arenas to empty after a job."""
         s = self.settings
         stages = {"det": ocr.text_det, "cls": ocr.text_cls, "rec": ocr.text_rec}
-        arenas: list[ArenaSession] = []
-        # OpenVINO's compiled models (balanced) hand their buffers back after every run themselves
+        arenas: list[Releasable] = []
+        # OpenVINO's compiled models (balanced) keep their buffers like an arena: emptied when idle too
         openvino = {"det", "rec"} if self.profile.runtime == "openvino" else set()
         for name, stage in stages.items():
-            if stage is None or name in openvino:
+            if stage is None:
+                continue
+            if name in openvino:
+                arenas.append(stage.session.session)
                 continue
             if s.ort_arena:
                 stage.session.session = ShrinkingSession(stage.session.session)

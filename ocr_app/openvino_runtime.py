@@ -10,6 +10,7 @@ the engine's lock, so one request per model is enough.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,6 +92,7 @@ class OpenVinoSession(ort.InferenceSession):
         self._request = self._compiled.create_infer_request()
         self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         self._bucket = width_bucket
+        self._busy = threading.Lock()  # OpenVINO refuses to release a model while it runs
 
     def run(self, output_names: Any, input_feed: dict[str, np.ndarray], run_options: Any = None) -> list[np.ndarray]:
         """Infer and copy the outputs out: the request's buffers are overwritten by its next run."""
@@ -103,17 +105,21 @@ class OpenVinoSession(ort.InferenceSession):
                 input_feed = {name: np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - width)])}
             else:
                 width = 0
-        self._request.infer(input_feed)
-        outputs = [np.array(self._request.get_output_tensor(i).data) for i in range(len(self._outputs))]
+        with self._busy:
+            self._request.infer(input_feed)
+            outputs = [np.array(self._request.get_output_tensor(i).data) for i in range(len(self._outputs))]
         if width:  # back to the time steps of the unpadded width, so word boxes stay where they were
             steps = outputs[0].shape[1]
             stride = padded // steps
             outputs[0] = outputs[0][:, :(width + stride // 2 - 1) // stride]
-        # Hand the intermediate tensors back after every run: OpenVINO otherwise keeps the biggest
-        # shape's buffers for good (measured 948 -> 695 MiB at rest after 8 pages, 8-12% more CPU; on
-        # recognition alone, one line per run, no measurable cost for 22 MiB less).
-        self._compiled.release_memory()
         return outputs
+
+    def release(self) -> None:
+        """Hand the intermediate tensors back: OpenVINO otherwise keeps the biggest shape's buffers for good
+        (measured 948 -> 695 MiB at rest after 8 pages). Releasing after every run cost 8-12% more CPU, so
+        the engine does it when the profile goes idle (sessions.IdleRelease), as with ONNX Runtime's arenas."""
+        with self._busy:
+            self._compiled.release_memory()
 
     def get_inputs(self) -> list[_Arg]:
         return list(self._inputs)

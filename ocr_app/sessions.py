@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -109,13 +109,19 @@ class ArenaSession:
         return getattr(self._session, name)
 
 
+class Releasable(Protocol):
+    """Memory a session keeps between runs and can hand back: an ArenaSession, or an OpenVINO model."""
+
+    def release(self) -> None: ...
+
+
 class IdleRelease:
     """Empties a profile's own arenas once it has run no page for `after` seconds (0: after every page).
 
     A busy worker keeps recognition's arena from page to page (measured 5-10% less CPU than emptying it
     after each page); a worker that goes idle holds no more than before."""
 
-    def __init__(self, arenas: list[ArenaSession], lock: threading.Lock, after: float) -> None:
+    def __init__(self, arenas: list[Releasable], lock: threading.Lock, after: float) -> None:
         self._arenas = arenas
         self._lock = lock
         self._after = after
