@@ -223,6 +223,14 @@ SAFE_WORDS = ("Alpha", "Bravo", "Delta", "Echo", "Golf", "Hotel", "Kilo", "Lima"
               "Romeo", "Sierra", "Tango", "Victor", "Yankee", "Zulu", "Quebec", "India", "Juliet")
 
 
+def unique_tag() -> str:
+    """Two random safe words: a line no other test sent (cache misses) that OCR still reads exactly.
+    Random hex flaked: 0/O and 8/B misread, and a short line like "Profile 9080" can look turned."""
+    import random
+
+    return " ".join(random.Random().sample(SAFE_WORDS, 2))
+
+
 def page_lines(n: int, prefix: str = "Page") -> list[str]:
     """One line per page, "<prefix> <n> <word> <word>", fresh on every call (cache misses)."""
     import random

@@ -5,14 +5,13 @@ import base64
 import io
 import re
 import struct
-import uuid
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import Proc, bad_input_failures, text_image, worker_pids
+from helpers import Proc, bad_input_failures, text_image, unique_tag, worker_pids
 from PIL import Image
 
 
@@ -33,7 +32,7 @@ def texts(resp: requests.Response) -> str:
 
 def unique_image(word: str = "Fleet") -> bytes:
     """An image nobody has cached yet: the id changes the bytes, the word is what we read back."""
-    return text_image(f"{word} {uuid.uuid4().hex[:4].upper()}")
+    return text_image(f"{word} {unique_tag()}")
 
 
 def test_multipart_returns_text_with_boxes(instance: Proc) -> None:

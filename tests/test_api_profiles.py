@@ -4,13 +4,12 @@ from __future__ import annotations
 import base64
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import Proc, spawn, start_instance, text_image, wait_for
+from helpers import Proc, spawn, start_instance, text_image, unique_tag, wait_for
 from test_profiles import own_model
 
 RAW = {"Content-Type": "image/jpeg"}
@@ -21,7 +20,7 @@ def url(instance: Proc, path: str = "/api/ocr") -> str:
 
 
 def unique_image(word: str) -> bytes:
-    return text_image(f"{word} {uuid.uuid4().hex[:4].upper()}")
+    return text_image(f"{word} {unique_tag()}")
 
 
 def test_profiles_are_listed(instance: Proc) -> None:

@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import re
-import uuid
 import xml.etree.ElementTree as ET
 
 import pypdfium2 as pdfium
@@ -21,7 +20,7 @@ from docgen import (
     tiff_pages,
     zip_as_pdf,
 )
-from helpers import Proc, text_image, worker_pids
+from helpers import Proc, text_image, unique_tag, worker_pids
 
 PDF_TYPE = {"Content-Type": "application/pdf"}
 
@@ -37,7 +36,7 @@ def page_texts(body: dict) -> dict[int, str]:
 @pytest.fixture(scope="module")
 def words() -> list[str]:
     """Fresh words per run, so no page is already cached from an earlier run."""
-    tag = uuid.uuid4().hex[:4].upper()
+    tag = unique_tag()
     return [f"Invoice {tag}", f"Contract {tag} Digital", f"Receipt {tag}"]
 
 
@@ -114,7 +113,7 @@ def test_pdf_text_never_runs_the_model(instance: Proc, pdf: bytes, words: list[s
 
 
 def test_three_page_tiff(instance: Proc) -> None:
-    tag = uuid.uuid4().hex[:4].upper()
+    tag = unique_tag()
     texts = [f"First {tag}", f"Second {tag}", f"Third {tag}"]
     resp = requests.post(url(instance, "?pages=1,3"), data=tiff_pages(texts), headers={"Content-Type": "image/tiff"},
                          timeout=120)
@@ -287,7 +286,7 @@ def test_preview_adds_a_small_jpeg_per_page(instance: Proc, pdf: bytes) -> None:
 
 
 def test_a_scan_with_a_digital_stamp_is_ocred(instance: Proc) -> None:
-    tag = uuid.uuid4().hex[:4].upper()
+    tag = unique_tag()
     pdf = text_pdf([("stamped scan", f"Scanned {tag}")])
     resp = requests.post(url(instance), data=pdf, headers=PDF_TYPE, timeout=120)
     assert resp.status_code == 200, resp.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import re
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,17 @@ import pytest
 import redis
 import requests
 from docgen import text_pdf, tiff_pages
-from helpers import Proc, free_port, page_lines, start_instance, start_redis, text_image, wait_for, worker_pids
+from helpers import (
+    Proc,
+    free_port,
+    page_lines,
+    start_instance,
+    start_redis,
+    text_image,
+    unique_tag,
+    wait_for,
+    worker_pids,
+)
 from PIL import Image
 
 JOB_TTL = 20
@@ -91,7 +100,7 @@ def test_lifecycle_any_instance_answers(pair: tuple[Proc, Proc]) -> None:
 
 def test_single_image_job_answers_like_api_ocr(pair: tuple[Proc, Proc]) -> None:
     a, _ = pair
-    image = text_image(f"Single {uuid.uuid4().hex[:4].upper()}")
+    image = text_image(f"Single {unique_tag()}")
     job_id = submit(a, image, headers={"Content-Type": "image/jpeg"}).json()["job_id"]
     result = wait_finished(a, job_id)["result"]
     sync = requests.post(f"{a.extra['url']}/api/ocr", data=image, headers={"Content-Type": "image/jpeg"},
@@ -217,7 +226,7 @@ def _worker_pids(inst: Proc) -> set[int]:
 
 def test_results_expire(pair: tuple[Proc, Proc]) -> None:
     a, _ = pair
-    job_id = submit(a, text_image(f"Expire {uuid.uuid4().hex[:4]}"), headers={"Content-Type": "image/jpeg"}
+    job_id = submit(a, text_image(f"Expire {unique_tag()}"), headers={"Content-Type": "image/jpeg"}
                     ).json()["job_id"]
     assert wait_finished(a, job_id)["status"] == "done"
     wait_for(lambda: requests.get(f"{a.extra['url']}/api/jobs/{job_id}", timeout=10).status_code == 404,
