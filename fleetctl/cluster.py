@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import consul
 import requests
 from consul.callback import CB
 
 from fleetctl.config import ConfigError, FleetConfig
+
+T = TypeVar("T")
 
 # Lifeguard's suspicion timeout is suspicion_mult * probe_interval at our sizes: 3 * 200ms.
 AGENT_HCL = (
@@ -69,17 +72,23 @@ def validate(cfg: FleetConfig) -> FleetConfig:
 
 # --- which role, and the agent's command line ------------------------------------------------
 
-def server_count(cfg: FleetConfig, *, timeout: float = 3.0) -> int | None:
-    """Raft peers as the first reachable join host's agent sees them; None if none answers."""
-    for host in join_addresses(cfg):
+def ask_join_hosts(cfg: FleetConfig, join: list[str], question: Callable[[consul.Consul], T],
+                   *, timeout: float = 3.0) -> T | None:
+    """The first answer a join host's agent gives to `question`; None if none answers."""
+    for host in join:
         client = consul.Consul(host=host, port=cfg.consul_port, connections_timeout=timeout)
         try:
-            return len(client.status.peers() or [])
-        except (requests.RequestException, consul.ConsulException, ValueError):
+            return question(client)
+        except (requests.RequestException, consul.ConsulException, ValueError, AttributeError):
             continue
         finally:
             client.http.session.close()
     return None
+
+
+def server_count(cfg: FleetConfig, *, timeout: float = 3.0) -> int | None:
+    """Raft peers as the first reachable join host's agent sees them; None if none answers."""
+    return ask_join_hosts(cfg, join_addresses(cfg), lambda c: len(c.status.peers() or []), timeout=timeout)
 
 
 def is_server(cfg: FleetConfig, data_dir: Path) -> bool:

@@ -21,8 +21,8 @@ import secrets
 from pathlib import Path
 
 import consul
-import requests
 
+from fleetctl import cluster
 from fleetctl.config import ConfigError, FleetConfig
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,11 @@ def check_key(value: str, setting: str = SETTING) -> str:
 
 def fleet_encrypts(cfg: FleetConfig, join: list[str], *, timeout: float = 3.0) -> bool | None:
     """Whether the first join host that answers gossips encrypted; None if none answers."""
-    for host in join:
-        client = consul.Consul(host=host, port=cfg.consul_port, connections_timeout=timeout)
-        try:
-            stats = (client.agent.self() or {}).get("Stats", {})
-            return str(stats.get("serf_lan", {}).get("encrypted", "false")).lower() == "true"
-        except (requests.RequestException, consul.ConsulException, ValueError, AttributeError):
-            continue
-        finally:
-            client.http.session.close()
-    return None
+    def encrypted(client: consul.Consul) -> bool:
+        stats = (client.agent.self() or {}).get("Stats", {})
+        return str(stats.get("serf_lan", {}).get("encrypted", "false")).lower() == "true"
+
+    return cluster.ask_join_hosts(cfg, join, encrypted, timeout=timeout)
 
 
 def _saved(cfg: FleetConfig) -> str:

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import base64
 import os
-import random
 import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
-from helpers import REPO, Proc, bad_input_failures, start_instance, text_image, worker_pids
+from helpers import REPO, Proc, bad_input_failures, start_instance, text_image, unique_tag, worker_pids
 from test_api import BAD_INPUTS
 
 PADDLE_VENV = Path(os.environ.get("FLEET_PADDLE_VENV") or REPO / ".venv-paddle")
@@ -62,14 +60,8 @@ def url(instance: Proc, path: str = "/api/ocr") -> str:
     return f"{instance.extra['url']}{path}"
 
 
-WORDS = ("Harbor", "Meadow", "Silver", "Garden", "Window", "Rocket", "Pencil", "Marble", "Forest", "Candle",
-         "Bridge", "Planet", "Summer", "Violet", "Tunnel", "Copper")
-
-
 def unique(word: str = "Paddle") -> tuple[str, bytes]:
-    """A line no other test sent, in plain words: random letters and digits (0/O, 8/B) flake."""
-    pick = random.Random(uuid.uuid4().int)
-    text = f"{word} {pick.choice(WORDS)} {pick.choice(WORDS)}"
+    text = f"{word} {unique_tag()}"
     return text, text_image(text)
 
 
