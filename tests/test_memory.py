@@ -57,23 +57,31 @@ def post_big(instance: Proc, data: bytes) -> requests.Response:
 
 
 class SlowEngine:
-    """Stands in for the engine to observe the service: how many decoded images are alive at once."""
+    """Stands in for the engine to observe the service: how many decoded images are alive at once.
 
-    def __init__(self) -> None:
+    Each call holds its image until `partners` images are alive (or a generous timeout), so a
+    slower decode on a loaded machine cannot hide the concurrency the slots allow; the short
+    hold after that gives any job the slots should have stopped the time to show up."""
+
+    def __init__(self, partners: int) -> None:
+        self.partners = partners
         self.alive = 0
         self.most_alive = 0
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def _gone(self) -> None:
-        with self._lock:
+        with self._changed:
             self.alive -= 1
+            self._changed.notify_all()
 
     def recognize(self, bgr: np.ndarray) -> OcrResult:
-        with self._lock:
+        with self._changed:
             self.alive += 1
             self.most_alive = max(self.most_alive, self.alive)
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self.most_alive >= self.partners, timeout=30)
         weakref.finalize(bgr, self._gone)
-        time.sleep(0.05)  # long enough for every other job to reach its decode
+        time.sleep(0.05)  # long enough for any job past the slots to reach its decode
         return OcrResult(lines=[Line(text="x", confidence=1.0, box=[[0, 0], [1, 0], [1, 1], [0, 1]])])
 
 
@@ -81,7 +89,7 @@ class SlowEngine:
 def test_decode_slots_bound_the_decoded_images_a_worker_holds(slots: int) -> None:
     settings = Settings.from_env({}, decode_slots=slots, redis_url="")
     service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
-    engine = SlowEngine()
+    engine = SlowEngine(partners=slots)
     buf = io.BytesIO()
     Image.new("RGB", (3000, 3000), "white").save(buf, "JPEG")
     with ThreadPoolExecutor(8) as pool:
