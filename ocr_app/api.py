@@ -102,6 +102,13 @@ def _done(exc: BaseException | None) -> None:
 def ocr() -> Response:
     """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
     service = _service()
+    # A big body is read only when the worker can take it (OCR_READ_AHEAD_MB); a document's page never
+    # waits, as its document may hold this worker's slot while it waits for the page.
+    with service.uploads.reading(None if PAGE_HEADER in request.headers else request.content_length):
+        return _ocr(service)
+
+
+def _ocr(service: OcrService) -> Response:
     uploads, params = read_uploads()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = parse_options(params, service.settings, bypass_cache=bypass)

@@ -316,3 +316,53 @@ def test_metrics_report_the_workers_cpu_time(client: FlaskClient) -> None:
     first = metric(client, "ocr_worker_cpu_seconds")
     assert first > 0
     assert metric(client, "ocr_worker_cpu_seconds") >= first
+
+
+def test_big_bodies_wait_unread_for_an_upload_slot(tmp_path: Path) -> None:
+    """OCR_READ_AHEAD_MB: a big body is read only when the worker can take it; small bodies and a
+    document's fanned-out pages (which its document may be waiting for) never wait."""
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, read_ahead_mb=0.002)  # bodies over 2 KiB are big here
+    service = app.extensions["ocr"]
+    big = [png(seed, (96, 96)) for seed in (1, 2, 3)]
+    tiny = png(4, (8, 8))
+    assert min(map(len, big)) > 2048 > len(tiny)
+    results: dict[str, int] = {}
+
+    def send(name: str, data: bytes, headers: dict[str, str]) -> None:
+        results[name] = app.test_client().post("/api/ocr", data=data, headers=headers).status_code
+
+    def start(name: str, data: bytes, headers: dict[str, str] = RAW) -> threading.Thread:
+        thread = threading.Thread(target=send, args=(name, data, headers))
+        thread.start()
+        return thread
+
+    threads = [start("running", big[0])]
+    wait_for(lambda: engine.running == 1, 10, "the first big upload inside the engine")
+    threads.append(start("waiting", big[1]))
+    wait_for(lambda: service.uploads.waiting == 1, 10, "the second big upload waiting, unread")
+    threads.append(start("small", tiny))
+    threads.append(start("page", big[2], {**RAW, "X-OCR-Page": "1"}))
+    wait_for(lambda: service.admission.in_use == 3, 10, "the small body and the page admitted beside it")
+    assert service.uploads.waiting == 1
+    gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert results == {"running": 200, "waiting": 200, "small": 200, "page": 200}
+    assert service.uploads.waiting == 0
+
+
+def test_read_ahead_zero_reads_every_body_at_once(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, read_ahead_mb=0)
+    service = app.extensions["ocr"]
+    threads = [threading.Thread(target=lambda s=seed: app.test_client().post(
+        "/api/ocr", data=png(s, (96, 96)), headers=RAW)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: service.admission.in_use == 2, 10, "both big uploads admitted")
+    gate.set()
+    for thread in threads:
+        thread.join(30)
