@@ -103,8 +103,11 @@ def ocr() -> Response:
     """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
     service = _service()
     # A big body is read only when the worker can take it (OCR_READ_AHEAD_MB); a document's page never
-    # waits, as its document may hold this worker's slot while it waits for the page.
-    with service.uploads.reading(None if PAGE_HEADER in request.headers else request.content_length):
+    # waits, as its document may hold this worker's slot while it waits for the page, and a body over
+    # the upload limit is refused at once.
+    length = request.content_length
+    waits = PAGE_HEADER not in request.headers and (length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]
+    with service.uploads.reading(length if waits else None):
         return _ocr(service)
 
 

@@ -366,3 +366,36 @@ def test_read_ahead_zero_reads_every_body_at_once(tmp_path: Path) -> None:
     gate.set()
     for thread in threads:
         thread.join(30)
+
+
+def test_hostile_bodies_never_wait_behind_a_held_upload_slot(tmp_path: Path) -> None:
+    """While a big upload holds the worker's slot: a body over the upload limit is refused at once (no
+    slot held for it), and bad big bodies get their usual error once they have a slot."""
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, read_ahead_mb=0.002, max_upload_mb=0.05)
+    service = app.extensions["ocr"]
+    holder = threading.Thread(target=lambda: app.test_client().post("/api/ocr", data=png(1, (96, 96)), headers=RAW))
+    holder.start()
+    wait_for(lambda: engine.running == 1, 10, "a big upload holding the slot")
+    client = app.test_client()
+    over = client.post("/api/ocr", data=b"\xff\xd8\xff" + b"\0" * 200_000, headers={"Content-Type": "image/jpeg"})
+    assert over.status_code == 413 and over.get_json()["code"] == 41301
+    assert service.uploads.waiting == 0
+    corpus = [(b"GIF89a" + b"\0" * 4000, "image/gif", 415), (b"\xff\xd8\xff" + b"\x13" * 4000, "image/jpeg", 422),
+              (b"{" * 4000, "application/json", 400)]
+    answers: list[tuple[int, int]] = []
+
+    def send(data: bytes, kind: str) -> None:
+        answers.append((len(data), app.test_client().post("/api/ocr", data=data,
+                                                          headers={"Content-Type": kind}).status_code))
+
+    threads = [threading.Thread(target=send, args=(data, kind)) for data, kind, _ in corpus]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: service.uploads.waiting == len(corpus), 10, "the bad big bodies waiting for the slot")
+    gate.set()
+    for thread in threads + [holder]:
+        thread.join(30)
+    assert sorted(status for _, status in answers) == sorted(status for *_, status in corpus)
+    assert service.uploads.waiting == 0
