@@ -124,7 +124,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import cluster, deps, engines, gossip, services
+    from fleetctl import autoscale_daemon, cluster, deps, engines, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -154,7 +154,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     converge(obj.fleet(chosen), instances, timeout=timeout,
              show_plan=lambda p: None if p.is_noop else _print_plan(p))
     if bounds is not None:
-        pid = services.ensure_autoscaler(obj.cfg, chosen.name, *bounds)
+        pid = autoscale_daemon.ensure(obj.cfg, chosen.name, *bounds)
         _progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
     if obj.cfg.gateway_http:
         click.echo(obj.cfg.gateway_url)
@@ -193,12 +193,12 @@ def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str |
     and the last decision. `fleetctl up --autoscale MIN:MAX` runs this as a managed daemon.
     """
     from fleetctl import autoscale as scaler_mod
-    from fleetctl import services
+    from fleetctl import autoscale_daemon
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
     if stop:
-        stopped = services.stop_autoscaler(obj.cfg)
+        stopped = autoscale_daemon.stop(obj.cfg)
         click.echo("autoscaler stopped" if stopped else "no autoscaler was running")
         return
     if lo is None or hi is None:
@@ -282,11 +282,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Stop every instance (all backends) and every managed service; leaves no process behind."""
-    from fleetctl import services
+    from fleetctl import autoscale_daemon, services
     from fleetctl.fleet import down as fleet_down
 
     obj = _obj(ctx)
-    services.stop_autoscaler(obj.cfg)  # first: it would restart the instances stopped below
+    autoscale_daemon.stop(obj.cfg)  # first: it would restart the instances stopped below
     count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, _progress)
     click.echo(f"stopped {count} instance(s) and the managed services")
 
