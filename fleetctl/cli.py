@@ -124,7 +124,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import autoscale_daemon, cluster, deps, engines, gossip, services
+    from fleetctl import acl, autoscale_daemon, cluster, deps, engines, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -149,6 +149,9 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
         _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
                   "in FLEET_HOME/gossip.key")
+    if obj.cfg.clustered and not obj.cfg.join and acl.enabled(obj.cfg):
+        _progress("Consul has ACLs: hosts that join need FLEET_CONSUL_TOKEN set to the management token "
+                  "in FLEET_HOME/consul.token")
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,

@@ -21,6 +21,7 @@ import consul
 import requests
 from consul.callback import CB
 
+from fleetctl import consul_api
 from fleetctl.config import ConfigError, FleetConfig
 
 T = TypeVar("T")
@@ -73,10 +74,10 @@ def validate(cfg: FleetConfig) -> FleetConfig:
 # --- which role, and the agent's command line ------------------------------------------------
 
 def ask_join_hosts(cfg: FleetConfig, join: list[str], question: Callable[[consul.Consul], T],
-                   *, timeout: float = 3.0) -> T | None:
-    """The first answer a join host's agent gives to `question`; None if none answers."""
+                   *, timeout: float = 3.0, token: str = "") -> T | None:
+    """The first answer a join host's agent gives to `question` (asked with `token`); None if none answers."""
     for host in join:
-        client = consul.Consul(host=host, port=cfg.consul_port, connections_timeout=timeout)
+        client = consul_api.client_at(host, cfg.consul_port, token, timeout=timeout)
         try:
             return question(client)
         except (requests.RequestException, consul.ConsulException, ValueError, AttributeError):
@@ -103,7 +104,7 @@ def is_voter(cfg: FleetConfig) -> bool:
     """Whether this host's server votes in raft. Autopilot promotes a joined server only after it
     has been stable for a while (3 s here, checked every 10 s). Until then, losing another server
     can cost the quorum, so `up` waits for the vote."""
-    client = consul.Consul(host=cfg.advertise, port=cfg.consul_port, connections_timeout=2.0)
+    client = consul_api.client_at(cfg.advertise, cfg.consul_port, consul_api.fleet_token(cfg), timeout=2.0)
     try:
         config = client.http.get(CB.json(), "/v1/operator/raft/configuration")
     except (requests.RequestException, consul.ConsulException, ValueError):

@@ -15,7 +15,7 @@ import sys
 import psutil
 import redis
 
-from fleetctl import autoscale_daemon, cluster, consul_api, daemons, gateway, gossip, procs, upstream
+from fleetctl import acl, autoscale_daemon, cluster, consul_api, daemons, gateway, gossip, procs, upstream
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import ServiceError, ServiceState
 from fleetctl.gateway import GatewayError, NginxReloader
@@ -64,8 +64,13 @@ def _start_consul(cfg: FleetConfig) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     server = cfg.clustered and cluster.is_server(cfg, data_dir)
     if cfg.clustered:
-        key = gossip.resolve(cfg, data_dir, cluster.join_addresses(cfg))  # before the agent: a clear error
-        argv = cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
+        # Before the agent, so a missing token or key is a clear error; the token first, because the
+        # join host tells whether it encrypts only to a token it knows.
+        join = cluster.join_addresses(cfg)
+        token = acl.resolve(cfg, data_dir, join)
+        key = gossip.resolve(cfg, data_dir, join)
+        argv = (cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
+                + acl.agent_args(cfg, token, server=server))
     else:
         # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
         # and a developer's fleet can run side by side.
@@ -104,9 +109,16 @@ def _start_redis(cfg: FleetConfig) -> int:
 
 
 def _start_sync(cfg: FleetConfig) -> int:
+    env = daemons.fleet_env(cfg)
+    env.pop(gossip.SETTING, None)
+    # The loop reads; with ACLs its token may read the catalog and the API keys only (fleetctl/acl.py).
+    token = acl.role_token(cfg, "gateway")
+    if token:
+        env[acl.SETTING] = token
+    else:
+        env.pop(acl.SETTING, None)
     pid = procs.spawn(
-        SYNC_ARGV, log_path=daemons.log_file(cfg, "sync"), pid_path=daemons.pid_file(cfg, "sync"),
-        env=daemons.fleet_env(cfg)
+        SYNC_ARGV, log_path=daemons.log_file(cfg, "sync"), pid_path=daemons.pid_file(cfg, "sync"), env=env
     )
     daemons.wait_alive_and_ready(cfg, "sync", pid, lambda: _sync_ready(cfg, pid), timeout=30)
     return pid
@@ -208,6 +220,8 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
             started["consul"] = daemons.live(cfg, "consul") is None
             if started["consul"]:
                 _start_consul(cfg)
+            if acl.enabled(cfg):
+                acl.ensure_role_tokens(cfg)
         if cfg.managed_redis:
             started["redis"] = daemons.live(cfg, "redis") is None
             if started["redis"]:

@@ -67,6 +67,8 @@ class Settings:
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})
     local_cache_mb: float = field(default=16.0, metadata={"env": "OCR_LOCAL_CACHE_MB", "min": 0})
     consul_addr: str = field(default="127.0.0.1:8500", metadata={"env": "OCR_CONSUL_ADDR"})
+    # The ACL token registration sends (a fleet of several hosts has ACLs: docs/multihost.md); "": none.
+    consul_token: str = field(default="", metadata={"env": "OCR_CONSUL_TOKEN"}, repr=False)
     service_name: str = field(default="ocr", metadata={"env": "OCR_SERVICE_NAME"})
     instance_id: str = field(default="", metadata={"env": "OCR_INSTANCE_ID"})
     advertise_host: str = field(default="", metadata={"env": "OCR_ADVERTISE_HOST"})
