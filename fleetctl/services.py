@@ -15,7 +15,7 @@ import sys
 import psutil
 import redis
 
-from fleetctl import acl, autoscale_daemon, cluster, consul_api, daemons, gateway, gossip, procs, upstream
+from fleetctl import acl, autoscale_daemon, cluster, consul_api, daemons, gateway, gossip, procs, redis_auth, upstream
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import ServiceError, ServiceState
 from fleetctl.gateway import GatewayError, NginxReloader
@@ -40,7 +40,7 @@ def _consul_ready(cfg: FleetConfig) -> bool:
 
 
 def _redis_ready(cfg: FleetConfig) -> bool:
-    client = redis.Redis.from_url(cfg.redis_address, socket_timeout=1.0, socket_connect_timeout=1.0)
+    client = redis.Redis.from_url(redis_auth.url(cfg), socket_timeout=1.0, socket_connect_timeout=1.0)
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -97,8 +97,10 @@ def _start_redis(cfg: FleetConfig) -> int:
         raise ServiceError("redis-server not found (run `fleetctl deps`)")
     (cfg.home / "redis").mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, "--port", str(cfg.redis_port), "--bind", cfg.gateway_host, "--save", "",
-        "--appendonly", "no", "--daemonize", "no", "--dir", str(cfg.home / "redis"),
+        # A config file with the password in cluster mode (first, as redis-server wants it), never argv.
+        binary, *redis_auth.server_args(cfg),
+        "--port", str(cfg.redis_port), "--bind", cfg.gateway_host, "--save", "", "--appendonly", "no",
+        "--daemonize", "no", "--dir", str(cfg.home / "redis"),
         "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "allkeys-lru",
         # Keep argv visible: it is how we recognise our own redis later.
         "--set-proc-title", "no",
@@ -251,7 +253,7 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
     states["redis"] = ServiceState(
         "redis", cfg.managed_redis,
         running=(redis_pid is not None or not cfg.managed_redis) and _redis_ready(cfg),
-        pid=redis_pid, address=cfg.redis_address,
+        pid=redis_pid, address=redis_auth.redact(cfg.redis_address),
         log=str(daemons.log_file(cfg, "redis")) if cfg.managed_redis else None,
     )
     nginx_pid = gateway.master_pid(cfg)

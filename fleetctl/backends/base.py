@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fleetctl import acl
+from fleetctl import acl, redis_auth
 from fleetctl.config import FleetConfig, instance_settings
 from fleetctl.logs import LogReader
 
@@ -196,7 +196,7 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
         "OCR_INSTANCE_ID": spec_id,
         "OCR_CONSUL_ADDR": cfg.consul_address,
         **_consul_token(cfg),
-        "OCR_REDIS_URL": cfg.redis_address,
+        "OCR_REDIS_URL": redis_auth.url(cfg),  # with our Redis's password in cluster mode
         "OCR_SERVICE_NAME": cfg.service_name,
         **instance_settings(cfg),
         "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet

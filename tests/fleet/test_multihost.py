@@ -22,6 +22,7 @@ from pathlib import Path
 import consul
 import psutil
 import pytest
+import redis
 import requests
 from helpers import wait_for
 from test_fleet_integration import AbResult, parse_ab, word_png
@@ -182,8 +183,9 @@ def environ(proc: psutil.Process) -> dict[str, str]:
 
 
 def check_locked(host: Host, token: str) -> None:
-    """Nobody without a token changes or sees the fleet through this host's Consul; the instance and
-    the sync loop run with their own small tokens, and no output or command line shows a token."""
+    """Nobody without a token changes or sees the fleet through this host's Consul, nor uses its Redis
+    without the password; the instance and the sync loop run with their own small tokens, and no
+    output or command line shows a token or the password."""
     api = f"http://{host.addr}:{host.cfg.consul_port}/v1"
     with requests.Session() as s:
         s.trust_env = False
@@ -192,12 +194,17 @@ def check_locked(host: Host, token: str) -> None:
         assert s.put(f"{api}/agent/service/deregister/ocr-{host.cfg.base_port}", timeout=5).status_code == 403
         assert s.put(f"{api}/kv/ocr-fleet/ocr/keys/rogue", data="x", timeout=5).status_code == 403
         assert s.get(f"{api}/health/service/ocr", timeout=5).json() == []
+    with redis.Redis(host=host.addr, port=host.cfg.redis_port, socket_timeout=5) as anonymous, \
+            pytest.raises(redis.AuthenticationError):
+        anonymous.set("rogue", "1")
     small = {role: (host.home / f"consul-{role}.token").read_text().strip() for role in ("instance", "gateway")}
+    small["redis"] = (host.home / "redis.pass").read_text().strip()
     assert token not in small.values()
     sync = psutil.Process(int((host.home / "run" / "sync.pid").read_text().split()[0]))
     assert sync.environ().get("FLEET_CONSUL_TOKEN") == small["gateway"]
     env = next(e for e in map(environ, psutil.process_iter()) if str(host.home) in e.get("OCR_RUNTIME_DIR", ""))
     assert env["OCR_CONSUL_TOKEN"] == small["instance"] and "FLEET_CONSUL_TOKEN" not in env
+    assert f":{small['redis']}@{host.addr}:" in env["OCR_REDIS_URL"]
     shown = " ".join(" ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"]))
     assert not any(secret in shown for secret in (token, *small.values()))
     assert not any(secret in host.run("status", "--json") for secret in (token, *small.values()))
