@@ -121,8 +121,8 @@ def agent_args(cfg: FleetConfig, token: str | None, *, server: bool) -> list[str
 
 
 def enabled(cfg: FleetConfig) -> bool:
-    """Whether this host's agent was started with ACLs (for `up`'s hint and the small tokens)."""
-    return config_path(cfg).is_file()
+    """Whether this host's own agent was started with ACLs (for `up`'s hint and the small tokens)."""
+    return cfg.clustered and cfg.managed_consul and config_path(cfg).is_file()
 
 
 # --- the small tokens: what the instances and the sync loop may do ----------------------------

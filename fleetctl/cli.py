@@ -101,9 +101,12 @@ class BoundsType(click.ParamType):
                    "(see `fleetctl autoscale --help`; its log: `fleetctl logs autoscale`).")
 @click.option("--advertise", metavar="ADDR", default=None,
               help="This host's IPv4 address, for a fleet of several hosts (docs/multihost.md): a real Consul "
-                   "agent, and every service listening on ADDR [default: FLEET_ADVERTISE; none: one machine].")
+                   "agent with ACLs (deny by default), a Redis with a password, and every service listening on "
+                   "ADDR [default: FLEET_ADVERTISE; none: one machine, no ACLs or password].")
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
+                   "Needs the first host's Consul ACL token in FLEET_CONSUL_TOKEN and gossip key in "
+                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). "
                    "Both flags are saved in FLEET_HOME for the commands that follow.")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")

@@ -72,6 +72,7 @@ def _start_consul(cfg: FleetConfig) -> int:
         argv = (cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
                 + acl.agent_args(cfg, token, server=server))
     else:
+        acl.agent_args(cfg, None, server=False)  # no ACLs on one machine, whatever a cluster left behind
         # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
         # and a developer's fleet can run side by side.
         argv = [
@@ -110,17 +111,23 @@ def _start_redis(cfg: FleetConfig) -> int:
     return pid
 
 
-def _start_sync(cfg: FleetConfig) -> int:
+def _sync_env(cfg: FleetConfig) -> dict[str, str]:
+    """The loop only reads: with ACLs its token may read the catalog and the API keys, nothing more
+    (fleetctl/acl.py), and it gets no gossip key."""
     env = daemons.fleet_env(cfg)
     env.pop(gossip.SETTING, None)
-    # The loop reads; with ACLs its token may read the catalog and the API keys only (fleetctl/acl.py).
     token = acl.role_token(cfg, "gateway")
     if token:
         env[acl.SETTING] = token
     else:
         env.pop(acl.SETTING, None)
+    return env
+
+
+def _start_sync(cfg: FleetConfig) -> int:
     pid = procs.spawn(
-        SYNC_ARGV, log_path=daemons.log_file(cfg, "sync"), pid_path=daemons.pid_file(cfg, "sync"), env=env
+        SYNC_ARGV, log_path=daemons.log_file(cfg, "sync"), pid_path=daemons.pid_file(cfg, "sync"),
+        env=_sync_env(cfg)
     )
     daemons.wait_alive_and_ready(cfg, "sync", pid, lambda: _sync_ready(cfg, pid), timeout=30)
     return pid
@@ -171,8 +178,8 @@ def _write_clients(cfg: FleetConfig) -> bool:
     return True
 
 
-# Settings the sync loop renders from: a loop started with other values is replaced, not kept.
-SYNC_SETTINGS = ("FLEET_AUTH", "FLEET_RATE", "FLEET_RATE_BURST")
+# Settings the sync loop renders from (and its token): a loop started with other values is replaced.
+SYNC_SETTINGS = ("FLEET_AUTH", "FLEET_RATE", "FLEET_RATE_BURST", acl.SETTING)
 
 
 def _stale_sync(cfg: FleetConfig) -> bool:
@@ -180,7 +187,7 @@ def _stale_sync(cfg: FleetConfig) -> bool:
     pid = daemons.live(cfg, "sync")
     if pid is None:
         return False
-    env = daemons.fleet_env(cfg)
+    env = _sync_env(cfg)
     try:
         running = psutil.Process(pid).environ()
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -3,6 +3,7 @@ agent started as fleetctl starts a first host (tokens through a config file, den
 from __future__ import annotations
 
 import json
+import signal
 import stat
 import uuid
 from collections.abc import Iterator
@@ -76,7 +77,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetConfig]:
         acl.ensure_role_tokens(cfg)
         yield cfg
     finally:
-        agent.stop()
+        agent.signal(signal.SIGKILL)  # a throwaway server: no graceful leave to wait for
+        agent.popen.wait(10)
 
 
 def _self(cfg: FleetConfig, token: str | None) -> bool:
