@@ -82,27 +82,15 @@ def accepted(cfg: FleetConfig, join: list[str], token: str, *, timeout: float = 
 def resolve(cfg: FleetConfig, data_dir: Path, join: list[str]) -> str | None:
     """The management token this host's agent runs with (saved for the next start), or None for no ACLs."""
     given = check_token(cfg.consul_token) if cfg.consul_token else ""
-    saved = procs.read_secret(consul_api.token_path(cfg))
-    where = ",".join(join)
-    if join:
-        enforces = fleet_acls(cfg, join)
-        if enforces and not (given or saved):
-            raise ConfigError(f"the fleet at {where} has Consul ACLs: set {SETTING} to its management token "
-                              "(the content of FLEET_HOME/consul.token on the first host)")
-        if enforces is False and given:
-            raise ConfigError(f"the fleet at {where} runs Consul without ACLs: unset {SETTING} to join it")
-        if enforces is False:
-            return None
-        if enforces and accepted(cfg, join, given or saved) is False:
-            raise ConfigError(f"the fleet at {where} does not know the token in {SETTING} (or FLEET_HOME/"
+    secret = cluster.FleetSecret(SETTING, consul_api.token_path(cfg), "its management token", "has Consul ACLs",
+                                 "runs Consul without ACLs", make=lambda: str(uuid.uuid4()))
+
+    def verify(token: str) -> None:
+        if accepted(cfg, join, token) is False:
+            raise ConfigError(f"the fleet at {','.join(join)} does not know the token in {SETTING} (or FLEET_HOME/"
                               "consul.token): it must be the content of FLEET_HOME/consul.token on the first host")
-    token = given or saved
-    if not token and (join or (data_dir / "serf").is_dir()):
-        return None  # an agent that already runs without ACLs: a token now would cut it off
-    token = token or str(uuid.uuid4())
-    if token != saved:
-        procs.write_secret(consul_api.token_path(cfg), token + "\n")
-    return token
+
+    return cluster.resolve_secret(secret, given, data_dir, join, lambda: fleet_acls(cfg, join), verify)
 
 
 def agent_args(cfg: FleetConfig, token: str | None, *, server: bool) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +22,7 @@ import consul
 import requests
 from consul.callback import CB
 
-from fleetctl import consul_api
+from fleetctl import consul_api, procs
 from fleetctl.config import ConfigError, FleetConfig
 
 T = TypeVar("T")
@@ -85,6 +86,48 @@ def ask_join_hosts(cfg: FleetConfig, join: list[str], question: Callable[[consul
         finally:
             client.http.session.close()
     return None
+
+
+@dataclass(frozen=True)
+class FleetSecret:
+    """A secret every host of the fleet shares (the gossip key, the ACL token): the first host makes
+    it, a joining host is given it in `setting`, and each keeps it at `path` (mode 600)."""
+
+    setting: str
+    path: Path
+    what: str  # "its key", for the error: "set FLEET_CONSUL_ENCRYPT to its key"
+    has_it: str  # "encrypts its gossip": what the fleet does with it
+    lacks_it: str  # "gossips in clear"
+    make: Callable[[], str]
+
+
+def resolve_secret(secret: FleetSecret, given: str, data_dir: Path, join: list[str],
+                   fleet_has_it: Callable[[], bool | None],
+                   verify: Callable[[str], None] = lambda _value: None) -> str | None:
+    """The value this host's agent runs with (saved for the next start), or None to run without.
+
+    A joining host follows the fleet (asked before its agent starts, so a missing setting is a clear
+    error, not a join that retries forever); `verify` may refuse a value the fleet does not know.
+    An agent that already runs without it keeps doing so: a value made now would cut it off."""
+    saved = procs.read_secret(secret.path)
+    if join:
+        where, has_it = ",".join(join), fleet_has_it()
+        if has_it and not (given or saved):
+            raise ConfigError(f"the fleet at {where} {secret.has_it}: set {secret.setting} to {secret.what} "
+                              f"(the content of FLEET_HOME/{secret.path.name} on the first host)")
+        if has_it is False and given:
+            raise ConfigError(f"the fleet at {where} {secret.lacks_it}: unset {secret.setting} to join it")
+        if has_it is False:
+            return None
+        if has_it:
+            verify(given or saved)
+    value = given or saved
+    if not value and (join or (data_dir / "serf").is_dir()):
+        return None
+    value = value or secret.make()
+    if value != saved:
+        procs.write_secret(secret.path, value + "\n")
+    return value
 
 
 def server_count(cfg: FleetConfig, *, timeout: float = 3.0) -> int | None:

@@ -58,29 +58,12 @@ def fleet_encrypts(cfg: FleetConfig, join: list[str], *, timeout: float = 3.0) -
     return cluster.ask_join_hosts(cfg, join, encrypted, timeout=timeout, token=consul_api.fleet_token(cfg))
 
 
-def _saved(cfg: FleetConfig) -> str:
-    return procs.read_secret(key_path(cfg))
-
-
 def resolve(cfg: FleetConfig, data_dir: Path, join: list[str]) -> str | None:
     """The key this host's agent runs with (saved for the next start), or None to gossip in clear."""
     given = check_key(cfg.consul_encrypt) if cfg.consul_encrypt else ""
-    if join:
-        encrypts = fleet_encrypts(cfg, join)
-        if encrypts and not (given or _saved(cfg)):
-            raise ConfigError(f"the fleet at {','.join(join)} encrypts its gossip: set {SETTING} to its key "
-                              "(the content of FLEET_HOME/gossip.key on the first host)")
-        if encrypts is False and given:
-            raise ConfigError(f"the fleet at {','.join(join)} gossips in clear: unset {SETTING} to join it")
-        if encrypts is False:
-            return None
-    key = given or _saved(cfg)
-    if not key and (join or (data_dir / "serf").is_dir()):
-        return None  # an agent that already gossips in clear: a key now would cut it off
-    key = key or base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    if key != _saved(cfg):
-        procs.write_secret(key_path(cfg), key + "\n")
-    return key
+    secret = cluster.FleetSecret(SETTING, key_path(cfg), "its key", "encrypts its gossip", "gossips in clear",
+                                 make=lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+    return cluster.resolve_secret(secret, given, data_dir, join, lambda: fleet_encrypts(cfg, join))
 
 
 def agent_args(cfg: FleetConfig, key: str | None) -> list[str]:
