@@ -159,14 +159,25 @@ def _ensure_policy(client: consul.Consul, name: str, text: str) -> str:
         return policy_id
 
 
-def _has_policy(cfg: FleetConfig, token: str, policy_id: str) -> bool:
-    client = consul_api.client_at(*consul_api.split_address(cfg.consul_address)[1:], token, timeout=5.0)
+def _read_self(cfg: FleetConfig, token: str) -> dict[str, Any] | None:
+    """The token as this host's agent knows it; None when unknown (or ACLs are not up yet)."""
+    client = consul_api.client_at(*consul_api.split_address(cfg.consul_address)[1:], token, timeout=2.0)
     try:
-        mine = client.acl.token.read_self()
-    except consul.ACLPermissionDenied:
-        return False
+        return dict(client.acl.token.read_self() or {})
+    except consul_api.CONSUL_ERRORS:
+        return None
     finally:
         consul_api.close(client)
+
+
+def ready(cfg: FleetConfig) -> bool:
+    """Whether this host's agent takes the management token: ACLs are bootstrapped, and a joined
+    agent has learnt that its servers enforce them (until then it answers in "legacy mode")."""
+    return _read_self(cfg, consul_api.fleet_token(cfg)) is not None
+
+
+def _has_policy(cfg: FleetConfig, token: str, policy_id: str) -> bool:
+    mine = _read_self(cfg, token) or {}
     return any(p.get("ID") == policy_id for p in mine.get("Policies") or [])
 
 

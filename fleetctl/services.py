@@ -63,12 +63,14 @@ def _start_consul(cfg: FleetConfig) -> int:
     data_dir = cfg.home / "consul"
     data_dir.mkdir(parents=True, exist_ok=True)
     server = cfg.clustered and cluster.is_server(cfg, data_dir)
+    acl_on = False
     if cfg.clustered:
         # Before the agent, so a missing token or key is a clear error; the token first, because the
         # join host tells whether it encrypts only to a token it knows.
         join = cluster.join_addresses(cfg)
         token = acl.resolve(cfg, data_dir, join)
         key = gossip.resolve(cfg, data_dir, join)
+        acl_on = token is not None
         argv = (cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
                 + acl.agent_args(cfg, token, server=server))
     else:
@@ -85,9 +87,11 @@ def _start_consul(cfg: FleetConfig) -> int:
     pid = procs.spawn(
         argv, log_path=daemons.log_file(cfg, "consul"), pid_path=daemons.pid_file(cfg, "consul")
     )
-    # A joining agent is ready once it knows the cluster's leader, a server once it also votes.
+    # A joining agent is ready once it knows the cluster's leader (and takes the fleet's token), a
+    # server once it also votes.
     daemons.wait_alive_and_ready(cfg, "consul", pid,
-                                 lambda: _consul_ready(cfg) and (not server or cluster.is_voter(cfg)),
+                                 lambda: _consul_ready(cfg) and (not acl_on or acl.ready(cfg))
+                                 and (not server or cluster.is_voter(cfg)),
                                  timeout=60 if cfg.join else 30)
     return pid
 
