@@ -28,7 +28,7 @@ from helpers import wait_for
 from test_fleet_integration import AbResult, parse_ab, word_png
 from test_fleet_integration import _tool_path as tool_path
 
-from fleetctl import cluster, upstream
+from fleetctl import cluster, consul_api, upstream
 from fleetctl import config as fleet_config
 
 # One port per role, the same on every host (the block no other test uses).
@@ -71,7 +71,8 @@ class Host:
         return out
 
     def consul(self) -> consul.Consul:
-        return consul.Consul(host=self.addr, port=self.cfg.consul_port, connections_timeout=2)
+        """A client with the host's management token (its agent denies anonymous requests)."""
+        return consul_api.client_at(self.addr, self.cfg.consul_port, consul_api.fleet_token(self.cfg), timeout=2)
 
     def members(self) -> set[str]:
         return upstream.upstream_members(self.cfg)
