@@ -253,6 +253,11 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
         wait_for(lambda h=host: h.members() == everyone, 30, f"every instance in {host.addr}'s upstream")
     for host in all_hosts:
         check_locked(host, token)
+    # API keys still work with ACLs: `keys` runs with each host's management token, every host sees them.
+    assert second.run("keys", "create", "multihost").strip().splitlines()[-1].startswith("ocr_")
+    assert [k["name"] for k in json.loads(third.run("keys", "list", "--json"))] == ["multihost"]
+    client_host.run("keys", "revoke", "multihost")
+    assert json.loads(first.run("keys", "list", "--json")) == []
     # Later commands on a host find its agent from the saved flags: status lists its own instance.
     assert '"address": "127.0.0.2:64101"' in second.run("status", "--json")
     assert ocr_via(second, image).status_code == 200  # warms the cache: ab is mostly hits
