@@ -40,18 +40,6 @@ def role_token_path(cfg: FleetConfig, role: str) -> Path:
     return cfg.home / f"consul-{role}.token"
 
 
-def check_token(value: str, setting: str = SETTING) -> str:
-    """A token as Consul writes one: a UUID (the value itself is never echoed)."""
-    try:
-        parsed = uuid.UUID(value.strip())
-    except ValueError:
-        raise ConfigError(f"{setting} is not a Consul token (a UUID like the content of FLEET_HOME/consul.token "
-                          "on the first host)") from None
-    if str(parsed) != value.strip().lower():
-        raise ConfigError(f"{setting} is not a Consul token in its usual form (8-4-4-4-12 hex digits)")
-    return value.strip().lower()
-
-
 def fleet_acls(cfg: FleetConfig, join: list[str], *, timeout: float = 3.0) -> bool | None:
     """Whether the first join host that answers enforces ACLs; None if none answers. Asked without a
     token: an agent without ACLs answers 401 "ACL support disabled", one with them 403."""
@@ -81,7 +69,7 @@ def accepted(cfg: FleetConfig, join: list[str], token: str, *, timeout: float = 
 
 def resolve(cfg: FleetConfig, data_dir: Path, join: list[str]) -> str | None:
     """The management token this host's agent runs with (saved for the next start), or None for no ACLs."""
-    given = check_token(cfg.consul_token) if cfg.consul_token else ""
+    given = consul_api.check_token(cfg.consul_token) if cfg.consul_token else ""
     secret = cluster.FleetSecret(SETTING, consul_api.token_path(cfg), "its management token", "has Consul ACLs",
                                  "runs Consul without ACLs", make=lambda: str(uuid.uuid4()))
 

@@ -62,6 +62,8 @@ def join_addresses(cfg: FleetConfig) -> list[str]:
 
 def validate(cfg: FleetConfig) -> FleetConfig:
     """Fail fast, naming the setting, on an address Consul or nginx would reject later."""
+    if cfg.consul_token:  # a bad one fails here, naming the setting, not in a request header later
+        cfg = cfg.replace(consul_token=consul_api.check_token(cfg.consul_token))
     if cfg.join and not cfg.advertise:
         raise ConfigError("FLEET_JOIN needs FLEET_ADVERTISE (--advertise): this host's own address")
     if not cfg.advertise:

@@ -1,6 +1,7 @@
 """Thin helpers over py-consul: build a client from the fleet config (with its ACL token), ask for the leader."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,7 +11,7 @@ import requests
 from consul.callback import CB
 
 from fleetctl import procs
-from fleetctl.config import FleetConfig
+from fleetctl.config import ConfigError, FleetConfig
 
 # What a request to an unreachable or restarting agent raises.
 CONSUL_ERRORS: tuple[type[Exception], ...] = (requests.RequestException, consul.ConsulException, ValueError)
@@ -33,6 +34,18 @@ def token_path(cfg: FleetConfig) -> Path:
 def fleet_token(cfg: FleetConfig) -> str:
     """The token fleetctl's requests carry: FLEET_CONSUL_TOKEN, else the saved one, else none (no ACLs)."""
     return cfg.consul_token or procs.read_secret(token_path(cfg))
+
+
+def check_token(value: str, setting: str = "FLEET_CONSUL_TOKEN") -> str:
+    """A token as Consul writes one, a UUID, in lower case (the value itself is never echoed)."""
+    try:
+        parsed = uuid.UUID(value.strip())
+    except ValueError:
+        raise ConfigError(f"{setting} is not a Consul token (a UUID like the content of FLEET_HOME/consul.token "
+                          "on the first host)") from None
+    if str(parsed) != value.strip().lower():
+        raise ConfigError(f"{setting} is not a Consul token in its usual form (8-4-4-4-12 hex digits)")
+    return value.strip().lower()
 
 
 def client_at(host: str, port: int, token: str, *, scheme: str = "http", timeout: float = 5.0) -> consul.Consul:

@@ -14,7 +14,8 @@ import pytest
 import requests
 from helpers import Proc, consul_binary, free_port, spawn, start_consul, wait_for
 
-from fleetctl import acl, cluster, consul_api, gossip, keys, upstream
+from fleetctl import acl, cluster, consul_api, gossip, keys, services, upstream
+from fleetctl.backends.base import instance_env
 from fleetctl.config import ConfigError, FleetConfig
 from ocr_app.config import Settings
 from ocr_app.registry import Registration
@@ -32,14 +33,14 @@ def cfg_for(home: Path, port: int = 8500, **kw: object) -> FleetConfig:
 @pytest.mark.parametrize("bad", HOSTILE_TOKENS)
 def test_hostile_token_names_the_setting_and_never_echoes_it(bad: str) -> None:
     with pytest.raises(ConfigError, match="FLEET_CONSUL_TOKEN") as err:
-        acl.check_token(bad)
+        consul_api.check_token(bad)
     assert bad.strip() not in str(err.value)
 
 
 def test_first_host_makes_a_token_once_readable_only_by_its_owner(tmp_path: Path) -> None:
     cfg, data = cfg_for(tmp_path / "home"), tmp_path / "consul"
     token = acl.resolve(cfg, data, [])
-    assert token is not None and acl.check_token(token) == token
+    assert token is not None and consul_api.check_token(token) == token
     assert acl.resolve(cfg, data, []) == token  # kept: the agent's next start uses the same
     args = acl.agent_args(cfg, token, server=True)
     assert args == ["-config-file", str(acl.config_path(cfg))] and token not in " ".join(args)  # not in `ps`
@@ -212,3 +213,16 @@ def test_a_fleet_without_acls_is_joined_without_a_token(open_agent: Proc, tmp_pa
     assert acl.resolve(cfg, tmp_path / "consul", ["127.0.0.1"]) is None
     with pytest.raises(ConfigError, match="without ACLs: unset FLEET_CONSUL_TOKEN"):
         acl.resolve(cfg.replace(consul_token=TOKEN), tmp_path / "consul", ["127.0.0.1"])
+
+
+def test_who_gets_which_token_without_a_managed_cluster(tmp_path: Path) -> None:
+    """One machine: nobody sends a token. An external agent given FLEET_CONSUL_TOKEN: fleetctl, the
+    sync loop and the instances all send that one (fleetctl makes no small tokens there)."""
+    one = FleetConfig(home=tmp_path)
+    assert "OCR_CONSUL_TOKEN" not in instance_env(one, "ocr-1", 1) and acl.SETTING not in services._sync_env(one)
+    external = FleetConfig(home=tmp_path, consul_addr="10.0.0.1:8500", consul_token=TOKEN)
+    assert instance_env(external, "ocr-1", 1)["OCR_CONSUL_TOKEN"] == TOKEN
+    assert services._sync_env(external)[acl.SETTING] == TOKEN
+    assert consul_api.client_for(external).http.session.headers["X-Consul-Token"] == TOKEN
+    assert "X-Consul-Token" not in consul_api.client_for(one).http.session.headers
+    assert cluster.validate(external.replace(consul_token=TOKEN.upper())).consul_token == TOKEN
