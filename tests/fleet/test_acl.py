@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import consul
+import psutil
 import pytest
 import requests
 from helpers import Proc, consul_binary, free_port, spawn, start_consul, wait_for
+from test_multihost import Host, environ, make_host
 
 from fleetctl import acl, cluster, consul_api, gossip, keys, services, upstream
 from fleetctl.backends.base import instance_env
@@ -226,3 +228,35 @@ def test_who_gets_which_token_without_a_managed_cluster(tmp_path: Path) -> None:
     assert consul_api.client_for(external).http.session.headers["X-Consul-Token"] == TOKEN
     assert "X-Consul-Token" not in consul_api.client_for(one).http.session.headers
     assert cluster.validate(external.replace(consul_token=TOKEN.upper())).consul_token == TOKEN
+
+
+def at(host: Host, token: str) -> consul.Consul:
+    return consul_api.client_at(host.addr, host.cfg.consul_port, token, timeout=5)
+
+
+def test_rotating_the_small_tokens_is_up_again(tmp_path: Path) -> None:
+    """A one-host cluster: delete both small tokens in Consul, run `up` again, and the sync loop and
+    the instance run with new ones, the instance registered again and back in the upstream."""
+    host = make_host(tmp_path, "127.0.0.5")
+    try:
+        host.run("up", "-n", "1", "--advertise", host.addr)
+        wait_for(lambda: host.members() == {host.instance}, 60, "the instance in the upstream")
+        mgmt = host.consul()
+        old = {role: (host.home / f"consul-{role}.token").read_text().strip() for role in acl.ROLES}
+        for token in old.values():
+            mgmt.acl.token.delete(at(host, token).acl.token.read_self()["AccessorID"])
+        host.run("up", "-n", "1")
+        new = {role: (host.home / f"consul-{role}.token").read_text().strip() for role in acl.ROLES}
+        assert all(new[role] != old[role] for role in acl.ROLES)
+        sync = psutil.Process(int((host.home / "run" / "sync.pid").read_text().split()[0]))
+        assert sync.environ()[acl.SETTING] == new["gateway"]
+        envs = [environ(p) for p in psutil.process_iter()]
+        tokens = {e.get("OCR_CONSUL_TOKEN") for e in envs if str(host.home) in e.get("OCR_RUNTIME_DIR", "")}
+        assert tokens == {new["instance"]}
+        # Replaced new before old, so the new instance has the next port; it registered with its new token.
+        mine = set(at(host, new["instance"]).agent.services())
+        assert len(mine) == 1, mine
+        port = int(mine.pop().rpartition("-")[2])
+        wait_for(lambda: host.members() == {f"{host.addr}:{port}"}, 60, "the new instance in the upstream")
+    finally:
+        host.fleetctl("down").communicate(timeout=120)
