@@ -250,6 +250,20 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
     return states
 
 
+def _security(cfg: FleetConfig, name: str) -> dict[str, str]:
+    """What guards a clustered host's own Consul or Redis on its address ("none": a fleet from before
+    ACLs, the gossip key or the password); one machine's listen on loopback only and show nothing."""
+    if not cfg.clustered:
+        return {}
+    if name == "consul" and cfg.managed_consul:
+        on = [word for word, yes in (("acl", acl.enabled(cfg)), ("gossip-key", gossip.encrypted(cfg))) if yes]
+    elif name == "redis" and cfg.managed_redis:
+        on = ["password"] if redis_auth.url(cfg) != cfg.redis_address else []
+    else:
+        return {}
+    return {"security": "+".join(on) or "none"}
+
+
 def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
     """Each service as the runtime sees it now: alive-and-ours for managed, reachable for external."""
     states: dict[str, ServiceState] = {}
@@ -258,14 +272,14 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
         "consul", cfg.managed_consul,
         running=(consul_pid is not None or not cfg.managed_consul) and _consul_ready(cfg),
         pid=consul_pid, address=cfg.consul_address,
-        log=str(daemons.log_file(cfg, "consul")) if cfg.managed_consul else None,
+        log=str(daemons.log_file(cfg, "consul")) if cfg.managed_consul else None, detail=_security(cfg, "consul"),
     )
     redis_pid = daemons.live(cfg, "redis") if cfg.managed_redis else None
     states["redis"] = ServiceState(
         "redis", cfg.managed_redis,
         running=(redis_pid is not None or not cfg.managed_redis) and _redis_ready(cfg),
         pid=redis_pid, address=redis_auth.redact(cfg.redis_address),
-        log=str(daemons.log_file(cfg, "redis")) if cfg.managed_redis else None,
+        log=str(daemons.log_file(cfg, "redis")) if cfg.managed_redis else None, detail=_security(cfg, "redis"),
     )
     nginx_pid = gateway.master_pid(cfg)
     states["nginx"] = ServiceState(

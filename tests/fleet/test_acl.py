@@ -241,6 +241,8 @@ def test_rotating_the_small_tokens_is_up_again(tmp_path: Path) -> None:
     try:
         host.run("up", "-n", "1", "--advertise", host.addr)
         wait_for(lambda: host.members() == {host.instance}, 60, "the instance in the upstream")
+        shown = json.loads(host.run("status", "--json"))["services"]
+        assert (shown["consul"]["security"], shown["redis"]["security"]) == ("acl+gossip-key", "password")
         mgmt = host.consul()
         old = {role: (host.home / f"consul-{role}.token").read_text().strip() for role in acl.ROLES}
         for token in old.values():

@@ -63,7 +63,7 @@ def test_a_cluster_hosts_redis_refuses_a_client_without_the_password(host: Fleet
     pid = daemons.live(host, "redis")
     assert pid is not None and password not in " ".join(psutil.Process(pid).cmdline())
     shown = services.service_states(host)["redis"]
-    assert shown.running and password not in str(shown.to_dict())
+    assert shown.running and password not in str(shown.to_dict()) and shown.detail == {"security": "password"}
 
 
 def test_the_password_is_kept_across_restarts(host: FleetConfig) -> None:
