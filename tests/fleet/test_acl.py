@@ -39,6 +39,14 @@ def test_hostile_token_names_the_setting_and_never_echoes_it(bad: str) -> None:
     assert bad.strip() not in str(err.value)
 
 
+@pytest.mark.parametrize("bad", [t for t in HOSTILE_TOKENS if t.strip()])
+def test_a_hostile_token_fails_when_the_config_loads(bad: str) -> None:
+    """Before any request: a bad FLEET_CONSUL_TOKEN would otherwise reach a request header."""
+    with pytest.raises(ConfigError, match="FLEET_CONSUL_TOKEN") as err:
+        cluster.apply_saved(FleetConfig(home=Path("/nonexistent"), consul_token=bad), {})
+    assert bad.strip() not in str(err.value)
+
+
 def test_first_host_makes_a_token_once_readable_only_by_its_owner(tmp_path: Path) -> None:
     cfg, data = cfg_for(tmp_path / "home"), tmp_path / "consul"
     token = acl.resolve(cfg, data, [])
