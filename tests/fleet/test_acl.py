@@ -270,3 +270,19 @@ def test_rotating_the_small_tokens_is_up_again(tmp_path: Path) -> None:
         wait_for(lambda: host.members() == {f"{host.addr}:{port}"}, 60, "the new instance in the upstream")
     finally:
         host.fleetctl("down").communicate(timeout=120)
+
+
+def test_a_host_from_before_acls_keeps_running_without_them(tmp_path: Path) -> None:
+    """Its agent has state but no token: `up` starts it as before (no ACLs, gossip in clear), so the
+    fleet it belongs to is not cut off, and status says nothing guards it."""
+    host = make_host(tmp_path, "127.0.0.6")
+    (host.home / "consul" / "serf").mkdir(parents=True)
+    try:
+        host.run("up", "-n", "0", "--advertise", host.addr)
+        assert not (host.home / "consul.token").exists() and not acl.enabled(host.cfg)
+        kv = f"http://{host.addr}:{host.cfg.consul_port}/v1/kv/ocr-fleet/probe"
+        assert requests.put(kv, data="x", timeout=5).status_code == 200
+        shown = json.loads(host.run("status", "--json"))["services"]
+        assert shown["consul"]["security"] == "none" and shown["redis"]["security"] == "password"
+    finally:
+        host.fleetctl("down").communicate(timeout=120)
