@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,9 @@ class Settings:
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"OCR_LOG_FORMAT={self.log_format!r} must be text or json")
+        if self.consul_token and not re.fullmatch(r"[\x21-\x7e]{1,256}", self.consul_token):
+            # Never echoed: it is a secret, and a bad one would otherwise reach a header (and its error).
+            raise ConfigError("OCR_CONSUL_TOKEN is not a Consul token (printable, no spaces, at most 256 characters)")
         changes: dict[str, Any] = {}
         if not self.instance_id:
             changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"
