@@ -209,6 +209,8 @@ def check_locked(host: Host, token: str) -> None:
     shown = " ".join(" ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"]))
     assert not any(secret in shown for secret in (token, *small.values()))
     assert not any(secret in host.run("status", "--json") for secret in (token, *small.values()))
+    logs = "".join(log.read_text(errors="replace") for log in host.home.rglob("*.log"))
+    assert logs and not any(secret in logs for secret in (token, *small.values()))
 
 
 def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
