@@ -101,9 +101,12 @@ class BoundsType(click.ParamType):
                    "(see `fleetctl autoscale --help`; its log: `fleetctl logs autoscale`).")
 @click.option("--advertise", metavar="ADDR", default=None,
               help="This host's IPv4 address, for a fleet of several hosts (docs/multihost.md): a real Consul "
-                   "agent, and every service listening on ADDR [default: FLEET_ADVERTISE; none: one machine].")
+                   "agent with ACLs (deny by default), a Redis with a password, and every service listening on "
+                   "ADDR [default: FLEET_ADVERTISE; none: one machine, no ACLs or password].")
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
+                   "Needs the first host's Consul ACL token in FLEET_CONSUL_TOKEN and gossip key in "
+                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). "
                    "Both flags are saved in FLEET_HOME for the commands that follow.")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
@@ -124,7 +127,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import autoscale_daemon, cluster, deps, engines, gossip, services
+    from fleetctl import acl, autoscale_daemon, cluster, deps, engines, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -149,6 +152,9 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
         _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
                   "in FLEET_HOME/gossip.key")
+    if obj.cfg.clustered and not obj.cfg.join and acl.enabled(obj.cfg):
+        _progress("Consul has ACLs: hosts that join need FLEET_CONSUL_TOKEN set to the management token "
+                  "in FLEET_HOME/consul.token")
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,

@@ -15,7 +15,7 @@ import sys
 import psutil
 import redis
 
-from fleetctl import autoscale_daemon, cluster, consul_api, daemons, gateway, gossip, procs, upstream
+from fleetctl import acl, autoscale_daemon, cluster, consul_api, daemons, gateway, gossip, procs, redis_auth, upstream
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import ServiceError, ServiceState
 from fleetctl.gateway import GatewayError, NginxReloader
@@ -40,7 +40,7 @@ def _consul_ready(cfg: FleetConfig) -> bool:
 
 
 def _redis_ready(cfg: FleetConfig) -> bool:
-    client = redis.Redis.from_url(cfg.redis_address, socket_timeout=1.0, socket_connect_timeout=1.0)
+    client = redis.Redis.from_url(redis_auth.url(cfg), socket_timeout=1.0, socket_connect_timeout=1.0)
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -63,10 +63,18 @@ def _start_consul(cfg: FleetConfig) -> int:
     data_dir = cfg.home / "consul"
     data_dir.mkdir(parents=True, exist_ok=True)
     server = cfg.clustered and cluster.is_server(cfg, data_dir)
+    acl_on = False
     if cfg.clustered:
-        key = gossip.resolve(cfg, data_dir, cluster.join_addresses(cfg))  # before the agent: a clear error
-        argv = cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
+        # Before the agent, so a missing token or key is a clear error; the token first, because the
+        # join host tells whether it encrypts only to a token it knows.
+        join = cluster.join_addresses(cfg)
+        token = acl.resolve(cfg, data_dir, join)
+        key = gossip.resolve(cfg, data_dir, join)
+        acl_on = token is not None
+        argv = (cluster.agent_argv(cfg, binary, data_dir, server=server) + gossip.agent_args(cfg, key)
+                + acl.agent_args(cfg, token, server=server))
     else:
+        acl.agent_args(cfg, None, server=False)  # no ACLs on one machine, whatever a cluster left behind
         # Only the HTTP port is public; the raft/serf ports are picked free so a test agent
         # and a developer's fleet can run side by side.
         argv = [
@@ -79,9 +87,11 @@ def _start_consul(cfg: FleetConfig) -> int:
     pid = procs.spawn(
         argv, log_path=daemons.log_file(cfg, "consul"), pid_path=daemons.pid_file(cfg, "consul")
     )
-    # A joining agent is ready once it knows the cluster's leader, a server once it also votes.
+    # A joining agent is ready once it knows the cluster's leader (and takes the fleet's token), a
+    # server once it also votes.
     daemons.wait_alive_and_ready(cfg, "consul", pid,
-                                 lambda: _consul_ready(cfg) and (not server or cluster.is_voter(cfg)),
+                                 lambda: _consul_ready(cfg) and (not acl_on or acl.ready(cfg))
+                                 and (not server or cluster.is_voter(cfg)),
                                  timeout=60 if cfg.join else 30)
     return pid
 
@@ -92,8 +102,10 @@ def _start_redis(cfg: FleetConfig) -> int:
         raise ServiceError("redis-server not found (run `fleetctl deps`)")
     (cfg.home / "redis").mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, "--port", str(cfg.redis_port), "--bind", cfg.gateway_host, "--save", "",
-        "--appendonly", "no", "--daemonize", "no", "--dir", str(cfg.home / "redis"),
+        # A config file with the password in cluster mode (first, as redis-server wants it), never argv.
+        binary, *redis_auth.server_args(cfg),
+        "--port", str(cfg.redis_port), "--bind", cfg.gateway_host, "--save", "", "--appendonly", "no",
+        "--daemonize", "no", "--dir", str(cfg.home / "redis"),
         "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "allkeys-lru",
         # Keep argv visible: it is how we recognise our own redis later.
         "--set-proc-title", "no",
@@ -103,10 +115,23 @@ def _start_redis(cfg: FleetConfig) -> int:
     return pid
 
 
+def _sync_env(cfg: FleetConfig) -> dict[str, str]:
+    """The loop only reads: with ACLs its token may read the catalog and the API keys, nothing more
+    (fleetctl/acl.py), and it gets no gossip key."""
+    env = daemons.fleet_env(cfg)
+    env.pop(gossip.SETTING, None)
+    token = acl.role_token(cfg, "gateway")
+    if token:
+        env[acl.SETTING] = token
+    else:
+        env.pop(acl.SETTING, None)
+    return env
+
+
 def _start_sync(cfg: FleetConfig) -> int:
     pid = procs.spawn(
         SYNC_ARGV, log_path=daemons.log_file(cfg, "sync"), pid_path=daemons.pid_file(cfg, "sync"),
-        env=daemons.fleet_env(cfg)
+        env=_sync_env(cfg)
     )
     daemons.wait_alive_and_ready(cfg, "sync", pid, lambda: _sync_ready(cfg, pid), timeout=30)
     return pid
@@ -157,8 +182,8 @@ def _write_clients(cfg: FleetConfig) -> bool:
     return True
 
 
-# Settings the sync loop renders from: a loop started with other values is replaced, not kept.
-SYNC_SETTINGS = ("FLEET_AUTH", "FLEET_RATE", "FLEET_RATE_BURST")
+# Settings the sync loop renders from (and its token): a loop started with other values is replaced.
+SYNC_SETTINGS = ("FLEET_AUTH", "FLEET_RATE", "FLEET_RATE_BURST", acl.SETTING)
 
 
 def _stale_sync(cfg: FleetConfig) -> bool:
@@ -166,7 +191,7 @@ def _stale_sync(cfg: FleetConfig) -> bool:
     pid = daemons.live(cfg, "sync")
     if pid is None:
         return False
-    env = daemons.fleet_env(cfg)
+    env = _sync_env(cfg)
     try:
         running = psutil.Process(pid).environ()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -208,6 +233,8 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
             started["consul"] = daemons.live(cfg, "consul") is None
             if started["consul"]:
                 _start_consul(cfg)
+            if acl.enabled(cfg):
+                acl.ensure_role_tokens(cfg)
         if cfg.managed_redis:
             started["redis"] = daemons.live(cfg, "redis") is None
             if started["redis"]:
@@ -223,6 +250,20 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
     return states
 
 
+def _security(cfg: FleetConfig, name: str) -> dict[str, str]:
+    """What guards a clustered host's own Consul or Redis on its address ("none": a fleet from before
+    ACLs, the gossip key or the password); one machine's listen on loopback only and show nothing."""
+    if not cfg.clustered:
+        return {}
+    if name == "consul" and cfg.managed_consul:
+        on = [word for word, yes in (("acl", acl.enabled(cfg)), ("gossip-key", gossip.encrypted(cfg))) if yes]
+    elif name == "redis" and cfg.managed_redis:
+        on = ["password"] if redis_auth.url(cfg) != cfg.redis_address else []
+    else:
+        return {}
+    return {"security": "+".join(on) or "none"}
+
+
 def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
     """Each service as the runtime sees it now: alive-and-ours for managed, reachable for external."""
     states: dict[str, ServiceState] = {}
@@ -231,14 +272,14 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
         "consul", cfg.managed_consul,
         running=(consul_pid is not None or not cfg.managed_consul) and _consul_ready(cfg),
         pid=consul_pid, address=cfg.consul_address,
-        log=str(daemons.log_file(cfg, "consul")) if cfg.managed_consul else None,
+        log=str(daemons.log_file(cfg, "consul")) if cfg.managed_consul else None, detail=_security(cfg, "consul"),
     )
     redis_pid = daemons.live(cfg, "redis") if cfg.managed_redis else None
     states["redis"] = ServiceState(
         "redis", cfg.managed_redis,
         running=(redis_pid is not None or not cfg.managed_redis) and _redis_ready(cfg),
-        pid=redis_pid, address=cfg.redis_address,
-        log=str(daemons.log_file(cfg, "redis")) if cfg.managed_redis else None,
+        pid=redis_pid, address=redis_auth.redact(cfg.redis_address),
+        log=str(daemons.log_file(cfg, "redis")) if cfg.managed_redis else None, detail=_security(cfg, "redis"),
     )
     nginx_pid = gateway.master_pid(cfg)
     states["nginx"] = ServiceState(
