@@ -101,9 +101,12 @@ class BoundsType(click.ParamType):
                    "(see `fleetctl autoscale --help`; its log: `fleetctl logs autoscale`).")
 @click.option("--advertise", metavar="ADDR", default=None,
               help="This host's IPv4 address, for a fleet of several hosts (docs/multihost.md): a real Consul "
-                   "agent, and every service listening on ADDR [default: FLEET_ADVERTISE; none: one machine].")
+                   "agent with ACLs (deny by default), a Redis with a password, and every service listening on "
+                   "ADDR [default: FLEET_ADVERTISE; none: one machine, no ACLs or password].")
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
+                   "Needs the first host's Consul ACL token in FLEET_CONSUL_TOKEN and gossip key in "
+                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). "
                    "Both flags are saved in FLEET_HOME for the commands that follow.")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
@@ -124,7 +127,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
-    from fleetctl import cluster, deps, engines, gossip, services
+    from fleetctl import acl, autoscale_daemon, cluster, deps, engines, gossip, services
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
@@ -149,12 +152,15 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
         _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
                   "in FLEET_HOME/gossip.key")
+    if obj.cfg.clustered and not obj.cfg.join and acl.enabled(obj.cfg):
+        _progress("Consul has ACLs: hosts that join need FLEET_CONSUL_TOKEN set to the management token "
+                  "in FLEET_HOME/consul.token")
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), instances, timeout=timeout,
              show_plan=lambda p: None if p.is_noop else _print_plan(p))
     if bounds is not None:
-        pid = services.ensure_autoscaler(obj.cfg, chosen.name, *bounds)
+        pid = autoscale_daemon.ensure(obj.cfg, chosen.name, *bounds)
         _progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
     if obj.cfg.gateway_http:
         click.echo(obj.cfg.gateway_url)
@@ -193,12 +199,12 @@ def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str |
     and the last decision. `fleetctl up --autoscale MIN:MAX` runs this as a managed daemon.
     """
     from fleetctl import autoscale as scaler_mod
-    from fleetctl import services
+    from fleetctl import autoscale_daemon
     from fleetctl.fleet import scale as converge
 
     obj = _obj(ctx)
     if stop:
-        stopped = services.stop_autoscaler(obj.cfg)
+        stopped = autoscale_daemon.stop(obj.cfg)
         click.echo("autoscaler stopped" if stopped else "no autoscaler was running")
         return
     if lo is None or hi is None:
@@ -282,11 +288,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Stop every instance (all backends) and every managed service; leaves no process behind."""
-    from fleetctl import services
+    from fleetctl import autoscale_daemon, services
     from fleetctl.fleet import down as fleet_down
 
     obj = _obj(ctx)
-    services.stop_autoscaler(obj.cfg)  # first: it would restart the instances stopped below
+    autoscale_daemon.stop(obj.cfg)  # first: it would restart the instances stopped below
     count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, _progress)
     click.echo(f"stopped {count} instance(s) and the managed services")
 

@@ -43,10 +43,10 @@ class RegexType(click.ParamType):
 
 def _log_sources(cfg: FleetConfig, backends: list[Backend]) -> dict[str, Any]:
     """Services first, then every backend's instances (running, and stopped ones with a kept log)."""
-    from fleetctl import services
+    from fleetctl import daemons
     from fleetctl.logs import FileReader
 
-    sources: dict[str, Any] = {name: FileReader(path) for name, path in services.log_files(cfg).items()}
+    sources: dict[str, Any] = {name: FileReader(path) for name, path in daemons.log_files(cfg).items()}
     for backend in backends:
         sources.update(backend.log_readers())
     return sources

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,6 +22,7 @@ import consul
 import requests
 from consul.callback import CB
 
+from fleetctl import consul_api, procs
 from fleetctl.config import ConfigError, FleetConfig
 
 T = TypeVar("T")
@@ -60,6 +62,8 @@ def join_addresses(cfg: FleetConfig) -> list[str]:
 
 def validate(cfg: FleetConfig) -> FleetConfig:
     """Fail fast, naming the setting, on an address Consul or nginx would reject later."""
+    if cfg.consul_token:  # a bad one fails here, naming the setting, not in a request header later
+        cfg = cfg.replace(consul_token=consul_api.check_token(cfg.consul_token))
     if cfg.join and not cfg.advertise:
         raise ConfigError("FLEET_JOIN needs FLEET_ADVERTISE (--advertise): this host's own address")
     if not cfg.advertise:
@@ -73,10 +77,10 @@ def validate(cfg: FleetConfig) -> FleetConfig:
 # --- which role, and the agent's command line ------------------------------------------------
 
 def ask_join_hosts(cfg: FleetConfig, join: list[str], question: Callable[[consul.Consul], T],
-                   *, timeout: float = 3.0) -> T | None:
-    """The first answer a join host's agent gives to `question`; None if none answers."""
+                   *, timeout: float = 3.0, token: str = "") -> T | None:
+    """The first answer a join host's agent gives to `question` (asked with `token`); None if none answers."""
     for host in join:
-        client = consul.Consul(host=host, port=cfg.consul_port, connections_timeout=timeout)
+        client = consul_api.client_at(host, cfg.consul_port, token, timeout=timeout)
         try:
             return question(client)
         except (requests.RequestException, consul.ConsulException, ValueError, AttributeError):
@@ -84,6 +88,48 @@ def ask_join_hosts(cfg: FleetConfig, join: list[str], question: Callable[[consul
         finally:
             client.http.session.close()
     return None
+
+
+@dataclass(frozen=True)
+class FleetSecret:
+    """A secret every host of the fleet shares (the gossip key, the ACL token): the first host makes
+    it, a joining host is given it in `setting`, and each keeps it at `path` (mode 600)."""
+
+    setting: str
+    path: Path
+    what: str  # "its key", for the error: "set FLEET_CONSUL_ENCRYPT to its key"
+    has_it: str  # "encrypts its gossip": what the fleet does with it
+    lacks_it: str  # "gossips in clear"
+    make: Callable[[], str]
+
+
+def resolve_secret(secret: FleetSecret, given: str, data_dir: Path, join: list[str],
+                   fleet_has_it: Callable[[], bool | None],
+                   verify: Callable[[str], None] = lambda _value: None) -> str | None:
+    """The value this host's agent runs with (saved for the next start), or None to run without.
+
+    A joining host follows the fleet (asked before its agent starts, so a missing setting is a clear
+    error, not a join that retries forever); `verify` may refuse a value the fleet does not know.
+    An agent that already runs without it keeps doing so: a value made now would cut it off."""
+    saved = procs.read_secret(secret.path)
+    if join:
+        where, has_it = ",".join(join), fleet_has_it()
+        if has_it and not (given or saved):
+            raise ConfigError(f"the fleet at {where} {secret.has_it}: set {secret.setting} to {secret.what} "
+                              f"(the content of FLEET_HOME/{secret.path.name} on the first host)")
+        if has_it is False and given:
+            raise ConfigError(f"the fleet at {where} {secret.lacks_it}: unset {secret.setting} to join it")
+        if has_it is False:
+            return None
+        if has_it:
+            verify(given or saved)
+    value = given or saved
+    if not value and (join or (data_dir / "serf").is_dir()):
+        return None
+    value = value or secret.make()
+    if value != saved:
+        procs.write_secret(secret.path, value + "\n")
+    return value
 
 
 def server_count(cfg: FleetConfig, *, timeout: float = 3.0) -> int | None:
@@ -103,7 +149,7 @@ def is_voter(cfg: FleetConfig) -> bool:
     """Whether this host's server votes in raft. Autopilot promotes a joined server only after it
     has been stable for a while (3 s here, checked every 10 s). Until then, losing another server
     can cost the quorum, so `up` waits for the vote."""
-    client = consul.Consul(host=cfg.advertise, port=cfg.consul_port, connections_timeout=2.0)
+    client = consul_api.client_at(cfg.advertise, cfg.consul_port, consul_api.fleet_token(cfg), timeout=2.0)
     try:
         config = client.http.get(CB.json(), "/v1/operator/raft/configuration")
     except (requests.RequestException, consul.ConsulException, ValueError):

@@ -25,6 +25,8 @@ PORT = {"min": 1, "max": 65535}
 FLAG = {"min": 0, "max": 1}
 # nginx's own rate form, as `limit_req_zone ... rate=` takes it: 10r/s, 600r/m.
 RATE_PATTERN = r"[1-9][0-9]{0,5}r/[sm]"
+# What fleetctl's environment may hold that no instance should inherit (py-consul reads the last).
+SECRET_SETTINGS = ("FLEET_CONSUL_TOKEN", "FLEET_CONSUL_ENCRYPT", "CONSUL_HTTP_TOKEN")
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,9 @@ class FleetConfig:
     join: str = field(default="", metadata={"env": "FLEET_JOIN"})
     # The fleet's gossip key (fleetctl/gossip.py): the first host makes one, joining hosts are given it.
     consul_encrypt: str = field(default="", metadata={"env": "FLEET_CONSUL_ENCRYPT"})
+    # The fleet's Consul ACL management token (fleetctl/acl.py): the first host makes one, joining hosts
+    # are given it; with an external agent (FLEET_CONSUL_ADDR), the token fleetctl and the fleet use.
+    consul_token: str = field(default="", metadata={"env": "FLEET_CONSUL_TOKEN"})
     consul_servers: int = field(default=3, metadata={"env": "FLEET_CONSUL_SERVERS", "min": 1, "max": 7})
     serf_port: int = field(default=8301, metadata={"env": "FLEET_CONSUL_SERF_PORT", **PORT})
     raft_port: int = field(default=8300, metadata={"env": "FLEET_CONSUL_SERVER_PORT", **PORT})

@@ -63,7 +63,7 @@ def install_argv(*, with_docker: bool = False) -> list[str]:
 def install(cfg: FleetConfig, *, with_docker: bool = False,
             report: Callable[[str], None] = lambda _line: None) -> None:
     """Run the installer for this FLEET_HOME, passing its progress lines to `report` as they come."""
-    from fleetctl.services import fleet_env  # the installer must see this fleet's FLEET_HOME
+    from fleetctl.daemons import fleet_env  # the installer must see this fleet's FLEET_HOME
 
     tail: list[str] = []
     with subprocess.Popen(install_argv(with_docker=with_docker), env=fleet_env(cfg), text=True,

@@ -16,13 +16,12 @@ import base64
 import binascii
 import json
 import logging
-import os
 import secrets
 from pathlib import Path
 
 import consul
 
-from fleetctl import cluster
+from fleetctl import cluster, consul_api, procs
 from fleetctl.config import ConfigError, FleetConfig
 
 log = logging.getLogger(__name__)
@@ -56,44 +55,15 @@ def fleet_encrypts(cfg: FleetConfig, join: list[str], *, timeout: float = 3.0) -
         stats = (client.agent.self() or {}).get("Stats", {})
         return str(stats.get("serf_lan", {}).get("encrypted", "false")).lower() == "true"
 
-    return cluster.ask_join_hosts(cfg, join, encrypted, timeout=timeout)
-
-
-def _saved(cfg: FleetConfig) -> str:
-    try:
-        return key_path(cfg).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return ""
-
-
-def _write_secret(path: Path, text: str) -> None:
-    """Written with mode 600 from the start: the key is never readable by others, even for a moment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.chmod(path, 0o600)
+    return cluster.ask_join_hosts(cfg, join, encrypted, timeout=timeout, token=consul_api.fleet_token(cfg))
 
 
 def resolve(cfg: FleetConfig, data_dir: Path, join: list[str]) -> str | None:
     """The key this host's agent runs with (saved for the next start), or None to gossip in clear."""
     given = check_key(cfg.consul_encrypt) if cfg.consul_encrypt else ""
-    if join:
-        encrypts = fleet_encrypts(cfg, join)
-        if encrypts and not (given or _saved(cfg)):
-            raise ConfigError(f"the fleet at {','.join(join)} encrypts its gossip: set {SETTING} to its key "
-                              "(the content of FLEET_HOME/gossip.key on the first host)")
-        if encrypts is False and given:
-            raise ConfigError(f"the fleet at {','.join(join)} gossips in clear: unset {SETTING} to join it")
-        if encrypts is False:
-            return None
-    key = given or _saved(cfg)
-    if not key and (join or (data_dir / "serf").is_dir()):
-        return None  # an agent that already gossips in clear: a key now would cut it off
-    key = key or base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    if key != _saved(cfg):
-        _write_secret(key_path(cfg), key + "\n")
-    return key
+    secret = cluster.FleetSecret(SETTING, key_path(cfg), "its key", "encrypts its gossip", "gossips in clear",
+                                 make=lambda: base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+    return cluster.resolve_secret(secret, given, data_dir, join, lambda: fleet_encrypts(cfg, join))
 
 
 def agent_args(cfg: FleetConfig, key: str | None) -> list[str]:
@@ -102,7 +72,7 @@ def agent_args(cfg: FleetConfig, key: str | None) -> list[str]:
         config_path(cfg).unlink(missing_ok=True)
         return []
     text = json.dumps({"encrypt": key, "encrypt_verify_incoming": True, "encrypt_verify_outgoing": True})
-    _write_secret(config_path(cfg), text + "\n")
+    procs.write_secret(config_path(cfg), text + "\n")
     return ["-config-file", str(config_path(cfg))]
 
 

@@ -63,6 +63,23 @@ def write_atomic(path: Path, data: str) -> None:
     os.replace(tmp, path)
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Written with mode 600 from the start: a key or token is never readable by others, even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)
+
+
+def read_secret(path: Path) -> str:
+    """A saved key, token or password ("" when there is none)."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
 def read_pid(pid_path: Path) -> int | None:
     try:
         text = pid_path.read_text().strip()

@@ -145,7 +145,7 @@ def _uptime(seconds: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-SUMMARY_KEYS = ("pid", "address", "reloads", "last_error")
+SUMMARY_KEYS = ("pid", "address", "security", "reloads", "last_error")
 
 
 def _service_summary(state: Mapping[str, Any]) -> str:

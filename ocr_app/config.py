@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,11 +63,14 @@ class Settings:
     pdf_max_dpi: int = field(default=400, metadata={"env": "OCR_PDF_MAX_DPI", "min": 36, "max": 1200})
     pdf_max_page_pt: float = field(default=14400.0, metadata={"env": "OCR_PDF_MAX_PAGE_PT", "min": 72})
     pdf_render_seconds: float = field(default=10.0, metadata={"env": "OCR_PDF_RENDER_SECONDS", "min": 0.001})
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"})
+    # May hold a password (a fleet of several hosts: docs/multihost.md), so it is never shown.
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"}, repr=False)
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "min": 1})
     local_cache_mb: float = field(default=16.0, metadata={"env": "OCR_LOCAL_CACHE_MB", "min": 0})
     consul_addr: str = field(default="127.0.0.1:8500", metadata={"env": "OCR_CONSUL_ADDR"})
+    # The ACL token registration sends (a fleet of several hosts has ACLs: docs/multihost.md); "": none.
+    consul_token: str = field(default="", metadata={"env": "OCR_CONSUL_TOKEN"}, repr=False)
     service_name: str = field(default="ocr", metadata={"env": "OCR_SERVICE_NAME"})
     instance_id: str = field(default="", metadata={"env": "OCR_INSTANCE_ID"})
     advertise_host: str = field(default="", metadata={"env": "OCR_ADVERTISE_HOST"})
@@ -142,6 +146,9 @@ class Settings:
             raise ConfigError(f"OCR_LOG_LEVEL={self.log_level!r} is not a log level")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"OCR_LOG_FORMAT={self.log_format!r} must be text or json")
+        if self.consul_token and not re.fullmatch(r"[\x21-\x7e]{1,256}", self.consul_token):
+            # Never echoed: it is a secret, and a bad one would otherwise reach a header (and its error).
+            raise ConfigError("OCR_CONSUL_TOKEN is not a Consul token (printable, no spaces, at most 256 characters)")
         changes: dict[str, Any] = {}
         if not self.instance_id:
             changes["instance_id"] = f"ocr-{socket.gethostname()}-{self.port}"

@@ -27,20 +27,22 @@ KEEPER_PERIOD = 5.0
 TAGS = ["ocr-fleet"]
 
 
-def consul_client(addr: str, timeout: float = 2.0) -> consul.Consul:
-    """A client for 'host:port' (or 'http://host:port') with short timeouts: Consul must never stall us."""
+def consul_client(addr: str, token: str = "", timeout: float = 2.0) -> consul.Consul:
+    """A client for 'host:port' (or 'http://host:port') with short timeouts: Consul must never stall us.
+    `token` (OCR_CONSUL_TOKEN) is sent with every request; it is never logged."""
     addr = addr.split("://", 1)[-1].rstrip("/")
     host, _, port = addr.rpartition(":")
-    return consul.Consul(host=host or "127.0.0.1", port=int(port or 8500), connections_timeout=timeout)
+    return consul.Consul(host=host or "127.0.0.1", port=int(port or 8500), token=token or None,
+                         connections_timeout=timeout)
 
 
 class Registration:
     """This instance's entry in the Consul catalog."""
 
     def __init__(self, settings: Settings,
-                 client_factory: Callable[[str], consul.Consul] = consul_client) -> None:
+                 client_factory: Callable[[str, str], consul.Consul] = consul_client) -> None:
         self.settings = settings
-        self._client = client_factory(settings.consul_addr) if settings.consul_addr else None
+        self._client = client_factory(settings.consul_addr, settings.consul_token) if settings.consul_addr else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

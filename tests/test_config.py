@@ -34,3 +34,17 @@ def test_bad_values_fail_fast_naming_the_variable(env: dict[str, str], message: 
     with pytest.raises(ConfigError) as err:
         Settings.from_env(env)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["has space", "line\nbreak", "tab\there", "x" * 257, "\x00", "é"])
+def test_a_hostile_consul_token_is_refused_and_never_echoed(bad: str) -> None:
+    with pytest.raises(ConfigError, match="OCR_CONSUL_TOKEN") as err:
+        Settings.from_env({"OCR_CONSUL_TOKEN": bad})
+    assert bad not in str(err.value)
+
+
+def test_secrets_are_kept_out_of_the_settings_repr() -> None:
+    token, url = "0b6f7c3e-5a1d-4e2f-9c8b-7a6d5e4f3a2b", "redis://:s3cret-pass@10.0.0.1:6379/0"
+    s = Settings.from_env({"OCR_CONSUL_TOKEN": token, "OCR_REDIS_URL": url})
+    assert (s.consul_token, s.redis_url) == (token, url)
+    assert token not in repr(s) and "s3cret-pass" not in repr(s)

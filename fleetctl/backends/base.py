@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fleetctl import acl, redis_auth
 from fleetctl.config import FleetConfig, instance_settings
 from fleetctl.logs import LogReader
 
@@ -180,6 +181,12 @@ def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _consul_token(cfg: FleetConfig) -> dict[str, str]:
+    """OCR_CONSUL_TOKEN when the fleet's Consul has ACLs: the instances' own small token."""
+    token = acl.role_token(cfg, "instance")
+    return {"OCR_CONSUL_TOKEN": token} if token else {}
+
+
 def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
     """The OCR_* environment an instance gets: its identity, where Consul and Redis are, and the
     instance settings of the table in fleetctl/config.py (see docs/architecture.md)."""
@@ -188,7 +195,8 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
         "OCR_PORT": str(port),
         "OCR_INSTANCE_ID": spec_id,
         "OCR_CONSUL_ADDR": cfg.consul_address,
-        "OCR_REDIS_URL": cfg.redis_address,
+        **_consul_token(cfg),
+        "OCR_REDIS_URL": redis_auth.url(cfg),  # with our Redis's password in cluster mode
         "OCR_SERVICE_NAME": cfg.service_name,
         **instance_settings(cfg),
         "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet

@@ -23,7 +23,7 @@ import psutil
 
 from fleetctl import procs
 from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
-from fleetctl.config import FleetConfig
+from fleetctl.config import SECRET_SETTINGS, FleetConfig
 from fleetctl.engines import instance_python
 from fleetctl.logs import FileReader, LogReader
 
@@ -190,7 +190,9 @@ class ProcessBackend(Backend):
         # Fresh runtime dir: prometheus multiprocess files of a previous run would skew counters.
         shutil.rmtree(runtime, ignore_errors=True)
         runtime.mkdir(parents=True)
-        env = {**os.environ, **spec.env, "OCR_RUNTIME_DIR": str(runtime)}
+        # fleetctl's own secrets stay with it: an instance gets only its own token (OCR_CONSUL_TOKEN).
+        inherited = {k: v for k, v in os.environ.items() if k not in SECRET_SETTINGS}
+        env = {**inherited, **spec.env, "OCR_RUNTIME_DIR": str(runtime)}
         started = time.time()
         meta = {"kind": SIDECAR_KIND, "id": spec.id, "port": spec.port, "host": spec.host,
                 "config_hash": spec.config_hash, "started": started}

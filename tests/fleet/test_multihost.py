@@ -22,12 +22,13 @@ from pathlib import Path
 import consul
 import psutil
 import pytest
+import redis
 import requests
 from helpers import wait_for
 from test_fleet_integration import AbResult, parse_ab, word_png
 from test_fleet_integration import _tool_path as tool_path
 
-from fleetctl import cluster, upstream
+from fleetctl import cluster, consul_api, upstream
 from fleetctl import config as fleet_config
 
 # One port per role, the same on every host (the block no other test uses).
@@ -70,7 +71,8 @@ class Host:
         return out
 
     def consul(self) -> consul.Consul:
-        return consul.Consul(host=self.addr, port=self.cfg.consul_port, connections_timeout=2)
+        """A client with the host's management token (its agent denies anonymous requests)."""
+        return consul_api.client_at(self.addr, self.cfg.consul_port, consul_api.fleet_token(self.cfg), timeout=2)
 
     def members(self) -> set[str]:
         return upstream.upstream_members(self.cfg)
@@ -174,6 +176,43 @@ def leader_of(hosts: list[Host]) -> str:
     return ""
 
 
+def environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
+
+
+def check_locked(host: Host, token: str) -> None:
+    """Nobody without a token changes or sees the fleet through this host's Consul, nor uses its Redis
+    without the password; the instance and the sync loop run with their own small tokens, and no
+    output or command line shows a token or the password."""
+    api = f"http://{host.addr}:{host.cfg.consul_port}/v1"
+    with requests.Session() as s:
+        s.trust_env = False
+        rogue = {"Name": "ocr", "ID": "rogue", "Address": "10.6.6.6", "Port": 80}
+        assert s.put(f"{api}/agent/service/register", json=rogue, timeout=5).status_code == 403
+        assert s.put(f"{api}/agent/service/deregister/ocr-{host.cfg.base_port}", timeout=5).status_code == 403
+        assert s.put(f"{api}/kv/ocr-fleet/ocr/keys/rogue", data="x", timeout=5).status_code == 403
+        assert s.get(f"{api}/health/service/ocr", timeout=5).json() == []
+    with redis.Redis(host=host.addr, port=host.cfg.redis_port, socket_timeout=5) as anonymous, \
+            pytest.raises(redis.AuthenticationError):
+        anonymous.set("rogue", "1")
+    small = {role: (host.home / f"consul-{role}.token").read_text().strip() for role in ("instance", "gateway")}
+    small["redis"] = (host.home / "redis.pass").read_text().strip()
+    assert token not in small.values()
+    sync = psutil.Process(int((host.home / "run" / "sync.pid").read_text().split()[0]))
+    assert sync.environ().get("FLEET_CONSUL_TOKEN") == small["gateway"]
+    env = next(e for e in map(environ, psutil.process_iter()) if str(host.home) in e.get("OCR_RUNTIME_DIR", ""))
+    assert env["OCR_CONSUL_TOKEN"] == small["instance"] and "FLEET_CONSUL_TOKEN" not in env
+    assert f":{small['redis']}@{host.addr}:" in env["OCR_REDIS_URL"]
+    shown = " ".join(" ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"]))
+    assert not any(secret in shown for secret in (token, *small.values()))
+    assert not any(secret in host.run("status", "--json") for secret in (token, *small.values()))
+    logs = "".join(log.read_text(errors="replace") for log in host.home.rglob("*.log"))
+    assert logs and not any(secret in logs for secret in (token, *small.values()))
+
+
 def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
     all_hosts: list[Host], tmp_path: Path
 ) -> None:
@@ -184,14 +223,20 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
 
     # The guide's order: the first host bootstraps, the others join it.
     out = first.run("up", "-n", "1", "--advertise", first.addr)
-    assert out.strip().endswith(first.gateway) and "gossip is encrypted" in out
-    # The first host made the fleet's gossip key; a host without it is refused before its agent starts.
-    refused = second.fleetctl("up", "-n", "1", "--advertise", second.addr, "--join", first.addr)
-    out, _ = refused.communicate(timeout=120)
-    assert refused.returncode == 1 and "encrypts its gossip: set FLEET_CONSUL_ENCRYPT" in out, out
+    assert out.strip().endswith(first.gateway) and "gossip is encrypted" in out and "Consul has ACLs" in out
+    # The first host made the fleet's ACL token and gossip key; a host without them is refused before
+    # its agent starts, one setting at a time (the join host tells about gossip only to a known token).
+    token = (first.home / "consul.token").read_text().strip()
     key = (first.home / "gossip.key").read_text().strip()
+    for missing, want in (({}, "has Consul ACLs: set FLEET_CONSUL_TOKEN"),
+                          ({"FLEET_CONSUL_TOKEN": token}, "encrypts its gossip: set FLEET_CONSUL_ENCRYPT")):
+        second.env.update(missing)
+        refused = second.fleetctl("up", "-n", "1", "--advertise", second.addr, "--join", first.addr)
+        out, _ = refused.communicate(timeout=120)
+        assert refused.returncode == 1 and want in out and token not in out, out
+        assert not (second.home / "consul").exists() or not any((second.home / "consul").iterdir())
     for host in (second, third, client_host):
-        host.env["FLEET_CONSUL_ENCRYPT"] = key
+        host.env.update(FLEET_CONSUL_TOKEN=token, FLEET_CONSUL_ENCRYPT=key)
     for host in (second, third):
         assert host.run("up", "-n", "1", "--advertise", host.addr, "--join", first.addr).strip().endswith(
             host.gateway)
@@ -208,6 +253,13 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
     everyone = {h.instance for h in all_hosts}
     for host in all_hosts:
         wait_for(lambda h=host: h.members() == everyone, 30, f"every instance in {host.addr}'s upstream")
+    for host in all_hosts:
+        check_locked(host, token)
+    # API keys still work with ACLs: `keys` runs with each host's management token, every host sees them.
+    assert second.run("keys", "create", "multihost").strip().splitlines()[-1].startswith("ocr_")
+    assert [k["name"] for k in json.loads(third.run("keys", "list", "--json"))] == ["multihost"]
+    client_host.run("keys", "revoke", "multihost")
+    assert json.loads(first.run("keys", "list", "--json")) == []
     # Later commands on a host find its agent from the saved flags: status lists its own instance.
     assert '"address": "127.0.0.2:64101"' in second.run("status", "--json")
     assert ocr_via(second, image).status_code == 200  # warms the cache: ab is mostly hits

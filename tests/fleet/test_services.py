@@ -47,7 +47,9 @@ def test_ensure_is_idempotent_serves_and_stop_leaves_nothing(
     assert set(first) == {"consul", "redis", "nginx", "sync"}
     for name, state in first.items():
         assert state.running and state.managed and state.started and state.pid, name
-    assert redis.Redis(port=cfg.redis_port).ping()
+    assert redis.Redis(port=cfg.redis_port).ping()  # one machine: no password, and no Consul ACLs (below)
+    made = {p.name for p in cfg.home.iterdir()}
+    assert not made & {"consul.token", "consul-acl.json", "redis.pass", "redis.conf", "gossip.key"}, made
     resp = requests.get(f"{cfg.gateway_url}/api/ocr", timeout=5)
     assert resp.status_code == 503 and resp.json()["code"] == 50301  # empty registry, JSON 503
 

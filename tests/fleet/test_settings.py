@@ -8,7 +8,7 @@ import pytest
 
 from fleetctl.backends.base import config_hash, instance_env
 from fleetctl.config import ConfigError, FleetConfig, default_home, load
-from fleetctl.services import fleet_env
+from fleetctl.daemons import fleet_env
 from fleetctl.status import InstanceRow, rss_warnings
 
 
