@@ -102,6 +102,16 @@ def _done(exc: BaseException | None) -> None:
 def ocr() -> Response:
     """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
     service = _service()
+    # A big body is read only when the worker can take it (OCR_READ_AHEAD_MB); a document's page never
+    # waits, as its document may hold this worker's slot while it waits for the page, and a body over
+    # the upload limit is refused at once.
+    length = request.content_length
+    waits = PAGE_HEADER not in request.headers and (length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]
+    with service.uploads.reading(length if waits else None):
+        return _ocr(service)
+
+
+def _ocr(service: OcrService) -> Response:
     uploads, params = read_uploads()
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = parse_options(params, service.settings, bypass_cache=bypass)

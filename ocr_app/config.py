@@ -86,6 +86,9 @@ class Settings:
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
     # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
+    # Request bodies above this many MiB are read only while the worker holds fewer than OCR_DECODE_SLOTS
+    # of them; the others wait unread in the gateway's buffer (service.UploadSlots). 0 = read every body at once.
+    read_ahead_mb: float = field(default=4.0, metadata={"env": "OCR_READ_AHEAD_MB", "min": 0})
     orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
     # auto: the per-line direction classifier runs only when page orientation is off (profiles.py)
     line_classifier: str = field(default="auto", metadata={"env": "OCR_LINE_CLASSIFIER"})  # auto | on | off
@@ -158,6 +161,10 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def read_ahead_bytes(self) -> int:
+        return int(self.read_ahead_mb * 1024 * 1024)
 
     @property
     def bind(self) -> str:

@@ -27,6 +27,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ.setdefault(_var, "1")
 
 _settings = Settings.from_env()
+for _var, _value in allocator.worker_env(_settings.allocator).items():
+    os.environ.setdefault(_var, _value)  # before the workers import numpy
 try:
     allocator.apply(_settings.allocator)  # may re-execute the master once, before anything forks
     preflight(_settings)  # a bad profile or model folder stops the instance here, naming the file

@@ -11,7 +11,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -69,6 +70,39 @@ class Admission:
         return self._count
 
 
+class UploadSlots:
+    """Request bodies above `min_bytes` are read only inside one of `slots` (OCR_READ_AHEAD_MB).
+
+    Jobs waiting for a decode slot would each hold their upload (19 MB for a 36 MP JPEG: +40-60 MiB
+    per worker at the peak of eight at once, measured); a big body left unread waits in the gateway's
+    buffer instead (nginx buffers request bodies, and resends one on another instance if this worker
+    is still busy after proxy_send_timeout)."""
+
+    def __init__(self, slots: int, min_bytes: int) -> None:
+        self.min_bytes = min_bytes
+        self.waiting = 0  # big requests waiting for a slot, their bodies unread
+        self._slots = threading.BoundedSemaphore(slots)
+        self._count = threading.Lock()
+
+    @contextmanager
+    def reading(self, length: int | None) -> Iterator[None]:
+        """Hold a slot around a request of `length` body bytes when it is big (None: not limited)."""
+        if not self.min_bytes or length is None or length <= self.min_bytes:
+            yield
+            return
+        with self._count:
+            self.waiting += 1
+        try:
+            self._slots.acquire()
+        finally:
+            with self._count:
+                self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
 M_ARENA_MAX = -8
 M_MMAP_THRESHOLD = -3
 
@@ -103,6 +137,7 @@ class OcrService:
         self.admission = Admission(settings.max_queue)
         # Queued jobs hold only their upload bytes; a decoded image exists only inside a slot.
         self.decode_slots = threading.BoundedSemaphore(settings.decode_slots)
+        self.uploads = UploadSlots(settings.decode_slots, settings.read_ahead_bytes)
         self.orientation = PageOrientation(settings) if settings.orientation == "auto" else None
         self._engine_factory = engine_factory
         self.load_wait = LOAD_WAIT_SECONDS

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from helpers import Proc, start_instance, worker_pids
 
-from ocr_app.allocator import HUGE_PAGES, allocator_env, find_jemalloc
+from ocr_app.allocator import HUGE_PAGES, allocator_env, find_jemalloc, worker_env
 from ocr_app.config import ConfigError, Settings
 
 
@@ -17,6 +17,12 @@ def environ(pid: int) -> dict[str, str]:
 
 def test_glibc_needs_nothing() -> None:
     assert allocator_env("glibc", {}) == {}
+
+
+def test_only_plain_glibc_turns_numpys_huge_pages_off() -> None:
+    """Its tight big detections plug the heap's free chunks, which huge pages would make cost 2 MiB each."""
+    assert worker_env("glibc") == {"NUMPY_MADVISE_HUGEPAGE": "0"}
+    assert worker_env("glibc-thp") == {} and worker_env("jemalloc") == {}
 
 
 def test_huge_pages_join_existing_tunables() -> None:

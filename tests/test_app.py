@@ -316,3 +316,86 @@ def test_metrics_report_the_workers_cpu_time(client: FlaskClient) -> None:
     first = metric(client, "ocr_worker_cpu_seconds")
     assert first > 0
     assert metric(client, "ocr_worker_cpu_seconds") >= first
+
+
+def test_big_bodies_wait_unread_for_an_upload_slot(tmp_path: Path) -> None:
+    """OCR_READ_AHEAD_MB: a big body is read only when the worker can take it; small bodies and a
+    document's fanned-out pages (which its document may be waiting for) never wait."""
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, read_ahead_mb=0.002)  # bodies over 2 KiB are big here
+    service = app.extensions["ocr"]
+    big = [png(seed, (96, 96)) for seed in (1, 2, 3)]
+    tiny = png(4, (8, 8))
+    assert min(map(len, big)) > 2048 > len(tiny)
+    results: dict[str, int] = {}
+
+    def send(name: str, data: bytes, headers: dict[str, str]) -> None:
+        results[name] = app.test_client().post("/api/ocr", data=data, headers=headers).status_code
+
+    def start(name: str, data: bytes, headers: dict[str, str] = RAW) -> threading.Thread:
+        thread = threading.Thread(target=send, args=(name, data, headers))
+        thread.start()
+        return thread
+
+    threads = [start("running", big[0])]
+    wait_for(lambda: engine.running == 1, 10, "the first big upload inside the engine")
+    threads.append(start("waiting", big[1]))
+    wait_for(lambda: service.uploads.waiting == 1, 10, "the second big upload waiting, unread")
+    threads.append(start("small", tiny))
+    threads.append(start("page", big[2], {**RAW, "X-OCR-Page": "1"}))
+    wait_for(lambda: service.admission.in_use == 3, 10, "the small body and the page admitted beside it")
+    assert service.uploads.waiting == 1
+    gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert results == {"running": 200, "waiting": 200, "small": 200, "page": 200}
+    assert service.uploads.waiting == 0
+
+
+def test_read_ahead_zero_reads_every_body_at_once(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, read_ahead_mb=0)
+    service = app.extensions["ocr"]
+    threads = [threading.Thread(target=lambda s=seed: app.test_client().post(
+        "/api/ocr", data=png(s, (96, 96)), headers=RAW)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: service.admission.in_use == 2, 10, "both big uploads admitted")
+    gate.set()
+    for thread in threads:
+        thread.join(30)
+
+
+def test_hostile_bodies_never_wait_behind_a_held_upload_slot(tmp_path: Path) -> None:
+    """While a big upload holds the worker's slot: a body over the upload limit is refused at once (no
+    slot held for it), and bad big bodies get their usual error once they have a slot."""
+    gate = threading.Event()
+    engine = FakeEngine(Settings(), gate=gate)
+    app = build(tmp_path, engine, read_ahead_mb=0.002, max_upload_mb=0.05)
+    service = app.extensions["ocr"]
+    holder = threading.Thread(target=lambda: app.test_client().post("/api/ocr", data=png(1, (96, 96)), headers=RAW))
+    holder.start()
+    wait_for(lambda: engine.running == 1, 10, "a big upload holding the slot")
+    client = app.test_client()
+    over = client.post("/api/ocr", data=b"\xff\xd8\xff" + b"\0" * 200_000, headers={"Content-Type": "image/jpeg"})
+    assert over.status_code == 413 and over.get_json()["code"] == 41301
+    assert service.uploads.waiting == 0
+    corpus = [(b"GIF89a" + b"\0" * 4000, "image/gif", 415), (b"\xff\xd8\xff" + b"\x13" * 4000, "image/jpeg", 422),
+              (b"{" * 4000, "application/json", 400)]
+    answers: list[tuple[int, int]] = []
+
+    def send(data: bytes, kind: str) -> None:
+        answers.append((len(data), app.test_client().post("/api/ocr", data=data,
+                                                          headers={"Content-Type": kind}).status_code))
+
+    threads = [threading.Thread(target=send, args=(data, kind)) for data, kind, _ in corpus]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: service.uploads.waiting == len(corpus), 10, "the bad big bodies waiting for the slot")
+    gate.set()
+    for thread in threads + [holder]:
+        thread.join(30)
+    assert sorted(status for _, status in answers) == sorted(status for *_, status in corpus)
+    assert service.uploads.waiting == 0

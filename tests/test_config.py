@@ -28,6 +28,7 @@ def test_environment_then_overrides() -> None:
     ({"OCR_ORT_ARENA": "maybe"}, "OCR_ORT_ARENA='maybe' is not a valid bool"),
     ({"OCR_DET_MAX_SIDE": "500"}, "OCR_DET_MAX_SIDE=500 must be >= OCR_DET_LIMIT_SIDE=736"),
     ({"OCR_LOG_LEVEL": "loud"}, "OCR_LOG_LEVEL='loud' is not a log level"),
+    ({"OCR_READ_AHEAD_MB": "-1"}, "OCR_READ_AHEAD_MB=-1.0 must be at least 0"),
 ])
 def test_bad_values_fail_fast_naming_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -70,6 +70,25 @@ def test_detection_size_is_bounded(size: tuple[int, int], expected: tuple[int, i
     assert max(h, w) <= 1600 + 16 and (h, w) == expected
 
 
+@pytest.mark.parametrize("mean, std", [(None, None), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+def test_detection_input_is_rapidocrs_to_the_bit_in_c_order(mean: list[float] | None, std: list[float] | None) -> None:
+    """Normalized band by band into a C-ordered tensor (which ONNX Runtime need not copy again), with
+    the same float64 arithmetic as rapidocr's own preprocessing (stock: mean/std 0.5; fast: ImageNet's)."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    capped = _capped_preprocess(DetPreProcess, 736, 1600)
+    ours = capped(736, "min", mean, std)
+    stock = DetPreProcess(736, "min", mean, std)
+    rng = np.random.default_rng(3)
+    for shape in [(2000, 2000, 3), (132, 709, 3), (1200, 900, 3), (37, 2999, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        got = ours(img)
+        resized = ours.resize(img)
+        assert got is not None and resized is not None and got.flags["C_CONTIGUOUS"]
+        want = np.expand_dims(stock.permute(stock.normalize(resized)), axis=0).astype(np.float32)
+        assert got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)), shape
+
+
 def test_cache_namespace_changes_with_detection_limits() -> None:
     a = Settings.from_env({})
     b = Settings.from_env({}, det_max_side=2000)

@@ -1,12 +1,15 @@
 """The engine's memory policy: when a profile's own arenas are emptied, and what the tight heap does."""
 from __future__ import annotations
 
+import ctypes
 import threading
 from typing import Any
 
 import numpy as np
+import pytest
 from helpers import wait_for
 
+from ocr_app import allocator
 from ocr_app.allocator import tight_heap
 from ocr_app.sessions import ArenaSession, IdleRelease, det_size
 
@@ -100,3 +103,45 @@ def test_a_big_detection_empties_the_arenas_first_and_the_timer_then_does_nothin
     threading.Timer(0.5, done.set).start()
     wait_for(done.is_set, 10, "the pending timer's time to pass")
     assert arena.released == 1, "the pending timer found nothing left to empty"
+
+
+def _own_mapping(block: int) -> bool:
+    """glibc's chunk header says whether a block is a mapping of its own (bit 1 of the size word)."""
+    return bool(ctypes.c_size_t.from_address(block - ctypes.sizeof(ctypes.c_size_t)).value & 2)
+
+
+def test_tight_heap_keeps_big_blocks_out_of_free_heap_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's heap holds big free chunks from loading and earlier pages: a tight run's big blocks must
+    still get mappings of their own (unmapped, so out of RSS, when freed), not those chunks."""
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")  # what gunicorn_conf sets for OCR_ALLOCATOR=glibc
+    libc = allocator._libc()
+    assert libc is not None, "glibc is the allocator of this test run"
+    with allocator._tight_lock:  # leave big free chunks in this thread's heap, as a busy worker does
+        libc.mallopt(allocator.M_MMAP_THRESHOLD, 256 << 20)
+        blocks = [libc.malloc(8 << 20) for _ in range(6)]
+        fences = [libc.malloc(64 << 10) for _ in range(6)]  # keep the freed blocks from merging into the top
+        for block in blocks:
+            libc.free(block)
+        libc.mallopt(allocator.M_MMAP_THRESHOLD, allocator.DEFAULT_MMAP_THRESHOLD)
+    try:
+        with tight_heap():
+            inside = [libc.malloc(4 << 20) for _ in range(6)]
+            assert all(_own_mapping(block) for block in inside), "a tight run's block took a free heap chunk"
+            for block in inside:
+                libc.free(block)
+        reused = libc.malloc(4 << 20)
+        assert not _own_mapping(reused), "after the run the free chunks serve the heap again"
+        libc.free(reused)
+    finally:
+        for fence in fences:
+            libc.free(fence)
+
+
+def test_without_small_pages_nothing_is_plugged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's huge-page advice (its default) would make each plug fault in 2 MiB: no plugs then."""
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    assert not allocator.small_pages()
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")
+    assert allocator.small_pages()
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert not allocator.small_pages()
