@@ -66,6 +66,7 @@ class FleetConfig:
     log_format: str = field(default="json", metadata={"env": "OCR_LOG_FORMAT", "instance": True,
                                                       "choices": ("json", "text")})
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "instance": True, "min": 1, "max": 64})
+    read_ahead_mb: float = field(default=4.0, metadata={"env": "OCR_READ_AHEAD_MB", "instance": True, "min": 0})
     orientation: str = field(default="", metadata={"env": "OCR_ORIENTATION", "instance": True,
                                                    "choices": ("", "auto", "off")})
     line_classifier: str = field(default="", metadata={"env": "OCR_LINE_CLASSIFIER", "instance": True,
