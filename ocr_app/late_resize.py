@@ -56,7 +56,7 @@ def rewritten(model: Path, cache: Path, timeout: float = CHILD_TIMEOUT) -> Path:
         child = subprocess.run([sys.executable, "-m", __name__, str(model), str(target)],
                                capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise RewriteError(f"the rewrite took over {timeout:.0f} s") from exc
+        raise RewriteError(f"the rewrite took over {timeout:g} s") from exc
     if child.returncode == NOTHING_TO_REWRITE:
         raise RewriteError("no Resize that feeds an Add")
     if child.returncode != 0 or not target.is_file():
