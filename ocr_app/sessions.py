@@ -6,7 +6,6 @@ the same kernels, so none changes an answer (tests/test_accurate_identity.py che
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from functools import lru_cache
@@ -17,7 +16,7 @@ import numpy as np
 
 from .allocator import tight_heap, trim
 from .config import Settings
-from .late_resize import RewriteError, late_resizes, verified
+from .late_resize import cache_dir, rewritten, verified
 
 log = logging.getLogger(__name__)
 
@@ -198,32 +197,26 @@ class TightDetector:
         return getattr(self._detector, name)
 
 
-def tight_session(model: Path, options: Any, reference: Any) -> Any:
+def tight_session(model: Path, options: Any, reference: Any, cache: Path | None = None) -> Any:
     """The big detections' session: the model with its upsamples computed late (late_resize.py: 246
-    against 285 MiB at the 1600 px cap), or the file as it is when the rewrite does not apply or would
-    change `reference`'s answer."""
+    against 285 MiB at the 1600 px cap), or the file as it is when the rewrite fails, does not apply or
+    would change `reference`'s answer. `cache`: where rewritten models are kept (default `cache_dir()`)."""
     import onnxruntime as ort
 
-    def load(source: str) -> Any:
-        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    def load(source: Path) -> Any:
+        # from a file: a session made from bytes keeps ~10 MiB more for good (measured)
+        return ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
 
     try:
-        rewritten, count = late_resizes(model.read_bytes())
-    except RewriteError as exc:
+        session = load(rewritten(model, cache or cache_dir()))
+    except Exception as exc:  # noqa: BLE001 - RewriteError, an unreadable file, ONNX Runtime refusing the cached one
         log.warning("%s: big detections run the model as it is (%s)", model.name, exc)
-        return load(str(model))
-    if count:
-        # loaded from a file: a session made from bytes keeps ~10 MiB more for good (measured)
-        with tempfile.TemporaryDirectory(prefix="ocr-late-resize-") as tmp:
-            path = Path(tmp, model.name)
-            path.write_bytes(rewritten)
-            del rewritten
-            session = load(str(path))
-        if verified(reference, session):
-            return session
-        log.warning("%s: the late-upsample rewrite changed the output; big detections run the model as it is",
-                    model.name)
-    return load(str(model))
+        return load(model)
+    if verified(reference, session):
+        return session
+    log.warning("%s: the late-upsample rewrite changed the output; big detections run the model as it is",
+                model.name)
+    return load(model)
 
 
 def det_size(h: int, w: int, limit_side: int, max_side: int) -> tuple[int, int]:
