@@ -5,6 +5,8 @@ the same kernels, so none changes an answer (tests/test_accurate_identity.py che
 """
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import threading
 from collections.abc import Callable
@@ -207,13 +209,23 @@ def tight_session(model: Path, options: Any, reference: Any, cache: Path | None 
         # from a file: a session made from bytes keeps ~10 MiB more for good (measured)
         return ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
 
+    def forget(path: Path | None) -> None:
+        """A cached rewrite that failed is removed, so the next start makes it again instead of warning."""
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    path = None
     try:
-        session = load(rewritten(model, cache or cache_dir()))
+        path = rewritten(model, cache or cache_dir())
+        session = load(path)
     except Exception as exc:  # noqa: BLE001 - RewriteError, an unreadable file, ONNX Runtime refusing the cached one
+        forget(path)
         log.warning("%s: big detections run the model as it is (%s)", model.name, exc)
         return load(model)
     if verified(reference, session):
         return session
+    forget(path)
     log.warning("%s: the late-upsample rewrite changed the output; big detections run the model as it is",
                 model.name)
     return load(model)

@@ -94,6 +94,7 @@ def test_tight_session_falls_back_to_the_file_when_the_output_differs(
         fallback = tight_session(det, session_options(Settings.from_env({})), reference, tmp_path)
     assert "changed the output" in caplog.text and FALLBACK in caplog.text
     assert fallback_is_the_stock_model(fallback, reference)
+    assert not list(tmp_path.glob("*.onnx")), "a rewrite that changed the output is not kept"
 
 
 @pytest.mark.parametrize("cache", ["a-file", "garbage"])
@@ -110,6 +111,12 @@ def test_tight_session_falls_back_to_the_file_when_the_rewrite_fails(
         fallback = tight_session(det, session_options(Settings.from_env({})), reference, tmp_path / "cache")
     assert FALLBACK in caplog.text
     assert fallback_is_the_stock_model(fallback, reference)
+    if cache == "garbage":  # the refused file is gone, so the next start makes a good one
+        assert not list((tmp_path / "cache").iterdir())
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ocr_app.sessions"):
+            tight_session(det, session_options(Settings.from_env({})), reference, tmp_path / "cache")
+        assert FALLBACK not in caplog.text and len(list((tmp_path / "cache").iterdir())) == 1
 
 
 @pytest.fixture(scope="module")
