@@ -6,7 +6,6 @@ the same kernels, so none changes an answer (tests/test_accurate_identity.py che
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import threading
 from collections.abc import Callable
