@@ -41,7 +41,10 @@ def make_document(pages: int = PAGES, seed: int = images_mod.DEFAULT_SEED) -> by
         img, _ = images_mod._page(rng, "en", 800, 1000, fonts)
         frames.append(img.convert("RGB"))
     buf = io.BytesIO()
-    frames[0].save(buf, format="PDF", save_all=True, append_images=frames[1:], resolution=200.0)
+    # fixed dates: Pillow stamps the current second otherwise, and the bytes must be the seed's alone
+    stamp = time.gmtime(0)
+    frames[0].save(buf, format="PDF", save_all=True, append_images=frames[1:], resolution=200.0,
+                   creationDate=stamp, modDate=stamp)
     return buf.getvalue()
 
 
