@@ -90,6 +90,9 @@ class Settings:
     # of them; the others wait unread in the gateway's buffer (service.UploadSlots). 0 = read every body at once.
     read_ahead_mb: float = field(default=4.0, metadata={"env": "OCR_READ_AHEAD_MB", "min": 0})
     orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
+    # A turned image whose short side is at most this is also read as sent, and the better-read of the two
+    # kept: the orientation model sees only a few glyphs of a strip (orientation.read_upright). 0 = never.
+    orientation_check_side: int = field(default=400, metadata={"env": "OCR_ORIENTATION_CHECK_SIDE", "min": 0})
     # auto: the per-line direction classifier runs only when page orientation is off (profiles.py)
     line_classifier: str = field(default="auto", metadata={"env": "OCR_LINE_CLASSIFIER"})  # auto | on | off
     job_ttl: int = field(default=3600, metadata={"env": "OCR_JOB_TTL", "min": 1})

@@ -20,6 +20,7 @@ import numpy as np
 
 from .config import Settings
 from .pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
+from .pipeline import orientation_key
 from .profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
 from .sessions import (
     ArenaSession,
@@ -81,7 +82,7 @@ def cache_namespace(profile: Profile, s: Settings) -> str:
     """The engine, profile, models, pipeline, detection limits and page orientation: all of an answer's
     inputs besides the image bytes."""
     return (f"{profile.name}:{profile.engine}:{profile_digest(profile)}:p{PIPELINE_VERSION}"
-            f":d{s.det_limit_side}-{s.det_max_side}:o{s.orientation}")
+            f":d{s.det_limit_side}-{s.det_max_side}:o{orientation_key(s.orientation, s.orientation_check_side)}")
 
 
 @lru_cache(maxsize=16)

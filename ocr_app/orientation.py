@@ -8,13 +8,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .engine import OcrResult
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,33 @@ class PageOrientation:
     def angle(self, bgr: np.ndarray) -> int:
         """How far the page is turned clockwise, as `upright` decides it."""
         return self.upright(bgr).angle
+
+
+def read_upright(bgr: np.ndarray, orientation: PageOrientation | None, read: Callable[[np.ndarray], OcrResult],
+                 check_side: int) -> tuple[OcrResult, int]:
+    """The page read upright, and how far it was turned (0 when read as sent).
+
+    The classifier looks at a 224x224 middle of the page: on a strip or a small crop that holds a few
+    glyphs, and lower-case Latin letters look much the same upside down (d/p, n/u, b/q). So a turned
+    image whose short side is at most `check_side` is also read as sent, and the reading with more text
+    the recognizer is sure of wins (a tie: as sent). Such images are small, so the second reading is
+    cheap; pages are larger and get one reading, as the classifier sees enough of them.
+    """
+    turned = orientation.upright(bgr) if orientation is not None else Turned(bgr, 0)
+    result = read(turned.bgr)
+    if turned.angle == 0 or min(bgr.shape[:2]) > check_side:
+        return result, turned.angle
+    plain = read(bgr)
+    elapsed = plain.elapsed + result.elapsed
+    if _sure_text(plain) >= _sure_text(result):
+        log.debug("read as sent: the %d° turn read worse", turned.angle)
+        return replace(plain, elapsed=elapsed), 0
+    return replace(result, elapsed=elapsed), turned.angle
+
+
+def _sure_text(result: OcrResult) -> float:
+    """Characters read, each weighed by its line's confidence."""
+    return sum(len(line.text) * line.confidence for line in result.lines)
 
 
 def _preprocess(bgr: np.ndarray) -> np.ndarray:

@@ -128,12 +128,12 @@ def _cache_namespace(settings: Settings) -> str:
     orientation. The gateway's cache keys on it, so a model change anywhere is a new key. "" if the
     models cannot be read (no gateway cache then). Light on purpose: no OpenCV or ONNX Runtime in the
     gunicorn master."""
-    from .pipeline import PIPELINE_VERSION
+    from .pipeline import PIPELINE_VERSION, orientation_key
     from .profiles import ProfileError, plan, sha256_file
 
     try:
         h = hashlib.sha256(f"p{PIPELINE_VERSION}:d{settings.det_limit_side}-{settings.det_max_side}"
-                           f":o{settings.orientation}".encode())
+                           f":o{orientation_key(settings.orientation, settings.orientation_check_side)}".encode())
         for name, profile in sorted(plan(settings).items()):
             h.update(f"|{name}|{profile.name}|{profile.engine}|{sorted(profile.det_params.items())}".encode())
             for path in profile.files():

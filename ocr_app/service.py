@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from .images import check_upload, decode_image
 from .layout import box_to_original, reading_order
 from .metrics import Metrics
 from .options import PageOptions
-from .orientation import PageOrientation, Turned
+from .orientation import PageOrientation, read_upright
 from .profiles import ProfileError, plan
 
 log = logging.getLogger(__name__)
@@ -304,11 +305,11 @@ class OcrService:
         try:
             with self.admission, self.decode_slots:
                 image = decode_image(data, self.settings)
-                turned = self.orientation.upright(image.bgr) if self.orientation else Turned(image.bgr, 0)
                 # word boxes only when asked: an engine without them still serves every other request
-                result = engine.recognize(turned.bgr, words=True) if page.words else engine.recognize(turned.bgr)
-                scale, angle, (height, width) = image.scale, turned.angle, image.bgr.shape[:2]
-                del image, turned  # free the pixels before the slot opens for the next job
+                read = functools.partial(engine.recognize, words=True) if page.words else engine.recognize
+                result, angle = read_upright(image.bgr, self.orientation, read, self.settings.orientation_check_side)
+                scale, (height, width) = image.scale, image.bgr.shape[:2]
+                del image  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import requests
-from helpers import Proc, text_image
+from helpers import Proc, text_image, unique_tag
 from pages import Page, two_column_page
 from PIL import Image
 
@@ -17,7 +17,8 @@ from ocr_app.config import ConfigError, Settings
 from ocr_app.engine import Engine
 from ocr_app.metrics import Metrics
 from ocr_app.options import PageOptions
-from ocr_app.orientation import PageOrientation, model_path
+from ocr_app.orientation import PageOrientation, model_path, read_upright
+from ocr_app.profiles import plan
 from ocr_app.service import OcrService
 
 SETTINGS = Settings.from_env({}, redis_url="")
@@ -127,3 +128,58 @@ def test_word_boxes_of_a_turned_page_land_inside_their_lines(service: OcrService
         for word in line["words"]:
             for x, y in word["box"]:
                 assert min(xs) - 3 <= x <= max(xs) + 3 and min(ys) - 3 <= y <= max(ys) + 3, (line, word)
+
+
+class SureItIsTurned(PageOrientation):
+    """The real classifier's turning, with its answer fixed: the image as sent is 180° off, the turned
+    one upright. What the model said, rarely, of a short upright strip in CI runs."""
+
+    def _classify(self, bgr: np.ndarray) -> tuple[int, float]:
+        self.calls = getattr(self, "calls", 0) + 1
+        return (180, 0.99) if self.calls % 2 else (0, 0.99)
+
+
+@pytest.fixture(scope="module")
+def served() -> Engine:
+    """`accurate` as an instance serves it: with page orientation on, no line direction classifier."""
+    return Engine(SETTINGS, plan(SETTINGS)["accurate"])
+
+
+class CountedReads:
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.count = engine, 0
+
+    def __call__(self, bgr: np.ndarray) -> object:
+        self.count += 1
+        return self.engine.recognize(bgr)
+
+
+def bgr_of(data: bytes) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[:, :, ::-1])
+
+
+def test_a_strip_turned_by_mistake_is_read_as_sent(served: Engine) -> None:
+    text = f"Profile {unique_tag()}"
+    read = CountedReads(served)
+    result, angle = read_upright(bgr_of(text_image(text)), SureItIsTurned(SETTINGS), read, check_side=400)
+    assert angle == 0 and read.count == 2
+    assert result.lines[0].text == text
+
+
+def test_a_strip_really_turned_keeps_its_turn(served: Engine) -> None:
+    text = f"Profile {unique_tag()}"
+    upside_down = np.ascontiguousarray(bgr_of(text_image(text))[::-1, ::-1])
+    result, angle = read_upright(upside_down, SureItIsTurned(SETTINGS), CountedReads(served), check_side=400)
+    assert angle == 180 and result.lines[0].text == text
+
+
+@pytest.mark.parametrize("check_side", [0, 100])
+def test_pages_past_the_check_side_are_read_once(served: Engine, check_side: int) -> None:
+    read = CountedReads(served)
+    _, angle = read_upright(bgr_of(text_image("Quick Brown Fox 12")), SureItIsTurned(SETTINGS), read, check_side)
+    assert angle == 180 and read.count == 1, "no second reading above OCR_ORIENTATION_CHECK_SIDE (0: never)"
+
+
+def test_the_check_side_is_part_of_the_cache_key(served: Engine) -> None:
+    other = Engine(Settings.from_env({"OCR_ORIENTATION_CHECK_SIDE": "0"}, redis_url=""), served.profile)
+    assert other.cache_namespace != served.cache_namespace
