@@ -28,9 +28,10 @@ matplotlib.use("Agg")  # no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from fleetctl import autoscale, upstream  # noqa: E402
 from fleetctl import config as fleet_config  # noqa: E402
+from fleetctl.autoscale import loop as autoscale
 from fleetctl.backends import make_backend  # noqa: E402
+from fleetctl.gateway import upstream
 from fleetctl.procs import free_port  # noqa: E402
 
 from .images import find_font  # noqa: E402

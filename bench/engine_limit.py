@@ -31,9 +31,9 @@ def fleet_engine(env: Mapping[str, str]) -> Recognizer:
     """The instance's own path: decode_image then Engine.recognize, with the instance's settings
     (the profile is OCR_PROFILE's)."""
     from ocr_app.config import Settings
-    from ocr_app.engine import Engine
-    from ocr_app.images import decode_image
-    from ocr_app.profiles import plan
+    from ocr_app.documents.images import decode_image
+    from ocr_app.engine.rapid import Engine
+    from ocr_app.models.profiles import plan
 
     settings = Settings.from_env(dict(env))
     engine = Engine(settings, plan(settings)[settings.profile])

@@ -35,7 +35,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "accurate without the engine's arenas": {"OCR_PROFILE": "accurate", "OCR_REC_ARENA": "0", "OCR_DET_ARENA": "0",
                                              "OCR_DET_TIGHT_PIXELS": "0"},
     "fast": {"OCR_PROFILE": "fast"},
-    # only where the CPU decision offers it (ocr_app/cpu.py); elsewhere the table says why not
+    # only where the CPU decision offers it (ocr_app/models/cpu.py); elsewhere the table says why not
     "balanced": {"OCR_PROFILE": "balanced"},
     # the second engine (OCR_ENGINE=paddleocr), run from its own venv on the same pages
     "paddleocr accurate": {"OCR_ENGINE": "paddleocr", "OCR_PROFILE": "accurate"},
@@ -66,8 +66,8 @@ class Child:
 
 def child_env(settings: Mapping[str, str]) -> dict[str, str]:
     """An instance's environment for these settings, including what its allocator needs at start."""
-    from ocr_app.allocator import allocator_env
     from ocr_app.config import Settings
+    from ocr_app.engine.allocator import allocator_env
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
     env.update(settings)
@@ -85,7 +85,7 @@ def start(label: str, settings: Mapping[str, str]) -> Child:
 def python_for(settings: Mapping[str, str]) -> str:
     """The interpreter an instance of these settings runs under: the paddleocr engine has a venv of its own."""
     from fleetctl import config as fleet_config
-    from fleetctl.engines import instance_python
+    from fleetctl.backends.engines import instance_python
 
     engine = settings.get("OCR_ENGINE", "rapidocr")
     return instance_python(fleet_config.load({}).replace(engine=engine))
@@ -96,10 +96,10 @@ def child_main() -> int:
     import resource
 
     from ocr_app.config import Settings
-    from ocr_app.engine import build_engines
-    from ocr_app.images import decode_image
-    from ocr_app.orientation import PageOrientation, Turned
-    from ocr_app.service import _malloc_tuning, in_reading_order
+    from ocr_app.documents.images import decode_image
+    from ocr_app.engine.orientation import PageOrientation, Turned
+    from ocr_app.engine.rapid import build_engines
+    from ocr_app.service.ocr_service import _malloc_tuning, in_reading_order
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the protocol
@@ -140,7 +140,7 @@ def child_main() -> int:
 def measure(pages: int, rounds: int, variants: Mapping[str, Mapping[str, str]] = VARIANTS,
             work: Path | None = None) -> dict[str, Any]:
     """Run every variant `rounds` times over the first `pages` pages of the hard set, taking turns."""
-    from ocr_app import cpu
+    from ocr_app.models import cpu
 
     decided = cpu.decision()
     if not decided["balanced"]:

@@ -21,8 +21,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("angle classifier", ("ch_ppocr_cls",)),
     ("recognition", ("ch_ppocr_rec",)),
     ("rapidocr other (crop, sort, boxes)", ("rapidocr",)),
-    ("image decode and checks", ("ocr_app/images.py", "PIL/")),
-    ("cache (Redis)", ("ocr_app/cache.py", "redis/")),
+    ("image decode and checks", ("ocr_app/documents/images.py", "PIL/")),
+    ("cache (Redis)", ("ocr_app/service/cache.py", "redis/")),
     ("metrics", ("prometheus_client",)),
     ("HTTP (gunicorn, Flask, werkzeug)", ("gunicorn/", "flask/", "werkzeug/", "socket", "selectors")),
 )

@@ -1,4 +1,4 @@
 """`python -m fleetctl`: the same entry point as the `fleetctl` console script."""
-from fleetctl.cli import main
+from fleetctl.cli.main import main
 
 main()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 BACKENDS = ("process", "docker", "swarm")
-ENGINES = ("rapidocr", "paddleocr")  # OCR_ENGINE (fleetctl/engines.py)
+ENGINES = ("rapidocr", "paddleocr")  # OCR_ENGINE (fleetctl/backends/engines.py)
 PORT = {"min": 1, "max": 65535}
 FLAG = {"min": 0, "max": 1}
 # nginx's own rate form, as `limit_req_zone ... rate=` takes it: 10r/s, 600r/m.
@@ -50,7 +50,7 @@ class FleetConfig:
     swarm_slots: int = field(default=100, metadata={"env": "FLEET_SWARM_SLOTS", "min": 1, "max": 10000})
     service_name: str = field(default="ocr", metadata={"env": "FLEET_SERVICE_NAME"})
     rss_warn_mb: float = field(default=1024.0, metadata={"env": "FLEET_RSS_WARN_MB", "min": 0})
-    # `fleetctl autoscale` (fleetctl/autoscale.py): target in-flight jobs per worker, CPU cores per worker
+    # `fleetctl autoscale` (fleetctl/autoscale/loop.py): target in-flight jobs per worker, CPU cores per worker
     # below which a fleet counts as idle (0: no CPU guard), and the loop's windows, cooldown and poll (s).
     autoscale_target: float = field(default=2.0, metadata={"env": "FLEET_AUTOSCALE_TARGET", "min": 0.1})
     autoscale_cpu_target: float = field(default=0.8, metadata={"env": "FLEET_AUTOSCALE_CPU_TARGET", "min": 0})
@@ -75,9 +75,9 @@ class FleetConfig:
     # services bound to it); join lists hosts already in the fleet, comma-separated.
     advertise: str = field(default="", metadata={"env": "FLEET_ADVERTISE"})
     join: str = field(default="", metadata={"env": "FLEET_JOIN"})
-    # The fleet's gossip key (fleetctl/gossip.py): the first host makes one, joining hosts are given it.
+    # The fleet's gossip key (fleetctl/cluster/gossip.py): the first host makes one, joining hosts are given it.
     consul_encrypt: str = field(default="", metadata={"env": "FLEET_CONSUL_ENCRYPT"})
-    # The fleet's Consul ACL management token (fleetctl/acl.py): the first host makes one, joining hosts
+    # The fleet's Consul ACL management token (fleetctl/cluster/acl.py): the first host makes one, joining hosts
     # are given it; with an external agent (FLEET_CONSUL_ADDR), the token fleetctl and the fleet use.
     consul_token: str = field(default="", metadata={"env": "FLEET_CONSUL_TOKEN"})
     consul_servers: int = field(default=3, metadata={"env": "FLEET_CONSUL_SERVERS", "min": 1, "max": 7})
@@ -98,7 +98,7 @@ class FleetConfig:
     # nginx workers: 1 leaves the cores to the OCR engines; more pays off when nginx answers cache hits.
     gateway_workers: int = field(default=1, metadata={"env": "FLEET_GATEWAY_WORKERS", "min": 1, "max": 64})
     cache_ttl: int = field(default=3600, metadata={"env": "OCR_CACHE_TTL", "instance": True, "min": 1})
-    # OCR_ENGINE=paddleocr (fleetctl/engines.py): instances run PaddleOCR's pipeline from its own venv.
+    # OCR_ENGINE=paddleocr (fleetctl/backends/engines.py): instances run PaddleOCR's pipeline from its own venv.
     engine: str = field(default="rapidocr", metadata={"env": "OCR_ENGINE", "instance": True,
                                                      "choices": ENGINES})
     paddle_venv: str = field(default="", metadata={"env": "FLEET_PADDLE_VENV"})  # "": beside fleetctl's venv
@@ -113,7 +113,7 @@ class FleetConfig:
 
     @property
     def clustered(self) -> bool:
-        """Whether this host is one of several (FLEET_ADVERTISE set): see fleetctl/cluster.py."""
+        """Whether this host is one of several (FLEET_ADVERTISE set): see fleetctl/cluster/agent.py."""
         return bool(self.advertise)
 
     @property

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
+from ocr_app.config import Settings
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .engine import Engine
+    from ocr_app.engine.rapid import Engine
 
 __all__ = ["create_app", "Settings"]
 
@@ -29,20 +29,20 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask
 
-    from . import api, health, jobs_api
-    from .cache import ResultCache
-    from .engine import build_engines
-    from .fanout import PageFanout
-    from .fastpath import CacheHitFastPath
-    from .handlers import register_error_handlers
-    from .logs import AccessLog, configure_logging
-    from .metrics import Metrics
-    from .service import OcrService
+    from ocr_app.engine.rapid import build_engines
+    from ocr_app.http import api, health, jobs_api
+    from ocr_app.http.fastpath import CacheHitFastPath
+    from ocr_app.http.handlers import register_error_handlers
+    from ocr_app.jobs.fanout import PageFanout
+    from ocr_app.ops.logs import AccessLog, configure_logging
+    from ocr_app.ops.metrics import Metrics
+    from ocr_app.service.cache import ResultCache
+    from ocr_app.service.ocr_service import OcrService
 
     settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
     log_handler = configure_logging(settings)
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder="http/static")
     # Room for base64 (4/3) and multipart framing; the image itself is checked against the exact limit.
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_bytes * 4 / 3) + 64 * 1024
     app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
@@ -75,8 +75,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
 
 def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
     """The job store, and this worker's consumer threads (after fork: gunicorn never preloads us)."""
-    from .job_consumers import JobWorkers
-    from .jobs import JobStore
+    from ocr_app.jobs.consumers import JobWorkers
+    from ocr_app.jobs.store import JobStore
 
     settings = service.settings
     if not settings.redis_url:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOCATORS = ("glibc", "glibc-thp", "jemalloc")  # OCR_ALLOCATOR, see ocr_app/allocator.py
+ALLOCATORS = ("glibc", "glibc-thp", "jemalloc")  # OCR_ALLOCATOR, see ocr_app/engine/allocator.py
 ENGINES = ("rapidocr", "paddleocr")  # OCR_ENGINE; paddleocr runs from its own venv (docs/engines.md)
 
 

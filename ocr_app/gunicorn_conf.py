@@ -3,7 +3,7 @@
     gunicorn -c python:ocr_app.gunicorn_conf "ocr_app:create_app()"
 
 
-Only wiring lives here: settings come from ocr_app.config, registration from ocr_app.registry.
+Only wiring lives here: settings come from ocr_app.config, registration from ocr_app.ops.registry.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocr_app import allocator
 from ocr_app.config import ConfigError, Settings
-from ocr_app.logs import gunicorn_logger_class
-from ocr_app.profiles import preflight
+from ocr_app.engine import allocator
+from ocr_app.models.profiles import preflight
+from ocr_app.ops.logs import gunicorn_logger_class
 
 # Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,
 # 2 processes x 1 thread measured 1.45-1.56 img/s against 0.98 for 2 x 2.
@@ -64,7 +64,7 @@ preload_app = False  # one engine per worker, built after fork
 proc_name = f"ocr-fleet:{_settings.instance_id}"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True  # one fixed socket path would be shared by every instance on the host
-accesslog = None  # the app writes one access line per request (ocr_app.logs), the gateway its own
+accesslog = None  # the app writes one access line per request (ocr_app.ops.logs), the gateway its own
 errorlog = "-"
 loglevel = _settings.log_level
 logger_class = gunicorn_logger_class(_settings) or "gunicorn.glogging.Logger"  # JSON: gunicorn's lines too
@@ -72,7 +72,7 @@ logger_class = gunicorn_logger_class(_settings) or "gunicorn.glogging.Logger"  #
 
 def when_ready(server: Any) -> None:
     """Register in Consul once the listeners are up (workers warm up before /ready passes)."""
-    from ocr_app.registry import Registration
+    from ocr_app.ops.registry import Registration
 
     registration = Registration(_settings)
     server.ocr_registration = registration
@@ -135,7 +135,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    from ocr_app.metrics import mark_worker_dead
+    from ocr_app.ops.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
     (_runtime / "ready" / str(worker.pid)).unlink(missing_ok=True)

@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .config import Settings
-from .errors import InvalidOption, PageNotInDocument
+from ocr_app.config import Settings
+from ocr_app.errors import InvalidOption, PageNotInDocument
 
 FORMATS = ("json", "text", "hocr", "textract")
 PDF_TEXT_MODES = ("auto", "never")

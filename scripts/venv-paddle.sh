@@ -31,5 +31,5 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 contrib=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python"))')
 "${pip[@]}" uninstall -y opencv-python-headless opencv-contrib-python
 "${pip[@]}" install --no-deps "opencv-contrib-python==$contrib"
-"$venv/bin/python" -c 'from ocr_app.paddle_models import check_environment; check_environment()'
+"$venv/bin/python" -c 'from ocr_app.models.paddle_models import check_environment; check_environment()'
 echo "paddleocr venv ready: $venv (opencv-contrib-python $contrib)"

@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 from PIL import Image, ImageDraw, ImageFont
 
-from fleetctl.fleet import port_free
+from fleetctl.fleet.orchestrate import port_free
 from fleetctl.procs import find_binary
 from fleetctl.procs import free_port as free_port  # re-exported: the one definition
 from fleetctl.procs import http_ok as http_ok

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from helpers import Proc, start_instance, worker_pids
 
-from ocr_app.allocator import HUGE_PAGES, allocator_env, find_jemalloc, worker_env
 from ocr_app.config import ConfigError, Settings
+from ocr_app.engine.allocator import HUGE_PAGES, allocator_env, find_jemalloc, worker_env
 
 
 def environ(pid: int) -> dict[str, str]:

@@ -22,7 +22,7 @@ from inproc import RAW, FakeEngine, build_app, png
 from PIL import Image
 
 from ocr_app import Settings, create_app
-from ocr_app.fastpath import CacheHitFastPath
+from ocr_app.http.fastpath import CacheHitFastPath
 
 
 def build(tmp_path: Path, engine: FakeEngine | None = None, *, factory: Callable[[Settings], Any] | None = None,
@@ -50,7 +50,7 @@ def metric(client: FlaskClient, line_start: str) -> float:
 
 
 def test_service_and_images_do_not_import_flask() -> None:
-    code = ("import sys, ocr_app.service, ocr_app.images, ocr_app.errors; "
+    code = ("import sys, ocr_app.service.ocr_service, ocr_app.documents.images, ocr_app.errors; "
             "assert 'flask' not in sys.modules and 'werkzeug' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 

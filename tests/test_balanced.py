@@ -13,11 +13,11 @@ import pytest
 import requests
 from helpers import Proc, start_instance, text_image, worker_pids
 
-from ocr_app import cpu
 from ocr_app.config import Settings
-from ocr_app.engine import Engine, build_engines, profile_digest
-from ocr_app.images import decode_image
-from ocr_app.profiles import ProfileError, accurate_profile, load_sessions, plan
+from ocr_app.documents.images import decode_image
+from ocr_app.engine.rapid import Engine, build_engines, profile_digest
+from ocr_app.models import cpu
+from ocr_app.models.profiles import ProfileError, accurate_profile, load_sessions, plan
 
 EPYC_WITHOUT_AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "sha_ni", "vaes", "vpclmulqdq"})
 BF16 = {"OCR_CPU_FLAGS": "avx2,fma,avx512f,avx512_bf16"}
@@ -82,7 +82,7 @@ def test_balanced_as_the_default_on_a_cpu_without_bf16_is_refused() -> None:
 
 
 def test_a_missing_openvino_is_named_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ocr_app import openvino_runtime
+    from ocr_app.engine import openvino as openvino_runtime
 
     balanced = plan(Settings.from_env({**BF16, "OCR_PROFILE": "balanced"}))["balanced"]
     openvino_runtime.core.cache_clear()

@@ -445,7 +445,7 @@ def test_profile_folds_stacks_into_stages() -> None:
            "run (onnxruntime/capi/onnxruntime_inference_collection.py:2) 30\n"
            "process 1:\"gunicorn\";handle (gunicorn/workers/gthread.py:1);__call__ (rapidocr/ch_ppocr_rec/main.py:3)"
            ";run (onnxruntime/capi/onnxruntime_inference_collection.py:2) 10\n"
-           "process 1:\"gunicorn\";decode_image (ocr_app/images.py:5) 5\n"
+           "process 1:\"gunicorn\";decode_image (ocr_app/documents/images.py:5) 5\n"
            "garbage line\n")
     prof = profile.fold(raw)
     assert prof.samples == 45

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers import Proc, free_port, start_redis
 
-from ocr_app.cache import Breaker, ResultCache, image_key
+from ocr_app.service.cache import Breaker, ResultCache, image_key
 
 
 def make(url: str, errors: list[int] | None = None) -> ResultCache:
@@ -103,7 +103,7 @@ def test_breaker_backs_off_and_recovers() -> None:
 
 
 def test_local_lru_is_bounded_by_bytes_and_expires() -> None:
-    from ocr_app.cache import LocalCache
+    from ocr_app.service.cache import LocalCache
 
     now = [0.0]
     lru = LocalCache(max_bytes=100, ttl=10, clock=lambda: now[0])

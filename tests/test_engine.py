@@ -10,9 +10,9 @@ from helpers import text_image
 from PIL import Image
 
 from ocr_app.config import Settings
-from ocr_app.engine import Engine, _capped_preprocess, profile_digest
-from ocr_app.images import decode_image
-from ocr_app.profiles import accurate_profile
+from ocr_app.documents.images import decode_image
+from ocr_app.engine.rapid import Engine, _capped_preprocess, profile_digest
+from ocr_app.models.profiles import accurate_profile
 
 SETTINGS = Settings.from_env({})
 

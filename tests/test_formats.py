@@ -9,8 +9,8 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.validate import ParamValidator
 
-from ocr_app.documents import PageResult, Recognition
-from ocr_app.formats import as_hocr, as_text, as_textract, document_body, words_of
+from ocr_app.documents.formats import as_hocr, as_text, as_textract, document_body, words_of
+from ocr_app.documents.pages import PageResult, Recognition
 
 LINE_A = {"text": "Hello brave Fleet", "confidence": 0.99, "box": [[10, 20], [210, 20], [210, 60], [10, 60]],
           "words": [{"text": "Hello", "confidence": 0.98, "box": [[10, 20], [70, 20], [70, 60], [10, 60]]},

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocr_app.config import Settings
-from ocr_app.documents import load_pages
+from ocr_app.documents.images import decode_image
+from ocr_app.documents.pages import load_pages
 from ocr_app.errors import OcrError
-from ocr_app.images import decode_image
 from ocr_app.options import PageOptions, RequestOptions
 
 SETTINGS = Settings.from_env({}, max_pixels=4_000_000, max_pages=4)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from ocr_app.config import Settings
+from ocr_app.documents.images import WORK_MAX_SIDE, decode_image, sniff_format
 from ocr_app.errors import (
     ImageTooLarge,
     ImageTooSmall,
@@ -16,7 +17,6 @@ from ocr_app.errors import (
     UndecodableImage,
     UnsupportedImage,
 )
-from ocr_app.images import WORK_MAX_SIDE, decode_image, sniff_format
 
 SETTINGS = Settings.from_env({})
 

@@ -311,7 +311,7 @@ def test_a_job_keeps_the_ttl_of_the_instance_that_accepted_it(tmp_path: Path) ->
 
 
 def _check_ttl_kept(url: str) -> None:
-    from ocr_app.jobs import JobPage, JobStore, job_key
+    from ocr_app.jobs.store import JobPage, JobStore, job_key
 
     accepting = JobStore.from_url(url, ttl=20, max_pending=1000, timeout=5.0)
     running = JobStore.from_url(url, ttl=3600, max_pending=1000, timeout=5.0)

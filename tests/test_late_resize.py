@@ -14,9 +14,9 @@ import pytest
 from helpers import Proc, start_instance, worker_pids
 
 from ocr_app.config import Settings
-from ocr_app.late_resize import EMPTY_SCALES, RewriteError, late_resizes, rewritten, verified
-from ocr_app.profiles import accurate_profile, fast_profile
-from ocr_app.sessions import session_options, tight_session
+from ocr_app.engine.late_resize import EMPTY_SCALES, RewriteError, late_resizes, rewritten, verified
+from ocr_app.engine.sessions import session_options, tight_session
+from ocr_app.models.profiles import accurate_profile, fast_profile
 
 FALLBACK = "big detections run the model as it is"
 
@@ -89,8 +89,8 @@ def test_tight_session_falls_back_to_the_file_when_the_output_differs(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     det = accurate_profile().det
     reference = session(det)
-    monkeypatch.setattr("ocr_app.sessions.verified", lambda original, rewritten: False)
-    with caplog.at_level(logging.WARNING, logger="ocr_app.sessions"):
+    monkeypatch.setattr("ocr_app.engine.sessions.verified", lambda original, rewritten: False)
+    with caplog.at_level(logging.WARNING, logger="ocr_app.engine.sessions"):
         fallback = tight_session(det, session_options(Settings.from_env({})), reference, tmp_path)
     assert "changed the output" in caplog.text and FALLBACK in caplog.text
     assert fallback_is_the_stock_model(fallback, reference)
@@ -107,14 +107,14 @@ def test_tight_session_falls_back_to_the_file_when_the_rewrite_fails(
     else:  # a cache file ONNX Runtime refuses
         (tmp_path / "cache").mkdir()
         rewritten(det, tmp_path / "cache").write_bytes(b"\x0a\xff")
-    with caplog.at_level(logging.WARNING, logger="ocr_app.sessions"):
+    with caplog.at_level(logging.WARNING, logger="ocr_app.engine.sessions"):
         fallback = tight_session(det, session_options(Settings.from_env({})), reference, tmp_path / "cache")
     assert FALLBACK in caplog.text
     assert fallback_is_the_stock_model(fallback, reference)
     if cache == "garbage":  # the refused file is gone, so the next start makes a good one
         assert not list((tmp_path / "cache").iterdir())
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="ocr_app.sessions"):
+        with caplog.at_level(logging.WARNING, logger="ocr_app.engine.sessions"):
             tight_session(det, session_options(Settings.from_env({})), reference, tmp_path / "cache")
         assert FALLBACK not in caplog.text and len(list((tmp_path / "cache").iterdir())) == 1
 

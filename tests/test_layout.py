@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ocr_app.layout import reading_order
+from ocr_app.service.reading_order import reading_order
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -96,13 +96,13 @@ def test_a_generated_two_column_page_reads_column_by_column_with_stock_lines(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     from pages import two_column_page
 
-    from ocr_app.cache import ResultCache
     from ocr_app.config import Settings
-    from ocr_app.engine import Engine
-    from ocr_app.images import decode_image
-    from ocr_app.metrics import Metrics
+    from ocr_app.documents.images import decode_image
+    from ocr_app.engine.rapid import Engine
+    from ocr_app.ops.metrics import Metrics
     from ocr_app.options import PageOptions
-    from ocr_app.service import OcrService
+    from ocr_app.service.cache import ResultCache
+    from ocr_app.service.ocr_service import OcrService
 
     settings = Settings.from_env({}, redis_url="")
     engine = Engine(settings)

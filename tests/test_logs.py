@@ -111,7 +111,7 @@ def test_errors_carry_their_code_and_the_request_id(tmp_path: Path, stream: io.S
     bad, boom = access(stream)
     assert (bad["status"], bad["code"], bad["level"]) == (415, 41501, "INFO")
     assert (boom["status"], boom["code"], boom["level"]) == (500, 50001, "ERROR")
-    traceback = [line for line in lines(stream) if line["logger"] == "ocr_app.handlers"]
+    traceback = [line for line in lines(stream) if line["logger"] == "ocr_app.http.handlers"]
     assert traceback and traceback[0]["request_id"] == "boom-1" and "engine exploded" in traceback[0]["exc_info"]
 
 

@@ -19,13 +19,13 @@ from helpers import Proc, start_instance, worker_pids
 from PIL import Image
 
 from bench.bigimage import PeakRss, noisy_jpeg
-from ocr_app.cache import ResultCache
 from ocr_app.config import Settings
-from ocr_app.engine import Line, OcrResult
-from ocr_app.images import WORK_MAX_SIDE
-from ocr_app.metrics import Metrics
+from ocr_app.documents.images import WORK_MAX_SIDE
+from ocr_app.engine.rapid import Line, OcrResult
+from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions
-from ocr_app.service import OcrService
+from ocr_app.service.cache import ResultCache
+from ocr_app.service.ocr_service import OcrService
 
 SIDE = 6000
 CONCURRENT = 4

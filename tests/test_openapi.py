@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from openapi_spec_validator import validate
 
 from ocr_app import errors
-from ocr_app.openapi import document
+from ocr_app.http.openapi import document
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 

@@ -12,14 +12,14 @@ from helpers import Proc, text_image, unique_tag
 from pages import Page, two_column_page
 from PIL import Image
 
-from ocr_app.cache import ResultCache
 from ocr_app.config import ConfigError, Settings
-from ocr_app.engine import Engine
-from ocr_app.metrics import Metrics
+from ocr_app.engine.orientation import PageOrientation, model_path, read_upright
+from ocr_app.engine.rapid import Engine
+from ocr_app.models.profiles import plan
+from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions
-from ocr_app.orientation import PageOrientation, model_path, read_upright
-from ocr_app.profiles import plan
-from ocr_app.service import OcrService
+from ocr_app.service.cache import ResultCache
+from ocr_app.service.ocr_service import OcrService
 
 SETTINGS = Settings.from_env({}, redis_url="")
 

@@ -33,7 +33,7 @@ def paddle_python() -> str:
 
 def export(folder: Path, profile: str = "accurate") -> Path:
     """A bundled profile written as a PaddleOCR model folder (what a user's own export looks like)."""
-    subprocess.run([paddle_python(), "-m", "ocr_app.paddle_models", str(folder), "--profile", profile],
+    subprocess.run([paddle_python(), "-m", "ocr_app.models.paddle_models", str(folder), "--profile", profile],
                    check=True, capture_output=True, text=True, timeout=300)
     return folder
 
@@ -127,8 +127,9 @@ def test_bad_inputs_get_documented_errors_and_workers_survive(paddle: Proc) -> N
 
 
 def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The start-up check an instance runs before any worker forks (`python -m ocr_app.profiles`)."""
-    return subprocess.run([paddle_python(), "-m", "ocr_app.profiles"], capture_output=True, text=True, timeout=300,
+    """The start-up check an instance runs before any worker forks (`python -m ocr_app.models.profiles`)."""
+    return subprocess.run([paddle_python(), "-m", "ocr_app.models.profiles"], capture_output=True, text=True,
+                          timeout=300,
                           env={**os.environ, "OCR_ENGINE": "paddleocr", **env})
 
 
@@ -215,10 +216,10 @@ def test_two_opencv_wheels_in_one_venv_are_refused(tmp_path: Path) -> None:
 
 def test_default_venv_has_one_opencv_and_no_paddleocr() -> None:
     """The clash can't be hit by accident: the suite's (default) venv never gets the extra."""
-    from ocr_app.paddle_models import opencv_distributions
+    from ocr_app.models.paddle_models import opencv_distributions
 
     assert opencv_distributions() == ["opencv-python-headless"]
-    proc = subprocess.run([sys.executable, "-m", "ocr_app.profiles"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "ocr_app.models.profiles"], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OCR_ENGINE": "paddleocr"})
     assert proc.returncode == 2 and "the paddleocr package is not installed in this venv" in proc.stderr
 
@@ -237,7 +238,7 @@ def test_engine_settings_are_checked_once(env: dict[str, str], message: str) -> 
 
 
 def test_fleet_engine_choice_is_saved_and_the_environment_wins(tmp_path: Path) -> None:
-    from fleetctl import engines
+    from fleetctl.backends import engines
     from fleetctl.config import FleetConfig
 
     cfg = FleetConfig(home=tmp_path / "home")

@@ -7,7 +7,7 @@ import threading
 from docgen import text_pdf
 
 from ocr_app import create_app
-from ocr_app.documents import PAGE_DISPATCH, PageAnswer, PageDispatch
+from ocr_app.documents.pages import PAGE_DISPATCH, PageAnswer, PageDispatch
 from ocr_app.errors import Overloaded
 from ocr_app.options import PageOptions
 

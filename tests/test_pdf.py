@@ -5,10 +5,10 @@ import pytest
 from docgen import busy_page_pdf, javascript_in_object_stream_pdf, javascript_pdf, pages_pdf, text_pdf
 
 from ocr_app.config import Settings
-from ocr_app.documents import load_pages
+from ocr_app.documents.pages import load_pages
+from ocr_app.documents.pdf import has_javascript, is_pdf
 from ocr_app.errors import PageRenderTimeout
 from ocr_app.options import PageOptions, RequestOptions
-from ocr_app.pdf import has_javascript, is_pdf
 
 SETTINGS = Settings.from_env({})
 

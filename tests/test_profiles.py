@@ -10,9 +10,9 @@ import pytest
 from helpers import text_image
 
 from ocr_app.config import ConfigError, Settings
-from ocr_app.engine import Engine, EngineError, build_engines
-from ocr_app.images import decode_image
-from ocr_app.profiles import (
+from ocr_app.documents.images import decode_image
+from ocr_app.engine.rapid import Engine, EngineError, build_engines
+from ocr_app.models.profiles import (
     TINY_FILES,
     ProfileError,
     check_all,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from helpers import wait_for
 
-from ocr_app import allocator
-from ocr_app.allocator import tight_heap
-from ocr_app.sessions import ArenaSession, IdleRelease, det_size
+from ocr_app.engine import allocator
+from ocr_app.engine.allocator import tight_heap
+from ocr_app.engine.sessions import ArenaSession, IdleRelease, det_size
 
 
 class CountingArena:

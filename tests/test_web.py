@@ -323,8 +323,10 @@ def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     """A real nginx with API keys on (FLEET_AUTH=1) in front of the instance; yields (url, a valid key)."""
     from urllib.parse import urlsplit
 
-    from fleetctl import access, gateway, keys, procs, upstream
+    from fleetctl import procs
     from fleetctl.config import FleetConfig
+    from fleetctl.gateway import access, keys, upstream
+    from fleetctl.gateway import nginx as gateway
 
     parts = urlsplit(base_url)
     cfg = FleetConfig(home=tmp_path_factory.mktemp("gw") / "fleet", gateway_port=free_port(), auth=1)

@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fleetctl import acl, redis_auth
+from fleetctl.cluster import acl, redis_auth
 from fleetctl.config import FleetConfig, instance_settings
 from fleetctl.logs import LogReader
 
 if TYPE_CHECKING:
-    from fleetctl.planner import Plan
+    from fleetctl.fleet.planner import Plan
 
 
 class FleetError(Exception):
@@ -127,7 +127,7 @@ class Backend(abc.ABC):
 
     def plan(self, desired: int, actual: Sequence[InstanceInfo], cfg_hash: str, busy: set[int]) -> Plan:
         """The convergence plan; a runtime that places instances itself predicts what it will do."""
-        from fleetctl.planner import plan
+        from fleetctl.fleet.planner import plan
 
         return plan(desired, actual, cfg_hash, base_port=self.cfg.base_port, busy_ports=busy)
 
@@ -171,7 +171,7 @@ def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
     what it runs, and the environment it gets except its own identity."""
     env = instance_env(cfg, "", 0)
     # The gateway's address is the fleet's, not the instance's shape: a moved gateway only sends
-    # documents' pages back to local OCR until instances are replaced (ocr_app/fanout.py falls back).
+    # documents' pages back to local OCR until instances are replaced (ocr_app/jobs/fanout.py falls back).
     for own in ("OCR_PORT", "OCR_INSTANCE_ID", "OCR_GATEWAY_URL"):
         env.pop(own)
     relevant: dict[str, object] = {"backend": backend, "artifact": artifact, "env": env}

@@ -23,8 +23,8 @@ import psutil
 
 from fleetctl import procs
 from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
+from fleetctl.backends.engines import instance_python
 from fleetctl.config import SECRET_SETTINGS, FleetConfig
-from fleetctl.engines import instance_python
 from fleetctl.logs import FileReader, LogReader
 
 POLL_S = 0.05
@@ -115,7 +115,7 @@ class ProcessBackend(Backend):
         self, cfg: FleetConfig, *, python: str | None = None, sleep: Callable[[float], None] = time.sleep
     ):
         self.cfg = cfg
-        self.python = python  # None: fleetctl's own, or the engine's venv (fleetctl/engines.py)
+        self.python = python  # None: fleetctl's own, or the engine's venv (fleetctl/backends/engines.py)
         self._sleep = sleep
 
     def artifact(self) -> str:

@@ -28,7 +28,7 @@ from fleetctl.backends.docker import (
     fleet_label,
 )
 from fleetctl.config import FleetConfig
-from fleetctl.planner import Plan, Start, Stop
+from fleetctl.fleet.planner import Plan, Start, Stop
 
 NS = 1_000_000_000
 # Longer than all an instance does on SIGTERM: serve OCR_DRAIN_SECONDS (3 s) out of the registry,

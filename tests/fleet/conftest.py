@@ -11,8 +11,10 @@ import pytest
 from gw_servers import ConsulAgent, EchoServer, Gateway
 from helpers import consul_binary, free_port
 
-from fleetctl import access, gateway, procs, upstream
+from fleetctl import procs
 from fleetctl.config import FleetConfig
+from fleetctl.gateway import access, upstream
+from fleetctl.gateway import nginx as gateway
 
 
 @pytest.fixture

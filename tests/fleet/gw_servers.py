@@ -14,9 +14,11 @@ import consul
 import requests
 from helpers import Proc, consul_binary, free_port, spawn, wait_for
 
-from fleetctl import access, gateway, procs, upstream
+from fleetctl import procs
 from fleetctl.config import FleetConfig
-from fleetctl.gateway import NginxReloader
+from fleetctl.gateway import access, upstream
+from fleetctl.gateway import nginx as gateway
+from fleetctl.gateway.nginx import NginxReloader
 
 
 class HasPort(Protocol):

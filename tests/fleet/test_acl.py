@@ -16,11 +16,14 @@ import requests
 from helpers import Proc, consul_binary, free_port, spawn, start_consul, wait_for
 from test_multihost import Host, environ, make_host
 
-from fleetctl import acl, cluster, consul_api, gossip, keys, services, upstream
 from fleetctl.backends.base import instance_env
+from fleetctl.cluster import acl, consul_api, gossip
+from fleetctl.cluster import agent as cluster
 from fleetctl.config import ConfigError, FleetConfig
+from fleetctl.daemons import services
+from fleetctl.gateway import keys, upstream
 from ocr_app.config import Settings
-from ocr_app.registry import Registration
+from ocr_app.ops.registry import Registration
 
 HOST = "127.0.0.2"  # a simulated host of its own, as in test_multihost.py
 TOKEN = "0b6f7c3e-5a1d-4e2f-9c8b-7a6d5e4f3a2b"

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import free_port
 
-from fleetctl.autoscale import (
+from fleetctl.autoscale.loop import (
     Autoscaler,
     CpuMeter,
     Decision,
@@ -22,10 +22,10 @@ from fleetctl.autoscale import (
     recommend,
 )
 from fleetctl.backends.base import FleetError, InstanceInfo, config_hash
-from fleetctl.cli import main
+from fleetctl.cli.main import main
 from fleetctl.config import FleetConfig, load
-from fleetctl.metrics_scrape import InstanceMetrics, summarize
-from fleetctl.status import FleetStatus, render_table
+from fleetctl.fleet.metrics_scrape import InstanceMetrics, summarize
+from fleetctl.fleet.status import FleetStatus, render_table
 
 P = Policy(min=1, max=3, target=2.0, cpu_target=0.8, up_window=6, down_window=30, cooldown=10)
 

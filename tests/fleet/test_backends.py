@@ -25,8 +25,8 @@ from fleetctl.backends.base import InstanceInfo, InstanceSpec, config_hash, inst
 from fleetctl.backends.docker import _parse_docker_time, fleet_label
 from fleetctl.backends.process import SIDECAR_KIND, ProcessBackend, group_members
 from fleetctl.config import FleetConfig
-from fleetctl.fleet import busy_ports, port_free
-from fleetctl.metrics_scrape import fetch
+from fleetctl.fleet.metrics_scrape import fetch
+from fleetctl.fleet.orchestrate import busy_ports, port_free
 
 
 def healthy(port: int) -> bool:

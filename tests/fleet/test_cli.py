@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from helpers import free_port
 
 from fleetctl.backends.base import FleetError
-from fleetctl.cli import FleetGroup, main
+from fleetctl.cli.main import FleetGroup, main
 from fleetctl.config import FleetConfig
-from fleetctl.fleet import ScaleTimeout, oversubscription_warning
-from fleetctl.metrics_scrape import parse_samples, summarize
-from fleetctl.status import FleetStatus, InstanceRow, render_table
+from fleetctl.fleet.metrics_scrape import parse_samples, summarize
+from fleetctl.fleet.orchestrate import ScaleTimeout, oversubscription_warning
+from fleetctl.fleet.status import FleetStatus, InstanceRow, render_table
 
 COMMANDS = ("up", "scale", "status", "down", "logs", "deps", "sync", "render")
 

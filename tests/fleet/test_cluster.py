@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 from helpers import free_port
 
-from fleetctl import cluster
-from fleetctl.cli import main
+from fleetctl.cli.main import main
+from fleetctl.cluster import agent as cluster
 from fleetctl.config import ConfigError, FleetConfig
 
 HOSTILE_ADDRESSES = ("::1", "fe80::1",
@@ -136,7 +136,7 @@ class _Catalog:
 
 
 def test_each_host_reads_its_own_instance_of_a_shared_id(tmp_path: Path) -> None:
-    from fleetctl.status import health_by_id
+    from fleetctl.fleet.status import health_by_id
 
     second = cfg_for(tmp_path, advertise="10.0.0.2")
     assert health_by_id(_Catalog(), "ocr", cluster.node_name(second)) == {"ocr-8001": "passing"}

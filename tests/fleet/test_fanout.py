@@ -17,7 +17,7 @@ from helpers import free_port, page_lines, start_instance, wait_for
 from test_fleet_integration import Fleet, make_fleet, teardown_fleet
 
 from ocr_app.errors import PageFailed
-from ocr_app.fanout import PAGE_HEADER, PageFanout
+from ocr_app.jobs.fanout import PAGE_HEADER, PageFanout
 
 
 @pytest.fixture(scope="module")

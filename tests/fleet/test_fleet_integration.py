@@ -32,7 +32,7 @@ import requests
 from helpers import free_port, free_range, wait_for
 
 from fleetctl import config as fleet_config
-from fleetctl import upstream
+from fleetctl.gateway import upstream
 
 # The checkout root, found from an installed module of ours.
 REPO = Path(fleet_config.__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fleetctl.cli import main
+from fleetctl.cli.main import main
 from fleetctl.logs import FileReader, Filter, Stream, follow, history, line_time, parse_since
 
 T0 = datetime(2026, 11, 30, 6, 52, 1, tzinfo=UTC).timestamp()
@@ -34,7 +34,7 @@ def local(text: str, fmt: str) -> float:
     ("[2026-11-30 06:52:01 +0000] [4242] [INFO] Listening at: http://127.0.0.1:8001", T0),
     ("[2026-11-30 08:52:01 +0200] [4242] [INFO] Booting worker with pid: 4243", T0),
     ("2026-11-30T06:52:01.500Z [WARN]  agent: Node name will not be discoverable", T0 + 0.5),
-    ("2026-11-30 06:52:01,125 INFO [4243] ocr_app.engine: engine ready",
+    ("2026-11-30 06:52:01,125 INFO [4243] ocr_app.engine.rapid: engine ready",
      local("2026-11-30 06:52:01", "%Y-%m-%d %H:%M:%S") + 0.125),
     ("2026/11/30 06:52:01 [notice] 77#77: signal process started", local("2026-11-30 06:52:01",
                                                                           "%Y-%m-%d %H:%M:%S")),

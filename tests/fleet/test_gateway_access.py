@@ -15,9 +15,11 @@ from click.testing import CliRunner
 from gw_servers import ConsulAgent, Gateway, wait_steady
 from helpers import free_port, wait_for
 
-from fleetctl import access, gateway, keys, procs, tls
-from fleetctl.cli import AppContext, main
+from fleetctl import procs
+from fleetctl.cli.main import AppContext, main
 from fleetctl.config import FleetConfig
+from fleetctl.gateway import access, keys, tls
+from fleetctl.gateway import nginx as gateway
 
 MISSING = {"code": 40170, "msg": access.MISSING[1], "data": []}
 INVALID = {"code": 40171, "msg": access.INVALID[1], "data": []}

@@ -13,9 +13,10 @@ import requests
 from gw_servers import ConsulAgent, EchoServer, Gateway
 from helpers import wait_for
 
-from fleetctl import gateway, keys, upstream
 from fleetctl.config import FleetConfig
-from fleetctl.gateway import NginxReloader
+from fleetctl.gateway import keys, upstream
+from fleetctl.gateway import nginx as gateway
+from fleetctl.gateway.nginx import NginxReloader
 
 
 def register(consul: ConsulAgent, server: EchoServer, namespace: str) -> None:
@@ -158,7 +159,7 @@ def test_cache_settings_are_rendered(gw_cfg: FleetConfig) -> None:
 
 def test_instances_announce_their_cache_namespace_without_loading_the_engine() -> None:
     """The gunicorn master registers in Consul: the namespace must not pull OpenCV or ONNX Runtime into it."""
-    code = ("import sys; from ocr_app.config import Settings; from ocr_app.registry import Registration; "
+    code = ("import sys; from ocr_app.config import Settings; from ocr_app.ops.registry import Registration; "
             "s = Settings(); ns = Registration(s).service_definition()['meta']['cache_ns']; "
             "other = Registration(Settings(det_limit_side=s.det_limit_side + 32)).cache_namespace; "
             "assert len(ns) == 32 and ns != other, (ns, other); "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import Proc, start_consul
 
-from fleetctl import gossip
+from fleetctl.cluster import gossip
 from fleetctl.config import ConfigError, FleetConfig
 
 KEY = base64.b64encode(bytes(range(32))).decode()

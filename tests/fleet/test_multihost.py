@@ -28,8 +28,10 @@ from helpers import wait_for
 from test_fleet_integration import AbResult, parse_ab, word_png
 from test_fleet_integration import _tool_path as tool_path
 
-from fleetctl import cluster, consul_api, upstream
 from fleetctl import config as fleet_config
+from fleetctl.cluster import agent as cluster
+from fleetctl.cluster import consul_api
+from fleetctl.gateway import upstream
 
 # One port per role, the same on every host (the block no other test uses).
 PORTS = {"FLEET_GATEWAY_PORT": 64080, "FLEET_CONSUL_PORT": 64500, "FLEET_REDIS_PORT": 64379,

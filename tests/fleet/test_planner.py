@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fleetctl.backends.base import InstanceInfo
-from fleetctl.planner import Plan, PlanError, plan
+from fleetctl.fleet.planner import Plan, PlanError, plan
 
 H = "cfg-now"
 

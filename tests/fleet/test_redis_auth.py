@@ -11,9 +11,11 @@ import pytest
 import redis
 from helpers import free_port
 
-from fleetctl import daemons, redis_auth, services
 from fleetctl.backends.base import instance_env
+from fleetctl.cluster import redis_auth
 from fleetctl.config import FleetConfig
+from fleetctl.daemons import pidfiles as daemons
+from fleetctl.daemons import services
 
 
 def test_one_machine_has_no_password(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ import requests
 from gw_servers import ConsulAgent, EchoServer
 from helpers import free_port, pid_alive, start_redis, wait_for
 
-from fleetctl import gateway, services, upstream
 from fleetctl.config import FleetConfig
+from fleetctl.daemons import services
+from fleetctl.gateway import nginx as gateway
+from fleetctl.gateway import upstream
 
 
 def _ours(home: Path) -> list[psutil.Process]:

@@ -8,8 +8,8 @@ import pytest
 
 from fleetctl.backends.base import config_hash, instance_env
 from fleetctl.config import ConfigError, FleetConfig, default_home, load
-from fleetctl.daemons import fleet_env
-from fleetctl.status import InstanceRow, rss_warnings
+from fleetctl.daemons.pidfiles import fleet_env
+from fleetctl.fleet.status import InstanceRow, rss_warnings
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from gw_servers import ConsulAgent, EchoServer
 from helpers import wait_for
 from inproc import RAW, AppServer, FakeEngine, drop_log_handler, log_to, png
 
-from fleetctl import access, gateway, upstream
 from fleetctl.config import FleetConfig
-from fleetctl.gateway import NginxReloader, TemplateError, ValidationError
-from fleetctl.upstream import Backend
+from fleetctl.gateway import access, upstream
+from fleetctl.gateway import nginx as gateway
+from fleetctl.gateway.nginx import NginxReloader, TemplateError, ValidationError
+from fleetctl.gateway.upstream import Backend
 
 
 def _get(cfg: FleetConfig, path: str = "/api/ocr", **kw: object) -> requests.Response:

@@ -1,0 +1,340 @@
+"""fleetctl: one Click group whose commands parse input and call plain functions.
+
+The fleet's lifecycle (up, scale, autoscale, status, down, deps) is here; logs and the gateway's
+commands live in cli_logs and cli_gateway, the shared plumbing in cli_base.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import click
+
+from fleetctl import config as fleet_config
+from fleetctl.backends import Backend, existing_backends
+from fleetctl.cli.base import (
+    AppContext,
+    ExitError,
+    FleetGroup,
+    _obj,
+    _progress,
+    backend_option,
+    engine_option,
+    timeout_option,
+)
+from fleetctl.cli.gateway import keys, render, sync
+from fleetctl.cli.logs import logs
+from fleetctl.config import ConfigError, FleetConfig
+
+__all__ = ["AppContext", "FleetGroup", "main"]
+
+
+@click.group(cls=FleetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ocr-fleet", prog_name="fleetctl")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Run and scale the OCR fleet: instances behind Consul, Redis and an nginx gateway.
+
+    Settings come from FLEET_* environment variables (FLEET_HOME, FLEET_BACKEND, ports);
+    the daemons fleetctl starts inherit them, so set them, not per-command flags.
+    State lives in FLEET_HOME, by default ~/.local/state/ocr-fleet (or $XDG_STATE_HOME/ocr-fleet).
+    """
+    if ctx.obj is None:
+        import os
+
+        from fleetctl.cluster import agent as cluster
+
+        try:
+            # The file layer: `up --advertise/--join` saved them in FLEET_HOME (the environment wins).
+            from fleetctl.backends import engines
+
+            ctx.obj = AppContext(engines.apply_saved(cluster.apply_saved(fleet_config.load(), os.environ), os.environ))
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+def _warn_oversubscription(cfg: FleetConfig, n: int) -> None:
+    from fleetctl.fleet.orchestrate import oversubscription_warning
+
+    warning = oversubscription_warning(cfg, n)
+    if warning:
+        click.secho(warning, fg="yellow", err=True)
+
+
+def _note_other_backends(obj: AppContext, chosen: Backend) -> None:
+    from fleetctl.fleet.orchestrate import other_backends_note
+
+    note = other_backends_note(chosen, existing_backends(obj.cfg))
+    if note:
+        click.secho(note, fg="yellow", err=True)
+
+
+def _print_plan(plan: Any) -> None:
+    for line in plan.describe():
+        click.echo(line)
+
+
+class BoundsType(click.ParamType):
+    """--autoscale MIN:MAX, two whole numbers with 1 <= MIN <= MAX."""
+
+    name = "min:max"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r" *([0-9]{1,6}) *: *([0-9]{1,6}) *", str(value))
+        if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+            self.fail(f"{value!r} is not MIN:MAX with 1 <= MIN <= MAX (e.g. 1:3)", param, ctx)
+        return int(m.group(1)), int(m.group(2))
+
+
+@main.command()
+@click.option("-n", "--instances", type=click.IntRange(min=0), default=2, show_default=True,
+              help="How many instances to run (with --autoscale: to start with, kept within MIN:MAX).")
+@backend_option
+@timeout_option
+@click.option("--no-install", is_flag=True,
+              help="Fail, naming the command to run, instead of installing a missing nginx, Redis or Consul.")
+@click.option("--autoscale", "bounds", type=BoundsType(), default=None,
+              help="Also run the autoscaler as a managed daemon between MIN and MAX instances "
+                   "(see `fleetctl autoscale --help`; its log: `fleetctl logs autoscale`).")
+@click.option("--advertise", metavar="ADDR", default=None,
+              help="This host's IPv4 address, for a fleet of several hosts (docs/multihost.md): a real Consul "
+                   "agent with ACLs (deny by default), a Redis with a password, and every service listening on "
+                   "ADDR [default: FLEET_ADVERTISE; none: one machine, no ACLs or password].")
+@click.option("--join", metavar="ADDR[,ADDR]", default=None,
+              help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
+                   "Needs the first host's Consul ACL token in FLEET_CONSUL_TOKEN and gossip key in "
+                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). "
+                   "Both flags are saved in FLEET_HOME for the commands that follow.")
+@click.option("--auth", is_flag=True, default=None,
+              help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
+@click.option("--tls", is_flag=True, default=None,
+              help="Also serve HTTPS on FLEET_GATEWAY_TLS_PORT (8443) with FLEET_TLS_CERT/FLEET_TLS_KEY, "
+                   "or a self-signed pair made in FLEET_HOME/tls [default: FLEET_TLS or off].")
+@click.option("--cache", is_flag=True, default=None,
+              help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
+                   "[default: FLEET_GATEWAY_CACHE or off].")
+@engine_option
+@click.pass_context
+def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
+       bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
+       auth: bool | None, tls: bool | None, cache: bool | None, engine: str | None) -> None:
+    """Install what is missing, start the managed services, scale to N instances and print the gateway
+    URL, then the HTTPS one with --tls (idempotent).
+
+    Without --auth/--tls/--cache the gateway is open plain HTTP with no cache of its own, as FLEET_AUTH,
+    FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
+    """
+    from fleetctl.autoscale import daemon as autoscale_daemon
+    from fleetctl.backends import engines
+    from fleetctl.cluster import acl, gossip
+    from fleetctl.cluster import agent as cluster
+    from fleetctl.daemons import deps, services
+    from fleetctl.fleet.orchestrate import scale as converge
+
+    obj = _obj(ctx)
+    if advertise is not None or join is not None:
+        try:
+            obj.cfg = cluster.validate(obj.cfg.replace(advertise=advertise, join=join))
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+    obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
+                              gateway_cache=1 if cache else None, engine=engine)
+    chosen = obj.backend(backend)  # first: a missing Docker fails before services start
+    if bounds is not None:
+        from fleetctl.autoscale.loop import policy_from
+
+        policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
+        instances = max(bounds[0], min(bounds[1], instances))
+    deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    engines.save(obj.cfg)
+    services.ensure_services(obj.cfg)
+    cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
+    if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
+        _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
+                  "in FLEET_HOME/gossip.key")
+    if obj.cfg.clustered and not obj.cfg.join and acl.enabled(obj.cfg):
+        _progress("Consul has ACLs: hosts that join need FLEET_CONSUL_TOKEN set to the management token "
+                  "in FLEET_HOME/consul.token")
+    _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
+    _note_other_backends(obj, chosen)
+    converge(obj.fleet(chosen), instances, timeout=timeout,
+             show_plan=lambda p: None if p.is_noop else _print_plan(p))
+    if bounds is not None:
+        pid = autoscale_daemon.ensure(obj.cfg, chosen.name, *bounds)
+        _progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
+    if obj.cfg.gateway_http:
+        click.echo(obj.cfg.gateway_url)
+    if obj.cfg.tls:
+        click.echo(obj.cfg.gateway_tls_url)
+
+
+@main.command()
+@click.option("--min", "lo", type=click.IntRange(min=1), default=None, help="Never fewer instances than this.")
+@click.option("--max", "hi", type=click.IntRange(min=1), default=None, help="Never more instances than this.")
+@backend_option
+@click.option("--scale-down-window", type=click.FloatRange(min=0), default=None,
+              help="Seconds of low load before scaling down [default: FLEET_AUTOSCALE_DOWN_WINDOW or 300].")
+@click.option("--scale-up-window", type=click.FloatRange(min=0), default=None,
+              help="Seconds load must stay above target before scaling up "
+                   "[default: FLEET_AUTOSCALE_UP_WINDOW or 5].")
+@click.option("--cooldown", type=click.FloatRange(min=0), default=None,
+              help="Seconds between two scaling actions [default: FLEET_AUTOSCALE_COOLDOWN or 30].")
+@click.option("--poll", type=click.FloatRange(min=0.2, max=60), default=None,
+              help="Seconds between two looks at /metrics [default: FLEET_AUTOSCALE_POLL or 2].")
+@click.option("--target", type=click.FloatRange(min=0.1), default=None,
+              help="In-flight plus queued OCR jobs per worker to aim at [default: FLEET_AUTOSCALE_TARGET or 2].")
+@timeout_option
+@click.option("--stop", is_flag=True, help="Stop the autoscaler that `up --autoscale` started, and exit.")
+@click.pass_context
+def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str | None,
+              scale_down_window: float | None, scale_up_window: float | None, cooldown: float | None,
+              poll: float | None, target: float | None, timeout: float, stop: bool) -> None:
+    """Size the fleet from load between --min and --max, in the foreground until Ctrl-C.
+
+    Every poll reads each instance's /metrics: in-flight and queued OCR jobs decide the count
+    (jobs / target per worker), the CPU the instances use keeps a busy fleet from shrinking.
+    Like Kubernetes' HPA, it scales up once load stays high for the up window, scales down only
+    after the scale-down window, and waits the cooldown between actions; scale-down drains as
+    `scale` does. Each decision is logged with its reason; `fleetctl status` shows the target
+    and the last decision. `fleetctl up --autoscale MIN:MAX` runs this as a managed daemon.
+    """
+    from fleetctl.autoscale import daemon as autoscale_daemon
+    from fleetctl.autoscale import loop as scaler_mod
+    from fleetctl.fleet.orchestrate import scale as converge
+
+    obj = _obj(ctx)
+    if stop:
+        stopped = autoscale_daemon.stop(obj.cfg)
+        click.echo("autoscaler stopped" if stopped else "no autoscaler was running")
+        return
+    if lo is None or hi is None:
+        raise click.UsageError("--min and --max are both required (or --stop)")
+    obj.cfg = obj.cfg.replace(autoscale_down_window=scale_down_window, autoscale_up_window=scale_up_window,
+                              autoscale_cooldown=cooldown, autoscale_poll=poll, autoscale_target=target)
+    policy = scaler_mod.policy_from(obj.cfg, lo, hi)
+    chosen = obj.backend(backend)
+    _require_consul(obj)
+
+    def log_plan(plan: Any) -> None:
+        for line in plan.describe():
+            scaler_mod.log.info("plan: %s", line)
+
+    def apply(fleet: Any, n: int) -> Any:
+        return converge(fleet, n, timeout=timeout, show_plan=log_plan)
+
+    fleet = obj.fleet(chosen)
+    fleet.report = lambda message: scaler_mod.log.info("%s", message)  # timestamped, in the decision log
+    scaler = scaler_mod.Autoscaler(fleet=fleet, policy=policy, apply=apply)
+    scaler_mod.run_daemon(scaler, obj.cfg.autoscale_poll)
+
+
+@main.command()
+@click.argument("n", type=click.IntRange(min=0))
+@backend_option
+@click.option("--no-wait", is_flag=True,
+              help="Return once new instances are started (removed ones still drain).")
+@timeout_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.pass_context
+def scale(
+    ctx: click.Context, n: int, backend: str | None, no_wait: bool, timeout: float, dry_run: bool
+) -> None:
+    """Converge to N instances: start missing ones, replace stale ones, drain and stop extra ones."""
+    from fleetctl.fleet.orchestrate import make_plan
+    from fleetctl.fleet.orchestrate import scale as converge
+
+    obj = _obj(ctx)
+    chosen = obj.backend(backend)
+    if dry_run:
+        _print_plan(make_plan(obj.fleet(chosen), n))  # only the runtime is asked: needs no service
+        return
+    _warn_oversubscription(obj.cfg, n)
+    _require_consul(obj)
+    _note_other_backends(obj, chosen)
+    converge(obj.fleet(chosen), n, wait=not no_wait, timeout=timeout, show_plan=_print_plan)
+
+
+def _require_consul(obj: AppContext) -> None:
+    """Scaling needs the agent and the sync loop; say so instead of timing out later."""
+    from fleetctl.cluster.consul_api import reachable
+
+    if not reachable(obj.consul()):
+        raise ExitError(f"Consul at {obj.cfg.consul_address} is not reachable: run `fleetctl up` first")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """One row per instance (health, upstream, memory, uptime, traffic) and per managed service.
+
+    Warns on stderr about instances whose RSS is above FLEET_RSS_WARN_MB (default 1024; 0: off).
+    """
+    from fleetctl.daemons import services
+    from fleetctl.fleet.status import collect, render_table
+    from fleetctl.gateway import upstream
+
+    obj = _obj(ctx)
+    result = collect(obj.cfg, existing_backends(obj.cfg), obj.consul(),
+                     members=upstream.upstream_members, services=services.service_states)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False))
+    else:
+        click.echo(render_table(result))
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@main.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop every instance (all backends) and every managed service; leaves no process behind."""
+    from fleetctl.autoscale import daemon as autoscale_daemon
+    from fleetctl.daemons import services
+    from fleetctl.fleet.orchestrate import down as fleet_down
+
+    obj = _obj(ctx)
+    autoscale_daemon.stop(obj.cfg)  # first: it would restart the instances stopped below
+    count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, _progress)
+    click.echo(f"stopped {count} instance(s) and the managed services")
+
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
+@click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@engine_option
+@click.pass_context
+def deps(ctx: click.Context, check: bool, with_docker: bool, engine: str | None) -> None:
+    """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
+
+    With --engine paddleocr also (re)build that engine's venv (FLEET_PADDLE_VENV, by default beside
+    fleetctl's venv). Idempotent and quick when everything is present; prints where each program was found.
+    """
+    from fleetctl.backends import engines
+    from fleetctl.daemons import deps as fleet_deps
+
+    obj = _obj(ctx)
+    if engine == engines.PADDLE:
+        cfg = obj.cfg.replace(engine=engine)
+        if check:
+            click.echo(f"paddleocr venv  {engines.instance_python(cfg)}")
+        else:
+            engines.build_paddle_venv(cfg, report=_progress)
+    if not check and (with_docker or fleet_deps.missing(obj.cfg)):
+        fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
+    found = fleet_deps.locate(obj.cfg)
+    width = max(map(len, found))
+    for tool, path in found.items():
+        click.echo(f"{tool.ljust(width)}  {path or 'missing'}")
+    absent = [tool for tool, path in found.items() if path is None]
+    if absent:
+        raise ExitError(fleet_deps.missing_message(absent))
+
+
+for _command in (logs, sync, render, keys):
+    main.add_command(_command)

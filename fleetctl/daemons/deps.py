@@ -1,0 +1,96 @@
+"""The programs a fleet runs besides Python: find them, or install them.
+
+Installing runs the packaged copy of scripts/install-deps.sh (the script `make deps` runs), so
+a checkout and an installed fleetctl install the same things the same way: nginx, Redis and ab
+from apt, and a pinned Consul into FLEET_HOME/bin.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+
+from fleetctl import procs, resources
+from fleetctl.backends.base import FleetError
+from fleetctl.config import FleetConfig
+
+# nginx-lua: Debian's libnginx-mod-http-lua, which API keys and the gateway's cache need (a module, not a program).
+RUNTIME_TOOLS = ("nginx", "nginx-lua", "redis-server", "consul", "ab")
+INSTALL_HINT = "fleetctl deps"
+
+
+class DepsError(FleetError):
+    """A program the fleet needs is missing or could not be installed; the message says what to run."""
+
+
+def needed(cfg: FleetConfig) -> tuple[str, ...]:
+    """What `up` starts itself: nginx always, Consul and Redis unless external ones are configured."""
+    tools = ["nginx"]
+    tools += ["nginx-lua"] if cfg.auth or cfg.gateway_cache else []
+    tools += ["consul"] if cfg.managed_consul else []
+    tools += ["redis-server"] if cfg.managed_redis else []
+    return tuple(tools)
+
+
+def locate(cfg: FleetConfig, tools: Sequence[str] = RUNTIME_TOOLS) -> dict[str, str | None]:
+    """Each tool's path as fleetctl would run it (FLEET_HOME/bin, then PATH, then sbin), or None."""
+    return {tool: _lua_module() if tool == "nginx-lua" else procs.find_binary(tool, cfg.home) for tool in tools}
+
+
+def _lua_module() -> str | None:
+    from fleetctl.gateway.nginx import GatewayError, lua_modules
+
+    try:
+        return str(lua_modules()[-1])
+    except GatewayError:
+        return None
+
+
+def missing(cfg: FleetConfig, tools: Sequence[str] = RUNTIME_TOOLS) -> list[str]:
+    return [tool for tool, path in locate(cfg, tools).items() if path is None]
+
+
+def missing_message(names: Sequence[str], also: str = "") -> str:
+    """What is missing and the exact command that installs it (the --no-install failure)."""
+    return (f"{', '.join(names)} not found in FLEET_HOME/bin or on PATH: run `{INSTALL_HINT}` to install "
+            f"{'it' if len(names) == 1 else 'them'}{also}")
+
+
+def install_argv(*, with_docker: bool = False) -> list[str]:
+    argv = ["bash", str(resources.script("install-deps.sh")), "--runtime"]
+    return argv + ["--with-docker"] if with_docker else argv
+
+
+def install(cfg: FleetConfig, *, with_docker: bool = False,
+            report: Callable[[str], None] = lambda _line: None) -> None:
+    """Run the installer for this FLEET_HOME, passing its progress lines to `report` as they come."""
+    from fleetctl.daemons.pidfiles import fleet_env  # the installer must see this fleet's FLEET_HOME
+
+    tail: list[str] = []
+    with subprocess.Popen(install_argv(with_docker=with_docker), env=fleet_env(cfg), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            report(line)
+            tail = [*tail[-19:], line]
+    if proc.returncode != 0:
+        raise DepsError(f"installing the fleet's programs failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    still = missing(cfg)
+    if still:
+        raise DepsError(f"the installer finished but {', '.join(still)} still cannot be found "
+                        f"(is /usr/sbin on PATH?)")
+
+
+def ensure(cfg: FleetConfig, *, allow_install: bool, report: Callable[[str], None]) -> list[str]:
+    """Make sure `up` can start its services; installs what is missing unless told not to.
+
+    Returns what was installed (empty when everything was there).
+    """
+    absent = missing(cfg, needed(cfg))
+    if not absent:
+        return []
+    if not allow_install:
+        raise DepsError(missing_message(absent, " (or `fleetctl up` without --no-install)"))
+    report(f"installing {', '.join(absent)} (as `{INSTALL_HINT}` does; --no-install fails instead)")
+    install(cfg, report=report)
+    return absent

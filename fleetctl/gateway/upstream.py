@@ -1,0 +1,355 @@
+"""Consul watch -> render -> compare -> write -> validate -> reload: consul-template's loop for nginx.
+
+The loop keeps serving whatever was last good: a Consul outage, a broken template or a
+config nginx rejects all leave the previous upstream.conf (and nginx) untouched.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import consul
+
+from fleetctl import procs
+from fleetctl.cluster import agent as cluster
+from fleetctl.cluster import consul_api
+from fleetctl.config import FleetConfig
+from fleetctl.gateway import nginx as gateway
+from fleetctl.gateway.nginx import GatewayError, NginxReloader, Reloader
+
+log = logging.getLogger(__name__)
+
+# Per-server parameters. max_fails=0: nginx counts every attempt that proxy_next_upstream
+# retries as a failure, including the app's queue-full 503; with max_fails=3 fail_timeout=30s
+# one overload burst took every instance out and the gateway answered 502 "no live
+# upstreams" for 30 s after the instances had recovered. Dead instances leave through their
+# failing Consul check instead, and a refused connection is retried on another at once.
+SERVER_PARAMS = "max_fails=0"
+# Never dialled: the gateway answers 503 itself while $ocr_backends is 0. It only keeps the
+# block valid, because nginx refuses an upstream with no server in it.
+PLACEHOLDER_SERVER = "server 127.0.0.1:9 down;  # placeholder: no passing instance"
+
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
+_SERVER_LINE = re.compile(r"^\s*server\s+(\S+)([^;]*);")
+
+
+@dataclass(frozen=True, order=True)
+class Backend:
+    """One passing instance as nginx dials it."""
+
+    id: str
+    host: str
+    port: int
+    namespace: str = ""  # the instance's cache namespace (Consul meta cache_ns): models and pipeline
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _backend(entry: dict[str, Any]) -> Backend | None:
+    """A Consul health entry -> Backend; None for an address nginx could not take safely."""
+    service = entry.get("Service") or {}
+    host = service.get("Address") or (entry.get("Node") or {}).get("Address") or ""
+    port = service.get("Port") or 0
+    sid = re.sub(r"[^\w.:\-@]", "_", str(service.get("ID") or ""))
+    if not _HOST.match(host) or not 0 < int(port) < 65536:
+        log.warning("ignoring instance %s with unusable address %r:%r", sid, host, port)
+        return None
+    meta = service.get("Meta") or {}
+    namespace = str(meta.get("cache_ns") or "")
+    namespace = namespace if re.fullmatch(r"[\w.:\-]{1,200}", namespace) else ""
+    return Backend(id=sid, host=host, port=int(port), namespace=namespace)
+
+
+def passing_backends(
+    consul_client: consul.Consul, service: str, index: int | None, wait: str,
+    down_nodes: Callable[[], set[str]] | None = None,
+) -> tuple[int, list[Backend]]:
+    """A blocking query for the passing instances of `service` (returns at once when index is None).
+
+    `down_nodes` names nodes gossip already knows are dead (several hosts: fleetctl/cluster/agent.py);
+    their instances are left out before the catalog, which waits for a raft leader, says so.
+    """
+    # With down_nodes (several hosts) reads are stale: answered by any server, even mid-election.
+    new_index, entries = consul_api.passing_entries(consul_client, service, index, wait,
+                                                    stale=down_nodes is not None)
+    down = down_nodes() if down_nodes is not None and entries else set()
+    live = [e for e in entries or [] if (e.get("Node") or {}).get("Node") not in down]
+    backends = [b for b in (_backend(e) for e in live) if b is not None]
+    return int(new_index or 0), backends
+
+
+def _unique_sorted(backends: list[Backend]) -> list[Backend]:
+    """One line per address, in a stable order, so equal sets always render byte-identically."""
+    by_addr: dict[str, Backend] = {}
+    for b in sorted(backends, key=lambda b: (b.host, b.port, b.id)):
+        by_addr.setdefault(b.address, b)
+    return list(by_addr.values())
+
+
+def render_upstream(backends: list[Backend], cfg: FleetConfig) -> str:
+    """upstream.conf for these backends: sorted and deterministic; a placeholder when empty."""
+    unique = _unique_sorted(backends)
+    lines = [f"server {b.address} {SERVER_PARAMS};  # {b.id}" for b in unique] or [PLACEHOLDER_SERVER]
+    return gateway.fill(
+        gateway.template_text(cfg, "upstream.conf.tmpl"),
+        {"servers": "\n".join(lines), "backend_count": len(unique), "cache_ns": fleet_namespace(unique)},
+    )
+
+
+def fleet_namespace(backends: list[Backend]) -> str:
+    """The one cache namespace every instance announces; "" (the gateway's cache stands aside) while
+    they differ, e.g. during a rolling model change, or when one announces none."""
+    found = {b.namespace for b in backends}
+    return found.pop() if len(found) == 1 else ""
+
+
+def upstream_members(cfg: FleetConfig) -> set[str]:
+    """'host:port' of every server nginx serves now: the loop records them only once the reload that
+    carries them has switched nginx's workers, so a caller never sees a member nginx may not route to
+    yet (the file on disk leads the reload by a few ms, more on a loaded machine)."""
+    return set(read_state(cfg).get("backends") or [])
+
+
+def rendered_members(cfg: FleetConfig) -> set[str]:
+    """'host:port' of every live server in the upstream.conf on disk (what nginx is being given)."""
+    try:
+        text = gateway.upstream_conf_path(cfg).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return set()
+    members = set()
+    for line in text.splitlines():
+        match = _SERVER_LINE.match(line)
+        if match and "down" not in match.group(2).split():
+            members.add(match.group(1))
+    return members
+
+
+# --- state file ------------------------------------------------------------------------------
+
+def read_state(cfg: FleetConfig) -> dict[str, Any]:
+    """The loop's record (reloads, last_reload, last_error, backends, ...); {} if none yet."""
+    try:
+        data = json.loads(gateway.state_path(cfg).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def reload_count(cfg: FleetConfig) -> int:
+    """How many times the sync loop has reloaded nginx (counted across loop restarts)."""
+    return int(read_state(cfg).get("reloads", 0))
+
+
+def _update_state(cfg: FleetConfig, **changes: Any) -> None:
+    state = read_state(cfg)
+    state.update(changes)
+    procs.write_atomic(gateway.state_path(cfg), json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+# --- render, compare, write, validate, reload -------------------------------------------------
+
+def apply_backends(cfg: FleetConfig, backends: list[Backend], reloader: Reloader) -> bool:
+    """Make nginx serve `backends`; True if the file changed. Restores the last good file on failure."""
+    try:
+        new = render_upstream(backends, cfg)
+    except GatewayError as exc:
+        _update_state(cfg, last_error=str(exc), last_error_at=time.time())
+        raise
+    path = gateway.upstream_conf_path(cfg)
+    try:
+        old: str | None = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = None
+    members = sorted(b.address for b in _unique_sorted(backends))
+    if new == old:
+        return False
+    try:
+        gateway.install_validated(path, new, old, reloader)
+    except GatewayError as exc:
+        _update_state(cfg, last_error=str(exc), last_error_at=time.time())
+        raise
+    if reloader.reload():
+        state = read_state(cfg)
+        reloads = int(state.get("reloads", 0)) + 1
+        _update_state(cfg, reloads=reloads, last_reload=time.time(), backends=members, last_error=None)
+        log.info("nginx reload #%d: %d backend(s) %s", reloads, len(members), " ".join(members) or "-")
+    else:
+        _update_state(cfg, backends=members, last_error=None)
+        log.info("upstream.conf written (%d backend(s)); nginx not running, no reload", len(members))
+    return True
+
+
+def sync_once(cfg: FleetConfig, consul_client: consul.Consul, reloader: Reloader) -> bool:
+    """One non-blocking pass of the loop; returns whether upstream.conf changed."""
+    _, backends = passing_backends(consul_client, cfg.service_name, None, "")
+    return apply_backends(cfg, backends, reloader)
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, int(seconds * 1000))}ms"
+
+
+def _debounce(
+    cfg: FleetConfig,
+    consul_client: consul.Consul,
+    stop_event: threading.Event,
+    index: int,
+    pending: list[Backend],
+    min_wait: float,
+    max_wait: float,
+    down_nodes: Callable[[], set[str]] | None = None,
+) -> tuple[int, list[Backend]]:
+    """Wait until the set has been quiet for min_wait, but never past max_wait since the first change."""
+    now = time.monotonic()
+    quiet_until, hard_deadline = now + min_wait, now + max_wait
+    while not stop_event.is_set():
+        until = min(quiet_until, hard_deadline)
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            break
+        new_index, backends = passing_backends(consul_client, cfg.service_name, index, _duration(remaining),
+                                               down_nodes)
+        if new_index < index:
+            new_index = 0
+        index = new_index
+        if _unique_sorted(backends) != _unique_sorted(pending):
+            pending = backends
+            quiet_until = time.monotonic() + min_wait
+    return index, pending
+
+
+def run_sync_loop(
+    cfg: FleetConfig,
+    consul_client: consul.Consul,
+    stop_event: threading.Event,
+    *,
+    min_wait: float = 0.2,
+    max_wait: float = 1.0,
+    reloader: Reloader | None = None,
+    query_wait: float = 5.0,
+    backoff_cap: float = 5.0,
+    guard: threading.Lock | None = None,
+    down_nodes: Callable[[], set[str]] | None = None,
+) -> None:
+    """Watch Consul until `stop_event` is set, keeping upstream.conf and nginx in step.
+
+    Every wake-up (a change, or `query_wait` with none) re-renders and compares, which also
+    picks up an edited template or a deleted file. Consul errors back off exponentially up
+    to `backoff_cap` while nginx keeps the last good upstream. `guard` is held while files
+    are written and nginx reloaded, so a stopping process can wait for exactly that.
+    """
+    reloader = reloader or NginxReloader(cfg)
+    guard = guard or threading.Lock()
+    index: int | None = None
+    applied: list[Backend] | None = None
+    delay = 0.25
+    consul_down = False
+    last_error = ""
+    while not stop_event.is_set():
+        try:
+            new_index, backends = passing_backends(
+                consul_client, cfg.service_name, index, _duration(query_wait), down_nodes
+            )
+            if index is not None and new_index < index:
+                new_index = 0  # the agent restarted or its raft index went back: start over
+            if applied is not None and _unique_sorted(backends) != _unique_sorted(applied):
+                new_index, backends = _debounce(
+                    cfg, consul_client, stop_event, new_index, backends, min_wait, max_wait, down_nodes
+                )
+            index = new_index or None
+        except consul_api.CONSUL_ERRORS as exc:
+            if not consul_down:
+                _update_state(cfg, consul_ok=False, last_error=f"consul: {exc}", last_error_at=time.time())
+            consul_down = True
+            log.warning("consul unreachable (%s); keeping the last upstream, retry in %.2fs", exc, delay)
+            index = None
+            stop_event.wait(delay)
+            delay = min(delay * 2, backoff_cap)
+            continue
+        if consul_down:
+            log.info("consul reachable again")
+            consul_down = False
+            _update_state(cfg, consul_ok=True)
+        delay = 0.25
+        with guard:
+            if stop_event.is_set():
+                break
+            try:
+                apply_backends(cfg, backends, reloader)
+            except GatewayError as exc:
+                if str(exc) != last_error:
+                    log.error("kept the last good upstream: %s", exc)
+                last_error = str(exc)
+                continue
+            last_error = ""
+            if applied is None:
+                # ensure_services waits for this: the loop is up and the file reflects Consul.
+                _update_state(cfg, pid=os.getpid(), synced_at=time.time(), consul_ok=True)
+            applied = backends
+
+
+def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float = 1.0) -> int:
+    """Entry point for `fleetctl sync`: run the loop until SIGTERM/SIGINT; returns an exit code.
+
+    The loop runs in a thread so a signal stops the process at once instead of after the
+    current blocking query; only a render in progress is waited for.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    guard = threading.Lock()
+    failure: list[BaseException] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping the sync loop", signum)
+        stop.set()
+
+    def target() -> None:
+        try:
+            if cfg.clustered:
+                # Gossip, not the catalog, says first that a host died; look every second.
+                client = consul_api.client_for(cfg)
+                # An election fails queries for a second or two: retry often, not after 5 s.
+                run_sync_loop(cfg, client, stop, min_wait=min_wait, max_wait=max_wait, guard=guard,
+                              query_wait=1.0, backoff_cap=0.5, down_nodes=lambda: cluster.down_nodes(client))
+            else:
+                run_sync_loop(
+                    cfg, consul_api.client_for(cfg), stop, min_wait=min_wait, max_wait=max_wait, guard=guard
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below, not swallowed
+            failure.append(exc)
+            log.exception("sync loop crashed")
+            stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=target, name="fleet-sync", daemon=True)
+    thread.start()
+    if cfg.auth:
+        from fleetctl.gateway import access
+
+        keys_thread = threading.Thread(
+            target=access.run_keys_loop, name="fleet-keys", daemon=True,
+            args=(cfg, consul_api.client_for(cfg), stop, guard, NginxReloader(cfg)),
+        )
+        keys_thread.start()
+    log.info(
+        "sync loop started (pid %d, service %r, consul %s)", os.getpid(), cfg.service_name, cfg.consul_address
+    )
+    while thread.is_alive() and not stop.is_set():
+        stop.wait(0.5)
+    with guard:  # a render/reload in progress finishes; a blocking query is simply abandoned
+        log.info("sync loop stopped")
+    return 1 if failure else 0

@@ -1,0 +1,303 @@
+"""The OCR engine: PP-OCR det/cls/rec ONNX models from the rapidocr wheel, loaded once per process.
+
+No Flask here. The engine never touches the network: every model path is explicit and
+points inside the installed rapidocr package.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+import cv2
+import numpy as np
+
+from ocr_app.config import Settings
+from ocr_app.engine.sessions import (
+    ArenaSession,
+    IdleRelease,
+    Releasable,
+    ShrinkingSession,
+    TightDetector,
+    det_size,
+    session_options,
+    stage_options,
+    tight_session,
+)
+from ocr_app.models.profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
+from ocr_app.pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
+from ocr_app.pipeline import orientation_key
+
+log = logging.getLogger(__name__)
+
+
+class EngineError(RuntimeError):
+    """The models could not be loaded or run."""
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    confidence: float
+    box: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    confidence: float
+    box: list[list[float]]
+    words: list[Word] | None = None  # only when the request asked for word boxes
+
+    def to_dict(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"text": self.text, "confidence": self.confidence, "box": self.box}
+        if self.words is not None:
+            item["words"] = [{"text": w.text, "confidence": w.confidence, "box": w.box} for w in self.words]
+        return item
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    lines: list[Line] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def profile_digest(profile: Profile) -> str:
+    """A short digest of the model bytes and settings, so a model change never serves stale cache entries."""
+    h = hashlib.sha256(f"{profile.name}|{sorted(profile.det_params.items())}".encode())
+    if (profile.runtime, profile.precision) != ("onnxruntime", "fp32") or profile.rec_params:
+        h.update(f"|{profile.runtime}|{profile.precision}|{sorted(profile.rec_params.items())}".encode())
+    for path in profile.files():
+        h.update(_digest_file(path).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_namespace(profile: Profile, s: Settings) -> str:
+    """The engine, profile, models, pipeline, detection limits and page orientation: all of an answer's
+    inputs besides the image bytes."""
+    return (f"{profile.name}:{profile.engine}:{profile_digest(profile)}:p{PIPELINE_VERSION}"
+            f":d{s.det_limit_side}-{s.det_max_side}:o{orientation_key(s.orientation, s.orientation_check_side)}")
+
+
+@lru_cache(maxsize=16)
+def _digest_file(path: Path) -> str:
+    return sha256_file(path)
+
+
+# Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band of ~3 MB
+# instead of two float64 copies of the whole input (123 MB at 1600x1600).
+NORMALIZE_PIXELS = 128 * 1024
+
+
+def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
+    """Detection resize that lifts the short side to `limit_side` but never the long side past `max_side`.
+
+    rapidocr's stock 'min' rule blows a 709x132 strip up to 3950x736 (430 MB measured); capping the
+    long side keeps memory and time bounded while small text in normal photos still gets upscaled.
+    """
+
+    class CappedDetPreProcess(base):
+        def resize(self, img: np.ndarray) -> np.ndarray | None:
+            resize_h, resize_w = det_size(img.shape[0], img.shape[1], limit_side, max_side)
+            return cv2.resize(img, (resize_w, resize_h))
+
+        def __call__(self, img: np.ndarray) -> np.ndarray | None:
+            """rapidocr's normalization to the value, written into a C-ordered tensor band by band.
+
+            Its own ends in a transposed (non-contiguous) array, which ONNX Runtime's binding copies
+            again for the run: +30 MB alive through a detection at 1600x1600 (measured)."""
+            resized = self.resize(img)
+            if resized is None:
+                return None
+            height, width = resized.shape[:2]
+            out = np.empty((1, 3, height, width), dtype=np.float32)
+            band = max(1, NORMALIZE_PIXELS // max(1, width))
+            for top in range(0, height, band):
+                rows = self.normalize(resized[top:top + band])  # float64, as rapidocr computes it
+                out[0, :, top:top + band] = rows.transpose(2, 0, 1)  # the same cast as its astype(float32)
+            return out
+
+    return CappedDetPreProcess
+
+
+class Engine:
+    """One profile's PP-OCR pipeline. Build one per process (after fork); calls are serialized by a lock,
+    shared by every engine of the worker so that one OCR job runs at a time whatever its profile."""
+
+    def __init__(self, settings: Settings, profile: Profile | None = None,
+                 lock: threading.Lock | None = None) -> None:
+        self.settings = settings
+        self.profile = profile or accurate_profile()
+        self._lock = lock or threading.Lock()
+        cv2.setNumThreads(1)
+        started = time.perf_counter()
+        self._ocr = self._build()
+        self._ocr_words = self._with_word_boxes(self._ocr)
+        log.info("engine %r loaded in %.2fs (%s; %s %s; threads=%d, arena=%s)", self.profile.name,
+                 time.perf_counter() - started, self.profile.models, self.profile.runtime, self.profile.precision,
+                 settings.threads, settings.ort_arena)
+
+    @property
+    def cache_namespace(self) -> str:
+        """What besides the image bytes decides the answer: profile, models, pipeline, detection limits and
+        page orientation (OCR_ORIENTATION)."""
+        return cache_namespace(self.profile, self.settings)
+
+    def _build(self) -> Any:
+        profile, s = self.profile, self.settings
+        try:
+            # Each model loads once, with our options, and is checked before rapidocr sees it.
+            sessions = validate(profile, load_sessions(profile, stage_options(s)))
+        except ProfileError as exc:
+            raise EngineError(str(exc)) from exc
+        try:
+            from rapidocr import RapidOCR
+            from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+            params: dict[str, Any] = {
+                "Global.log_level": "error",  # its own colored handler; "no text found" is not a warning
+                "Global.use_cls": profile.cls is not None,
+                "Det.model_path": str(profile.det),
+                "Rec.model_path": str(profile.rec),
+                "EngineConfig.onnxruntime.intra_op_num_threads": s.threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                "EngineConfig.onnxruntime.enable_cpu_mem_arena": s.ort_arena,
+            }
+            if profile.cls is not None:
+                params["Cls.model_path"] = str(profile.cls)
+            if profile.rec_dict is not None:
+                params["Rec.rec_keys_path"] = str(profile.rec_dict)
+            params.update({f"Det.{key}": value for key, value in profile.det_params.items()})
+            params.update({f"Rec.{key}": value for key, value in profile.rec_params.items()})
+            ocr = RapidOCR(params=params)
+            # Hand rapidocr the sessions built above (its "session" hook), then load the stages now
+            # rather than lazily on the first request.
+            for stage, section in (("det", ocr.cfg.Det), ("cls", ocr.cfg.Cls), ("rec", ocr.cfg.Rec)):
+                if stage in sessions:
+                    section._set_flag("allow_objects", True)
+                    section.session = sessions[stage]
+            ocr._load_det_model()
+            if profile.cls is not None:
+                ocr._load_cls_model()
+            ocr._load_rec_model()
+            det: Any = ocr.text_det
+            capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
+            det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
+            self._idle = IdleRelease(self._wrap_sessions(ocr), self._lock, s.arena_idle_seconds)
+            return ocr
+        except Exception as exc:  # a broken install must fail loudly at start-up, not per request
+            raise EngineError(f"could not load the OCR models of profile {profile.name!r}: {exc}") from exc
+
+    def _wrap_sessions(self, ocr: Any) -> list[Releasable]:
+        """Put each stage's arena policy around its session; returns the arenas to empty after a job."""
+        s = self.settings
+        stages = {"det": ocr.text_det, "cls": ocr.text_cls, "rec": ocr.text_rec}
+        arenas: list[Releasable] = []
+        # OpenVINO's compiled models (balanced) keep their buffers like an arena: emptied when idle too
+        openvino = {"det", "rec"} if self.profile.runtime == "openvino" else set()
+        for name, stage in stages.items():
+            if stage is None:
+                continue
+            if name in openvino:
+                arenas.append(stage.session.session)
+                continue
+            if s.ort_arena:
+                stage.session.session = ShrinkingSession(stage.session.session)
+            elif {"det": s.det_arena, "rec": s.rec_arena}.get(name, False):
+                stage.session.session = ArenaSession(stage.session.session)
+                arenas.append(stage.session.session)
+        if s.det_tight_pixels and not s.ort_arena:
+            tight = None
+            # an arena's high-water mark is what a big detection must not leave: a second session of the
+            # model without one runs the big inputs (not for OpenVINO's detection, which has no arena)
+            if s.det_arena and "det" not in openvino:
+                tight = tight_session(self.profile.det, session_options(s), ocr.text_det.session.session)
+            ocr.text_det = TightDetector(ocr.text_det, s.det_tight_pixels, s.det_limit_side, s.det_max_side,
+                                         tight, before=lambda: self._idle.empty_now())
+        return arenas
+
+    @staticmethod
+    def _with_word_boxes(ocr: Any) -> Any:
+        """A second pipeline object that returns word boxes: a shallow copy, so it shares the loaded models
+        and every other setting.
+
+        Word boxes are a per-request choice; passing it to RapidOCR's __call__ would write it into the
+        shared pipeline (STYLE rule 3), so each choice gets its own fixed pipeline instead.
+        """
+        words = copy.copy(ocr)
+        words.return_word_box = True
+        return words
+
+    def recognize(self, bgr: np.ndarray, words: bool = False) -> OcrResult:
+        """OCR one BGR image. Never pass per-request options to RapidOCR: they stick to the engine."""
+        started = time.perf_counter()
+        split = words
+        with self._lock:
+            try:
+                out = self._ocr_words(bgr) if words else self._ocr(bgr)
+            except IndexError:  # rapidocr's word lists can fall out of step with its lines: keep the lines
+                if not words:
+                    raise
+                out, split = self._ocr(bgr), False
+            finally:
+                self._idle.page_done()
+        lines: list[Line] = []
+        if out is not None and getattr(out, "txts", None) and getattr(out, "boxes", None) is not None:
+            per_line = _word_results(out) if split else ([[] for _ in out.txts] if words else None)
+            for i, (box, text, score) in enumerate(zip(out.boxes, out.txts, out.scores, strict=False)):
+                lines.append(Line(
+                    text=str(text),
+                    confidence=round(float(score), 4),
+                    box=_points(box),
+                    words=None if per_line is None else per_line[i],
+                ))
+        return OcrResult(lines=lines, elapsed=time.perf_counter() - started)
+
+    def warm_up(self) -> OcrResult:
+        """Run one OCR on a tiny synthetic image so the first real request doesn't pay for graph set-up."""
+        return self.recognize(warm_up_image())
+
+
+def warm_up_image() -> np.ndarray:
+    """A small white image with two words: enough to run every stage once."""
+    img = np.full((64, 256, 3), 255, dtype=np.uint8)
+    cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+    return img
+
+
+def build_engines(settings: Settings) -> dict[str, Engine]:
+    """One engine per enabled profile, sharing the worker's lock; the default profile first."""
+    if settings.engine == "paddleocr":  # PaddleOCR's own pipeline, from its own venv (paddle_engine.py)
+        from ocr_app.engine.paddle import build_engines as build_paddle_engines
+
+        return cast("dict[str, Engine]", build_paddle_engines(settings))
+    try:
+        enabled = plan(settings)
+    except ProfileError as exc:
+        raise EngineError(str(exc)) from exc
+    lock = threading.Lock()
+    order = [settings.profile] + [name for name in enabled if name != settings.profile]
+    return {name: Engine(settings, enabled[name], lock) for name in order}
+
+
+def _points(box: Any) -> list[list[float]]:
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box).tolist()]
+
+
+def _word_results(out: Any) -> list[list[Word]]:
+    """rapidocr's word boxes, one list per line; a line it could not split keeps an empty list.
+
+    rapidocr drops the word list of a line without word boxes, which shifts the rest: when the counts
+    differ, every line gets an empty list rather than another line's words.
+    """
+    found = list(getattr(out, "word_results", None) or ())
+    if len(found) != len(out.txts):
+        return [[] for _ in out.txts]
+    return [[Word(text=str(text), confidence=round(float(score), 4), box=_points(box))
+             for text, score, box in line] for line in found]

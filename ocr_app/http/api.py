@@ -1,0 +1,265 @@
+"""The /api/ocr blueprint: turns the three accepted input forms into bytes and the outcome into JSON."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from ocr_app.config import Settings
+from ocr_app.documents.formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
+from ocr_app.documents.images import sniff_format
+from ocr_app.documents.pages import (
+    PAGE_DISPATCH,
+    PageAnswer,
+    PageDispatch,
+    Recognition,
+    image_page,
+    local_runner,
+    recognize_upload,
+)
+from ocr_app.documents.pdf import is_pdf
+from ocr_app.errors import (
+    BadBase64,
+    FormatNeedsOneFile,
+    MalformedRequest,
+    MissingImage,
+    OcrError,
+    TooManyFiles,
+    UnsupportedContentType,
+)
+from ocr_app.jobs.fanout import PAGE_HEADER, PageFanout, gateway_runner
+from ocr_app.ops.logs import PROFILE_KEY
+from ocr_app.options import PageOptions, RequestOptions, parse_options
+from ocr_app.service.ocr_service import OcrService, Outcome
+
+log = logging.getLogger(__name__)
+
+FILE_FIELDS = ("image", "file", "image_file")
+RAW_TYPES = ("application/octet-stream",)
+DOCUMENT_TYPES = ("application/pdf", "application/x-pdf")
+
+bp = Blueprint("api", __name__)
+
+
+def _service() -> OcrService:
+    service: OcrService = current_app.extensions["ocr"]
+    return service
+
+
+@contextmanager
+def _dispatch(data: bytes) -> Iterator[PageDispatch | None]:
+    """How this request runs a document's pages: through the gateway over the whole fleet when this
+    worker may fan out one more document and the request is not itself a page; else locally."""
+    custom: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
+    fanout: PageFanout = current_app.extensions["ocr_fanout"]
+    if custom is not None or not (is_pdf(data) or sniff_format(data) == "TIFF"):
+        yield custom  # an image never needs a lease
+        return
+    service = _service()
+
+    def count(where: str) -> None:
+        service.metrics.fanout_pages.labels(where=where).inc()
+
+    with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
+        local = local_runner(service)
+        if not parallel:
+            def counted(page: bytes, options: PageOptions) -> PageAnswer:
+                count("local")
+                return local(page, options)
+
+            yield PageDispatch(counted)
+            return
+        runner = gateway_runner(fanout, local, PageAnswer, request.headers.get("X-Request-ID", ""), count)
+        yield PageDispatch(runner, parallel)
+
+
+@bp.before_request
+def _start() -> None:
+    g.ocr_started = time.perf_counter()
+    _service().metrics.inflight.inc()
+
+
+@bp.after_request
+def _count(resp: Response) -> Response:
+    _service().metrics.observe_request(resp.status_code,
+                                       time.perf_counter() - g.get("ocr_started", time.perf_counter()))
+    resp.headers["X-Instance"] = _service().settings.instance_id
+    return resp
+
+
+@bp.teardown_request
+def _done(exc: BaseException | None) -> None:
+    _service().metrics.inflight.dec()
+
+
+@bp.post("/api/ocr")
+def ocr() -> Response:
+    """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
+    service = _service()
+    # A big body is read only when the worker can take it (OCR_READ_AHEAD_MB); a document's page never
+    # waits, as its document may hold this worker's slot while it waits for the page, and a body over
+    # the upload limit is refused at once.
+    length = request.content_length
+    waits = PAGE_HEADER not in request.headers and (length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]
+    with service.uploads.reading(length if waits else None):
+        return _ocr(service)
+
+
+def _ocr(service: OcrService) -> Response:
+    uploads, params = read_uploads()
+    bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
+    options = parse_options(params, service.settings, bypass_cache=bypass)
+    profile = service.profile_name(options.page.profile)  # 400 at once if unknown, before any work
+    request.environ[PROFILE_KEY] = profile  # for the access log
+    if len(uploads) > service.settings.max_batch:
+        raise TooManyFiles(len(uploads), service.settings.max_batch)
+    if len(uploads) > 1:
+        if options.format != "json":
+            raise FormatNeedsOneFile(options.format)
+        return _batch(service, uploads, options, profile)
+    _, data = uploads[0]
+    with _dispatch(data) as dispatch:
+        rec = recognize_upload(service, data, options, dispatch)
+    resp = Response(answer_body(rec, data, options, service.settings, profile), status=200,
+                    content_type=CONTENT_TYPES[options.format])
+    resp.headers["X-Cache"] = rec.cache
+    resp.headers["X-OCR-Profile"] = profile
+    return resp
+
+
+@bp.get("/api/profiles")
+def profiles() -> Response:
+    """The profiles this instance serves: models, runtime, precision, and the default."""
+    return jsonify(_service().describe_profiles())
+
+
+def answer_body(rec: Recognition, data: bytes, options: RequestOptions, settings: Settings, profile: str) -> bytes:
+    """The body in the requested format; a plain image in JSON keeps today's exact bytes."""
+    if options.format == "json":
+        if rec.document:
+            return document_body(rec, settings.instance_id, settings.engine)
+        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time, profile, settings.engine),
+                            settings.instance_id)
+    pages = rec.pages if rec.document else [image_page(data, rec)]
+    if options.format == "text":
+        return as_text(pages).encode()
+    if options.format == "hocr":
+        return as_hocr(pages).encode()
+    return json.dumps(as_textract(pages), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: RequestOptions,
+           profile: str) -> Response:
+    """One entry per file, in order; a bad file gets its own error entry and the others still run."""
+    parts = []
+    for name, data in uploads:
+        try:
+            with _dispatch(data) as dispatch:
+                rec = recognize_upload(service, data, options, dispatch)
+            body = answer_body(rec, data, options, service.settings, profile)
+        except OcrError as exc:
+            body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        except Exception:  # one file's bug must not lose the others' answers
+            log.exception("unexpected error on a file of a batch")
+            body = b'{"code":50001,"msg":"internal error: the failure was logged","data":[]}'
+        parts.append(body[:-1] + b',"filename":' + json.dumps(name, ensure_ascii=False).encode() + b"}")
+    resp = Response(b'{"code":0,"msg":"success","results":[' + b",".join(parts) + b"]}", status=200,
+                    mimetype="application/json")
+    resp.headers["X-OCR-Profile"] = profile
+    return resp
+
+
+def success_body(outcome: Outcome, instance_id: str) -> bytes:
+    """The 200 body, spliced from the cached JSON of the lines rather than re-serialized."""
+    return b"".join((
+        b'{"code":0,"msg":"success","data":', outcome.data_json,
+        b',"cost_time":', f"{outcome.cost_time:.4f}".encode(),
+        b',"cached":', b"true" if outcome.cache in ("HIT", "COALESCED") else b"false",
+        b',"instance":', json.dumps(instance_id).encode(),
+        b',"profile":', json.dumps(outcome.profile).encode(),
+        b',"engine":', json.dumps(outcome.engine).encode(), b"}",
+    ))
+
+
+def wants_bypass(cache_control: str, pragma: str) -> bool:
+    """`Cache-Control: no-cache` (or the HTTP/1.0 Pragma) runs the model even for a known image."""
+    return "no-cache" in cache_control.lower() or pragma.lower() == "no-cache"
+
+
+def is_raw_image_type(mimetype: str) -> bool:
+    return mimetype.startswith("image/") or mimetype in RAW_TYPES
+
+
+def read_uploads() -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """The uploaded files (name, bytes) and the request's parameters, from whichever form was used.
+
+    Parameters come from the query string, overridden by multipart form fields or JSON keys.
+    """
+    params = {k: v for k, v in request.args.items()}
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        uploads = _from_multipart()
+        params.update({k: v for k, v in request.form.items() if k not in FILE_FIELDS})
+        return uploads, params
+    if is_raw_image_type(mimetype) or mimetype in DOCUMENT_TYPES:
+        return [("", request.get_data(cache=False))], params
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        data, extra = _from_json()
+        params.update(extra)
+        return [("", data)], params
+    if not mimetype and not request.content_length:
+        raise MissingImage()
+    raise UnsupportedContentType(
+        f"Content-Type {mimetype or '(none)'!r} is not accepted: use multipart/form-data, image/*, "
+        "application/pdf, application/octet-stream or application/json")
+
+
+def _from_multipart() -> list[tuple[str, bytes]]:
+    if "boundary" not in request.mimetype_params:
+        raise MalformedRequest("multipart body without a boundary")
+    files = request.files
+    uploads = [(upload.filename or name, upload.read()) for name in FILE_FIELDS for upload in files.getlist(name)]
+    if uploads:
+        return uploads
+    for name in FILE_FIELDS:
+        if name in request.form:
+            raise MissingImage(f"field '{name}' was sent as text, not as a file: use -F '{name}=@photo.jpg'")
+    sent = sorted(set(files) | set(request.form))
+    if sent:
+        raise MissingImage(f"no image field: got {', '.join(sent)}; send the image as field 'image'")
+    raise MissingImage("the multipart body has no image part (empty or malformed): send field 'image'")
+
+
+def _from_json() -> tuple[bytes, dict[str, str]]:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise MalformedRequest('the body is not a JSON object: send {"image_base64": "..."}')
+    encoded = payload.get("image_base64")
+    if not isinstance(encoded, str) or not encoded.strip():
+        raise MissingImage('JSON field "image_base64" is missing or empty')
+    if encoded.startswith("data:"):
+        _, sep, encoded = encoded.partition(",")
+        if not sep:
+            raise BadBase64("the data: URL has no ',' before its base64 payload")
+    compact = "".join(encoded.split())
+    compact += "=" * (-len(compact) % 4)
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadBase64() from None
+    return data, {k: _param(v) for k, v in payload.items() if k != "image_base64" and v is not None}
+
+
+def _param(value: object) -> str:
+    """JSON values as the query string would carry them (true -> "1")."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+

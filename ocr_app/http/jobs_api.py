@@ -1,0 +1,99 @@
+"""The /api/jobs blueprint: submit a file for later, ask about it from any instance, cancel it."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ocr_app.documents.images import decode_image
+from ocr_app.documents.pages import PageResult, Recognition, load_pages
+from ocr_app.errors import JobNeedsOneFile, JobStoreUnavailable
+from ocr_app.http.api import answer_body, read_uploads, wants_bypass
+from ocr_app.jobs.store import JobPage, JobStore, JobView
+from ocr_app.options import parse_options
+from ocr_app.service.ocr_service import OcrService
+
+bp = Blueprint("jobs", __name__)
+
+# Parameters a job keeps to answer in the format asked for; the password never reaches Redis.
+KEPT_PARAMS = ("format", "words", "pages", "dpi", "pdf_text")
+PER_REQUEST = ("cost_time", "cached", "instance")
+
+
+def _store() -> JobStore:
+    store: JobStore | None = current_app.extensions.get("ocr_jobs")
+    if store is None:
+        raise JobStoreUnavailable("jobs need Redis and OCR_REDIS_URL is empty")
+    return store
+
+
+def _service() -> OcrService:
+    service: OcrService = current_app.extensions["ocr"]
+    return service
+
+
+@bp.after_request
+def _instance(resp: Response) -> Response:
+    resp.headers["X-Instance"] = _service().settings.instance_id
+    return resp
+
+
+@bp.post("/api/jobs")
+def submit() -> Response:
+    """Takes what /api/ocr takes (one file); checks it, answers 202 at once with the job's id."""
+    store = _store()
+    settings = _service().settings
+    uploads, params = read_uploads()
+    if len(uploads) != 1:
+        raise JobNeedsOneFile(len(uploads))
+    bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
+    options = replace(parse_options(params, settings, bypass_cache=bypass), preview=False)
+    profile = _service().profile_name(options.page.profile)  # 400 at once if unknown
+    _, data = uploads[0]
+    works = load_pages(data, settings, options)  # every page checked and rendered before anything is queued
+    if works is None:
+        image = decode_image(data, settings)
+        pages = [JobPage(1, image.width, image.height, data)]
+    else:
+        pages = [JobPage(w.plan.number, w.plan.width, w.plan.height, w.image, w.lines) for w in works]
+    kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
+    job_id = store.submit(pages, document=works is not None, words=options.needs_words, bypass=bypass,
+                          params={**kept, "profile": profile}, profile=profile)
+    done = sum(p.image is None for p in pages)
+    resp = jsonify({"code": 0, "msg": "success", "job_id": job_id, "status": "queued" if done < len(pages)
+                    else "done", "progress": {"done": done, "total": len(pages)}})
+    resp.status_code = 202
+    resp.headers["Location"] = f"/api/jobs/{job_id}"
+    return resp
+
+
+@bp.get("/api/jobs/<job_id>")
+def status(job_id: str) -> Response:
+    view = _store().get(job_id)
+    return jsonify(view.to_dict(_result(view) if view.pages is not None else None))
+
+
+@bp.delete("/api/jobs/<job_id>")
+def cancel(job_id: str) -> Response:
+    status = _store().cancel(job_id)
+    return jsonify({"code": 0, "msg": "success", "job_id": job_id, "status": status})
+
+
+def _result(view: JobView) -> Any:
+    """The answer /api/ocr would have given, in the job's format: JSON as an object, text and hOCR as a string."""
+    settings = _service().settings
+    options = parse_options(view.params, settings)
+    pages = [PageResult(n, w, h, source, lines) for n, w, h, source, lines in view.pages or []]
+    if view.document or options.format != "json":
+        rec = Recognition(document=True, pages=pages)
+    else:
+        rec = Recognition(document=False, data_json=json.dumps(pages[0].lines if pages else []).encode())
+    body = answer_body(rec, b"", options, settings, view.params.get("profile") or settings.profile)
+    if options.format not in ("json", "textract"):
+        return body.decode()
+    result = json.loads(body)
+    for key in PER_REQUEST:  # they describe a request, not the job (its pages ran on many instances)
+        result.pop(key, None)
+    return result

@@ -1,0 +1,116 @@
+"""A document's pages spread over the fleet: each page goes back through the gateway as an image.
+
+The gateway balances the pages (least_conn), retries a busy instance's 503 elsewhere, and each page
+is cached by its own hash like any image. No loops: a page request carries PAGE_HEADER and is always
+OCRed where it lands. No deadlock: a worker fans out at most `per_worker / per_doc` documents at once
+(the others run locally, through the worker's bounded queue), each with at most `per_doc` pages in
+flight, and a page request never waits on anything but an engine.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+import requests
+
+from ocr_app.errors import PageFailed
+
+log = logging.getLogger(__name__)
+
+PAGE_HEADER = "X-OCR-Page"
+CONNECT_TIMEOUT = 2.0
+
+
+class PageFanout:
+    """Sends pages through the gateway; `fetch` answers None whenever a page should run locally."""
+
+    def __init__(self, gateway_url: str, per_doc: int, per_worker: int, read_timeout: float) -> None:
+        self.gateway_url = gateway_url.rstrip("/")
+        self.per_doc = per_doc
+        self.read_timeout = read_timeout
+        self._slots = threading.BoundedSemaphore(per_worker)  # pages this worker has out at once
+        self._docs = threading.BoundedSemaphore(max(1, per_worker // per_doc))
+
+    @contextmanager
+    def document(self, allowed: bool = True) -> Iterator[int]:
+        """How many of this document's pages may be in flight through the gateway; 0: run them here."""
+        if not self.gateway_url or not allowed or not self._docs.acquire(blocking=False):
+            yield 0
+            return
+        try:
+            yield self.per_doc
+        finally:
+            self._docs.release()
+
+    def fetch(self, data: bytes, number: int, bypass: bool, query: Mapping[str, str] | None = None,
+              request_id: str = "") -> tuple[list[dict[str, Any]], str] | None:
+        """One page's lines and X-Cache from the fleet; None to run it here (gateway away, fleet busy)."""
+        headers = {"Content-Type": "application/octet-stream", PAGE_HEADER: str(number)}
+        if bypass:
+            headers["Cache-Control"] = "no-cache"
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        try:
+            with self._slots:
+                resp = requests.post(f"{self.gateway_url}/api/ocr", params=dict(query or {}), data=data,
+                                     headers=headers, timeout=(CONNECT_TIMEOUT, self.read_timeout))
+        except requests.RequestException as exc:
+            log.warning("fan-out: page %d runs locally, the gateway failed: %s", number, exc)
+            return None
+        if resp.status_code == 200:
+            try:
+                lines = resp.json()["data"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("fan-out: page %d runs locally, the gateway's answer was not OCR JSON", number)
+                return None
+            return lines, resp.headers.get("X-Cache", "MISS")
+        if resp.status_code >= 500:  # 503: every instance the gateway tried was full; ours decides now
+            return None
+        raise _page_error(number, resp)
+
+
+class PageOptionsLike(Protocol):
+    """What a page runner's options must offer: whether to skip the cache, and the query that asks for them."""
+
+    @property
+    def bypass_cache(self) -> bool: ...
+
+    def to_query(self) -> dict[str, str]: ...
+
+
+Opts = TypeVar("Opts", bound=PageOptionsLike)
+Answer = TypeVar("Answer")
+
+
+def gateway_runner(fanout: PageFanout, local: Callable[[bytes, Opts], Answer],
+                   answer: Callable[[list[dict[str, Any]], str], Answer], request_id: str = "",
+                   on_page: Callable[[str], None] = lambda where: None) -> Callable[[bytes, Opts], Answer]:
+    """A page runner for the document loader: each page through the gateway, or `local` when it can't.
+
+    `answer(lines, x_cache)` builds the runner's answer from the fleet's reply; pages are numbered in the
+    order the runner is called, for the page header and the logs.
+    """
+    numbers = itertools.count(1)
+
+    def run(data: bytes, options: Opts) -> Answer:
+        got = fanout.fetch(data, next(numbers), options.bypass_cache, options.to_query(), request_id)
+        on_page("local" if got is None else "fleet")
+        return local(data, options) if got is None else answer(*got)
+
+    return run
+
+
+def _page_error(number: int, resp: requests.Response) -> PageFailed:
+    """A 4xx for a page we rendered ourselves: pass its status, code and message on."""
+    try:
+        body = resp.json()
+        code, msg = int(body["code"]), str(body["msg"])
+    except (ValueError, KeyError, TypeError):
+        code, msg = resp.status_code * 100, resp.text[:200]
+    error = PageFailed(f"page {number}: {msg}")
+    error.status, error.code = resp.status_code, code
+    return error
