@@ -32,8 +32,8 @@ def fleet_engine(env: Mapping[str, str]) -> Recognizer:
     (the profile is OCR_PROFILE's)."""
     from ocr_app.config import Settings
     from ocr_app.documents.images import decode_image
+    from ocr_app.engine.catalog import plan
     from ocr_app.engine.rapid import Engine
-    from ocr_app.models.profiles import plan
 
     settings = Settings.from_env(dict(env))
     engine = Engine(settings, plan(settings)[settings.profile])

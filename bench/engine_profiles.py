@@ -97,8 +97,8 @@ def child_main() -> int:
 
     from ocr_app.config import Settings
     from ocr_app.documents.images import decode_image
+    from ocr_app.engine.factory import build_engines
     from ocr_app.engine.orientation import PageOrientation, Turned
-    from ocr_app.engine.rapid import build_engines
     from ocr_app.service.ocr_service import _malloc_tuning, in_reading_order
 
     out = sys.stdout

@@ -29,7 +29,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
     # Imported here so that loading ocr_app.config (the gunicorn master does) stays light.
     from flask import Flask
 
-    from ocr_app.engine.rapid import build_engines
+    from ocr_app.engine.factory import build_engines
     from ocr_app.http import api, health, jobs_api
     from ocr_app.http.fastpath import CacheHitFastPath
     from ocr_app.http.handlers import register_error_handlers

@@ -18,7 +18,7 @@ from typing import Any
 
 from ocr_app.config import ConfigError, Settings
 from ocr_app.engine import allocator
-from ocr_app.models.profiles import preflight
+from ocr_app.engine.catalog import preflight
 from ocr_app.ops.logs import gunicorn_logger_class
 
 # Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,

@@ -18,7 +18,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from ocr_app import Settings, create_app
-from ocr_app.engine.rapid import Line, OcrResult, Word
+from ocr_app.results import Line, OcrResult, Word
 
 RAW = {"Content-Type": "image/png"}
 

@@ -11,8 +11,8 @@ from rapidocr import RapidOCR
 from bench.images import generate
 from ocr_app.config import Settings
 from ocr_app.documents.images import decode_image
+from ocr_app.engine.catalog import plan
 from ocr_app.engine.rapid import Engine
-from ocr_app.models.profiles import plan
 
 # Stock rapidocr lifts any short side to 736 px without a cap; ours caps the long side (OCR_DET_MAX_SIDE),
 # so the comparison lifts the cap and everything else is the instance's own code path.

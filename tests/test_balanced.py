@@ -15,9 +15,13 @@ from helpers import Proc, start_instance, text_image, worker_pids
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import decode_image
-from ocr_app.engine.rapid import Engine, build_engines, profile_digest
+from ocr_app.engine.catalog import plan
+from ocr_app.engine.factory import build_engines
+from ocr_app.engine.rapid import Engine
+from ocr_app.engine.sessions import load_sessions
 from ocr_app.models import cpu
-from ocr_app.models.profiles import ProfileError, accurate_profile, load_sessions, plan
+from ocr_app.models.digests import profile_digest
+from ocr_app.models.profiles import ProfileError, accurate_profile
 
 EPYC_WITHOUT_AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "sha_ni", "vaes", "vpclmulqdq"})
 BF16 = {"OCR_CPU_FLAGS": "avx2,fma,avx512f,avx512_bf16"}

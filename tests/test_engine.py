@@ -11,7 +11,8 @@ from PIL import Image
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import decode_image
-from ocr_app.engine.rapid import Engine, _capped_preprocess, profile_digest
+from ocr_app.engine.rapid import Engine, _capped_preprocess
+from ocr_app.models.digests import profile_digest
 from ocr_app.models.profiles import accurate_profile
 
 SETTINGS = Settings.from_env({})

@@ -21,9 +21,9 @@ from PIL import Image
 from bench.bigimage import PeakRss, noisy_jpeg
 from ocr_app.config import Settings
 from ocr_app.documents.images import WORK_MAX_SIDE
-from ocr_app.engine.rapid import Line, OcrResult
 from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions
+from ocr_app.results import Line, OcrResult
 from ocr_app.service.cache import ResultCache
 from ocr_app.service.ocr_service import OcrService
 

@@ -13,9 +13,9 @@ from pages import Page, two_column_page
 from PIL import Image
 
 from ocr_app.config import ConfigError, Settings
+from ocr_app.engine.catalog import plan
 from ocr_app.engine.orientation import PageOrientation, model_path, read_upright
 from ocr_app.engine.rapid import Engine
-from ocr_app.models.profiles import plan
 from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions
 from ocr_app.service.cache import ResultCache

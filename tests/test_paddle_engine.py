@@ -127,8 +127,8 @@ def test_bad_inputs_get_documented_errors_and_workers_survive(paddle: Proc) -> N
 
 
 def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The start-up check an instance runs before any worker forks (`python -m ocr_app.models.profiles`)."""
-    return subprocess.run([paddle_python(), "-m", "ocr_app.models.profiles"], capture_output=True, text=True,
+    """The start-up check an instance runs before any worker forks (`python -m ocr_app.engine.catalog`)."""
+    return subprocess.run([paddle_python(), "-m", "ocr_app.engine.catalog"], capture_output=True, text=True,
                           timeout=300,
                           env={**os.environ, "OCR_ENGINE": "paddleocr", **env})
 
@@ -219,7 +219,7 @@ def test_default_venv_has_one_opencv_and_no_paddleocr() -> None:
     from ocr_app.models.paddle_models import opencv_distributions
 
     assert opencv_distributions() == ["opencv-python-headless"]
-    proc = subprocess.run([sys.executable, "-m", "ocr_app.models.profiles"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "ocr_app.engine.catalog"], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OCR_ENGINE": "paddleocr"})
     assert proc.returncode == 2 and "the paddleocr package is not installed in this venv" in proc.stderr
 

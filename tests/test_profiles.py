@@ -11,17 +11,11 @@ from helpers import text_image
 
 from ocr_app.config import ConfigError, Settings
 from ocr_app.documents.images import decode_image
-from ocr_app.engine.rapid import Engine, EngineError, build_engines
-from ocr_app.models.profiles import (
-    TINY_FILES,
-    ProfileError,
-    check_all,
-    fast_profile,
-    package_dir,
-    plan,
-    preflight,
-    read_dictionary,
-)
+from ocr_app.engine.base import EngineError
+from ocr_app.engine.catalog import check_all, plan, preflight
+from ocr_app.engine.factory import build_engines
+from ocr_app.engine.rapid import Engine
+from ocr_app.models.profiles import TINY_FILES, ProfileError, fast_profile, package_dir, read_dictionary
 
 
 def own_model(root: Path, name: str = "mymodel", dict_lines: int | None = None) -> Path:

@@ -25,8 +25,9 @@ from types import FrameType
 from typing import Any
 
 from fleetctl import procs
-from fleetctl.backends.base import FleetError, InstanceInfo
+from fleetctl.backends.types import InstanceInfo
 from fleetctl.config import FleetConfig
+from fleetctl.errors import FleetError
 from fleetctl.fleet import metrics_scrape
 
 log = logging.getLogger("fleetctl.autoscale.loop")

@@ -4,19 +4,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fleetctl.backends.base import (
-    Backend,
+from fleetctl.backends.base import Backend
+from fleetctl.backends.environment import config_hash, instance_env
+from fleetctl.backends.types import (
     BackendUnavailable,
-    FleetError,
     InstanceFailed,
     InstanceInfo,
     InstanceSpec,
     UnknownInstance,
-    config_hash,
-    instance_env,
     instance_id,
 )
 from fleetctl.config import BACKENDS, FleetConfig
+from fleetctl.errors import FleetError
 
 __all__ = [
     "Backend",

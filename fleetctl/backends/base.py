@@ -3,85 +3,11 @@ from __future__ import annotations
 
 import abc
 import collections
-import hashlib
-import json
-import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from fleetctl.cluster import acl, redis_auth
-from fleetctl.config import FleetConfig, instance_settings
+from fleetctl.backends.types import Converged, InstanceInfo, InstanceSpec, Plan
+from fleetctl.config import FleetConfig
 from fleetctl.logs import LogReader
-
-if TYPE_CHECKING:
-    from fleetctl.fleet.planner import Plan
-
-
-class FleetError(Exception):
-    """Something fleetctl cannot do; the CLI turns it into exit code 1 with its message."""
-
-    exit_code = 1
-
-
-class BackendUnavailable(FleetError):
-    """The runtime behind a backend (e.g. Docker) is missing or not running; the message says what to do."""
-
-
-class InstanceFailed(FleetError):
-    """An instance died or refused to start; carries the tail of its log so the user sees why."""
-
-
-class UnknownInstance(FleetError):
-    """No running instance has the given id."""
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    """What to start: identity, where it listens, and the environment it gets."""
-
-    id: str
-    port: int
-    config_hash: str
-    env: Mapping[str, str] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class InstanceInfo:
-    """A running instance as the runtime reports it (never read from a state file alone)."""
-
-    id: str
-    backend: str
-    host: str
-    port: int
-    pid: int | None = None
-    container_id: str | None = None
-    started_at: float = 0.0
-    config_hash: str = ""
-    node: str | None = None  # the machine it runs on, when the runtime places instances (Swarm)
-
-    @property
-    def address(self) -> str:
-        """host:port, the form Consul and the upstream file use."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def where(self) -> str:
-        """What runs it, for progress lines: a pid or a container."""
-        return f"pid {self.pid}" if self.pid else f"container {(self.container_id or '')[:12]}"
-
-    def uptime(self, now: float | None = None) -> float:
-        return max(0.0, (time.time() if now is None else now) - self.started_at)
-
-
-@dataclass(frozen=True)
-class Converged:
-    """What a backend that places instances itself did with a plan: what to wait for, what is leaving."""
-
-    started: list[InstanceInfo]
-    removed: list[InstanceInfo]
 
 
 class Backend(abc.ABC):
@@ -125,11 +51,9 @@ class Backend(abc.ABC):
         image or updated code shows as drift and gets replaced like a changed setting."""
         return ""
 
-    def plan(self, desired: int, actual: Sequence[InstanceInfo], cfg_hash: str, busy: set[int]) -> Plan:
-        """The convergence plan; a runtime that places instances itself predicts what it will do."""
-        from fleetctl.fleet.planner import plan
-
-        return plan(desired, actual, cfg_hash, base_port=self.cfg.base_port, busy_ports=busy)
+    def plan(self, desired: int, actual: Sequence[InstanceInfo], cfg_hash: str, busy: set[int]) -> Plan | None:
+        """A runtime that places instances itself predicts what it will do; None: fleetctl's own planner."""
+        return None
 
     def converge(self, p: Plan) -> Converged | None:
         """Hand the whole plan to a runtime that schedules (Swarm); None: fleetctl starts and stops
@@ -156,48 +80,11 @@ class Backend(abc.ABC):
         return "\n".join(collections.deque(reader.read_new(), maxlen=lines)) if reader is not None else "(no log)"
 
 
-def instance_id(port: int) -> str:
-    """Instance ids follow the port so they are stable, unique per host and readable."""
-    return f"ocr-{port}"
 
 
-def is_instance_id(name: str) -> bool:
-    """Whether `name` is one instance_id() makes (log files of instances sit beside the services')."""
-    return re.fullmatch(r"ocr-\d+", name) is not None
 
 
-def config_hash(cfg: FleetConfig, backend: str, artifact: str = "") -> str:
-    """Hash of everything that shapes an instance, so drift shows and gets replaced (compose's idea):
-    what it runs, and the environment it gets except its own identity."""
-    env = instance_env(cfg, "", 0)
-    # The gateway's address is the fleet's, not the instance's shape: a moved gateway only sends
-    # documents' pages back to local OCR until instances are replaced (ocr_app/jobs/fanout.py falls back).
-    for own in ("OCR_PORT", "OCR_INSTANCE_ID", "OCR_GATEWAY_URL"):
-        env.pop(own)
-    relevant: dict[str, object] = {"backend": backend, "artifact": artifact, "env": env}
-    if backend == "docker":
-        relevant["image"] = cfg.image
-    blob = json.dumps(relevant, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _consul_token(cfg: FleetConfig) -> dict[str, str]:
-    """OCR_CONSUL_TOKEN when the fleet's Consul has ACLs: the instances' own small token."""
-    token = acl.role_token(cfg, "instance")
-    return {"OCR_CONSUL_TOKEN": token} if token else {}
 
 
-def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
-    """The OCR_* environment an instance gets: its identity, where Consul and Redis are, and the
-    instance settings of the table in fleetctl/config.py (see docs/architecture.md)."""
-    return {
-        "OCR_HOST": cfg.gateway_host,  # other hosts' gateways dial it there in cluster mode
-        "OCR_PORT": str(port),
-        "OCR_INSTANCE_ID": spec_id,
-        "OCR_CONSUL_ADDR": cfg.consul_address,
-        **_consul_token(cfg),
-        "OCR_REDIS_URL": redis_auth.url(cfg),  # with our Redis's password in cluster mode
-        "OCR_SERVICE_NAME": cfg.service_name,
-        **instance_settings(cfg),
-        "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet
-    }

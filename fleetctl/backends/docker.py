@@ -19,13 +19,8 @@ from typing import Any
 import psutil
 
 from fleetctl import resources
-from fleetctl.backends.base import (
-    Backend,
-    BackendUnavailable,
-    InstanceFailed,
-    InstanceInfo,
-    InstanceSpec,
-)
+from fleetctl.backends.base import Backend
+from fleetctl.backends.types import BackendUnavailable, InstanceFailed, InstanceInfo, InstanceSpec
 from fleetctl.config import FleetConfig
 from fleetctl.logs import LogReader
 

@@ -17,8 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 from fleetctl import resources
-from fleetctl.backends.base import FleetError
 from fleetctl.config import FleetConfig
+from fleetctl.errors import FleetError
 
 PADDLE = "paddleocr"
 

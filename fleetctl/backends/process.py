@@ -22,8 +22,9 @@ from typing import Any
 import psutil
 
 from fleetctl import procs
-from fleetctl.backends.base import Backend, InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
+from fleetctl.backends.base import Backend
 from fleetctl.backends.engines import instance_python
+from fleetctl.backends.types import InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
 from fleetctl.config import SECRET_SETTINGS, FleetConfig
 from fleetctl.logs import FileReader, LogReader
 

@@ -14,21 +14,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from fleetctl.backends.base import (
-    BackendUnavailable,
-    Converged,
-    InstanceInfo,
-    instance_env,
-    instance_id,
-)
 from fleetctl.backends.docker import (
     LABEL,
     DockerBackend,
     _parse_docker_time,
     fleet_label,
 )
+from fleetctl.backends.environment import instance_env
+from fleetctl.backends.types import BackendUnavailable, Converged, InstanceInfo, Plan, Start, Stop, instance_id
 from fleetctl.config import FleetConfig
-from fleetctl.fleet.planner import Plan, Start, Stop
 
 NS = 1_000_000_000
 # Longer than all an instance does on SIGTERM: serve OCR_DRAIN_SECONDS (3 s) out of the registry,

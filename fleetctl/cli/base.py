@@ -33,7 +33,7 @@ def _translatable() -> tuple[type[BaseException], ...]:
     """Every error type that means 'could not do it' rather than 'fleetctl has a bug'."""
     from fleetctl import procs
     from fleetctl.cluster.consul_api import CONSUL_ERRORS
-    from fleetctl.gateway.nginx import GatewayError
+    from fleetctl.errors import GatewayError
 
     return (FleetError, ConfigError, procs.ProcessError, GatewayError, *CONSUL_ERRORS)
 

@@ -10,8 +10,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 from fleetctl import procs, resources
-from fleetctl.backends.base import FleetError
 from fleetctl.config import FleetConfig
+from fleetctl.errors import FleetError
 
 # nginx-lua: Debian's libnginx-mod-http-lua, which API keys and the gateway's cache need (a module, not a program).
 RUNTIME_TOOLS = ("nginx", "nginx-lua", "redis-server", "consul", "ab")
@@ -37,7 +37,8 @@ def locate(cfg: FleetConfig, tools: Sequence[str] = RUNTIME_TOOLS) -> dict[str, 
 
 
 def _lua_module() -> str | None:
-    from fleetctl.gateway.nginx import GatewayError, lua_modules
+    from fleetctl.errors import GatewayError
+    from fleetctl.gateway.nginx import lua_modules
 
     try:
         return str(lua_modules()[-1])

@@ -22,9 +22,10 @@ from fleetctl.cluster import agent as cluster
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import pidfiles as daemons
 from fleetctl.daemons.pidfiles import ServiceError, ServiceState
+from fleetctl.errors import GatewayError
 from fleetctl.gateway import nginx as gateway
 from fleetctl.gateway import upstream
-from fleetctl.gateway.nginx import GatewayError, NginxReloader
+from fleetctl.gateway.nginx import NginxReloader
 
 SYNC_ARGV = (sys.executable, "-m", "fleetctl", "sync")
 REDIS_MAXMEMORY = "256mb"

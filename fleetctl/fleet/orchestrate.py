@@ -19,19 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetctl import procs
-from fleetctl.backends.base import (
-    Backend,
-    FleetError,
-    InstanceFailed,
-    InstanceInfo,
-    InstanceSpec,
-    config_hash,
-    instance_env,
-)
+from fleetctl.backends.base import Backend
+from fleetctl.backends.environment import config_hash, instance_env
+from fleetctl.backends.types import InstanceFailed, InstanceInfo, InstanceSpec, Plan
 from fleetctl.cluster import agent as cluster
 from fleetctl.config import FleetConfig
-from fleetctl.fleet import metrics_scrape
-from fleetctl.fleet.planner import Plan
+from fleetctl.errors import FleetError
+from fleetctl.fleet import metrics_scrape, planner
 from fleetctl.fleet.status import health_by_id
 
 POLL_S = 0.2
@@ -99,8 +93,9 @@ def make_plan(fleet: Fleet, desired: int) -> Plan:
     actual = fleet.backend.list()
     span = desired + len(actual) + 64
     busy = busy_ports(fleet.cfg.base_port, span, (i.port for i in actual), fleet.cfg.gateway_host)
-    return fleet.backend.plan(desired, actual,
-                              config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact()), busy)
+    cfg_hash = config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact())
+    own = fleet.backend.plan(desired, actual, cfg_hash, busy)
+    return own or planner.plan(desired, actual, cfg_hash, base_port=fleet.cfg.base_port, busy_ports=busy)
 
 
 def scale_lock(cfg: FleetConfig) -> contextlib.AbstractContextManager[None]:

@@ -7,67 +7,19 @@ free ports. Nothing here touches a process, so every case is unit-testable.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
-from fleetctl.backends.base import FleetError, InstanceInfo, instance_id
+from fleetctl.backends.types import InstanceInfo, Plan, Start, Stop, instance_id
+from fleetctl.errors import FleetError
 
 
 class PlanError(FleetError):
     """The request cannot be planned (negative count, no ports left)."""
 
 
-@dataclass(frozen=True)
-class Start:
-    """Start a new instance with this id on this port."""
-
-    id: str
-    port: int
-    reason: str = "scale up"
 
 
-@dataclass(frozen=True)
-class Stop:
-    """Drain and stop this instance."""
-
-    instance: InstanceInfo
-    reason: str = "scale down"
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The actions that take the fleet from what runs now to the desired count."""
-
-    desired: int
-    start: tuple[Start, ...] = ()
-    stop: tuple[Stop, ...] = ()
-    keep: tuple[InstanceInfo, ...] = ()
-    config_hash: str = ""  # what started instances are labelled with: computed once, with the plan
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.start and not self.stop
-
-    @property
-    def final_count(self) -> int:
-        return len(self.keep) + len(self.start)
-
-    def describe(self) -> list[str]:
-        """Human-readable lines, one per action, for --dry-run and progress output."""
-        lines = [f"start {s.id} on port {s.port} ({s.reason})" for s in self.start]
-        lines += [f"stop  {s.instance.id} at {s.instance.address} ({s.reason})" for s in self.stop]
-        lines += [f"keep  {k.id} at {k.address}" for k in self.keep]
-        if self.is_noop:
-            lines.insert(0, f"nothing to do: {self.desired} instance(s) running with the current config")
-        return lines
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "desired": self.desired,
-            "start": [{"id": s.id, "port": s.port, "reason": s.reason} for s in self.start],
-            "stop": [{"id": s.instance.id, "port": s.instance.port, "reason": s.reason} for s in self.stop],
-            "keep": [{"id": k.id, "port": k.port} for k in self.keep],
-            "config_hash": self.config_hash,
-        }
 
 
 def _seniority(info: InstanceInfo) -> tuple[int, float, str]:

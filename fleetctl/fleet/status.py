@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fleetctl.backends.base import Backend, InstanceInfo
+from fleetctl.backends.base import Backend
+from fleetctl.backends.types import InstanceInfo
 from fleetctl.cluster import agent as cluster
 from fleetctl.config import FleetConfig, format_value
 from fleetctl.fleet import metrics_scrape

@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fleetctl.backends.base import FleetError
 from fleetctl.config import RATE_PATTERN, FleetConfig
+from fleetctl.errors import FleetError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 KEY_PREFIX = "ocr_"

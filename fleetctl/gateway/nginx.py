@@ -18,13 +18,12 @@ import psutil
 
 from fleetctl import procs, resources
 from fleetctl.config import FleetConfig, format_value
+from fleetctl.errors import GatewayError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _UNSAFE_PATH = re.compile(r'["\\$;{}\n\r]')
 
 
-class GatewayError(RuntimeError):
-    """Something about the gateway's config or process went wrong; the message says what."""
 
 
 class TemplateError(GatewayError):

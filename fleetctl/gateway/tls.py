@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from fleetctl.config import FleetConfig
-from fleetctl.gateway.nginx import GatewayError
+from fleetctl.errors import GatewayError
 
 DAYS = 825  # the longest validity clients still accept for a server certificate
 

@@ -23,8 +23,9 @@ from fleetctl import procs
 from fleetctl.cluster import agent as cluster
 from fleetctl.cluster import consul_api
 from fleetctl.config import FleetConfig
+from fleetctl.errors import GatewayError
 from fleetctl.gateway import nginx as gateway
-from fleetctl.gateway.nginx import GatewayError, NginxReloader, Reloader
+from fleetctl.gateway.nginx import NginxReloader, Reloader
 
 log = logging.getLogger(__name__)
 

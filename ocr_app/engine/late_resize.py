@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ocr_app.models.profiles import sha256_file
+from ocr_app.digest import sha256_file
 
 if TYPE_CHECKING:
     import onnx

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from ocr_app.config import Settings
-from ocr_app.models.profiles import sha256_file
+from ocr_app.digest import sha256_file
 
 if TYPE_CHECKING:
-    from ocr_app.engine.rapid import OcrResult
+    from ocr_app.results import OcrResult
 
 log = logging.getLogger(__name__)
 

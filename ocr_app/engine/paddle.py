@@ -19,9 +19,12 @@ from typing import Any
 import numpy as np
 
 from ocr_app.config import ConfigError, Settings
-from ocr_app.engine.rapid import EngineError, Line, OcrResult, Word, _points, cache_namespace, warm_up_image
+from ocr_app.engine.base import EngineError, warm_up_image
+from ocr_app.engine.catalog import plan
+from ocr_app.models.digests import cache_namespace
 from ocr_app.models.paddle_models import ENGINE, check_environment, home, offline_environment, prepare
-from ocr_app.models.profiles import Profile, ProfileError, plan
+from ocr_app.models.profiles import Profile, ProfileError
+from ocr_app.results import Line, OcrResult, Word, points
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class PaddleEngine:
                 per_line = None
                 if words:
                     per_line = _words(word_texts, word_boxes, i, confidence)
-                lines.append(Line(text=str(text), confidence=confidence, box=_points(poly), words=per_line))
+                lines.append(Line(text=str(text), confidence=confidence, box=points(poly), words=per_line))
         return OcrResult(lines=lines, elapsed=time.perf_counter() - started)
 
     def warm_up(self) -> OcrResult:
@@ -135,7 +138,7 @@ def _words(texts: Any, boxes: Any, i: int, confidence: float) -> list[Word]:
     """Line i's words, each with the line's confidence (PaddleOCR scores lines, not words)."""
     if texts is None or boxes is None or i >= len(texts) or i >= len(boxes):
         return []
-    return [Word(text=str(t), confidence=confidence, box=_points(b))
+    return [Word(text=str(t), confidence=confidence, box=points(b))
             for t, b in zip(texts[i], boxes[i], strict=False) if str(t).strip()]  # it boxes the spaces too
 
 

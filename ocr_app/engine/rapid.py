@@ -6,19 +6,16 @@ points inside the installed rapidocr package.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ocr_app.config import Settings
+from ocr_app.engine.base import EngineError, warm_up_image
 from ocr_app.engine.sessions import (
     ArenaSession,
     IdleRelease,
@@ -26,68 +23,31 @@ from ocr_app.engine.sessions import (
     ShrinkingSession,
     TightDetector,
     det_size,
+    load_sessions,
     session_options,
     stage_options,
     tight_session,
 )
-from ocr_app.models.profiles import Profile, ProfileError, accurate_profile, load_sessions, plan, sha256_file, validate
+from ocr_app.models.digests import cache_namespace
+from ocr_app.models.profiles import Profile, ProfileError, accurate_profile, validate
 from ocr_app.pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
-from ocr_app.pipeline import orientation_key
+from ocr_app.results import Line, OcrResult, Word, points
 
 log = logging.getLogger(__name__)
 
 
-class EngineError(RuntimeError):
-    """The models could not be loaded or run."""
 
 
-@dataclass(frozen=True)
-class Word:
-    text: str
-    confidence: float
-    box: list[list[float]]
 
 
-@dataclass(frozen=True)
-class Line:
-    text: str
-    confidence: float
-    box: list[list[float]]
-    words: list[Word] | None = None  # only when the request asked for word boxes
-
-    def to_dict(self) -> dict[str, Any]:
-        item: dict[str, Any] = {"text": self.text, "confidence": self.confidence, "box": self.box}
-        if self.words is not None:
-            item["words"] = [{"text": w.text, "confidence": w.confidence, "box": w.box} for w in self.words]
-        return item
 
 
-@dataclass(frozen=True)
-class OcrResult:
-    lines: list[Line] = field(default_factory=list)
-    elapsed: float = 0.0
 
 
-def profile_digest(profile: Profile) -> str:
-    """A short digest of the model bytes and settings, so a model change never serves stale cache entries."""
-    h = hashlib.sha256(f"{profile.name}|{sorted(profile.det_params.items())}".encode())
-    if (profile.runtime, profile.precision) != ("onnxruntime", "fp32") or profile.rec_params:
-        h.update(f"|{profile.runtime}|{profile.precision}|{sorted(profile.rec_params.items())}".encode())
-    for path in profile.files():
-        h.update(_digest_file(path).encode())
-    return h.hexdigest()[:16]
 
 
-def cache_namespace(profile: Profile, s: Settings) -> str:
-    """The engine, profile, models, pipeline, detection limits and page orientation: all of an answer's
-    inputs besides the image bytes."""
-    return (f"{profile.name}:{profile.engine}:{profile_digest(profile)}:p{PIPELINE_VERSION}"
-            f":d{s.det_limit_side}-{s.det_max_side}:o{orientation_key(s.orientation, s.orientation_check_side)}")
 
 
-@lru_cache(maxsize=16)
-def _digest_file(path: Path) -> str:
-    return sha256_file(path)
 
 
 # Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band of ~3 MB
@@ -254,7 +214,7 @@ class Engine:
                 lines.append(Line(
                     text=str(text),
                     confidence=round(float(score), 4),
-                    box=_points(box),
+                    box=points(box),
                     words=None if per_line is None else per_line[i],
                 ))
         return OcrResult(lines=lines, elapsed=time.perf_counter() - started)
@@ -264,30 +224,10 @@ class Engine:
         return self.recognize(warm_up_image())
 
 
-def warm_up_image() -> np.ndarray:
-    """A small white image with two words: enough to run every stage once."""
-    img = np.full((64, 256, 3), 255, dtype=np.uint8)
-    cv2.putText(img, "WARM UP", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
-    return img
 
 
-def build_engines(settings: Settings) -> dict[str, Engine]:
-    """One engine per enabled profile, sharing the worker's lock; the default profile first."""
-    if settings.engine == "paddleocr":  # PaddleOCR's own pipeline, from its own venv (paddle_engine.py)
-        from ocr_app.engine.paddle import build_engines as build_paddle_engines
-
-        return cast("dict[str, Engine]", build_paddle_engines(settings))
-    try:
-        enabled = plan(settings)
-    except ProfileError as exc:
-        raise EngineError(str(exc)) from exc
-    lock = threading.Lock()
-    order = [settings.profile] + [name for name in enabled if name != settings.profile]
-    return {name: Engine(settings, enabled[name], lock) for name in order}
 
 
-def _points(box: Any) -> list[list[float]]:
-    return [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box).tolist()]
 
 
 def _word_results(out: Any) -> list[list[Word]]:
@@ -299,5 +239,5 @@ def _word_results(out: Any) -> list[list[Word]]:
     found = list(getattr(out, "word_results", None) or ())
     if len(found) != len(out.txts):
         return [[] for _ in out.txts]
-    return [[Word(text=str(text), confidence=round(float(score), 4), box=_points(box))
+    return [[Word(text=str(text), confidence=round(float(score), 4), box=points(box))
              for text, score, box in line] for line in found]

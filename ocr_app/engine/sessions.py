@@ -18,6 +18,7 @@ import numpy as np
 from ocr_app.config import Settings
 from ocr_app.engine.allocator import tight_heap, trim
 from ocr_app.engine.late_resize import cache_dir, rewritten, verified
+from ocr_app.models.profiles import Profile, ProfileError
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +235,33 @@ def det_size(h: int, w: int, limit_side: int, max_side: int) -> tuple[int, int]:
     """The detection input size: the short side lifted to `limit_side`, the long side never past `max_side`."""
     ratio = min(max(1.0, limit_side / max(1, min(h, w))), max_side / max(h, w))
     return max(32, int(round(h * ratio / 32) * 32)), max(32, int(round(w * ratio / 32) * 32))
+
+
+def load_sessions(profile: Profile, options: Any) -> dict[str, Any]:
+    """One ONNX Runtime session per stage, each loaded exactly once; errors name the file."""
+    import onnxruntime as ort
+
+    stages = {"det": profile.det, "rec": profile.rec}
+    if profile.cls is not None:
+        stages["cls"] = profile.cls
+    sessions = {}
+    for stage, path in stages.items():
+        try:
+            # options may differ per stage (a mapping stage -> options, e.g. an arena for detection only)
+            stage_options = options.get(stage) if isinstance(options, dict) else options
+            if profile.runtime == "openvino" and stage != "cls":
+                from ocr_app.engine.openvino import REC_WIDTH_BUCKET, OpenVinoSession
+
+                threads = stage_options.intra_op_num_threads if stage_options is not None else 1
+                sessions[stage] = OpenVinoSession(path, profile.precision, threads,
+                                                  REC_WIDTH_BUCKET if stage == "rec" else 0)
+                continue
+            sessions[stage] = ort.InferenceSession(str(path), sess_options=stage_options,
+                                                   providers=["CPUExecutionProvider"])
+        except ImportError as exc:  # the runtime itself is missing, not the model at fault
+            raise ProfileError(f"profile {profile.name!r} runs on {profile.runtime}, which is not installed "
+                               f"({exc}); install it or leave {profile.name} out of OCR_PROFILES") from exc
+        except Exception as exc:
+            raise ProfileError(f"profile {profile.name!r}: {path} does not load as an ONNX model: "
+                               f"{str(exc).splitlines()[0][:200]}") from exc
+    return sessions

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_app.config import Settings
+from ocr_app.digest import sha256_file
 from ocr_app.models.profiles import (
     ACCURATE,
     FAST,
@@ -30,7 +31,6 @@ from ocr_app.models.profiles import (
     Profile,
     ProfileError,
     package_dir,
-    sha256_file,
 )
 
 ENGINE = "paddleocr"
@@ -316,7 +316,7 @@ def prepare(profile: Profile, root: Path) -> Folders:
                     profile.det_params["rec_model"])
     if profile.source == "OCR_PADDLE_MODEL_DIR":
         return names
-    from ocr_app.engine.rapid import profile_digest
+    from ocr_app.models.digests import profile_digest
 
     target = root / "models" / f"{profile.name}-{profile_digest(profile)}"
     done = Folders(target / "det", target / "rec", names.det_model, names.rec_model)

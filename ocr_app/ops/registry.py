@@ -128,7 +128,9 @@ def _cache_namespace(settings: Settings) -> str:
     orientation. The gateway's cache keys on it, so a model change anywhere is a new key. "" if the
     models cannot be read (no gateway cache then). Light on purpose: no OpenCV or ONNX Runtime in the
     gunicorn master."""
-    from ocr_app.models.profiles import ProfileError, plan, sha256_file
+    from ocr_app.digest import sha256_file
+    from ocr_app.engine.catalog import plan
+    from ocr_app.models.profiles import ProfileError
     from ocr_app.pipeline import PIPELINE_VERSION, orientation_key
 
     try:

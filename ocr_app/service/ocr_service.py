@@ -19,13 +19,16 @@ from pathlib import Path
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import check_upload, decode_image
+from ocr_app.engine.catalog import plan
+from ocr_app.engine.factory import build_engines
 from ocr_app.engine.orientation import PageOrientation, read_upright
-from ocr_app.engine.rapid import Engine, OcrResult, build_engines
+from ocr_app.engine.rapid import Engine
 from ocr_app.errors import NotReady, Overloaded, UnknownProfile
 from ocr_app.models import cpu
-from ocr_app.models.profiles import ProfileError, plan
+from ocr_app.models.profiles import ProfileError
 from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions
+from ocr_app.results import OcrResult
 from ocr_app.service.cache import ResultCache, image_key
 from ocr_app.service.reading_order import box_to_original, reading_order
 

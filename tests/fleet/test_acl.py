@@ -16,7 +16,7 @@ import requests
 from helpers import Proc, consul_binary, free_port, spawn, start_consul, wait_for
 from test_multihost import Host, environ, make_host
 
-from fleetctl.backends.base import instance_env
+from fleetctl.backends.environment import instance_env
 from fleetctl.cluster import acl, consul_api, gossip
 from fleetctl.cluster import agent as cluster
 from fleetctl.config import ConfigError, FleetConfig

@@ -21,9 +21,11 @@ from fleetctl.autoscale.loop import (
     read_state,
     recommend,
 )
-from fleetctl.backends.base import FleetError, InstanceInfo, config_hash
+from fleetctl.backends.environment import config_hash
+from fleetctl.backends.types import InstanceInfo
 from fleetctl.cli.main import main
 from fleetctl.config import FleetConfig, load
+from fleetctl.errors import FleetError
 from fleetctl.fleet.metrics_scrape import InstanceMetrics, summarize
 from fleetctl.fleet.status import FleetStatus, render_table
 

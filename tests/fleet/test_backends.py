@@ -21,9 +21,10 @@ import requests
 from helpers import free_port, wait_for
 
 from fleetctl.backends import make_backend
-from fleetctl.backends.base import InstanceInfo, InstanceSpec, config_hash, instance_env
 from fleetctl.backends.docker import _parse_docker_time, fleet_label
+from fleetctl.backends.environment import config_hash, instance_env
 from fleetctl.backends.process import SIDECAR_KIND, ProcessBackend, group_members
+from fleetctl.backends.types import InstanceInfo, InstanceSpec
 from fleetctl.config import FleetConfig
 from fleetctl.fleet.metrics_scrape import fetch
 from fleetctl.fleet.orchestrate import busy_ports, port_free
@@ -169,7 +170,7 @@ def test_service_pid_files_in_run_dir_are_left_alone(backend: ProcessBackend, cf
 
 def test_second_start_of_the_same_id_is_refused(backend: ProcessBackend, running: InstanceInfo,
                                                 cfg: FleetConfig) -> None:
-    from fleetctl.backends.base import InstanceFailed
+    from fleetctl.backends.types import InstanceFailed
 
     with pytest.raises(InstanceFailed, match="already running"):
         backend.start(spec_for(cfg, running.port, running.id))
@@ -215,7 +216,7 @@ def test_docker_time_parsing_and_fleet_label(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_name_is_a_fleet_error(cfg: FleetConfig) -> None:
-    from fleetctl.backends.base import BackendUnavailable
+    from fleetctl.backends.types import BackendUnavailable
 
     with pytest.raises(BackendUnavailable, match="unknown backend"):
         make_backend("kubernetes", cfg)
@@ -223,7 +224,7 @@ def test_unknown_backend_name_is_a_fleet_error(cfg: FleetConfig) -> None:
 
 def test_a_new_artifact_is_drift() -> None:
     """A rebuilt image or updated code changes the config hash, so the planner replaces instances."""
-    from fleetctl.backends.base import config_hash
+    from fleetctl.backends.environment import config_hash
     from fleetctl.backends.process import source_hash
     from fleetctl.config import FleetConfig
 

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from helpers import free_port
 
-from fleetctl.backends.base import FleetError
 from fleetctl.cli.main import FleetGroup, main
 from fleetctl.config import FleetConfig
+from fleetctl.errors import FleetError
 from fleetctl.fleet.metrics_scrape import parse_samples, summarize
 from fleetctl.fleet.orchestrate import ScaleTimeout, oversubscription_warning
 from fleetctl.fleet.status import FleetStatus, InstanceRow, render_table

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleetctl.backends.base import InstanceInfo
-from fleetctl.fleet.planner import Plan, PlanError, plan
+from fleetctl.backends.types import InstanceInfo, Plan
+from fleetctl.fleet.planner import PlanError, plan
 
 H = "cfg-now"
 

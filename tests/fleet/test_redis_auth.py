@@ -11,7 +11,7 @@ import pytest
 import redis
 from helpers import free_port
 
-from fleetctl.backends.base import instance_env
+from fleetctl.backends.environment import instance_env
 from fleetctl.cluster import redis_auth
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import pidfiles as daemons

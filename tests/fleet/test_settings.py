@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.backends.base import config_hash, instance_env
+from fleetctl.backends.environment import config_hash, instance_env
 from fleetctl.config import ConfigError, FleetConfig, default_home, load
 from fleetctl.daemons.pidfiles import fleet_env
 from fleetctl.fleet.status import InstanceRow, rss_warnings
