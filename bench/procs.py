@@ -17,6 +17,7 @@ from types import FrameType
 
 import psutil
 
+from fleetctl import procs as fleet_procs
 from fleetctl.procs import free_port as free_port  # re-exported: one definition for CLI, bench and tests
 
 
@@ -69,29 +70,9 @@ def start_group(cmd: Sequence[str], log_path: os.PathLike[str] | str,
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the whole group, then SIGKILL what is left after the grace period."""
-    if proc.poll() is not None:
-        _kill_leftovers(proc.pid)
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    _kill_leftovers(proc.pid)
-
-
-def _kill_leftovers(pgid: int) -> None:
-    """Workers that outlived their master (same process group) are stopped too."""
-    for p in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(p.pid) == pgid:
-                p.kill()
+    """SIGTERM the whole group, then SIGKILL what is left after the grace period (fleetctl's killer)."""
+    fleet_procs.kill_group(proc.pid, grace_s)
+    proc.wait(timeout=10)  # already collected by kill_group: this only settles the Popen object
 
 
 def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:

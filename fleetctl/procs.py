@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import requests
 
+GROUP_POLL_S = 0.05
+
 
 class ProcessError(RuntimeError):
     """A daemon could not be started, found or stopped; the message says which and why."""
@@ -88,7 +90,7 @@ def read_pid(pid_path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _reap(pid: int) -> None:
+def reap(pid: int) -> None:
     """Collect a dead child of ours so it does not linger as a zombie (no-op for others)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -98,7 +100,7 @@ def process_matches(
     pid: int, cmdline_contains: Sequence[str] = (), environ: Mapping[str, str] | None = None
 ) -> bool:
     """True when `pid` is alive (not a zombie) and its cmdline/environment match what we started."""
-    _reap(pid)
+    reap(pid)
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -173,12 +175,12 @@ def stop_process(pid: int, *, sig: int = signal.SIGTERM, grace: float = 10.0) ->
         children = proc.children(recursive=True)
         proc.send_signal(sig)
     except psutil.NoSuchProcess:
-        _reap(pid)
+        reap(pid)
         return False
     killed = False
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        _reap(pid)
+        reap(pid)
         if not _alive(proc):
             break
         time.sleep(0.05)
@@ -194,7 +196,7 @@ def stop_process(pid: int, *, sig: int = signal.SIGTERM, grace: float = 10.0) ->
     # A zombie counts as gone: its parent (maybe init, for a daemon) reaps it in its own time.
     deadline = time.monotonic() + 5
     while any(_alive(p) for p in (proc, *children)) and time.monotonic() < deadline:
-        _reap(pid)
+        reap(pid)
         time.sleep(0.02)
     return killed
 
@@ -204,6 +206,44 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Every live (non-zombie) process in a process group: master, workers, anything they spawned."""
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, deadline: float) -> bool:
+    while True:
+        reap(pgid)
+        if not group_members(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(GROUP_POLL_S)
+
+
+def kill_group(pgid: int, grace: float) -> None:
+    """SIGTERM a whole process group, SIGKILL what is left after `grace`; returns once it is gone.
+
+    The group, not the leader's children: workers that outlived their master are reached too.
+    """
+    _killpg(pgid, signal.SIGTERM)
+    if not _wait_group_gone(pgid, time.monotonic() + grace):
+        _killpg(pgid, signal.SIGKILL)
+        _wait_group_gone(pgid, time.monotonic() + 10.0)
 
 
 def wait_for(

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from fleetctl.backends.types import InstanceFailed, InstanceInfo, InstanceSpec, 
 from fleetctl.config import SECRET_SETTINGS, FleetConfig
 from fleetctl.logs import FileReader, LogReader
 
-POLL_S = 0.05
 APP = "ocr_app:create_app()"
 GUNICORN_CONF = "python:ocr_app.gunicorn_conf"
 SIDECAR_KIND = "ocr-fleet-instance"
@@ -53,46 +51,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _reap(pid: int) -> None:
-    """Collect an exited child of ours so it does not linger as a zombie (no-op for others)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-
-
 def _is_ours(pid: int, instance_id: str) -> bool:
     """pid alive, not a zombie, gunicorn with our tag, and exactly our instance id (pids get reused)."""
     return procs.process_matches(pid, ("gunicorn", proc_tag(instance_id)), {"OCR_INSTANCE_ID": instance_id})
-
-
-def group_members(pgid: int) -> builtins.list[psutil.Process]:
-    """Every live (non-zombie) process in a process group: master, workers, anything they spawned."""
-    members = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                members.append(proc)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _wait_group_gone(pgid: int, deadline: float, sleep: Callable[[float], None]) -> bool:
-    while True:
-        _reap(pgid)
-        if not group_members(pgid):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        sleep(POLL_S)
 
 
 def source_hash() -> str:
@@ -112,12 +73,9 @@ class ProcessBackend(Backend):
 
     name = "process"
 
-    def __init__(
-        self, cfg: FleetConfig, *, python: str | None = None, sleep: Callable[[float], None] = time.sleep
-    ):
+    def __init__(self, cfg: FleetConfig, *, python: str | None = None):
         self.cfg = cfg
         self.python = python  # None: fleetctl's own, or the engine's venv (fleetctl/backends/engines.py)
-        self._sleep = sleep
 
     def artifact(self) -> str:
         """A hash of the instance's code, so a code update shows as drift like a changed setting."""
@@ -208,14 +166,14 @@ class ProcessBackend(Backend):
     def stop(self, info: InstanceInfo, grace: float) -> None:
         if info.pid is None:
             raise InstanceFailed(f"{info.id} has no pid")
-        self.kill_group(info.pid, grace)  # setsid at spawn: pgid == master pid
+        procs.kill_group(info.pid, grace)  # setsid at spawn: pgid == master pid
         self._forget(info.id)
 
     def stop_orphans(self, grace: float, report: Callable[[str], None]) -> int:
         groups = self.orphans()
         for pgid in groups:
             report(f"stopping orphaned instance process group {pgid} (its pid file was lost)")
-            self.kill_group(pgid, grace)
+            procs.kill_group(pgid, grace)
         return len(groups)
 
     def orphans(self) -> builtins.list[int]:
@@ -237,13 +195,6 @@ class ProcessBackend(Backend):
             if runtime.startswith(run_dir) and pgid not in known:
                 groups.add(pgid)
         return sorted(groups)
-
-    def kill_group(self, pgid: int, grace: float) -> None:
-        """SIGTERM a process group, SIGKILL what is left after `grace` (used for orphans)."""
-        _killpg(pgid, signal.SIGTERM)
-        if not _wait_group_gone(pgid, time.monotonic() + grace, self._sleep):
-            _killpg(pgid, signal.SIGKILL)
-            _wait_group_gone(pgid, time.monotonic() + 10.0, self._sleep)
 
     def is_alive(self, info: InstanceInfo) -> bool:
         if info.pid is None:

@@ -23,11 +23,12 @@ from helpers import free_port, wait_for
 from fleetctl.backends import make_backend
 from fleetctl.backends.docker import _parse_docker_time, fleet_label
 from fleetctl.backends.environment import config_hash, instance_env
-from fleetctl.backends.process import SIDECAR_KIND, ProcessBackend, group_members
+from fleetctl.backends.process import SIDECAR_KIND, ProcessBackend
 from fleetctl.backends.types import InstanceInfo, InstanceSpec
 from fleetctl.config import FleetConfig
 from fleetctl.fleet.metrics_scrape import fetch
 from fleetctl.fleet.orchestrate import busy_ports, port_free
+from fleetctl.procs import group_members
 
 
 def healthy(port: int) -> bool:
@@ -129,7 +130,7 @@ def test_lost_pid_file_leaves_an_orphan_that_down_can_find(backend: ProcessBacke
     assert backend.list() == []
     assert backend.orphans() == [running.pid]
     assert running.pid is not None
-    backend.kill_group(running.pid, grace=10)
+    assert backend.stop_orphans(10, lambda _message: None) == 1
     assert group_members(running.pid) == []
     assert backend.orphans() == []
 
