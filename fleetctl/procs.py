@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -74,19 +76,39 @@ def write_secret(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def read_secret(path: Path) -> str:
-    """A saved key, token or password ("" when there is none)."""
+def read_state_file(path: Path) -> str:
+    """A small state file's text (pid, token, saved flag, JSON record); "" while there is none.
+
+    Missing means "not written yet"; a file we may not read is an error and says so.
+    """
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
         return ""
 
 
-def read_pid(pid_path: Path) -> int | None:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON state file as a dict: {} while there is none, or when it is torn or not an object."""
     try:
-        text = pid_path.read_text().strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+        data = json.loads(read_state_file(path) or "{}")
+    except ValueError:  # torn by a crash, or not UTF-8: as good as none
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """A JSON state file, written atomically so that read_json never sees half of it."""
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_secret(path: Path) -> str:
+    """A saved key, token or password ("" when there is none)."""
+    return read_state_file(path).strip()
+
+
+def read_pid(pid_path: Path) -> int | None:
+    """The pid a pid file names, None when there is none (or no number in it)."""
+    text = read_state_file(pid_path).strip()
     return int(text) if text.isdigit() else None
 
 

@@ -9,7 +9,6 @@ between two bursts. A cooldown separates actions, and the count stays within [mi
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -227,11 +226,8 @@ def state_path(cfg: FleetConfig) -> Path:
 
 
 def read_state(cfg: FleetConfig) -> dict[str, Any]:
-    try:
-        data = json.loads(state_path(cfg).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The running loop's record (bounds, last decision); {} when no loop left one."""
+    return procs.read_json(state_path(cfg))
 
 
 @dataclass
@@ -291,7 +287,7 @@ class Autoscaler:
             "last_decision": {**asdict(d), "action": d.action, "line": d.line()},
             "last_change": self.last_change,
         }
-        procs.write_atomic(state_path(self.fleet.cfg), json.dumps(state, indent=1) + "\n")
+        procs.write_json(state_path(self.fleet.cfg), state)
 
     def run(self, stop: threading.Event, poll: float) -> None:
         log.info("autoscaling %s instances between %d and %d (target %g jobs/worker, up %gs, down %gs, "

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
-from fleetctl import resources
+from fleetctl import procs, resources
 from fleetctl.config import FleetConfig
 from fleetctl.errors import FleetError
 
@@ -103,8 +103,5 @@ def apply_saved(cfg: FleetConfig, env: Mapping[str, str]) -> FleetConfig:
     """The engine `up` last chose, unless OCR_ENGINE says otherwise."""
     if env.get("OCR_ENGINE"):
         return cfg
-    try:
-        saved = _saved_path(cfg).read_text(encoding="utf-8").strip()
-    except OSError:
-        return cfg
+    saved = procs.read_state_file(_saved_path(cfg)).strip()
     return cfg.replace(engine=saved) if saved else cfg

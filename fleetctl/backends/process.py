@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -40,15 +38,6 @@ def proc_tag(instance_id: str) -> str:
 def gunicorn_argv(instance_id: str, python: str = sys.executable) -> list[str]:
     """Command line of one instance; same interpreter as fleetctl so the venv matches."""
     return [python, "-m", "gunicorn", "-c", GUNICORN_CONF, "--name", proc_tag(instance_id), APP]
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    """An instance sidecar, or {} when it is missing or torn."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _is_ours(pid: int, instance_id: str) -> bool:
@@ -107,7 +96,7 @@ class ProcessBackend(Backend):
             return found
         # run/ also holds the services' pid files: only a sidecar marked as ours names an instance.
         for meta_file in sorted(self.cfg.run_dir.glob("*.json")):
-            if _read_meta(meta_file).get("kind") != SIDECAR_KIND:
+            if procs.read_json(meta_file).get("kind") != SIDECAR_KIND:
                 continue
             info = self._inspect(meta_file.stem)
             if info is not None:
@@ -116,12 +105,8 @@ class ProcessBackend(Backend):
 
     def _inspect(self, instance_id: str) -> InstanceInfo | None:
         """Check one pid file against the process table; clean it up when it is stale."""
-        try:
-            pid = int(self._pid_file(instance_id).read_text().strip())
-        except (OSError, ValueError):
-            self._forget(instance_id)
-            return None
-        if not _is_ours(pid, instance_id):
+        pid = procs.read_pid(self._pid_file(instance_id))
+        if pid is None or not _is_ours(pid, instance_id):
             self._forget(instance_id)
             return None
         try:
@@ -129,7 +114,7 @@ class ProcessBackend(Backend):
         except psutil.NoSuchProcess:
             self._forget(instance_id)
             return None
-        meta = _read_meta(self._meta_file(instance_id))
+        meta = procs.read_json(self._meta_file(instance_id))
         return InstanceInfo(
             id=instance_id,
             backend=self.name,
@@ -155,7 +140,7 @@ class ProcessBackend(Backend):
         started = time.time()
         meta = {"kind": SIDECAR_KIND, "id": spec.id, "port": spec.port, "host": spec.host,
                 "config_hash": spec.config_hash, "started": started}
-        procs.write_atomic(self._meta_file(spec.id), json.dumps(meta))
+        procs.write_json(self._meta_file(spec.id), meta)
         # spawn() gives the instance its own session, so one killpg reaches master and workers.
         pid = procs.spawn(gunicorn_argv(spec.id, self.python or instance_python(self.cfg)),
                           log_path=self.log_file(spec.id),

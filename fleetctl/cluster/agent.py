@@ -12,7 +12,6 @@ for a raft leader to mark its serfHealth critical in the catalog.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,19 +201,12 @@ def save(cfg: FleetConfig) -> None:
     """Remember --advertise/--join so `status`, `scale` and `down` on this host find its agent."""
     if not cfg.clustered:
         return
-    cfg.home.mkdir(parents=True, exist_ok=True)
-    data = {name: getattr(cfg, name) for name in SAVED}
-    _saved_path(cfg).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    procs.write_json(_saved_path(cfg), {name: getattr(cfg, name) for name in SAVED})
 
 
 def apply_saved(cfg: FleetConfig, env: Mapping[str, str]) -> FleetConfig:
     """The file layer under the environment: saved values for settings the environment leaves unset."""
-    try:
-        data = json.loads(_saved_path(cfg).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return validate(cfg)
-    if not isinstance(data, dict):
-        return validate(cfg)
+    data = procs.read_json(_saved_path(cfg))
     names = {"advertise": "FLEET_ADVERTISE", "join": "FLEET_JOIN"}
     given = {k: str(data[k]) for k in SAVED if isinstance(data.get(k), str) and not env.get(names[k])}
     return validate(cfg.replace(**given))

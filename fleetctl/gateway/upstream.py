@@ -5,7 +5,6 @@ config nginx rejects all leave the previous upstream.conf (and nginx) untouched.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -141,11 +140,7 @@ def rendered_members(cfg: FleetConfig) -> set[str]:
 
 def read_state(cfg: FleetConfig) -> dict[str, Any]:
     """The loop's record (reloads, last_reload, last_error, backends, ...); {} if none yet."""
-    try:
-        data = json.loads(gateway.state_path(cfg).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return procs.read_json(gateway.state_path(cfg))
 
 
 def reload_count(cfg: FleetConfig) -> int:
@@ -156,7 +151,7 @@ def reload_count(cfg: FleetConfig) -> int:
 def _update_state(cfg: FleetConfig, **changes: Any) -> None:
     state = read_state(cfg)
     state.update(changes)
-    procs.write_atomic(gateway.state_path(cfg), json.dumps(state, indent=1, sort_keys=True) + "\n")
+    procs.write_json(gateway.state_path(cfg), state)
 
 
 # --- render, compare, write, validate, reload -------------------------------------------------
