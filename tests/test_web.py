@@ -333,8 +333,8 @@ def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     secret = "ocr_" + "browser-test-key-0123456789abcdefghijklmnop"
     gateway.make_dirs(cfg)
     procs.write_atomic(gateway.nginx_conf_path(cfg), gateway.render_nginx_conf(cfg))
-    backend = upstream.Backend(id="web", host=parts.hostname or "127.0.0.1", port=parts.port or 80)
-    procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([backend], cfg))
+    member = upstream.Member(id="web", host=parts.hostname or "127.0.0.1", port=parts.port or 80)
+    procs.write_atomic(gateway.upstream_conf_path(cfg), upstream.render_upstream([member], cfg))
     procs.write_atomic(access.clients_conf_path(cfg),
                        access.render_clients(cfg, [keys.ApiKey("browser", keys.key_hash(secret))]))
     gateway.start_nginx(cfg)

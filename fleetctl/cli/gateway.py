@@ -33,8 +33,8 @@ def render(ctx: click.Context) -> None:
     from fleetctl.gateway import upstream
 
     obj = _obj(ctx)
-    _, backends = upstream.passing_backends(obj.consul(), obj.cfg.service_name, None, "")
-    click.echo(upstream.render_upstream(backends, obj.cfg), nl=False)
+    _, members = upstream.passing_members(obj.consul(), obj.cfg.service_name, None, "")
+    click.echo(upstream.render_upstream(members, obj.cfg), nl=False)
 
 
 

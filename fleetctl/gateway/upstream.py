@@ -43,7 +43,7 @@ _SERVER_LINE = re.compile(r"^\s*server\s+(\S+)([^;]*);")
 
 
 @dataclass(frozen=True, order=True)
-class Backend:
+class Member:
     """One passing instance as nginx dials it."""
 
     id: str
@@ -57,8 +57,8 @@ class Backend:
         return f"{host}:{self.port}"
 
 
-def _backend(entry: dict[str, Any]) -> Backend | None:
-    """A Consul health entry -> Backend; None for an address nginx could not take safely."""
+def _member(entry: dict[str, Any]) -> Member | None:
+    """A Consul health entry -> Member; None for an address nginx could not take safely."""
     service = entry.get("Service") or {}
     host = service.get("Address") or (entry.get("Node") or {}).get("Address") or ""
     port = service.get("Port") or 0
@@ -69,13 +69,13 @@ def _backend(entry: dict[str, Any]) -> Backend | None:
     meta = service.get("Meta") or {}
     namespace = str(meta.get("cache_ns") or "")
     namespace = namespace if re.fullmatch(r"[\w.:\-]{1,200}", namespace) else ""
-    return Backend(id=sid, host=host, port=int(port), namespace=namespace)
+    return Member(id=sid, host=host, port=int(port), namespace=namespace)
 
 
-def passing_backends(
+def passing_members(
     consul_client: consul.Consul, service: str, index: int | None, wait: str,
     down_nodes: Callable[[], set[str]] | None = None,
-) -> tuple[int, list[Backend]]:
+) -> tuple[int, list[Member]]:
     """A blocking query for the passing instances of `service` (returns at once when index is None).
 
     `down_nodes` names nodes gossip already knows are dead (several hosts: fleetctl/cluster/agent.py);
@@ -86,21 +86,21 @@ def passing_backends(
                                                     stale=down_nodes is not None)
     down = down_nodes() if down_nodes is not None and entries else set()
     live = [e for e in entries or [] if (e.get("Node") or {}).get("Node") not in down]
-    backends = [b for b in (_backend(e) for e in live) if b is not None]
-    return int(new_index or 0), backends
+    members = [b for b in (_member(e) for e in live) if b is not None]
+    return int(new_index or 0), members
 
 
-def _unique_sorted(backends: list[Backend]) -> list[Backend]:
+def _unique_sorted(members: list[Member]) -> list[Member]:
     """One line per address, in a stable order, so equal sets always render byte-identically."""
-    by_addr: dict[str, Backend] = {}
-    for b in sorted(backends, key=lambda b: (b.host, b.port, b.id)):
+    by_addr: dict[str, Member] = {}
+    for b in sorted(members, key=lambda b: (b.host, b.port, b.id)):
         by_addr.setdefault(b.address, b)
     return list(by_addr.values())
 
 
-def render_upstream(backends: list[Backend], cfg: FleetConfig) -> str:
-    """upstream.conf for these backends: sorted and deterministic; a placeholder when empty."""
-    unique = _unique_sorted(backends)
+def render_upstream(members: list[Member], cfg: FleetConfig) -> str:
+    """upstream.conf for these members: sorted and deterministic; a placeholder when empty."""
+    unique = _unique_sorted(members)
     lines = [f"server {b.address} {SERVER_PARAMS};  # {b.id}" for b in unique] or [PLACEHOLDER_SERVER]
     return gateway.fill(
         gateway.template_text(cfg, "upstream.conf.tmpl"),
@@ -108,10 +108,10 @@ def render_upstream(backends: list[Backend], cfg: FleetConfig) -> str:
     )
 
 
-def fleet_namespace(backends: list[Backend]) -> str:
+def fleet_namespace(members: list[Member]) -> str:
     """The one cache namespace every instance announces; "" (the gateway's cache stands aside) while
     they differ, e.g. during a rolling model change, or when one announces none."""
-    found = {b.namespace for b in backends}
+    found = {b.namespace for b in members}
     return found.pop() if len(found) == 1 else ""
 
 
@@ -139,7 +139,7 @@ def rendered_members(cfg: FleetConfig) -> set[str]:
 # --- state file ------------------------------------------------------------------------------
 
 def read_state(cfg: FleetConfig) -> dict[str, Any]:
-    """The loop's record (reloads, last_reload, last_error, backends, ...); {} if none yet."""
+    """The loop's record (reloads, last_reload, last_error, backends: the served addresses, ...); {} if none yet."""
     return procs.read_json(gateway.state_path(cfg))
 
 
@@ -156,10 +156,10 @@ def _update_state(cfg: FleetConfig, **changes: Any) -> None:
 
 # --- render, compare, write, validate, reload -------------------------------------------------
 
-def apply_backends(cfg: FleetConfig, backends: list[Backend], reloader: Reloader) -> bool:
-    """Make nginx serve `backends`; True if the file changed. Restores the last good file on failure."""
+def apply_members(cfg: FleetConfig, members: list[Member], reloader: Reloader) -> bool:
+    """Make nginx serve `members`; True if the file changed. Restores the last good file on failure."""
     try:
-        new = render_upstream(backends, cfg)
+        new = render_upstream(members, cfg)
     except GatewayError as exc:
         _update_state(cfg, last_error=str(exc), last_error_at=time.time())
         raise
@@ -168,7 +168,7 @@ def apply_backends(cfg: FleetConfig, backends: list[Backend], reloader: Reloader
         old: str | None = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         old = None
-    members = sorted(b.address for b in _unique_sorted(backends))
+    addresses = sorted(b.address for b in _unique_sorted(members))
     if new == old:
         return False
     try:
@@ -179,18 +179,18 @@ def apply_backends(cfg: FleetConfig, backends: list[Backend], reloader: Reloader
     if reloader.reload():
         state = read_state(cfg)
         reloads = int(state.get("reloads", 0)) + 1
-        _update_state(cfg, reloads=reloads, last_reload=time.time(), backends=members, last_error=None)
-        log.info("nginx reload #%d: %d backend(s) %s", reloads, len(members), " ".join(members) or "-")
+        _update_state(cfg, reloads=reloads, last_reload=time.time(), backends=addresses, last_error=None)
+        log.info("nginx reload #%d: %d backend(s) %s", reloads, len(addresses), " ".join(addresses) or "-")
     else:
-        _update_state(cfg, backends=members, last_error=None)
-        log.info("upstream.conf written (%d backend(s)); nginx not running, no reload", len(members))
+        _update_state(cfg, backends=addresses, last_error=None)
+        log.info("upstream.conf written (%d backend(s)); nginx not running, no reload", len(addresses))
     return True
 
 
 def sync_once(cfg: FleetConfig, consul_client: consul.Consul, reloader: Reloader) -> bool:
     """One non-blocking pass of the loop; returns whether upstream.conf changed."""
-    _, backends = passing_backends(consul_client, cfg.service_name, None, "")
-    return apply_backends(cfg, backends, reloader)
+    _, members = passing_members(consul_client, cfg.service_name, None, "")
+    return apply_members(cfg, members, reloader)
 
 
 def _duration(seconds: float) -> str:
@@ -202,11 +202,11 @@ def _debounce(
     consul_client: consul.Consul,
     stop_event: threading.Event,
     index: int,
-    pending: list[Backend],
+    pending: list[Member],
     min_wait: float,
     max_wait: float,
     down_nodes: Callable[[], set[str]] | None = None,
-) -> tuple[int, list[Backend]]:
+) -> tuple[int, list[Member]]:
     """Wait until the set has been quiet for min_wait, but never past max_wait since the first change."""
     now = time.monotonic()
     quiet_until, hard_deadline = now + min_wait, now + max_wait
@@ -215,13 +215,13 @@ def _debounce(
         remaining = until - time.monotonic()
         if remaining <= 0:
             break
-        new_index, backends = passing_backends(consul_client, cfg.service_name, index, _duration(remaining),
+        new_index, members = passing_members(consul_client, cfg.service_name, index, _duration(remaining),
                                                down_nodes)
         if new_index < index:
             new_index = 0
         index = new_index
-        if _unique_sorted(backends) != _unique_sorted(pending):
-            pending = backends
+        if _unique_sorted(members) != _unique_sorted(pending):
+            pending = members
             quiet_until = time.monotonic() + min_wait
     return index, pending
 
@@ -249,20 +249,20 @@ def run_sync_loop(
     reloader = reloader or NginxReloader(cfg)
     guard = guard or threading.Lock()
     index: int | None = None
-    applied: list[Backend] | None = None
+    applied: list[Member] | None = None
     delay = 0.25
     consul_down = False
     last_error = ""
     while not stop_event.is_set():
         try:
-            new_index, backends = passing_backends(
+            new_index, members = passing_members(
                 consul_client, cfg.service_name, index, _duration(query_wait), down_nodes
             )
             if index is not None and new_index < index:
                 new_index = 0  # the agent restarted or its raft index went back: start over
-            if applied is not None and _unique_sorted(backends) != _unique_sorted(applied):
-                new_index, backends = _debounce(
-                    cfg, consul_client, stop_event, new_index, backends, min_wait, max_wait, down_nodes
+            if applied is not None and _unique_sorted(members) != _unique_sorted(applied):
+                new_index, members = _debounce(
+                    cfg, consul_client, stop_event, new_index, members, min_wait, max_wait, down_nodes
                 )
             index = new_index or None
         except consul_api.CONSUL_ERRORS as exc:
@@ -283,7 +283,7 @@ def run_sync_loop(
             if stop_event.is_set():
                 break
             try:
-                apply_backends(cfg, backends, reloader)
+                apply_members(cfg, members, reloader)
             except GatewayError as exc:
                 if str(exc) != last_error:
                     log.error("kept the last good upstream: %s", exc)
@@ -293,7 +293,7 @@ def run_sync_loop(
             if applied is None:
                 # ensure_services waits for this: the loop is up and the file reflects Consul.
                 _update_state(cfg, pid=os.getpid(), synced_at=time.time(), consul_ok=True)
-            applied = backends
+            applied = members
 
 
 def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float = 1.0) -> int:

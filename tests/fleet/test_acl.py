@@ -156,9 +156,9 @@ def test_the_gateway_token_reads_the_upstream_and_keys_and_writes_nothing(fleet:
         "ocr", service_id="ocr-gw-test", address="127.0.0.9", port=4)
     try:
         # The sync loop's reads: passing instances, the LAN members, the API keys.
-        wait_for(lambda: upstream.passing_backends(gw, "ocr", None, "")[1], 10, "the instance passing")
-        assert [(b.host, b.port) for b in upstream.passing_backends(gw, "ocr", None, "")[1]] == [("127.0.0.9", 4)]
-        assert upstream.passing_backends(client(fleet, ""), "ocr", None, "")[1] == []
+        wait_for(lambda: upstream.passing_members(gw, "ocr", None, "")[1], 10, "the instance passing")
+        assert [(b.host, b.port) for b in upstream.passing_members(gw, "ocr", None, "")[1]] == [("127.0.0.9", 4)]
+        assert upstream.passing_members(client(fleet, ""), "ocr", None, "")[1] == []
         assert cluster.down_nodes(gw) == set() and gw.agent.members()
         key, secret = keys.create(mgmt, fleet, "acl-test")  # `fleetctl keys create` runs with the management token
         assert [k.name for k in keys.fetch(gw, fleet)[1]] == ["acl-test"]

@@ -20,7 +20,7 @@ from fleetctl.config import FleetConfig
 from fleetctl.gateway import access, upstream
 from fleetctl.gateway import nginx as gateway
 from fleetctl.gateway.nginx import NginxReloader, TemplateError, ValidationError
-from fleetctl.gateway.upstream import Backend
+from fleetctl.gateway.upstream import Member
 
 
 def _get(cfg: FleetConfig, path: str = "/api/ocr", **kw: object) -> requests.Response:
@@ -53,12 +53,12 @@ def _loop(cfg: FleetConfig, agent: ConsulAgent) -> Iterator[threading.Thread]:
 # --- pure rendering ---------------------------------------------------------------------------
 
 def test_render_is_sorted_deterministic_and_deduplicated(gw_cfg: FleetConfig) -> None:
-    backends = [Backend(f"ocr-{p}", "127.0.0.1", p) for p in (8003, 8001, 8010, 8002)]
-    backends.append(Backend("dup", "127.0.0.1", 8001))
-    first = upstream.render_upstream(backends, gw_cfg)
+    members = [Member(f"ocr-{p}", "127.0.0.1", p) for p in (8003, 8001, 8010, 8002)]
+    members.append(Member("dup", "127.0.0.1", 8001))
+    first = upstream.render_upstream(members, gw_cfg)
     for _ in range(5):
-        random.shuffle(backends)
-        assert upstream.render_upstream(backends, gw_cfg) == first
+        random.shuffle(members)
+        assert upstream.render_upstream(members, gw_cfg) == first
     servers = [line.split()[1] for line in first.splitlines() if line.strip().startswith("server ")]
     assert servers == ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003", "127.0.0.1:8010"]
     assert "least_conn;" in first and "zone ocr_backend 64k;" in first and "keepalive 32;" in first
