@@ -18,6 +18,7 @@ from fleetctl.cluster import consul_api
 from fleetctl.config import FleetConfig
 from fleetctl.gateway import keys
 from fleetctl.gateway import nginx as gateway
+from fleetctl.gateway.watch import Watch, duration, run_watch
 
 log = logging.getLogger(__name__)
 HEADER = "# Rendered by the fleetctl sync loop from the API keys in Consul; overwritten on every change.\n"
@@ -91,15 +92,8 @@ def render_clients(cfg: FleetConfig, api_keys: list[keys.ApiKey]) -> str:
 
 def apply_clients(cfg: FleetConfig, api_keys: list[keys.ApiKey], reloader: gateway.Reloader) -> bool:
     """Render, compare, write, validate, reload; True if the file changed (the last good one stays on failure)."""
-    path = clients_conf_path(cfg)
-    new = render_clients(cfg, api_keys)
-    try:
-        old: str | None = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        old = None
-    if new == old:
+    if not gateway.install_if_changed(clients_conf_path(cfg), render_clients(cfg, api_keys), reloader):
         return False
-    gateway.install_validated(path, new, old, reloader)
     reloader.reload()
     return True
 
@@ -115,34 +109,25 @@ def current_keys(cfg: FleetConfig, client: Any) -> list[keys.ApiKey]:
         return []
 
 
+class KeysWatch(Watch[list[keys.ApiKey]]):
+    """The API keys in Consul's KV -> clients.conf: a revoked key is gone from nginx one reload later."""
+
+    what = "clients.conf"
+
+    def __init__(self, cfg: FleetConfig, client: Any, reloader: gateway.Reloader) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.reloader = reloader
+
+    def query(self, index: int | None, wait: float) -> tuple[int, list[keys.ApiKey]]:
+        return keys.fetch(self.client, self.cfg, index, duration(wait))
+
+    def apply(self, value: list[keys.ApiKey]) -> None:
+        if apply_clients(self.cfg, value, self.reloader):
+            log.info("API keys: %d in clients.conf, nginx reloaded", len(value))
+
+
 def run_keys_loop(cfg: FleetConfig, client: Any, stop_event: threading.Event, guard: threading.Lock,
                   reloader: gateway.Reloader, *, query_wait: float = 5.0, backoff_cap: float = 5.0) -> None:
-    """Watch the keys in Consul's KV (blocking queries) and keep clients.conf and nginx in step.
-
-    A revoked key is gone from nginx one render and reload after Consul has it: well under a second.
-    """
-    index: int | None = None
-    delay = 0.25
-    last_error = ""
-    while not stop_event.is_set():
-        try:
-            new_index, api_keys = keys.fetch(client, cfg, index, f"{int(query_wait * 1000)}ms")
-        except consul_api.CONSUL_ERRORS as exc:
-            log.warning("consul unreachable for API keys (%s); keeping the last ones, retry in %.2fs", exc, delay)
-            index = None
-            stop_event.wait(delay)
-            delay = min(delay * 2, backoff_cap)
-            continue
-        delay = 0.25
-        index = None if index is not None and new_index < index else (new_index or None)
-        with guard:
-            if stop_event.is_set():
-                break
-            try:
-                if apply_clients(cfg, api_keys, reloader):
-                    log.info("API keys: %d in clients.conf, nginx reloaded", len(api_keys))
-                last_error = ""
-            except gateway.GatewayError as exc:
-                if str(exc) != last_error:
-                    log.error("kept the last good clients.conf: %s", exc)
-                last_error = str(exc)
+    """Watch the keys in Consul's KV (blocking queries) and keep clients.conf and nginx in step."""
+    run_watch(KeysWatch(cfg, client, reloader), stop_event, guard, query_wait=query_wait, backoff_cap=backoff_cap)

@@ -268,6 +268,19 @@ def install_validated(path: Path, new: str, old: str | None, reloader: Reloader)
         raise
 
 
+def install_if_changed(path: Path, new: str, reloader: Reloader) -> bool:
+    """Compare with the file on disk and, when they differ, write and validate (install_validated);
+    True if it changed. Reloading is the caller's: it records what nginx now serves."""
+    try:
+        old: str | None = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = None
+    if new == old:
+        return False
+    install_validated(path, new, old, reloader)
+    return True
+
+
 class NginxReloader:
     """Validates with `nginx -t` and reloads our master with SIGHUP, waiting for new workers."""
 

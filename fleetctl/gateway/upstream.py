@@ -23,8 +23,10 @@ from fleetctl.cluster import agent as cluster
 from fleetctl.cluster import consul_api
 from fleetctl.config import FleetConfig
 from fleetctl.errors import GatewayError
+from fleetctl.gateway import access
 from fleetctl.gateway import nginx as gateway
 from fleetctl.gateway.nginx import NginxReloader, Reloader
+from fleetctl.gateway.watch import Watch, duration, run_watch
 
 log = logging.getLogger(__name__)
 
@@ -159,23 +161,13 @@ def _update_state(cfg: FleetConfig, **changes: Any) -> None:
 def apply_members(cfg: FleetConfig, members: list[Member], reloader: Reloader) -> bool:
     """Make nginx serve `members`; True if the file changed. Restores the last good file on failure."""
     try:
-        new = render_upstream(members, cfg)
+        changed = gateway.install_if_changed(gateway.upstream_conf_path(cfg), render_upstream(members, cfg), reloader)
     except GatewayError as exc:
         _update_state(cfg, last_error=str(exc), last_error_at=time.time())
         raise
-    path = gateway.upstream_conf_path(cfg)
-    try:
-        old: str | None = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        old = None
-    addresses = sorted(b.address for b in _unique_sorted(members))
-    if new == old:
+    if not changed:
         return False
-    try:
-        gateway.install_validated(path, new, old, reloader)
-    except GatewayError as exc:
-        _update_state(cfg, last_error=str(exc), last_error_at=time.time())
-        raise
+    addresses = sorted(b.address for b in _unique_sorted(members))
     if reloader.reload():
         state = read_state(cfg)
         reloads = int(state.get("reloads", 0)) + 1
@@ -193,37 +185,39 @@ def sync_once(cfg: FleetConfig, consul_client: consul.Consul, reloader: Reloader
     return apply_members(cfg, members, reloader)
 
 
-def _duration(seconds: float) -> str:
-    return f"{max(1, int(seconds * 1000))}ms"
+class UpstreamWatch(Watch[list[Member]]):
+    """The service's passing instances -> upstream.conf: debounced, and recorded in the state file."""
 
+    what = "upstream"
 
-def _debounce(
-    cfg: FleetConfig,
-    consul_client: consul.Consul,
-    stop_event: threading.Event,
-    index: int,
-    pending: list[Member],
-    min_wait: float,
-    max_wait: float,
-    down_nodes: Callable[[], set[str]] | None = None,
-) -> tuple[int, list[Member]]:
-    """Wait until the set has been quiet for min_wait, but never past max_wait since the first change."""
-    now = time.monotonic()
-    quiet_until, hard_deadline = now + min_wait, now + max_wait
-    while not stop_event.is_set():
-        until = min(quiet_until, hard_deadline)
-        remaining = until - time.monotonic()
-        if remaining <= 0:
-            break
-        new_index, members = passing_members(consul_client, cfg.service_name, index, _duration(remaining),
-                                               down_nodes)
-        if new_index < index:
-            new_index = 0
-        index = new_index
-        if _unique_sorted(members) != _unique_sorted(pending):
-            pending = members
-            quiet_until = time.monotonic() + min_wait
-    return index, pending
+    def __init__(self, cfg: FleetConfig, consul_client: consul.Consul, reloader: Reloader, *,
+                 min_wait: float = 0.2, max_wait: float = 1.0,
+                 down_nodes: Callable[[], set[str]] | None = None) -> None:
+        self.cfg = cfg
+        self.consul_client = consul_client
+        self.reloader = reloader
+        self.min_wait, self.max_wait = min_wait, max_wait
+        self.down_nodes = down_nodes
+        self.synced = False
+
+    def query(self, index: int | None, wait: float) -> tuple[int, list[Member]]:
+        return passing_members(self.consul_client, self.cfg.service_name, index, duration(wait), self.down_nodes)
+
+    def same(self, a: list[Member], b: list[Member]) -> bool:
+        return _unique_sorted(a) == _unique_sorted(b)
+
+    def apply(self, value: list[Member]) -> None:
+        apply_members(self.cfg, value, self.reloader)
+        if not self.synced:
+            # ensure_services waits for this: the loop is up and the file reflects Consul.
+            _update_state(self.cfg, pid=os.getpid(), synced_at=time.time(), consul_ok=True)
+            self.synced = True
+
+    def consul_lost(self, exc: Exception) -> None:
+        _update_state(self.cfg, consul_ok=False, last_error=f"consul: {exc}", last_error_at=time.time())
+
+    def consul_back(self) -> None:
+        _update_state(self.cfg, consul_ok=True)
 
 
 def run_sync_loop(
@@ -239,61 +233,10 @@ def run_sync_loop(
     guard: threading.Lock | None = None,
     down_nodes: Callable[[], set[str]] | None = None,
 ) -> None:
-    """Watch Consul until `stop_event` is set, keeping upstream.conf and nginx in step.
-
-    Every wake-up (a change, or `query_wait` with none) re-renders and compares, which also
-    picks up an edited template or a deleted file. Consul errors back off exponentially up
-    to `backoff_cap` while nginx keeps the last good upstream. `guard` is held while files
-    are written and nginx reloaded, so a stopping process can wait for exactly that.
-    """
-    reloader = reloader or NginxReloader(cfg)
-    guard = guard or threading.Lock()
-    index: int | None = None
-    applied: list[Member] | None = None
-    delay = 0.25
-    consul_down = False
-    last_error = ""
-    while not stop_event.is_set():
-        try:
-            new_index, members = passing_members(
-                consul_client, cfg.service_name, index, _duration(query_wait), down_nodes
-            )
-            if index is not None and new_index < index:
-                new_index = 0  # the agent restarted or its raft index went back: start over
-            if applied is not None and _unique_sorted(members) != _unique_sorted(applied):
-                new_index, members = _debounce(
-                    cfg, consul_client, stop_event, new_index, members, min_wait, max_wait, down_nodes
-                )
-            index = new_index or None
-        except consul_api.CONSUL_ERRORS as exc:
-            if not consul_down:
-                _update_state(cfg, consul_ok=False, last_error=f"consul: {exc}", last_error_at=time.time())
-            consul_down = True
-            log.warning("consul unreachable (%s); keeping the last upstream, retry in %.2fs", exc, delay)
-            index = None
-            stop_event.wait(delay)
-            delay = min(delay * 2, backoff_cap)
-            continue
-        if consul_down:
-            log.info("consul reachable again")
-            consul_down = False
-            _update_state(cfg, consul_ok=True)
-        delay = 0.25
-        with guard:
-            if stop_event.is_set():
-                break
-            try:
-                apply_members(cfg, members, reloader)
-            except GatewayError as exc:
-                if str(exc) != last_error:
-                    log.error("kept the last good upstream: %s", exc)
-                last_error = str(exc)
-                continue
-            last_error = ""
-            if applied is None:
-                # ensure_services waits for this: the loop is up and the file reflects Consul.
-                _update_state(cfg, pid=os.getpid(), synced_at=time.time(), consul_ok=True)
-            applied = members
+    """Watch Consul until `stop_event` is set, keeping upstream.conf and nginx in step (watch.run_watch)."""
+    watch = UpstreamWatch(cfg, consul_client, reloader or NginxReloader(cfg), min_wait=min_wait,
+                          max_wait=max_wait, down_nodes=down_nodes)
+    run_watch(watch, stop_event, guard or threading.Lock(), query_wait=query_wait, backoff_cap=backoff_cap)
 
 
 def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float = 1.0) -> int:
@@ -334,8 +277,6 @@ def run_sync_daemon(cfg: FleetConfig, *, min_wait: float = 0.2, max_wait: float 
     thread = threading.Thread(target=target, name="fleet-sync", daemon=True)
     thread.start()
     if cfg.auth:
-        from fleetctl.gateway import access
-
         keys_thread = threading.Thread(
             target=access.run_keys_loop, name="fleet-keys", daemon=True,
             args=(cfg, consul_api.client_for(cfg), stop, guard, NginxReloader(cfg)),
