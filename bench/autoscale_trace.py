@@ -85,7 +85,7 @@ class Tracer:
             state = autoscale.read_state(self.cfg)
             self.rows.append({
                 "t": round(time.monotonic() - self.t0, 1), "offered": self.offered,
-                "load": state.get("load"), "cpu": state.get("cpu"), "instances": len(self.backend.list()),
+                "load": state.get("load"), "cpu": state.get("cpu"), "instances": len(self.backend.instances()),
                 "target": state.get("target"), "upstream": len(upstream.upstream_members(self.cfg)),
                 "decision": (state.get("last_decision") or {}).get("line"),
                 "change": (state.get("last_change") or {}).get("line"),

@@ -248,7 +248,7 @@ class Autoscaler:
     def step(self) -> Decision:
         """One poll: sample, decide, record, and carry out a change (errors logged, loop goes on)."""
         now = self.clock()
-        infos = self.fleet.backend.list()
+        infos = self.fleet.backend.instances()
         sample = observe(infos, now, self.cpu, self.scrape)
         if sample is not None:
             self.history.append(sample)

@@ -17,7 +17,7 @@ class Backend(abc.ABC):
     cfg: FleetConfig
 
     @abc.abstractmethod
-    def list(self) -> list[InstanceInfo]:
+    def instances(self) -> list[InstanceInfo]:
         """Live instances of this fleet, found by asking the runtime; cleans up dead leftovers."""
 
     @abc.abstractmethod
@@ -68,7 +68,7 @@ class Backend(abc.ABC):
         """Fail before anything starts if the backend cannot start instances (e.g. image missing)."""
 
     def stop_orphans(self, grace: float, report: Callable[[str], None]) -> int:
-        """Stop instances of this fleet that `list()` cannot see any more (lost state); returns how many.
+        """Stop instances of this fleet that `instances()` cannot see any more (lost state); returns how many.
 
         Most runtimes find everything by label, so by default there is nothing to do.
         """

@@ -5,7 +5,6 @@ listens on its own loopback port and talks to the same Consul and Redis.
 """
 from __future__ import annotations
 
-import builtins
 import hashlib
 import os
 import shutil
@@ -122,7 +121,7 @@ class DockerBackend(Backend):
         except Exception:  # noqa: BLE001 - a missing image is preflight's to report
             return ""
 
-    def _filters(self) -> dict[str, builtins.list[str]]:
+    def _filters(self) -> dict[str, list[str]]:
         return {"label": [f"{LABEL}=1", f"{LABEL}.fleet={fleet_label(self.cfg)}"]}
 
     def _info(self, container: Any) -> InstanceInfo:
@@ -137,7 +136,7 @@ class DockerBackend(Backend):
             config_hash=labels.get(f"{LABEL}.config-hash", ""),
         )
 
-    def list(self) -> builtins.list[InstanceInfo]:
+    def instances(self) -> list[InstanceInfo]:
         found = []
         for container in self.client.containers.list(all=True, filters=self._filters()):
             if container.status in STOPPED_STATES:
@@ -217,7 +216,7 @@ class DockerBackend(Backend):
             return False
         return bool(container.status == "running")
 
-    def _pids(self, container: Any) -> builtins.list[int]:
+    def _pids(self, container: Any) -> list[int]:
         top = container.top(ps_args="-eo pid")
         return [int(row[0]) for row in top.get("Processes") or []]
 
@@ -246,7 +245,7 @@ class DockerBackend(Backend):
     def log_readers(self) -> dict[str, LogReader]:
         """The running containers' logs (a stopped container is removed, and its log with it)."""
         readers: dict[str, LogReader] = {}
-        for info in self.list():
+        for info in self.instances():
             container = self._container(info)
             if container is not None:
                 readers[info.id] = ContainerLogReader(container)
@@ -260,7 +259,7 @@ class ContainerLogReader:
         self.container = container
         self.last: float | None = None
 
-    def read_new(self) -> builtins.list[str]:
+    def read_new(self) -> list[str]:
         import docker
 
         kwargs: dict[str, Any] = {"timestamps": True}

@@ -7,7 +7,6 @@ config hash).
 """
 from __future__ import annotations
 
-import builtins
 import hashlib
 import os
 import shutil
@@ -90,8 +89,8 @@ class ProcessBackend(Backend):
         shutil.rmtree(self._runtime_dir(instance_id), ignore_errors=True)
 
     # -- Backend -----------------------------------------------------------
-    def list(self) -> builtins.list[InstanceInfo]:
-        found: builtins.list[InstanceInfo] = []
+    def instances(self) -> list[InstanceInfo]:
+        found: list[InstanceInfo] = []
         if not self.cfg.run_dir.is_dir():
             return found
         # run/ also holds the services' pid files: only a sidecar marked as ours names an instance.
@@ -161,13 +160,13 @@ class ProcessBackend(Backend):
             procs.kill_group(pgid, grace)
         return len(groups)
 
-    def orphans(self) -> builtins.list[int]:
+    def orphans(self) -> list[int]:
         """Process groups of this fleet's gunicorns that no pid file names any more (lost state).
 
         Recognised by their environment: OCR_RUNTIME_DIR lies under this FLEET_HOME's run/.
         """
         run_dir = str(self.cfg.run_dir.absolute()) + os.sep
-        known = {i.pid for i in self.list()}
+        known = {i.pid for i in self.instances()}
         groups: set[int] = set()
         for proc in psutil.process_iter(["pid", "cmdline"]):
             try:

@@ -8,7 +8,6 @@ SIGTERM; Swarm's stop grace period is longer than that drain.
 """
 from __future__ import annotations
 
-import builtins
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -75,7 +74,7 @@ def is_manager(client: Any) -> bool:
     return bool(state.get("LocalNodeState") == "active" and state.get("ControlAvailable"))
 
 
-def _env_value(env: builtins.list[str], name: str) -> str:
+def _env_value(env: list[str], name: str) -> str:
     for item in env:
         key, _, value = item.partition("=")
         if key == name:
@@ -114,7 +113,7 @@ class SwarmBackend(DockerBackend):
                 return ("127.0.0.1", node_id[:12])
         return self._nodes[node_id]
 
-    def _tasks(self, service: Any) -> builtins.list[dict[str, Any]]:
+    def _tasks(self, service: Any) -> list[dict[str, Any]]:
         return list(service.tasks())
 
     def _task_port(self, task: dict[str, Any]) -> int:
@@ -133,12 +132,12 @@ class SwarmBackend(DockerBackend):
             config_hash=labels.get(f"{LABEL}.config-hash", ""), node=hostname or None,
         )
 
-    def _wanted(self, service: Any) -> builtins.list[dict[str, Any]]:
+    def _wanted(self, service: Any) -> list[dict[str, Any]]:
         """Tasks Swarm wants running (the current ones, not the history it keeps)."""
         return [t for t in self._tasks(service)
                 if t.get("DesiredState") == "running" and t["Status"]["State"] in LIVE_STATES]
 
-    def list(self) -> builtins.list[InstanceInfo]:
+    def instances(self) -> list[InstanceInfo]:
         service = self.service() if is_manager(self.client) else None
         if service is None:
             return []
@@ -177,9 +176,9 @@ class SwarmBackend(DockerBackend):
         return Plan(desired=desired, start=starts, stop=stops, keep=tuple(keep), config_hash=cfg_hash)
 
     @staticmethod
-    def _rolled_slots(slots: Sequence[int], desired: int) -> builtins.list[int]:
+    def _rolled_slots(slots: Sequence[int], desired: int) -> list[int]:
         """The slots a service of `desired` tasks has: the kept ones, then the lowest missing ones."""
-        kept = builtins.list(slots)[:desired]
+        kept = list(slots)[:desired]
         extra = (s for s in range(1, desired + len(kept) + 1) if s not in kept)
         while len(kept) < desired:
             kept.append(next(extra))
@@ -236,7 +235,7 @@ class SwarmBackend(DockerBackend):
             return Converged(started=self._infos(0, range(1, p.desired + 1), p.config_hash), removed=[])
         gen = self._generation(service)
         wanted = self._wanted(service)
-        removed: builtins.list[InstanceInfo] = []
+        removed: list[InstanceInfo] = []
         if p.desired < len(wanted):
             self._scale(p.desired)
             removed = self._await_removed({t["ID"]: t for t in wanted})
@@ -260,16 +259,16 @@ class SwarmBackend(DockerBackend):
         if run.returncode != 0:
             raise BackendUnavailable(f"docker service scale failed: {run.stderr.strip()}")
 
-    def _infos(self, generation: int, slots: Iterable[int], cfg_hash: str) -> builtins.list[InstanceInfo]:
+    def _infos(self, generation: int, slots: Iterable[int], cfg_hash: str) -> list[InstanceInfo]:
         """What the tasks of these slots will be (their node is known once Swarm placed them)."""
         base = self._port_base(generation)
         return [InstanceInfo(id=instance_id(base + s), backend=self.name, host="127.0.0.1", port=base + s,
                              config_hash=cfg_hash) for s in slots]
 
-    def _await_removed(self, before: dict[str, dict[str, Any]]) -> builtins.list[InstanceInfo]:
+    def _await_removed(self, before: dict[str, dict[str, Any]]) -> list[InstanceInfo]:
         """The tasks Swarm chose to stop: those it no longer wants running (asked until it has chosen)."""
         deadline = time.monotonic() + APPLY_WAIT_S
-        gone: builtins.list[InstanceInfo] = []
+        gone: list[InstanceInfo] = []
         while time.monotonic() < deadline:
             service = self.service()
             wanted = {t["ID"] for t in self._wanted(service)} if service is not None else set()

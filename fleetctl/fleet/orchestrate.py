@@ -90,7 +90,7 @@ def oversubscription_warning(cfg: FleetConfig, instances: int, cpus: int | None 
 
 def make_plan(fleet: Fleet, desired: int) -> Plan:
     """The convergence plan for `desired` instances, from what the runtime reports right now."""
-    actual = fleet.backend.list()
+    actual = fleet.backend.instances()
     span = desired + len(actual) + 64
     busy = busy_ports(fleet.cfg.base_port, span, (i.port for i in actual), fleet.cfg.gateway_host)
     cfg_hash = config_hash(fleet.cfg, fleet.backend.name, fleet.backend.artifact())
@@ -158,7 +158,7 @@ def wait_ready(fleet: Fleet, infos: Sequence[InstanceInfo], deadline: float) -> 
     while pending:
         passing = passing_ids(fleet)
         members = fleet.upstream_members(fleet.cfg)
-        placed = {i.id: i for i in fleet.backend.list()}  # where the runtime put it (Swarm picks the node)
+        placed = {i.id: i for i in fleet.backend.instances()}  # where the runtime put it (Swarm picks the node)
         for iid, info in list(pending.items()):
             info = pending[iid] = placed.get(iid, info)
             marks = seen[iid]
@@ -293,7 +293,7 @@ def down(cfg: FleetConfig, backends: Sequence[Backend], consul: Any | None,
         if removed is not None:
             count += removed
             continue
-        infos = backend.list()
+        infos = backend.instances()
         if not infos:
             continue
         stop_all(backend, consul, infos, report)
@@ -307,7 +307,7 @@ def down(cfg: FleetConfig, backends: Sequence[Backend], consul: Any | None,
 
 def other_backends_note(chosen: Backend, backends: Sequence[Backend]) -> str | None:
     """Instances on another backend keep serving beside the chosen one; say so rather than surprise."""
-    counts = {b.name: len(b.list()) for b in backends if b.name != chosen.name}
+    counts = {b.name: len(b.instances()) for b in backends if b.name != chosen.name}
     busy = {name: n for name, n in counts.items() if n}
     if not busy:
         return None

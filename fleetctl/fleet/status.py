@@ -118,7 +118,7 @@ def collect(
     scrape: Callable[[str], metrics_scrape.InstanceMetrics | None] = metrics_scrape.fetch,
 ) -> FleetStatus:
     """Ask every source once (runtime, Consul, rendered upstream, each /metrics in parallel)."""
-    pairs = [(b, info) for b in backends for info in b.list()]
+    pairs = [(b, info) for b in backends for info in b.instances()]
     health = health_by_id(consul, cfg.service_name, cluster.node_name(cfg))
     upstream = members(cfg)
     now = time.time()

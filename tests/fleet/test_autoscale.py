@@ -205,14 +205,14 @@ def test_status_shows_target_and_last_decision() -> None:
 
 
 class ListedBackend:
-    """The one backend call the loop makes: list(); scaling goes through `apply`, recorded here."""
+    """The one backend call the loop makes: instances(); scaling goes through `apply`, recorded here."""
 
     name = "process"
 
     def __init__(self, n: int) -> None:
         self.infos = [_info(p) for p in range(1, n + 1)]
 
-    def list(self) -> list[InstanceInfo]:
+    def instances(self) -> list[InstanceInfo]:
         return list(self.infos)
 
 

@@ -55,7 +55,7 @@ def spec_for(cfg: FleetConfig, port: int, iid: str | None = None) -> InstanceSpe
 def backend(cfg: FleetConfig) -> Iterator[ProcessBackend]:
     b = ProcessBackend(cfg)
     yield b
-    for info in b.list():
+    for info in b.instances():
         b.stop(info, grace=5)
     b.stop_orphans(5, lambda _msg: None)
 
@@ -70,7 +70,7 @@ def running(backend: ProcessBackend, cfg: FleetConfig) -> InstanceInfo:
 
 def test_start_list_and_inspect_a_real_instance(backend: ProcessBackend, running: InstanceInfo,
                                                  cfg: FleetConfig) -> None:
-    [found] = backend.list()
+    [found] = backend.instances()
     assert (found.id, found.port, found.pid) == (running.id, running.port, running.pid)
     assert found.config_hash == config_hash(cfg, "process")
     assert found.backend == "process" and found.address == f"127.0.0.1:{running.port}"
@@ -108,7 +108,7 @@ def test_stop_takes_down_the_whole_group_and_keeps_the_log(backend: ProcessBacke
     backend.stop(running, grace=10)
     assert group_members(running.pid) == []
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
-    assert backend.list() == []
+    assert backend.instances() == []
     assert not (cfg.run_dir / f"{running.id}.pid").exists()
     assert not (cfg.run_dir / f"{running.id}.json").exists()
     assert backend.log_file(running.id).exists()
@@ -120,14 +120,14 @@ def test_sigkilled_instance_is_dropped_and_its_files_cleaned(backend: ProcessBac
                                                              cfg: FleetConfig) -> None:
     assert running.pid is not None
     os.killpg(running.pid, signal.SIGKILL)
-    wait_for(lambda: backend.list() == [], 10, "the killed instance to disappear from list()")
+    wait_for(lambda: backend.instances() == [], 10, "the killed instance to disappear from instances()")
     assert not (cfg.run_dir / f"{running.id}.pid").exists()
 
 
 def test_lost_pid_file_leaves_an_orphan_that_down_can_find(backend: ProcessBackend, running: InstanceInfo,
                                                            cfg: FleetConfig) -> None:
     (cfg.run_dir / f"{running.id}.pid").unlink()
-    assert backend.list() == []
+    assert backend.instances() == []
     assert backend.orphans() == [running.pid]
     assert running.pid is not None
     assert backend.stop_orphans(10, lambda _message: None) == 1
@@ -145,7 +145,7 @@ def test_stale_pid_file_of_a_dead_process_is_cleaned(backend: ProcessBackend, cf
                           text=True, check=True)
     _sidecar(cfg, "ocr-9", 9)
     (cfg.run_dir / "ocr-9.pid").write_text(proc.stdout)
-    assert backend.list() == []
+    assert backend.instances() == []
     assert not (cfg.run_dir / "ocr-9.pid").exists() and not (cfg.run_dir / "ocr-9.json").exists()
 
 
@@ -154,7 +154,7 @@ def test_reused_pid_is_not_taken_for_an_instance(backend: ProcessBackend, cfg: F
     try:
         _sidecar(cfg, "ocr-10", 10)
         (cfg.run_dir / "ocr-10.pid").write_text(f"{sleeper.pid}\n")
-        assert backend.list() == []
+        assert backend.instances() == []
         assert sleeper.poll() is None  # not ours, so never signalled
     finally:
         sleeper.kill()
@@ -165,7 +165,7 @@ def test_service_pid_files_in_run_dir_are_left_alone(backend: ProcessBackend, cf
     cfg.run_dir.mkdir(parents=True)
     (cfg.run_dir / "consul.pid").write_text("1\n")
     (cfg.run_dir / "sync.pid").write_text("999999\n")
-    assert backend.list() == []
+    assert backend.instances() == []
     assert (cfg.run_dir / "consul.pid").exists() and (cfg.run_dir / "sync.pid").exists()
 
 
