@@ -325,6 +325,7 @@ def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
     from fleetctl import procs
     from fleetctl.config import FleetConfig
+    from fleetctl.daemons import pidfiles
     from fleetctl.gateway import access, keys, upstream
     from fleetctl.gateway import nginx as gateway
 
@@ -341,7 +342,7 @@ def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         yield cfg.gateway_url + "/", secret
     finally:
-        gateway.stop_nginx(cfg, grace=5)
+        pidfiles.stop(cfg, "nginx", sig=signal.SIGQUIT, grace=5)
 
 
 def test_page_asks_for_an_api_key_once_and_keeps_it(keyed_gateway: tuple[str, str],

@@ -184,10 +184,6 @@ class SwarmBackend(DockerBackend):
             kept.append(next(extra))
         return sorted(kept)
 
-    def _spec_hash(self, service: Any) -> str:
-        labels = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Labels") or {}
-        return str(labels.get(f"{LABEL}.config-hash", ""))
-
     # --- applying -------------------------------------------------------------------------------
 
     def preflight(self) -> None:

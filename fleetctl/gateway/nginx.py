@@ -352,12 +352,3 @@ def start_nginx(cfg: FleetConfig, *, timeout: float = 10.0) -> int:
     pid = master_pid(cfg)
     assert pid is not None
     return pid
-
-
-def stop_nginx(cfg: FleetConfig, *, grace: float = 10.0) -> None:
-    """Graceful stop (SIGQUIT lets in-flight requests finish), then SIGKILL after `grace`."""
-    pid = master_pid(cfg)
-    if pid is not None:
-        procs.stop_process(pid, sig=signal.SIGQUIT, grace=grace)
-    pid_path(cfg).unlink(missing_ok=True)
-

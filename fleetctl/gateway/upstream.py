@@ -41,7 +41,6 @@ SERVER_PARAMS = "max_fails=0"
 PLACEHOLDER_SERVER = "server 127.0.0.1:9 down;  # placeholder: no passing instance"
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
-_SERVER_LINE = re.compile(r"^\s*server\s+(\S+)([^;]*);")
 
 
 @dataclass(frozen=True, order=True)
@@ -122,20 +121,6 @@ def upstream_members(cfg: FleetConfig) -> set[str]:
     carries them has switched nginx's workers, so a caller never sees a member nginx may not route to
     yet (the file on disk leads the reload by a few ms, more on a loaded machine)."""
     return set(read_state(cfg).get("backends") or [])
-
-
-def rendered_members(cfg: FleetConfig) -> set[str]:
-    """'host:port' of every live server in the upstream.conf on disk (what nginx is being given)."""
-    try:
-        text = gateway.upstream_conf_path(cfg).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return set()
-    members = set()
-    for line in text.splitlines():
-        match = _SERVER_LINE.match(line)
-        if match and "down" not in match.group(2).split():
-            members.add(match.group(1))
-    return members
 
 
 # --- state file ------------------------------------------------------------------------------

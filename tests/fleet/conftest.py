@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gw_servers import ConsulAgent, EchoServer, Gateway
+from gw_servers import ConsulAgent, EchoServer, Gateway, stop_nginx
 from helpers import consul_binary, free_port
 
 from fleetctl import procs
@@ -44,7 +44,7 @@ def gw_nginx(gw_cfg: FleetConfig) -> Iterator[int]:
     procs.write_atomic(access.clients_conf_path(gw_cfg), access.render_clients(gw_cfg, []))
     pid = gateway.start_nginx(gw_cfg)
     yield pid
-    gateway.stop_nginx(gw_cfg, grace=5)
+    stop_nginx(gw_cfg)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import signal
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,7 @@ from helpers import Proc, consul_binary, free_port, spawn, wait_for
 
 from fleetctl import procs
 from fleetctl.config import FleetConfig
+from fleetctl.daemons import pidfiles
 from fleetctl.gateway import access, upstream
 from fleetctl.gateway import nginx as gateway
 from fleetctl.gateway.nginx import NginxReloader
@@ -134,6 +137,22 @@ class EchoServer:
         self.server.server_close()
 
 
+SERVER_LINE = re.compile(r"^\s*server\s+(\S+)([^;]*);")
+
+
+def rendered_members(cfg: FleetConfig) -> set[str]:
+    """'host:port' of every live server in the upstream.conf on disk (what nginx is being given)."""
+    path = gateway.upstream_conf_path(cfg)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    matches = (SERVER_LINE.match(line) for line in text.splitlines())
+    return {m.group(1) for m in matches if m and "down" not in m.group(2).split()}
+
+
+def stop_nginx(cfg: FleetConfig) -> None:
+    """Stop a test's nginx as `down` does: SIGQUIT, so in-flight requests finish."""
+    pidfiles.stop(cfg, "nginx", sig=signal.SIGQUIT, grace=5)
+
+
 class Gateway:
     """One gateway as `up` runs it: nginx plus the sync loop's two watches (instances and keys)."""
 
@@ -159,7 +178,7 @@ class Gateway:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
-        gateway.stop_nginx(self.cfg, grace=5)
+        stop_nginx(self.cfg)
 
 
 def wait_steady(predicate: Callable[[], object], timeout: float, what: str, times: int = 5) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from gw_servers import ConsulAgent, EchoServer
+from gw_servers import ConsulAgent, EchoServer, rendered_members
 from helpers import wait_for
 from inproc import RAW, AppServer, FakeEngine, drop_log_handler, log_to, png
 
@@ -73,7 +73,7 @@ def test_empty_registry_renders_a_valid_placeholder(gw_cfg: FleetConfig) -> None
     assert len(servers) == 1 and " down;" in servers[0]
     gateway.make_dirs(gw_cfg)
     gateway.upstream_conf_path(gw_cfg).write_text(text)
-    assert upstream.rendered_members(gw_cfg) == set()  # the placeholder is no member
+    assert rendered_members(gw_cfg) == set()  # the placeholder is no member
     gateway.nginx_conf_path(gw_cfg).write_text(gateway.render_nginx_conf(gw_cfg))
     access.clients_conf_path(gw_cfg).write_text(access.render_clients(gw_cfg, []))
     NginxReloader(gw_cfg).validate()  # nginx -t accepts it: no "no servers are inside upstream"
@@ -113,7 +113,7 @@ def test_sync_proxies_to_passing_instances_and_503s_when_none(
     sid = gw_consul.register(a)
     assert upstream.sync_once(gw_cfg, gw_consul.client, reloader) is True
     # Recorded as served only after the reload switched the workers; the file says the same.
-    assert upstream.upstream_members(gw_cfg) == upstream.rendered_members(gw_cfg) == {a.address}
+    assert upstream.upstream_members(gw_cfg) == rendered_members(gw_cfg) == {a.address}
     assert upstream.reload_count(gw_cfg) == 1
 
     resp = _get(gw_cfg, headers={"X-Request-ID": "req-123"})
