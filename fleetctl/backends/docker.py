@@ -32,7 +32,7 @@ def fleet_label(cfg: FleetConfig) -> str:
     return hashlib.sha256(str(cfg.home).encode()).hexdigest()[:12]
 
 
-def _parse_docker_time(value: str) -> float:
+def parse_docker_time(value: str) -> float:
     """Docker's RFC 3339 with nanoseconds -> epoch seconds (Python parses at most microseconds)."""
     if not value or value.startswith("0001-"):
         return 0.0
@@ -132,7 +132,7 @@ class DockerBackend(Backend):
             host=self.cfg.gateway_host,  # host networking: the container binds OCR_HOST
             port=int(labels.get(f"{LABEL}.port", "0")),
             container_id=container.id,
-            started_at=_parse_docker_time(container.attrs.get("State", {}).get("StartedAt", "")),
+            started_at=parse_docker_time(container.attrs.get("State", {}).get("StartedAt", "")),
             config_hash=labels.get(f"{LABEL}.config-hash", ""),
         )
 
@@ -272,7 +272,7 @@ class ContainerLogReader:
         lines = []
         for row in raw.splitlines():
             stamp, _, text = row.partition(" ")
-            ts = _parse_docker_time(stamp)
+            ts = parse_docker_time(stamp)
             if self.last is not None and ts <= self.last:
                 continue  # `since` is inclusive: these were returned last time
             self.last = ts

@@ -16,8 +16,8 @@ from typing import Any
 from fleetctl.backends.docker import (
     LABEL,
     DockerBackend,
-    _parse_docker_time,
     fleet_label,
+    parse_docker_time,
 )
 from fleetctl.backends.environment import instance_env
 from fleetctl.backends.types import BackendUnavailable, Converged, InstanceInfo, Plan, Start, Stop, instance_id
@@ -82,6 +82,15 @@ def _env_value(env: list[str], name: str) -> str:
     return ""
 
 
+def rolled_slots(slots: Sequence[int], desired: int) -> list[int]:
+    """The slots a service of `desired` tasks has: the kept ones, then the lowest missing ones."""
+    kept = list(slots)[:desired]
+    extra = (s for s in range(1, desired + len(kept) + 1) if s not in kept)
+    while len(kept) < desired:
+        kept.append(next(extra))
+    return sorted(kept)
+
+
 class SwarmBackend(DockerBackend):
     """The tasks of one replicated service; the Docker client is passed in. The image checks, memory
     and logs are the docker backend's, for the tasks' containers on this node."""
@@ -128,7 +137,7 @@ class SwarmBackend(DockerBackend):
         return InstanceInfo(
             id=instance_id(port), backend=self.name, host=host, port=port,
             container_id=(status.get("ContainerStatus") or {}).get("ContainerID") or None,
-            started_at=_parse_docker_time(task.get("CreatedAt", "")),
+            started_at=parse_docker_time(task.get("CreatedAt", "")),
             config_hash=labels.get(f"{LABEL}.config-hash", ""), node=hostname or None,
         )
 
@@ -161,7 +170,7 @@ class SwarmBackend(DockerBackend):
         gen = self._generation(service)
         base = self._port_base(gen)
         if any(i.config_hash != cfg_hash for i in actual):
-            slots = self._rolled_slots(sorted(i.port - base for i in actual), desired)
+            slots = rolled_slots(sorted(i.port - base for i in actual), desired)
             other = self._port_base(1 - gen)
             why = "rolling update, start-first"
             starts = tuple(Start(instance_id(other + s), other + s, why) for s in slots)
@@ -169,20 +178,11 @@ class SwarmBackend(DockerBackend):
                         config_hash=cfg_hash)
         extra = sorted(actual, key=lambda i: i.port, reverse=True)[:max(0, len(actual) - desired)]
         keep = [i for i in actual if i not in extra]
-        slots = self._rolled_slots(sorted(i.port - base for i in keep), desired)
+        slots = rolled_slots(sorted(i.port - base for i in keep), desired)
         starts = tuple(Start(instance_id(base + s), base + s) for s in slots if base + s not in
                        {i.port for i in keep})
         stops = tuple(Stop(i, "scale down: Swarm picks the task") for i in extra)
         return Plan(desired=desired, start=starts, stop=stops, keep=tuple(keep), config_hash=cfg_hash)
-
-    @staticmethod
-    def _rolled_slots(slots: Sequence[int], desired: int) -> list[int]:
-        """The slots a service of `desired` tasks has: the kept ones, then the lowest missing ones."""
-        kept = list(slots)[:desired]
-        extra = (s for s in range(1, desired + len(kept) + 1) if s not in kept)
-        while len(kept) < desired:
-            kept.append(next(extra))
-        return sorted(kept)
 
     # --- applying -------------------------------------------------------------------------------
 
@@ -237,7 +237,7 @@ class SwarmBackend(DockerBackend):
             removed = self._await_removed({t["ID"]: t for t in wanted})
             service.reload()
         kept = [self._info(t) for t in self._wanted(service)]
-        slots = self._rolled_slots(sorted(i.port - self._port_base(gen) for i in kept), p.desired)
+        slots = rolled_slots(sorted(i.port - self._port_base(gen) for i in kept), p.desired)
         if any(i.config_hash != p.config_hash for i in kept):
             service.update(mode=mode, **self._spec(1 - gen, p.config_hash))
             return Converged(started=self._infos(1 - gen, slots, p.config_hash), removed=removed + kept)

@@ -73,7 +73,7 @@ class AppContext:
         return self._consul
 
     def backend(self, name: str | None) -> Backend:
-        return make_backend(name or self.cfg.backend, self.cfg, report=_progress)
+        return make_backend(name or self.cfg.backend, self.cfg, report=progress)
 
     def fleet(self, backend: Backend) -> Any:
         from fleetctl.fleet.orchestrate import Fleet
@@ -81,15 +81,15 @@ class AppContext:
 
         return Fleet(cfg=self.cfg, backend=backend, consul=self.consul(),
                      upstream_members=upstream.upstream_members, reload_count=upstream.reload_count,
-                     report=_progress)
+                     report=progress)
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
     """Progress goes to stderr so stdout stays parseable (plans, JSON, the gateway URL)."""
     click.echo(message, err=True)
 
 
-def _obj(ctx: click.Context) -> AppContext:
+def app_context(ctx: click.Context) -> AppContext:
     obj = ctx.find_object(AppContext)
     if obj is None:  # pragma: no cover - the group always sets it
         raise click.UsageError("no fleet context")

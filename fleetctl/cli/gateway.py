@@ -5,7 +5,7 @@ import json
 
 import click
 
-from fleetctl.cli.base import ExitError, _obj, _progress
+from fleetctl.cli.base import ExitError, app_context, progress
 
 
 @click.command()
@@ -16,7 +16,7 @@ def sync(ctx: click.Context, once: bool) -> None:
     from fleetctl.gateway import upstream
     from fleetctl.gateway.nginx import NginxReloader
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     if once:
         changed = upstream.sync_once(obj.cfg, obj.consul(), NginxReloader(obj.cfg))
         click.echo("upstream changed" if changed else "upstream unchanged")
@@ -32,7 +32,7 @@ def render(ctx: click.Context) -> None:
     """Print the upstream config the sync loop would write now (changes nothing)."""
     from fleetctl.gateway import upstream
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     _, members = upstream.passing_members(obj.consul(), obj.cfg.service_name, None, "")
     click.echo(upstream.render_upstream(members, obj.cfg), nl=False)
 
@@ -52,9 +52,9 @@ def keys_create(ctx: click.Context, name: str, rate: str) -> None:
     """Make a key for client NAME and print it, alone, on the last line: it is shown only this once."""
     from fleetctl.gateway import keys as api_keys
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     key, secret = api_keys.create(obj.consul(), obj.cfg, name, rate)
-    _progress(f"created key {key.name!r} (rate {key.rate or obj.cfg.rate or 'unlimited'}); "
+    progress(f"created key {key.name!r} (rate {key.rate or obj.cfg.rate or 'unlimited'}); "
               f"send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
     click.echo(secret)
 
@@ -68,7 +68,7 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 
     from fleetctl.gateway import keys as api_keys
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     _, found = api_keys.fetch(obj.consul(), obj.cfg)
     if as_json:
         click.echo(json.dumps([{"name": k.name, "rate": k.rate, "created": k.created} for k in found], indent=2))
@@ -85,6 +85,6 @@ def keys_revoke(ctx: click.Context, name: str) -> None:
     """Delete client NAME's key: every gateway refuses it within seconds (401)."""
     from fleetctl.gateway import keys as api_keys
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     api_keys.revoke(obj.consul(), obj.cfg, name)
     click.echo(f"revoked {name}")

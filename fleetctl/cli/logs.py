@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from fleetctl.backends import Backend, UnknownInstance, existing_backends
-from fleetctl.cli.base import _obj
+from fleetctl.cli.base import app_context
 from fleetctl.config import FleetConfig
 
 
@@ -71,7 +71,7 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
     """
     from fleetctl import logs as fleet_logs
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     backends = existing_backends(obj.cfg)  # asked once: -f rescans their instances, not the runtimes
     try:
         chosen = fleet_logs.select(_log_sources(obj.cfg, backends), sources)

@@ -17,10 +17,10 @@ from fleetctl.cli.base import (
     AppContext,
     ExitError,
     FleetGroup,
-    _obj,
-    _progress,
+    app_context,
     backend_option,
     engine_option,
+    progress,
     timeout_option,
 )
 from fleetctl.cli.gateway import keys, render, sync
@@ -134,7 +134,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     from fleetctl.daemons import deps, services
     from fleetctl.fleet.orchestrate import scale as converge
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     if advertise is not None or join is not None:
         try:
             obj.cfg = cluster.validate(obj.cfg.replace(advertise=advertise, join=join))
@@ -148,16 +148,16 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
 
         policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
         instances = max(bounds[0], min(bounds[1], instances))
-    deps.ensure(obj.cfg, allow_install=not no_install, report=_progress)
-    engines.ensure(obj.cfg, allow_install=not no_install, report=_progress)
+    deps.ensure(obj.cfg, allow_install=not no_install, report=progress)
+    engines.ensure(obj.cfg, allow_install=not no_install, report=progress)
     engines.save(obj.cfg)
     services.ensure_services(obj.cfg)
     cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
     if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
-        _progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
+        progress("Consul gossip is encrypted: hosts that join need FLEET_CONSUL_ENCRYPT set to the key "
                   "in FLEET_HOME/gossip.key")
     if obj.cfg.clustered and not obj.cfg.join and acl.enabled(obj.cfg):
-        _progress("Consul has ACLs: hosts that join need FLEET_CONSUL_TOKEN set to the management token "
+        progress("Consul has ACLs: hosts that join need FLEET_CONSUL_TOKEN set to the management token "
                   "in FLEET_HOME/consul.token")
     _warn_oversubscription(obj.cfg, bounds[1] if bounds else instances)
     _note_other_backends(obj, chosen)
@@ -165,7 +165,7 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
              show_plan=lambda p: None if p.is_noop else _print_plan(p))
     if bounds is not None:
         pid = autoscale_daemon.ensure(obj.cfg, chosen.name, *bounds)
-        _progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
+        progress(f"autoscaler running (pid {pid}) between {bounds[0]} and {bounds[1]} instance(s)")
     if obj.cfg.gateway_http:
         click.echo(obj.cfg.gateway_url)
     if obj.cfg.tls:
@@ -206,7 +206,7 @@ def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str |
     from fleetctl.autoscale import loop as scaler_mod
     from fleetctl.fleet.orchestrate import scale as converge
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     if stop:
         stopped = autoscale_daemon.stop(obj.cfg)
         click.echo("autoscaler stopped" if stopped else "no autoscaler was running")
@@ -247,7 +247,7 @@ def scale(
     from fleetctl.fleet.orchestrate import make_plan
     from fleetctl.fleet.orchestrate import scale as converge
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     chosen = obj.backend(backend)
     if dry_run:
         _print_plan(make_plan(obj.fleet(chosen), n))  # only the runtime is asked: needs no service
@@ -278,7 +278,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from fleetctl.fleet.status import collect, render_table
     from fleetctl.gateway import upstream
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     result = collect(obj.cfg, existing_backends(obj.cfg), obj.consul(),
                      members=upstream.upstream_members, services=services.service_states)
     if as_json:
@@ -297,9 +297,9 @@ def down(ctx: click.Context) -> None:
     from fleetctl.daemons import services
     from fleetctl.fleet.orchestrate import down as fleet_down
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     autoscale_daemon.stop(obj.cfg)  # first: it would restart the instances stopped below
-    count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, _progress)
+    count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, progress)
     click.echo(f"stopped {count} instance(s) and the managed services")
 
 
@@ -318,15 +318,15 @@ def deps(ctx: click.Context, check: bool, with_docker: bool, engine: str | None)
     from fleetctl.backends import engines
     from fleetctl.daemons import deps as fleet_deps
 
-    obj = _obj(ctx)
+    obj = app_context(ctx)
     if engine == engines.PADDLE:
         cfg = obj.cfg.replace(engine=engine)
         if check:
             click.echo(f"paddleocr venv  {engines.instance_python(cfg)}")
         else:
-            engines.build_paddle_venv(cfg, report=_progress)
+            engines.build_paddle_venv(cfg, report=progress)
     if not check and (with_docker or fleet_deps.missing(obj.cfg)):
-        fleet_deps.install(obj.cfg, with_docker=with_docker, report=_progress)
+        fleet_deps.install(obj.cfg, with_docker=with_docker, report=progress)
     found = fleet_deps.locate(obj.cfg)
     width = max(map(len, found))
     for tool, path in found.items():

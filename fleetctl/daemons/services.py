@@ -102,7 +102,7 @@ def _start_consul(cfg: FleetConfig) -> int:
     return pid
 
 
-def _start_redis(cfg: FleetConfig) -> int:
+def start_redis(cfg: FleetConfig) -> int:
     binary = procs.find_binary("redis-server", cfg.home)
     if binary is None:
         raise ServiceError("redis-server not found (run `fleetctl deps`)")
@@ -121,7 +121,7 @@ def _start_redis(cfg: FleetConfig) -> int:
     return pid
 
 
-def _sync_env(cfg: FleetConfig) -> dict[str, str]:
+def sync_env(cfg: FleetConfig) -> dict[str, str]:
     """The loop only reads: with ACLs its token may read the catalog and the API keys, nothing more
     (fleetctl/cluster/acl.py), and it gets no gossip key."""
     env = daemons.fleet_env(cfg)
@@ -137,7 +137,7 @@ def _sync_env(cfg: FleetConfig) -> dict[str, str]:
 def _start_sync(cfg: FleetConfig) -> int:
     pid = procs.spawn(
         SYNC_ARGV, log_path=daemons.log_file(cfg, "sync"), pid_path=daemons.pid_file(cfg, "sync"),
-        env=_sync_env(cfg)
+        env=sync_env(cfg)
     )
     daemons.wait_alive_and_ready(cfg, "sync", pid, lambda: _sync_ready(cfg, pid), timeout=30)
     return pid
@@ -197,7 +197,7 @@ def _stale_sync(cfg: FleetConfig) -> bool:
     pid = daemons.live(cfg, "sync")
     if pid is None:
         return False
-    env = _sync_env(cfg)
+    env = sync_env(cfg)
     try:
         running = psutil.Process(pid).environ()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -244,7 +244,7 @@ def ensure_services(cfg: FleetConfig) -> dict[str, ServiceState]:
         if cfg.managed_redis:
             started["redis"] = daemons.live(cfg, "redis") is None
             if started["redis"]:
-                _start_redis(cfg)
+                start_redis(cfg)
         started["nginx"] = _ensure_nginx(cfg)[1]
         _stale_sync(cfg)
         started["sync"] = daemons.live(cfg, "sync") is None

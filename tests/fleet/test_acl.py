@@ -232,10 +232,10 @@ def test_who_gets_which_token_without_a_managed_cluster(tmp_path: Path) -> None:
     """One machine: nobody sends a token. An external agent given FLEET_CONSUL_TOKEN: fleetctl, the
     sync loop and the instances all send that one (fleetctl makes no small tokens there)."""
     one = FleetConfig(home=tmp_path)
-    assert "OCR_CONSUL_TOKEN" not in instance_env(one, "ocr-1", 1) and acl.SETTING not in services._sync_env(one)
+    assert "OCR_CONSUL_TOKEN" not in instance_env(one, "ocr-1", 1) and acl.SETTING not in services.sync_env(one)
     external = FleetConfig(home=tmp_path, consul_addr="10.0.0.1:8500", consul_token=TOKEN)
     assert instance_env(external, "ocr-1", 1)["OCR_CONSUL_TOKEN"] == TOKEN
-    assert services._sync_env(external)[acl.SETTING] == TOKEN
+    assert services.sync_env(external)[acl.SETTING] == TOKEN
     assert consul_api.client_for(external).http.session.headers["X-Consul-Token"] == TOKEN
     assert "X-Consul-Token" not in consul_api.client_for(one).http.session.headers
     assert cluster.validate(external.replace(consul_token=TOKEN.upper())).consul_token == TOKEN

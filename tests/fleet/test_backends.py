@@ -21,7 +21,7 @@ import requests
 from helpers import free_port, wait_for
 
 from fleetctl.backends import make_backend
-from fleetctl.backends.docker import _parse_docker_time, fleet_label
+from fleetctl.backends.docker import fleet_label, parse_docker_time
 from fleetctl.backends.environment import config_hash, instance_env
 from fleetctl.backends.process import SIDECAR_KIND, ProcessBackend
 from fleetctl.backends.types import InstanceInfo, InstanceSpec
@@ -209,9 +209,9 @@ def test_port_probe_sees_a_listener() -> None:
 
 
 def test_docker_time_parsing_and_fleet_label(tmp_path: Path) -> None:
-    assert _parse_docker_time("2024-03-01T12:00:00.123456789Z") == pytest.approx(1709294400.123456)
-    assert _parse_docker_time("0001-01-01T00:00:00Z") == 0.0
-    assert _parse_docker_time("") == 0.0
+    assert parse_docker_time("2024-03-01T12:00:00.123456789Z") == pytest.approx(1709294400.123456)
+    assert parse_docker_time("0001-01-01T00:00:00Z") == 0.0
+    assert parse_docker_time("") == 0.0
     a, b = FleetConfig(home=tmp_path / "a"), FleetConfig(home=tmp_path / "b")
     assert fleet_label(a) != fleet_label(b) and fleet_label(a) == fleet_label(FleetConfig(home=tmp_path / "a"))
 

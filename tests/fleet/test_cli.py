@@ -256,11 +256,11 @@ def test_status_shows_the_node_of_a_placed_instance() -> None:
 
 
 def test_swarm_slots_follow_swarm_filling_the_lowest_missing_ones() -> None:
-    from fleetctl.backends.swarm import RUN, SwarmBackend
+    from fleetctl.backends.swarm import RUN, rolled_slots
 
-    assert SwarmBackend._rolled_slots([], 3) == [1, 2, 3]
-    assert SwarmBackend._rolled_slots([4, 5], 3) == [1, 4, 5]  # a scale-down left slots 4 and 5
-    assert SwarmBackend._rolled_slots([4, 5], 2) == [4, 5]
-    assert SwarmBackend._rolled_slots([1, 2, 3], 1) == [1]
+    assert rolled_slots([], 3) == [1, 2, 3]
+    assert rolled_slots([4, 5], 3) == [1, 4, 5]  # a scale-down left slots 4 and 5
+    assert rolled_slots([4, 5], 2) == [4, 5]
+    assert rolled_slots([1, 2, 3], 1) == [1]
     proc = subprocess.run(["sh", "-n", "-c", RUN], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr  # the task's entry point is valid shell

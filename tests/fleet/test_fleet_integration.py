@@ -142,7 +142,7 @@ class Fleet:
     def status(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.run("status", "--json").stdout)
         for inst in data["instances"]:
-            self.seen_pids.update(_group_pids_of_port(inst["port"]))
+            self.seen_pids.update(group_pids_of_port(inst["port"]))
         for svc in data["services"].values():
             if svc.get("pid"):
                 self.seen_pids.add(int(svc["pid"]))
@@ -199,7 +199,7 @@ class Fleet:
         return found
 
 
-def _group_pids_of_port(port: int) -> set[int]:
+def group_pids_of_port(port: int) -> set[int]:
     """Master and workers of the gunicorn tagged with this port (what `down` must remove)."""
     pids: set[int] = set()
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -208,7 +208,7 @@ def _group_pids_of_port(port: int) -> set[int]:
     return pids
 
 
-def _tool_path(env: dict[str, str]) -> None:
+def tool_path(env: dict[str, str]) -> None:
     """Make the tools findable and fail (never skip) with the fix when one is missing."""
     # `make deps` puts Consul in the checkout's .fleet/bin; each test fleet has its own FLEET_HOME.
     extra = [str(REPO / ".fleet" / "bin"), "/usr/sbin", "/usr/local/sbin"]
@@ -231,7 +231,7 @@ def make_fleet(tmp: Path, backend: str) -> Fleet:
         FLEET_CONSUL_PORT=str(fleet.consul_port), FLEET_REDIS_PORT=str(fleet.redis_port),
         FLEET_BASE_PORT=str(fleet.base_port), PYTHONUNBUFFERED="1",
     )
-    _tool_path(env)
+    tool_path(env)
     fleet.image_path.write_bytes(word_png())
     return fleet
 
@@ -342,7 +342,7 @@ def test_timeout_exits_3_and_names_what_is_pending(fleet: Fleet) -> None:
 def test_scale_down_under_load_fails_no_request(fleet: Fleet) -> None:
     fleet.run("scale", "3")
     removed = [fleet.base_port + 1, fleet.base_port + 2]
-    removed_pids = set().union(*(_group_pids_of_port(p) for p in removed))
+    removed_pids = set().union(*(group_pids_of_port(p) for p in removed))
     assert removed_pids
     timing: dict[str, float] = {}
 

@@ -25,8 +25,7 @@ import pytest
 import redis
 import requests
 from helpers import wait_for
-from test_fleet_integration import AbResult, parse_ab, word_png
-from test_fleet_integration import _tool_path as tool_path
+from test_fleet_integration import AbResult, parse_ab, tool_path, word_png
 
 from fleetctl import config as fleet_config
 from fleetctl.cluster import agent as cluster

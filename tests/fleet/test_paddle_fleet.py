@@ -7,7 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from test_fleet_integration import REPO, Fleet, _group_pids_of_port, make_fleet, teardown_fleet, word_png
+from test_fleet_integration import REPO, Fleet, group_pids_of_port, make_fleet, teardown_fleet, word_png
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_up_with_paddleocr_serves_through_the_gateway_and_scale_keeps_it(paddle_
     body = resp.json()
     assert body["engine"] == "paddleocr" and [line["text"] for line in body["data"]] == ["Paddle fleet"]
     (instance,) = f.status()["instances"]
-    pythons = {psutil.Process(pid).cmdline()[0] for pid in _group_pids_of_port(instance["port"])}
+    pythons = {psutil.Process(pid).cmdline()[0] for pid in group_pids_of_port(instance["port"])}
     assert pythons == {str(REPO / ".venv-paddle" / "bin" / "python")}  # master and workers: the engine's venv
     # `scale` without --engine keeps the engine `up` chose: no drift, the same instance stays
     plan = f.run("scale", "1", "--dry-run").stdout

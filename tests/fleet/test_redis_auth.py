@@ -42,7 +42,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetConfig]:
     cfg = FleetConfig(home=tmp_path_factory.mktemp("redis-auth"), advertise="127.0.0.2", redis_port=free_port())
     cfg.log_dir.mkdir(parents=True)
     cfg.run_dir.mkdir(parents=True)
-    pid = services._start_redis(cfg)
+    pid = services.start_redis(cfg)
     try:
         yield cfg
     finally:
