@@ -1,16 +1,11 @@
 """Autoscaling: a control loop from instance metrics to a desired count, applied as `scale` applies it.
 
-Like Kubernetes' HPA: each poll turns the fleet's in-flight and queued OCR jobs into a recommended
-instance count (jobs over `target` jobs per worker). Scale-up takes the lowest recommendation of a
-short window (load must be sustained, not a spike); scale-down takes the highest of a long window
-(`down_window`), never below what the instances' CPU use still needs, so a busy fleet is not shrunk
-between two bursts. A cooldown separates actions, and the count stays within [min, max].
-`decide` is pure; `Autoscaler` observes, decides, logs the reason and plans-then-applies.
+Each poll scrapes the instances into a Sample; the pure policy (policy.py) turns the history into a
+desired count; `Autoscaler` logs the reason, records it for `fleetctl status`, and plans-then-applies.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
@@ -24,147 +19,15 @@ from types import FrameType
 from typing import Any
 
 from fleetctl import procs
+from fleetctl.autoscale.policy import Decision, Policy, Sample, decide
 from fleetctl.backends.types import InstanceInfo
 from fleetctl.config import FleetConfig
-from fleetctl.errors import FleetError
 from fleetctl.fleet import metrics_scrape
 
 log = logging.getLogger("fleetctl.autoscale.loop")
 
 CPU_SPAN_S = 20.0  # CPU rates over this span: workers refresh their CPU gauge every 5 s
 HEARTBEAT_S = 60.0  # an unchanged hold is logged again this often
-
-
-class PolicyError(FleetError):
-    """The bounds or windows make no sense (min above max, min 0, ...); the message names the flag."""
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The autoscaler's settings: bounds, target load per worker, windows and cooldown (seconds)."""
-
-    min: int
-    max: int
-    target: float = 2.0  # in-flight + queued OCR jobs per worker: one running, one waiting
-    cpu_target: float = 0.8  # CPU cores per worker that still count as busy; 0 turns the guard off
-    up_window: float = 6.0
-    down_window: float = 300.0
-    cooldown: float = 30.0
-    tolerance: float = 0.1  # load within 10% of the target changes nothing (HPA's default)
-    workers: int = 1  # per instance (OCR_WORKERS): the unit of capacity
-
-    def __post_init__(self) -> None:
-        if self.min < 1:
-            raise PolicyError(f"--min must be at least 1 (an empty fleet reports no load), got {self.min}")
-        if self.max < self.min:
-            raise PolicyError(f"--max {self.max} is below --min {self.min}")
-        numbers = {"--target (FLEET_AUTOSCALE_TARGET)": self.target,
-                   "FLEET_AUTOSCALE_CPU_TARGET": self.cpu_target,
-                   "--scale-up-window (FLEET_AUTOSCALE_UP_WINDOW)": self.up_window,
-                   "--scale-down-window (FLEET_AUTOSCALE_DOWN_WINDOW)": self.down_window,
-                   "--cooldown (FLEET_AUTOSCALE_COOLDOWN)": self.cooldown}
-        for name, value in numbers.items():
-            if not math.isfinite(value) or value < 0:
-                raise PolicyError(f"{name} must be a finite number of at least 0, got {value}")
-        if self.target <= 0:
-            raise PolicyError("--target (FLEET_AUTOSCALE_TARGET) must be above 0")
-
-    def clamp(self, n: int) -> int:
-        return max(self.min, min(self.max, n))
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One poll of the fleet: when (monotonic s), how many instances, their jobs and CPU cores in use."""
-
-    t: float
-    instances: int
-    load: float
-    cpu: float | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the loop wants and why; `kind` is a stable word for tests, logs and the trace."""
-
-    current: int
-    desired: int
-    kind: str  # up, down, min, max, hold, pending-up, window, cooldown, no-metrics
-    reason: str
-
-    @property
-    def action(self) -> str:
-        if self.desired > self.current:
-            return "scale up"
-        return "scale down" if self.desired < self.current else "hold"
-
-    def line(self) -> str:
-        return f"{self.action} {self.current} -> {self.desired} [{self.kind}]: {self.reason}"
-
-
-def _ceil(x: float) -> int:
-    return math.ceil(round(x, 6))
-
-
-def recommend(s: Sample, p: Policy) -> int:
-    """Instances this sample's load needs (HPA: ceil(jobs / target)), inside the bounds."""
-    capacity = p.target * p.workers
-    if s.instances and abs(s.load / (capacity * s.instances) - 1) <= p.tolerance:
-        return p.clamp(s.instances)
-    return p.clamp(_ceil(s.load / capacity))
-
-
-def cpu_floor(s: Sample, p: Policy) -> int:
-    """Instances the CPU in use still needs: scale-down never goes below it."""
-    if s.cpu is None or p.cpu_target <= 0:
-        return 0
-    return _ceil(s.cpu / (p.cpu_target * p.workers))
-
-
-def _window(history: Sequence[Sample], now: float, span: float) -> list[Sample] | None:
-    """Samples of the last `span` seconds, or None while the history is shorter than the span."""
-    if not history or history[0].t > now - span:
-        return None
-    return [s for s in history if s.t >= now - span] or [history[-1]]
-
-
-def decide(history: Sequence[Sample], current: int, p: Policy, now: float,
-           last_action: float | None) -> Decision:
-    """The desired count from a history of samples (oldest first); pure, so a table tests it."""
-    if current < p.min:
-        return Decision(current, p.min, "min", f"{current} instance(s) is below --min {p.min}")
-    if current > p.max:
-        return Decision(current, p.max, "max", f"{current} instance(s) is above --max {p.max}")
-    if not history:
-        return Decision(current, current, "no-metrics", "no instance answered /metrics yet")
-    latest = history[-1]
-    per_worker = latest.load / max(1, latest.instances * p.workers)
-    now_load = f"{latest.load:g} job(s) on {latest.instances} instance(s), {per_worker:.2f} per worker"
-    want, kind, why = current, "hold", f"{now_load}, target {p.target:g}"
-    up = _window(history, now, p.up_window)
-    down = _window(history, now, p.down_window)
-    if up is not None and min(recommend(s, p) for s in up) > current:
-        want, kind = min(recommend(s, p) for s in up), "up"
-        why = f"{now_load} for {p.up_window:g}s, above target {p.target:g}"
-    elif recommend(latest, p) > current:
-        kind, why = "pending-up", f"{now_load}: above target {p.target:g}, not yet for {p.up_window:g}s"
-    elif recommend(latest, p) < current:
-        if down is None:
-            kind, why = "window", f"{now_load}: watching {p.down_window:g}s before any scale-down"
-        else:
-            need = p.clamp(max(max(recommend(s, p), cpu_floor(s, p)) for s in down))
-            peak = max(s.load for s in down)
-            cpu = max((s.cpu for s in down if s.cpu is not None), default=None)
-            seen = f"peak {peak:g} job(s)" + ("" if cpu is None else f", peak CPU {cpu:.2f} cores")
-            if need < current:
-                want, kind = need, "down"
-                why = f"{seen} over the last {p.down_window:g}s needs {need}"
-            else:
-                kind, why = "window", f"{now_load}, but {seen} in the last {p.down_window:g}s needs {need}"
-    if want != current and last_action is not None and now - last_action < p.cooldown:
-        left = p.cooldown - (now - last_action)
-        return Decision(current, current, "cooldown", f"wants {want} ({why}); cooldown {left:.0f}s left")
-    return Decision(current, want, kind, why)
 
 
 # --- observing the fleet -----------------------------------------------------------------------

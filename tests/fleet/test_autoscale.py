@@ -8,19 +8,8 @@ import pytest
 from click.testing import CliRunner
 from helpers import free_port
 
-from fleetctl.autoscale.loop import (
-    Autoscaler,
-    CpuMeter,
-    Decision,
-    Policy,
-    PolicyError,
-    Sample,
-    decide,
-    observe,
-    policy_from,
-    read_state,
-    recommend,
-)
+from fleetctl.autoscale.loop import Autoscaler, CpuMeter, observe, policy_from, read_state
+from fleetctl.autoscale.policy import Decision, Policy, PolicyError, Sample, decide, recommend
 from fleetctl.backends.environment import config_hash
 from fleetctl.backends.types import InstanceInfo
 from fleetctl.cli.main import main
