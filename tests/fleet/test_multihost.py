@@ -30,6 +30,7 @@ from test_fleet_integration import AbResult, parse_ab, tool_path, word_png
 from fleetctl import config as fleet_config
 from fleetctl.cluster import agent as cluster
 from fleetctl.cluster import consul_api
+from fleetctl.fleet import metrics_scrape
 from fleetctl.gateway import upstream
 
 # One port per role, the same on every host (the block no other test uses).
@@ -167,6 +168,18 @@ def lose(victim: Host, watchers: list[Host]) -> dict[str, float]:
     return gone
 
 
+def served(instance: str) -> int:
+    """Requests an instance has answered so far (its /metrics); -1 while it does not answer."""
+    found = metrics_scrape.fetch(instance, timeout=2.0)
+    return -1 if found is None else found.requests
+
+
+def wait_serving(instances: set[str], what: str) -> None:
+    """Poll until each instance has answered more requests than now: ab's load is reaching all of them."""
+    before = {i: served(i) for i in instances}
+    wait_for(lambda: all(served(i) > n for i, n in before.items()), 30, what)
+
+
 def leader_of(hosts: list[Host]) -> str:
     """The raft leader's address as the first host that answers sees it ('' while there is none)."""
     for host in hosts:
@@ -273,11 +286,11 @@ def test_hosts_share_one_catalog_and_survive_losing_the_leader_and_a_client(
     load = ab(through, image, AB_SECONDS)
     try:
         wait_for(lambda: ocr_via(through, image).status_code == 200, 10, "a surviving gateway serving")
-        time.sleep(2)  # ab's traffic is flowing through every instance before the loss
+        wait_serving({h.instance for h in all_hosts}, "ab's traffic through every instance before the loss")
         after_leader = lose(leader, survivors)
         wait_for(lambda: leader_of(survivors) not in ("", leader.addr), 15, "a new raft leader")
         after_client = lose(client_host, [h for h in survivors if h is not client_host])
-        time.sleep(2)
+        wait_serving({h.instance for h in survivors if h is not client_host}, "ab's traffic after both losses")
         load.send_signal(signal.SIGINT)  # ab prints its results on SIGINT
         out, _ = load.communicate(timeout=60)
     finally:
