@@ -1,11 +1,15 @@
-"""The one small interface every instance backend implements, and the values it trades in."""
+"""The one small interface every instance backend implements, and the values it trades in.
+
+Either the runtime places instances itself (Swarm: it implements `schedule`), or it runs what it is
+told one instance at a time (`StartsOneByOne`: host processes, containers) and fleetctl places them.
+"""
 from __future__ import annotations
 
 import abc
 import collections
 from collections.abc import Callable, Sequence
 
-from fleetctl.backends.types import Converged, InstanceInfo, InstanceSpec, Plan
+from fleetctl.backends.types import InstanceInfo, InstanceSpec, Plan, Scheduled
 from fleetctl.config import FleetConfig
 from fleetctl.logs import LogReader
 
@@ -21,8 +25,9 @@ class Backend(abc.ABC):
         """Live instances of this fleet, found by asking the runtime; cleans up dead leftovers."""
 
     @abc.abstractmethod
-    def start(self, spec: InstanceSpec) -> InstanceInfo:
-        """Start one instance and return at once (readiness is the caller's business)."""
+    def schedule(self, p: Plan, specs: Sequence[InstanceSpec], report: Callable[[str], None]) -> Scheduled:
+        """Start what `p` starts (`specs`, one per Start) and return at once (readiness is the caller's
+        business), saying which instances to wait for and who stops the plan's removals."""
 
     @abc.abstractmethod
     def stop(self, info: InstanceInfo, grace: float) -> None:
@@ -55,11 +60,6 @@ class Backend(abc.ABC):
         """A runtime that places instances itself predicts what it will do; None: fleetctl's own planner."""
         return None
 
-    def converge(self, p: Plan) -> Converged | None:
-        """Hand the whole plan to a runtime that schedules (Swarm); None: fleetctl starts and stops
-        instance by instance itself."""
-        return None
-
     def remove_all(self, grace: float, report: Callable[[str], None]) -> int | None:
         """`down` in one step for a runtime that owns its instances as a group; None: one by one."""
         return None
@@ -80,11 +80,18 @@ class Backend(abc.ABC):
         return "\n".join(collections.deque(reader.read_new(), maxlen=lines)) if reader is not None else "(no log)"
 
 
+class StartsOneByOne(Backend):
+    """A runtime that runs what it is told (host processes, containers): fleetctl places every instance,
+    and drains and stops the plan's removals itself, instance by instance."""
 
+    @abc.abstractmethod
+    def start(self, spec: InstanceSpec) -> InstanceInfo:
+        """Start one instance and return at once (readiness is the caller's business)."""
 
-
-
-
-
-
-
+    def schedule(self, p: Plan, specs: Sequence[InstanceSpec], report: Callable[[str], None]) -> Scheduled:
+        started = []
+        for spec in specs:
+            info = self.start(spec)
+            report(f"{info.id}: started on {info.address} ({info.where})")
+            started.append(info)
+        return Scheduled(started=started, drain=[s.instance for s in p.stop])

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from fleetctl import resources
-from fleetctl.backends.base import Backend
+from fleetctl.backends.base import Backend, StartsOneByOne
 from fleetctl.backends.types import BackendUnavailable, InstanceFailed, InstanceInfo, InstanceSpec
 from fleetctl.config import FleetConfig
 from fleetctl.logs import LogReader
@@ -105,10 +105,9 @@ def docker_running(from_env: Callable[[], Any] | None = None) -> Any | None:
         return None
 
 
-class DockerBackend(Backend):
-    """Containers labelled ocr-fleet=1 with host networking; the client is passed in."""
-
-    name = "docker"
+class DockerRuntime(Backend):
+    """What the docker and swarm backends share: the client (passed in), the image, and the memory and
+    logs of the containers on this node."""
 
     def __init__(self, cfg: FleetConfig, client: Any):
         self.cfg = cfg
@@ -120,30 +119,6 @@ class DockerBackend(Backend):
             return str(self.client.images.get(self.cfg.image).id)
         except Exception:  # noqa: BLE001 - a missing image is preflight's to report
             return ""
-
-    def _filters(self) -> dict[str, list[str]]:
-        return {"label": [f"{LABEL}=1", f"{LABEL}.fleet={fleet_label(self.cfg)}"]}
-
-    def _info(self, container: Any) -> InstanceInfo:
-        labels = container.labels
-        return InstanceInfo(
-            id=labels.get(f"{LABEL}.instance", container.name),
-            backend=self.name,
-            host=self.cfg.gateway_host,  # host networking: the container binds OCR_HOST
-            port=int(labels.get(f"{LABEL}.port", "0")),
-            container_id=container.id,
-            started_at=parse_docker_time(container.attrs.get("State", {}).get("StartedAt", "")),
-            config_hash=labels.get(f"{LABEL}.config-hash", ""),
-        )
-
-    def instances(self) -> list[InstanceInfo]:
-        found = []
-        for container in self.client.containers.list(all=True, filters=self._filters()):
-            if container.status in STOPPED_STATES:
-                container.remove(force=True)  # a dead leftover, like a stale pid file
-                continue
-            found.append(self._info(container))
-        return sorted(found, key=lambda i: i.port)
 
     def preflight(self) -> None:
         self.ensure_image()
@@ -159,37 +134,6 @@ class DockerBackend(Backend):
                 f"image {self.cfg.image} not found: build it with `make image` (scripts/build-image.sh)"
             ) from None
 
-    def start(self, spec: InstanceSpec) -> InstanceInfo:
-        import docker
-
-        self.ensure_image()
-        name = f"ocr-fleet-{spec.id}"
-        try:
-            old = self.client.containers.get(name)
-        except docker.errors.NotFound:
-            old = None
-        if old is not None:
-            if old.status not in STOPPED_STATES:
-                raise InstanceFailed(f"container {name} already exists and is {old.status}")
-            old.remove(force=True)
-        labels = {
-            LABEL: "1",
-            f"{LABEL}.fleet": fleet_label(self.cfg),
-            f"{LABEL}.instance": spec.id,
-            f"{LABEL}.port": str(spec.port),
-            f"{LABEL}.config-hash": spec.config_hash,
-        }
-        container = self.client.containers.run(
-            self.cfg.image,
-            detach=True,
-            name=name,
-            network_mode="host",
-            environment=dict(spec.env),
-            labels=labels,
-        )
-        container.reload()
-        return self._info(container)
-
     def _container(self, info: InstanceInfo) -> Any | None:
         import docker
 
@@ -197,24 +141,6 @@ class DockerBackend(Backend):
             return self.client.containers.get(info.container_id or f"ocr-fleet-{info.id}")
         except docker.errors.NotFound:
             return None
-
-    def stop(self, info: InstanceInfo, grace: float) -> None:
-        import docker
-
-        container = self._container(info)
-        if container is None:
-            return
-        try:
-            container.stop(timeout=max(1, round(grace)))  # SIGTERM, SIGKILL after grace
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass  # removed concurrently: the goal is reached
-
-    def is_alive(self, info: InstanceInfo) -> bool:
-        container = self._container(info)
-        if container is None:
-            return False
-        return bool(container.status == "running")
 
     def _pids(self, container: Any) -> list[int]:
         top = container.top(ps_args="-eo pid")
@@ -250,6 +176,85 @@ class DockerBackend(Backend):
             if container is not None:
                 readers[info.id] = ContainerLogReader(container)
         return readers
+
+
+class DockerBackend(DockerRuntime, StartsOneByOne):
+    """Containers labelled ocr-fleet=1 with host networking, started one by one."""
+
+    name = "docker"
+
+    def _filters(self) -> dict[str, list[str]]:
+        return {"label": [f"{LABEL}=1", f"{LABEL}.fleet={fleet_label(self.cfg)}"]}
+
+    def _info(self, container: Any) -> InstanceInfo:
+        labels = container.labels
+        return InstanceInfo(
+            id=labels.get(f"{LABEL}.instance", container.name),
+            backend=self.name,
+            host=self.cfg.gateway_host,  # host networking: the container binds OCR_HOST
+            port=int(labels.get(f"{LABEL}.port", "0")),
+            container_id=container.id,
+            started_at=parse_docker_time(container.attrs.get("State", {}).get("StartedAt", "")),
+            config_hash=labels.get(f"{LABEL}.config-hash", ""),
+        )
+
+    def instances(self) -> list[InstanceInfo]:
+        found = []
+        for container in self.client.containers.list(all=True, filters=self._filters()):
+            if container.status in STOPPED_STATES:
+                container.remove(force=True)  # a dead leftover, like a stale pid file
+                continue
+            found.append(self._info(container))
+        return sorted(found, key=lambda i: i.port)
+
+    def start(self, spec: InstanceSpec) -> InstanceInfo:
+        import docker
+
+        self.ensure_image()
+        name = f"ocr-fleet-{spec.id}"
+        try:
+            old = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            old = None
+        if old is not None:
+            if old.status not in STOPPED_STATES:
+                raise InstanceFailed(f"container {name} already exists and is {old.status}")
+            old.remove(force=True)
+        labels = {
+            LABEL: "1",
+            f"{LABEL}.fleet": fleet_label(self.cfg),
+            f"{LABEL}.instance": spec.id,
+            f"{LABEL}.port": str(spec.port),
+            f"{LABEL}.config-hash": spec.config_hash,
+        }
+        container = self.client.containers.run(
+            self.cfg.image,
+            detach=True,
+            name=name,
+            network_mode="host",
+            environment=dict(spec.env),
+            labels=labels,
+        )
+        container.reload()
+        return self._info(container)
+
+    def stop(self, info: InstanceInfo, grace: float) -> None:
+        import docker
+
+        container = self._container(info)
+        if container is None:
+            return
+        try:
+            container.stop(timeout=max(1, round(grace)))  # SIGTERM, SIGKILL after grace
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # removed concurrently: the goal is reached
+
+    def is_alive(self, info: InstanceInfo) -> bool:
+        container = self._container(info)
+        if container is None:
+            return False
+        return bool(container.status == "running")
 
 
 class ContainerLogReader:

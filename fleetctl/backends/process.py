@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from fleetctl import procs
-from fleetctl.backends.base import Backend
+from fleetctl.backends.base import StartsOneByOne
 from fleetctl.backends.engines import instance_python
 from fleetctl.backends.types import InstanceFailed, InstanceInfo, InstanceSpec, is_instance_id
 from fleetctl.config import SECRET_SETTINGS, FleetConfig
@@ -56,7 +56,7 @@ def source_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-class ProcessBackend(Backend):
+class ProcessBackend(StartsOneByOne):
     """Instances as detached gunicorn process groups under FLEET_HOME."""
 
     name = "process"

@@ -15,12 +15,21 @@ from typing import Any
 
 from fleetctl.backends.docker import (
     LABEL,
-    DockerBackend,
+    DockerRuntime,
     fleet_label,
     parse_docker_time,
 )
 from fleetctl.backends.environment import instance_env
-from fleetctl.backends.types import BackendUnavailable, Converged, InstanceInfo, Plan, Start, Stop, instance_id
+from fleetctl.backends.types import (
+    BackendUnavailable,
+    InstanceInfo,
+    InstanceSpec,
+    Plan,
+    Scheduled,
+    Start,
+    Stop,
+    instance_id,
+)
 from fleetctl.config import FleetConfig
 
 NS = 1_000_000_000
@@ -91,7 +100,7 @@ def rolled_slots(slots: Sequence[int], desired: int) -> list[int]:
     return sorted(kept)
 
 
-class SwarmBackend(DockerBackend):
+class SwarmBackend(DockerRuntime):
     """The tasks of one replicated service; the Docker client is passed in. The image checks, memory
     and logs are the docker backend's, for the tasks' containers on this node."""
 
@@ -216,8 +225,9 @@ class SwarmBackend(DockerBackend):
             "restart_policy": docker.types.RestartPolicy(condition="any", delay=2 * NS),
         }
 
-    def converge(self, p: Plan) -> Converged:
-        """Create, scale or roll the service to the plan; return the tasks to wait for and those leaving.
+    def schedule(self, p: Plan, specs: Sequence[InstanceSpec], report: Callable[[str], None]) -> Scheduled:
+        """Create, scale or roll the service to the plan; return the tasks to wait for and those leaving
+        (the task template, not `specs`, says what each task runs).
 
         Swarm picks the tasks a scale-down stops, so they are read back from it, and a rolling update
         that also shrinks scales down first: the slots it then rolls are the ones Swarm kept."""
@@ -228,7 +238,7 @@ class SwarmBackend(DockerBackend):
         if service is None:
             if p.desired:
                 self.client.services.create(name=service_name(self.cfg), mode=mode, **self._spec(0, p.config_hash))
-            return Converged(started=self._infos(0, range(1, p.desired + 1), p.config_hash), removed=[])
+            return Scheduled(started=self._infos(0, range(1, p.desired + 1), p.config_hash))
         gen = self._generation(service)
         wanted = self._wanted(service)
         removed: list[InstanceInfo] = []
@@ -240,11 +250,11 @@ class SwarmBackend(DockerBackend):
         slots = rolled_slots(sorted(i.port - self._port_base(gen) for i in kept), p.desired)
         if any(i.config_hash != p.config_hash for i in kept):
             service.update(mode=mode, **self._spec(1 - gen, p.config_hash))
-            return Converged(started=self._infos(1 - gen, slots, p.config_hash), removed=removed + kept)
+            return Scheduled(started=self._infos(1 - gen, slots, p.config_hash), removed=removed + kept)
         if p.desired > len(kept):
             self._scale(p.desired)
         new = [s for s in slots if self._port_base(gen) + s not in {i.port for i in kept}]
-        return Converged(started=self._infos(gen, new, p.config_hash), removed=removed)
+        return Scheduled(started=self._infos(gen, new, p.config_hash), removed=removed)
 
     def _scale(self, replicas: int) -> None:
         """Set the replica count alone. The CLI sends the service's spec back unchanged; the SDK's
@@ -273,9 +283,6 @@ class SwarmBackend(DockerBackend):
                 return gone
             time.sleep(0.2)
         return gone
-
-    def start(self, spec: Any) -> InstanceInfo:  # pragma: no cover - converge() does the work
-        raise BackendUnavailable("the swarm backend starts tasks through converge()")
 
     def _task_of(self, info: InstanceInfo) -> dict[str, Any] | None:
         """The newest task bound to this instance's port."""

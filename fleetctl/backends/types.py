@@ -61,11 +61,12 @@ class InstanceInfo:
 
 
 @dataclass(frozen=True)
-class Converged:
-    """What a backend that places instances itself did with a plan: what to wait for, what is leaving."""
+class Scheduled:
+    """What a backend did with a plan: the instances to wait for, and who takes the plan's stops out."""
 
     started: list[InstanceInfo]
-    removed: list[InstanceInfo]
+    removed: list[InstanceInfo] = field(default_factory=list)  # the runtime stops these: they drain on SIGTERM
+    drain: list[InstanceInfo] = field(default_factory=list)  # fleetctl drains and stops these itself
 
 
 def instance_id(port: int) -> str:

@@ -4,8 +4,9 @@ Scale-up waits until every new instance passes its Consul check *and* sits in th
 rendered nginx upstream; scale-down takes an instance out of the upstream first
 (Consul maintenance mode, then a reload without it), lets in-flight requests finish,
 and only then sends SIGTERM. That order is what keeps the gateway at zero errors.
-A backend whose runtime schedules (Swarm) takes the whole plan in `converge`; the tasks it
-stops drain themselves on SIGTERM (out of Consul first), and fleetctl waits for both sides.
+Every backend takes the plan in `schedule`: one that starts instances one by one leaves the
+stops to the drain above; one whose runtime schedules (Swarm) stops tasks that drain themselves
+on SIGTERM (out of Consul first), and fleetctl waits for both sides.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 from fleetctl import procs
 from fleetctl.backends.base import Backend
 from fleetctl.backends.environment import config_hash, instance_env
-from fleetctl.backends.types import InstanceFailed, InstanceInfo, InstanceSpec, Plan
+from fleetctl.backends.types import InstanceFailed, InstanceInfo, InstanceSpec, Plan, Start
 from fleetctl.cluster import agent as cluster
 from fleetctl.config import FleetConfig
 from fleetctl.errors import FleetError
@@ -115,33 +116,25 @@ def scale(fleet: Fleet, desired: int, *, wait: bool = True, timeout: float = 180
 
 def apply_plan(fleet: Fleet, p: Plan, *, wait: bool = True, timeout: float = 180.0) -> None:
     """Carry out a plan. New capacity comes up before old capacity goes, so replacement has no gap."""
+    if p.is_noop:
+        return
     deadline = fleet.clock() + timeout
     t0 = fleet.clock()
     if p.start:
         fleet.backend.preflight()
-    if not p.is_noop:
-        converged = fleet.backend.converge(p)
-        if converged is not None:  # the runtime placed them: wait for what it started, then what it stops
-            if converged.started and wait:
-                wait_ready(fleet, converged.started, deadline)
-                fleet.report(f"{len(converged.started)} instance(s) ready in {fleet.clock() - t0:.1f}s")
-            wait_gone(fleet, converged.removed, deadline)
-            return
-    started = [start_instance(fleet, s.id, s.port, p.config_hash) for s in p.start]
-    if started and wait:
-        wait_ready(fleet, started, deadline)
-        fleet.report(f"{len(started)} instance(s) ready in {fleet.clock() - t0:.1f}s")
-    if p.stop:
-        drain_and_stop(fleet, [s.instance for s in p.stop], deadline)
+    scheduled = fleet.backend.schedule(p, [instance_spec(fleet, s, p.config_hash) for s in p.start], fleet.report)
+    if scheduled.started and wait:
+        wait_ready(fleet, scheduled.started, deadline)
+        fleet.report(f"{len(scheduled.started)} instance(s) ready in {fleet.clock() - t0:.1f}s")
+    if scheduled.drain:
+        drain_and_stop(fleet, scheduled.drain, deadline)
+    wait_gone(fleet, scheduled.removed, deadline)
 
 
-def start_instance(fleet: Fleet, instance_id: str, port: int, cfg_hash: str) -> InstanceInfo:
-    """Start one instance labelled with the plan's config hash (the one its stale check used)."""
-    spec = InstanceSpec(id=instance_id, port=port, config_hash=cfg_hash,
-                        env=instance_env(fleet.cfg, instance_id, port), host=fleet.cfg.gateway_host)
-    info = fleet.backend.start(spec)
-    fleet.report(f"{info.id}: started on {info.address} ({info.where})")
-    return info
+def instance_spec(fleet: Fleet, start: Start, cfg_hash: str) -> InstanceSpec:
+    """What one Start runs as, labelled with the plan's config hash (the one its stale check used)."""
+    return InstanceSpec(id=start.id, port=start.port, config_hash=cfg_hash,
+                        env=instance_env(fleet.cfg, start.id, start.port), host=fleet.cfg.gateway_host)
 
 
 def passing_ids(fleet: Fleet) -> set[str]:
