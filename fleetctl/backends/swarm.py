@@ -57,8 +57,7 @@ HEALTH = ("import os, urllib.request; port = int(os.environ['FLEET_PORT_BASE']) 
           f"addr = open('{ADDR_FILE}').read().strip() or '127.0.0.1'; "
           "urllib.request.urlopen('http://%s:%d/ready' % (addr, port), timeout=2)")
 APPLY_WAIT_S = 60.0
-# Each check is a process in the container (runc exec + python3): every second for five tasks
-# starting on two cores took CPU the engines were loading with.
+# Each check is a process in the container (runc exec + python3): not too often (docs/benchmarks.md).
 HEALTH_INTERVAL_S = 2
 
 

@@ -77,7 +77,7 @@ def busy_ports(base_port: int, span: int, own: Iterable[int], host: str = "127.0
 
 
 def oversubscription_warning(cfg: FleetConfig, instances: int, cpus: int | None = None) -> str | None:
-    """Warn when engines would fight for cores; on 2 cores that measured ~35% slower, not faster."""
+    """Warn when engines would fight for cores: oversubscription is slower, not faster (docs/benchmarks.md)."""
     cpus = cpus or os.cpu_count() or 1
     demand = instances * cfg.workers * cfg.threads
     if demand <= cpus:

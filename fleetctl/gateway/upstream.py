@@ -30,11 +30,8 @@ from fleetctl.gateway.watch import Watch, duration, run_watch
 
 log = logging.getLogger(__name__)
 
-# Per-server parameters. max_fails=0: nginx counts every attempt that proxy_next_upstream
-# retries as a failure, including the app's queue-full 503; with max_fails=3 fail_timeout=30s
-# one overload burst took every instance out and the gateway answered 502 "no live
-# upstreams" for 30 s after the instances had recovered. Dead instances leave through their
-# failing Consul check instead, and a refused connection is retried on another at once.
+# max_fails=0: a burst of queue-full 503s must not lock instances out (docs/benchmarks.md);
+# dead instances leave through their failing Consul check instead.
 SERVER_PARAMS = "max_fails=0"
 # Never dialled: the gateway answers 503 itself while $ocr_backends is 0. It only keeps the
 # block valid, because nginx refuses an upstream with no server in it.
