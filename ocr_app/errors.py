@@ -58,6 +58,16 @@ class BadBase64(OcrError):
         super().__init__(msg)
 
 
+class JsonTooDeep(OcrError):
+    """A JSON body with arrays or objects nested deeper than the limit (the accepted shape is one flat object)."""
+
+    code = 40004
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the JSON body nests arrays or objects deeper than the limit of {limit} levels: "
+                         'send one flat object {"image_base64": "...", ...}')
+
+
 class PayloadTooLarge(OcrError):
     """The body is larger than OCR_MAX_UPLOAD_MB."""
 

@@ -265,6 +265,13 @@ CORPUS: list[tuple[str, dict[str, Any], int, int]] = [
     ("json not an object", {"data": b"[1, 2]", "content_type": "application/json"}, 400, 40002),
     ("json bad", {"data": b"{nope", "content_type": "application/json"}, 400, 40002),
     ("json no field", {"json": {"image": "x"}}, 400, 40001),
+    ("json nested 100,000 deep", {"data": b"[" * 100_000 + b"]" * 100_000, "content_type": "application/json"},
+     400, 40004),
+    ("json of 1 MB of [", {"data": b"[" * 1_000_000, "content_type": "application/json"}, 400, 40004),
+    ("json 33 deep inside the object", {"data": b'{"image_base64": "x", "x": ' + b"[" * 32 + b"]" * 32 + b"}",
+                                        "content_type": "application/json"}, 400, 40004),
+    ("+json nested 5,000 deep", {"data": b'{"a":' * 5000 + b"1" + b"}" * 5000,
+                                 "content_type": "application/vnd.ocr+json"}, 400, 40004),
     ("bad base64", {"json": {"image_base64": "!!!not base64!!!"}}, 400, 40003),
     ("data url without comma", {"json": {"image_base64": "data:image/png;base64"}}, 400, 40003),
     ("base64 of garbage", {"json": {"image_base64": base64.b64encode(b"garbage").decode()}}, 415, 41501),
@@ -285,6 +292,19 @@ def test_bad_input_gets_its_documented_error(client: FlaskClient, name: str, kwa
     assert resp.headers["X-Instance"] == "inproc"
     if status == 413:
         assert "OCR_MAX_UPLOAD_MB" in body["msg"]
+    if code == 40004:
+        assert "32 levels" in body["msg"]
+
+
+def test_json_nested_up_to_the_limit_is_read(client: FlaskClient) -> None:
+    image = base64.b64encode(png(13)).decode()
+    at_limit = {"image_base64": image, "x": [[[{"y": []}]]]}
+    for _ in range(32 - 6):
+        at_limit["x"] = [at_limit["x"]]
+    resp = client.post("/api/ocr", json=at_limit)  # 32 levels, counting the object itself
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    resp = client.post("/api/ocr", json={**at_limit, "x": [at_limit["x"]]})
+    assert resp.status_code == 400 and resp.get_json()["code"] == 40004
 
 
 def test_routing_errors_are_json(client: FlaskClient) -> None:

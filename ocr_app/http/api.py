@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import chain, compress, tee
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -27,6 +28,7 @@ from ocr_app.documents.pdf import is_pdf
 from ocr_app.errors import (
     BadBase64,
     FormatNeedsOneFile,
+    JsonTooDeep,
     MalformedRequest,
     MissingImage,
     OcrError,
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 FILE_FIELDS = ("image", "file", "image_file")
 RAW_TYPES = ("application/octet-stream",)
 DOCUMENT_TYPES = ("application/pdf", "application/x-pdf")
+# The JSON form is one flat object; 32 levels leave room for any wrapping a client adds and stay far below
+# the depth (about 1,000) where Python's parser, which recurses once per level, gives up.
+JSON_MAX_DEPTH = 32
 
 bp = Blueprint("api", __name__)
 
@@ -237,8 +242,40 @@ def _from_multipart() -> list[tuple[str, bytes]]:
     raise MissingImage("the multipart body has no image part (empty or malformed): send field 'image'")
 
 
+def parse_json_body(data: bytes, max_depth: int = JSON_MAX_DEPTH) -> object:
+    """The body's JSON value, or None when it is not JSON; deeper than max_depth is JsonTooDeep, never the
+    parser's RecursionError (a 500): a body of 20 MB of "[" is refused as soon as the parser gives up."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JsonTooDeep(max_depth) from None
+    except ValueError:  # not JSON, or not UTF-8/16/32 (UnicodeDecodeError is a ValueError)
+        return None
+    # Each level opens one bracket, so a body with few of them (any real request) needs no walk.
+    if data.count(b"[") + data.count(b"{") > max_depth and nested_deeper_than(value, max_depth):
+        raise JsonTooDeep(max_depth)
+    return value
+
+
+_CONTAINER = frozenset((dict, list)).__contains__
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` deep in a parsed JSON value: walked one level at
+    a time with no recursion, the scalars of a level filtered out at C speed."""
+    level = [value] if _CONTAINER(type(value)) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        lists = [c for c in level if type(c) is list]
+        dicts = [c for c in level if type(c) is dict]
+        items, types = tee(chain(chain.from_iterable(lists), chain.from_iterable(map(dict.values, dicts))))
+        level = list(compress(items, map(_CONTAINER, map(type, types))))
+    return bool(level)
+
+
 def _from_json() -> tuple[bytes, dict[str, str]]:
-    payload = request.get_json(silent=True)
+    payload = parse_json_body(request.get_data(cache=False))
     if not isinstance(payload, dict):
         raise MalformedRequest('the body is not a JSON object: send {"image_base64": "..."}')
     encoded = payload.get("image_base64")
