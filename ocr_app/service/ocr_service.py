@@ -229,8 +229,11 @@ class OcrService:
                 "profiles": [profile.describe() for profile in enabled.values()],
                 "cpu": cpu.decide(self.settings.cpu_flags)}
 
-    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
-        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
+    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None,
+            fmt: str | None = None) -> Outcome:
+        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`).
+
+        `fmt` is the image format the caller already sniffed from these bytes (None: sniffed here)."""
         page = page or PageOptions()
         bypass_cache = bypass_cache or page.bypass_cache
         started = time.perf_counter()
@@ -243,10 +246,10 @@ class OcrService:
             raise NotReady()
         name = self.profile_name(page.profile)
         engine = self._engines[name]
-        check_upload(data, self.settings)
+        fmt = check_upload(data, self.settings, fmt)
         key = image_key(engine.cache_namespace + page.cache_suffix(), data)
         if bypass_cache:
-            data_json = self._run(engine, data, page)
+            data_json = self._run(engine, data, page, fmt)
             self.cache.put(key, data_json)
             return self._outcome(data_json, "BYPASS", started, name)
         hit = self.lookup(data, started, key, name)
@@ -259,7 +262,7 @@ class OcrService:
                 return self._outcome(waited, "COALESCED", started, name)
             token = "local"
         try:
-            data_json = self._run(engine, data, page)
+            data_json = self._run(engine, data, page, fmt)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
@@ -277,10 +280,10 @@ class OcrService:
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
         return None if cached is None else self._outcome(cached, "HIT", started, name)
 
-    def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
+    def _run(self, engine: Engine, data: bytes, page: PageOptions, fmt: str | None = None) -> bytes:
         try:
             with self.admission, self.decode_slots:
-                image = decode_image(data, self.settings)
+                image = decode_image(data, self.settings, fmt)
                 result = self.reader.read(engine, image, words=page.words)
                 del image  # free the pixels before the slot opens for the next job
         except Overloaded:
