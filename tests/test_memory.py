@@ -27,10 +27,8 @@ from ocr_app.service.ocr_service import OcrService
 
 SIDE = 6000
 CONCURRENT = 4
-# Measured on one worker with glibc malloc: four concurrent 36 MP uploads peak at 560-576 MiB (the
-# big detection's plugged heap, its late upsamples, its C-ordered input, and the bodies of the waiting
-# uploads left unread), against 700-760 before those and 1020-1180 before decode slots. The bound
-# leaves ~100 MiB for a loaded machine and catches a return of any of them (docs/api.md, "Memory").
+# The measured peak of four concurrent 36 MP uploads on one worker, plus room for a loaded machine
+# (docs/api.md, "Memory").
 PEAK_BOUND_MIB = 680
 
 

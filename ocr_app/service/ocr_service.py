@@ -72,10 +72,9 @@ class Admission:
 class UploadSlots:
     """Request bodies above `min_bytes` are read only inside one of `slots` (OCR_READ_AHEAD_MB).
 
-    Jobs waiting for a decode slot would each hold their upload (19 MB for a 36 MP JPEG: +40-60 MiB
-    per worker at the peak of eight at once, measured); a big body left unread waits in the gateway's
-    buffer instead (nginx buffers request bodies, and resends one on another instance if this worker
-    is still busy after proxy_send_timeout)."""
+    Jobs waiting for a decode slot would each hold their upload; a big body left unread waits in the
+    gateway's buffer instead (nginx buffers request bodies, and resends one on another instance if this
+    worker is still busy after proxy_send_timeout)."""
 
     def __init__(self, slots: int, min_bytes: int) -> None:
         self.min_bytes = min_bytes
