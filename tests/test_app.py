@@ -22,7 +22,7 @@ from inproc import RAW, FakeEngine, build_app, png
 from PIL import Image
 
 from ocr_app import Settings, create_app
-from ocr_app.http.app_services import services_of
+from ocr_app.http.app_services import job_workers_of, services_of
 from ocr_app.http.fastpath import CacheHitFastPath
 
 
@@ -54,6 +54,15 @@ def test_service_and_images_do_not_import_flask() -> None:
     code = ("import sys, ocr_app.service.ocr_service, ocr_app.documents.images, ocr_app.errors; "
             "assert 'flask' not in sys.modules and 'werkzeug' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_worker_exit_hook_finds_the_apps_job_consumers() -> None:
+    app = create_app({"redis_url": "", "consul_addr": ""}, load_engine=False, background=False)
+    assert job_workers_of(app) is None, "no Redis: no consumers to stop"
+    assert job_workers_of(None) is None and job_workers_of(object()) is None, "not our app: nothing to stop"
+    consumers = object()
+    services_of(app).job_workers = consumers  # type: ignore[assignment]
+    assert job_workers_of(app) is consumers
 
 
 def test_ocr_miss_then_hit(client: FlaskClient) -> None:
