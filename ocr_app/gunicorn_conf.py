@@ -128,8 +128,9 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """A stopping worker takes no more job pages; the one in hand finishes or is claimed elsewhere."""
-    app = getattr(worker, "wsgi", None)
-    consumers = getattr(app, "extensions", {}).get("ocr_job_workers")
+    from ocr_app.http.app_services import job_workers_of
+
+    consumers = job_workers_of(getattr(worker, "wsgi", None))
     if consumers is not None:
         consumers.stop()
 
