@@ -1,17 +1,16 @@
 """Documents -> pages -> lines: a PDF or multi-page TIFF becomes page images, each OCRed through one runner.
 
 A plain image never comes here: it goes straight to the service. The seam for spreading a document over
-the fleet is the page runner: `PageRunner(page_bytes, options)` returns one page's lines. `local_runner`
-runs the page through this worker's normal cached path, so every page is cached by its own hash; the
-fan-out's runner sends the same bytes and options to any instance as an ordinary image request.
+the fleet is the page runner: `PageRunner(page_bytes, options)` returns one page's lines. The service's
+local runner (service/documents.py) runs a page through the worker's cached path, so every page is
+cached by its own hash; the fan-out's runner sends the same bytes and options to any instance as an
+ordinary image request. This package knows no service: the service imports it, never the reverse.
 `ocr_document` runs up to `parallel` pages at once; jobs/fanout.py decides how many.
 """
 from __future__ import annotations
 
 import base64
 import io
-import json
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
@@ -21,12 +20,11 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ocr_app.config import Settings
-from ocr_app.documents.images import check_upload, oriented_size, sniff_format
+from ocr_app.documents.images import check_upload, sniff_format
 from ocr_app.documents.pdf import PagePlan, PdfFile, is_pdf
 from ocr_app.documents.tiff import TiffFile
 from ocr_app.errors import PageImageTooLarge, TooManyPages
 from ocr_app.options import PageOptions, RequestOptions
-from ocr_app.service.ocr_service import OcrService, Outcome
 
 # The web page's page images: enough to see the boxes, small enough for a JSON answer.
 PREVIEW_MAX_SIDE = 1000
@@ -100,25 +98,8 @@ class Document(Protocol):
     def close(self) -> None: ...
 
 
-def local_runner(service: OcrService) -> PageRunner:
-    """Pages OCRed in this worker through the service's cached path (cache key = page bytes + options)."""
-
-    def run(data: bytes, options: PageOptions) -> PageAnswer:
-        outcome = service.ocr(data, page=options)
-        return PageAnswer(lines=json.loads(outcome.data_json), cache=outcome.cache)
-
-    return run
 
 
-def read_document(service: OcrService, document: Document, options: RequestOptions, dispatch: PageDispatch,
-                  started: float) -> DocumentResult:
-    """OCR a document's selected pages through `dispatch`, as the request's options say (`started`: when
-    the request's work began, for its cost_time)."""
-    pages = ocr_document(prepare_pages(document, options, service.settings), options.page_options,
-                         dispatch.runner, dispatch.parallel)
-    for page in pages:
-        service.metrics.pages.labels(source=page.source).inc()
-    return DocumentResult(pages=pages, cache=combined_cache(pages), cost_time=time.perf_counter() - started)
 
 
 def load_pages(data: bytes, settings: Settings, options: RequestOptions,
@@ -133,10 +114,6 @@ def load_pages(data: bytes, settings: Settings, options: RequestOptions,
         return list(prepare_pages(document, options, settings))
 
 
-def image_page(data: bytes, outcome: Outcome) -> PageResult:
-    """A plain image's answer as page 1, for the formats that need the page size (text, hOCR, Textract)."""
-    width, height = oriented_size(data)
-    return PageResult(1, width, height, "ocr", json.loads(outcome.data_json), outcome.cache)
 
 
 def upload_format(data: bytes) -> str | None:

@@ -14,15 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ocr_app.config import Settings
 from ocr_app.documents.formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
-from ocr_app.documents.pages import (
-    DocumentResult,
-    PageDispatch,
-    image_page,
-    local_runner,
-    open_document,
-    read_document,
-    upload_format,
-)
+from ocr_app.documents.pages import DocumentResult, PageDispatch, open_document, upload_format
 from ocr_app.errors import (
     BadBase64,
     FormatNeedsOneFile,
@@ -37,6 +29,7 @@ from ocr_app.http.app_services import services_of
 from ocr_app.jobs.fanout import PAGE_HEADER
 from ocr_app.ops.logs import PROFILE_KEY
 from ocr_app.options import RequestOptions, parse_options
+from ocr_app.service.documents import image_page, local_runner, read_document
 from ocr_app.service.ocr_service import OcrService, Outcome
 
 log = logging.getLogger(__name__)
