@@ -278,6 +278,7 @@ CORPUS: list[tuple[str, dict[str, Any], int, int]] = [
     ("json nested 100,000 deep", {"data": b"[" * 100_000 + b"]" * 100_000, "content_type": "application/json"},
      400, 40004),
     ("json of 1 MB of [", {"data": b"[" * 1_000_000, "content_type": "application/json"}, 400, 40004),
+    ("json 1,001 arrays wide", {"data": b"[" + b"[]," * 1000 + b"[]]", "content_type": "application/json"}, 400, 40004),
     ("json 33 deep inside the object", {"data": b'{"image_base64": "x", "x": ' + b"[" * 32 + b"]" * 32 + b"}",
                                         "content_type": "application/json"}, 400, 40004),
     ("+json nested 5,000 deep", {"data": b'{"a":' * 5000 + b"1" + b"}" * 5000,

@@ -19,7 +19,7 @@ from ocr_app.config import Settings
 from ocr_app.documents.images import decode_image
 from ocr_app.documents.pages import load_pages
 from ocr_app.errors import JsonTooDeep, OcrError
-from ocr_app.http.api import JSON_MAX_DEPTH, parse_json_body
+from ocr_app.http.api import JSON_MAX_CONTAINERS, JSON_MAX_DEPTH, parse_json_body
 from ocr_app.options import PageOptions, RequestOptions
 
 SETTINGS = Settings.from_env({}, max_pixels=4_000_000, max_pages=4)
@@ -103,7 +103,7 @@ def test_json_bodies_are_read_or_too_deep_exactly_past_the_limit(value: object, 
     for as_object in wrappers:
         value = {"k": value} if as_object else [value]
     body = json.dumps(value).encode()
-    if _depth(value) > JSON_MAX_DEPTH:
+    if _depth(value) > JSON_MAX_DEPTH or body.count(b"[") + body.count(b"{") > JSON_MAX_CONTAINERS:
         with pytest.raises(JsonTooDeep):
             parse_json_body(body)
     else:

@@ -40,6 +40,9 @@ DOCUMENT_TYPES = ("application/pdf", "application/x-pdf")
 # The JSON form is one flat object; 32 levels leave room for any wrapping a client adds and stay far below
 # the depth (about 1,000) where Python's parser, which recurses once per level, gives up.
 JSON_MAX_DEPTH = 32
+# Arrays and objects a body may hold: a flat object needs a handful, a batch of images a few dozen; a
+# 20 MB body of [] pairs would cost the parser ~600 MB.
+JSON_MAX_CONTAINERS = 1000
 
 bp = Blueprint("api", __name__)
 
@@ -228,15 +231,18 @@ def _from_multipart() -> list[tuple[str, bytes]]:
 def parse_json_body(data: bytes, max_depth: int = JSON_MAX_DEPTH) -> object:
     """The body's JSON value, or None when it is not JSON; deeper than max_depth is JsonTooDeep, never the
     parser's RecursionError (a 500): a body of 20 MB of "[" is refused as soon as the parser gives up."""
+    containers = data.count(b"[") + data.count(b"{")  # an upper bound: brackets in strings count too
+    if containers > JSON_MAX_CONTAINERS:
+        raise JsonTooDeep(max_depth, JSON_MAX_CONTAINERS)
     try:
         value = json.loads(data)
     except RecursionError:
-        raise JsonTooDeep(max_depth) from None
+        raise JsonTooDeep(max_depth, JSON_MAX_CONTAINERS) from None
     except ValueError:  # not JSON, or not UTF-8/16/32 (UnicodeDecodeError is a ValueError)
         return None
     # Each level opens one bracket, so a body with few of them (any real request) needs no walk.
-    if data.count(b"[") + data.count(b"{") > max_depth and nested_deeper_than(value, max_depth):
-        raise JsonTooDeep(max_depth)
+    if containers > max_depth and nested_deeper_than(value, max_depth):
+        raise JsonTooDeep(max_depth, JSON_MAX_CONTAINERS)
     return value
 
 
