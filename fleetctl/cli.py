@@ -109,7 +109,8 @@ class BoundsType(click.ParamType):
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
                    "Needs the first host's Consul ACL token in FLEET_CONSUL_TOKEN and gossip key in "
-                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). "
+                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). A host running the "
+                   "single-machine default (no --advertise) cannot be joined: refused at once. "
                    "Both flags are saved in FLEET_HOME for the commands that follow.")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
