@@ -97,15 +97,16 @@ def child_main() -> int:
 
     from ocr_app.config import Settings
     from ocr_app.documents.images import decode_image
+    from ocr_app.engine.allocator import malloc_tuning
     from ocr_app.engine.factory import build_engines
     from ocr_app.engine.orientation import PageOrientation, Turned
-    from ocr_app.service.ocr_service import _malloc_tuning, in_reading_order
+    from ocr_app.service.ocr_service import in_reading_order
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the protocol
     settings = Settings.from_env()
     settings = Settings.from_env(profiles=settings.profile)  # only the variant's profile is loaded
-    trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
+    trim = malloc_tuning(big_heap=settings.allocator == "glibc-thp")
     engine = build_engines(settings)[settings.profile]  # the instance's engine, whichever OCR_ENGINE
     orientation = PageOrientation(settings) if settings.orientation == "auto" else None
     engine.warm_up()

@@ -13,7 +13,7 @@ import ctypes.util
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -60,15 +60,19 @@ def apply(name: str) -> None:
     os.execve(sys.executable, list(sys.orig_argv), env)
 
 
+# mallopt's parameters (glibc's malloc.h)
+M_ARENA_MAX = -8
 M_MMAP_THRESHOLD = -3
 # glibc's own ceiling for its dynamic mmap threshold on 64-bit: where a busy worker's threshold ends up.
 DEFAULT_MMAP_THRESHOLD = 32 << 20
 TIGHT_MMAP_THRESHOLD = 1 << 20
-_tight_lock = threading.Lock()
+# mallopt's settings belong to the whole process, so one lock guards every change to them.
+HEAP_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _libc() -> Any:
+def libc() -> Any:
+    """glibc through ctypes (the process's one handle on malloc's tuning), or None elsewhere."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
@@ -84,9 +88,25 @@ def _libc() -> Any:
 
 def trim() -> None:
     """Hand the heap's free pages back to the OS (glibc; a no-op elsewhere)."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    lib = libc()
+    if lib is not None and hasattr(lib, "malloc_trim"):
+        lib.malloc_trim(0)
+
+
+def malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
+    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
+
+    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
+    mmaps that fault in again on every detection node; the trim after each job still hands them back.
+    """
+    lib = libc()
+    if lib is None or not hasattr(lib, "malloc_trim"):
+        return lambda: None
+    with HEAP_LOCK:
+        lib.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
+        if big_heap:
+            lib.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+    return trim
 
 
 @contextmanager
@@ -101,20 +121,20 @@ def tight_heap(enabled: bool = True) -> Iterator[None]:
     are plugged for the run (see `_plug_heap`). It starts with a trim, so what decoding and preprocessing
     freed is not added on top. A no-op under jemalloc (its malloc ignores mallopt).
     """
-    libc = _libc() if enabled else None
-    if libc is None:
+    lib = libc() if enabled else None
+    if lib is None:
         yield
         return
-    with _tight_lock:
-        libc.malloc_trim(0)  # first hand back what decoding and preprocessing freed into the heap
-        libc.mallopt(M_MMAP_THRESHOLD, TIGHT_MMAP_THRESHOLD)
-        plugs = _plug_heap(libc) if small_pages() else []
+    with HEAP_LOCK:
+        lib.malloc_trim(0)  # first hand back what decoding and preprocessing freed into the heap
+        lib.mallopt(M_MMAP_THRESHOLD, TIGHT_MMAP_THRESHOLD)
+        plugs = _plug_heap(lib) if small_pages() else []
         try:
             yield
         finally:
             for block in plugs:
-                libc.free(block)
-            libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+                lib.free(block)
+            lib.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
 
 
 # glibc's chunk header: the size word just before the block, whose bit 1 says it is a mapping of its own

@@ -4,8 +4,6 @@ Flask-free so it can be driven from tests and the bench; api.py only adapts HTTP
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import json
 import logging
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import check_upload, decode_image
+from ocr_app.engine.allocator import malloc_tuning
 from ocr_app.engine.catalog import plan
 from ocr_app.engine.factory import build_engines
 from ocr_app.engine.orientation import PageOrientation, read_upright
@@ -107,29 +106,6 @@ class UploadSlots:
             self._slots.release()
 
 
-M_ARENA_MAX = -8
-M_MMAP_THRESHOLD = -3
-
-
-def _malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
-    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
-
-    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
-    mmaps that fault in again on every detection node; the trim after each job still hands them back.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is None or not hasattr(libc, "malloc_trim"):
-            return lambda: None
-        libc.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
-        if big_heap:
-            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    except OSError:
-        return lambda: None
-    return lambda: libc.malloc_trim(0)
-
-
 class OcrService:
     """One per worker process. The engine loads in the background so /health answers at once."""
 
@@ -149,7 +125,7 @@ class OcrService:
         self._engines: dict[str, Engine] = {}
         self._load_error: str | None = None
         self._loaded = threading.Event()
-        self._trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
+        self._trim = malloc_tuning(big_heap=settings.allocator == "glibc-thp")
         self._drain_flag = Path(settings.runtime_dir, "draining") if settings.runtime_dir else None
         self._ready_dir = Path(settings.runtime_dir, "ready") if settings.runtime_dir else None
 
