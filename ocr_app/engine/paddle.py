@@ -150,7 +150,10 @@ def build_engines(settings: Settings) -> dict[str, PaddleEngine]:
         enabled = plan(settings)
     except ConfigError as exc:
         raise EngineError(str(exc)) from exc
-    os.environ.update(offline_environment(settings))
+    unset = sorted(k for k, v in offline_environment(settings).items() if os.environ.get(k) != v)
+    if unset:  # PaddleX reads them when imported: the process must have had them from its start
+        raise EngineError(f"PaddleX's offline switches are not in this process's environment ({', '.join(unset)}): "
+                          "start it with ocr_app.ops.startup.engine_environment, as gunicorn_conf does")
     lock = threading.Lock()
     order = [settings.profile] + [name for name in enabled if name != settings.profile]
     return {name: PaddleEngine(settings, enabled[name], lock) for name in order}
