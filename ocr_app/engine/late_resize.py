@@ -7,7 +7,7 @@ other branch: the model's peak (285 MiB over its input, measured with the node p
 Resize's output size from the Add's other input makes it wait for that branch: peak 246 MiB, the same
 output to the bit (the Add's inputs have one shape, and the size is exactly the scale's). ONNX Runtime's
 own PRIORITY_BASED order does not do it (270-294 MiB), and its MEMORY_EFFICIENT one is for training
-builds only. Only the big detections' session uses it (sessions.py); `verified` checks the answer
+builds only. Only the big detections' session uses it (engine/sessions.py); `verified` checks the answer
 against the file as it is.
 
 The `onnx` package edits the model, in a child process (`python -m ocr_app.engine.late_resize SRC DST`):

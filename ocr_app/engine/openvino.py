@@ -4,7 +4,7 @@ sessions.
 
 rapidocr's own OpenVINO engine sets neither the inference precision nor the sessions' sharing, and its
 session hook takes only ONNX Runtime sessions, so `OpenVinoSession` answers the part of ONNX Runtime's
-InferenceSession that rapidocr and profiles.validate use (run, inputs, outputs, model metadata). One
+InferenceSession that rapidocr and models.profiles.validate use (run, inputs, outputs, model metadata). One
 compiled model and one infer request per stage, built in the worker after fork; calls are serialized by
 the engine's lock, so one request per model is enough.
 """

@@ -1,7 +1,7 @@
 """The second engine (OCR_ENGINE=paddleocr): PaddleOCR's own pipeline on ONNX Runtime, no paddlepaddle.
 
-Runs `paddleocr.PaddleOCR` with `engine="onnxruntime"` over local folders (paddle_models.py prepares
-them) and answers with the same OcrResult as the default engine, so the service, the cache and the
+Runs `paddleocr.PaddleOCR` with `engine="onnxruntime"` over local folders (models/paddle_models.py
+prepares them) and answers with the same OcrResult as the default engine, so the service, the cache and the
 formats never tell the engines apart. PaddleX never reaches the network: its model hosters are
 emptied and its cache points into OCR_PADDLE_HOME, so a missing model fails at start-up instead of
 downloading. It lives in its own venv (`make venv-paddle`): paddlex pins opencv-contrib-python,
@@ -48,7 +48,7 @@ def _quiet() -> None:
 
 
 class PaddleEngine:
-    """One profile's PaddleOCR pipeline; the same face as engine.Engine (recognize, warm_up, cache_namespace)."""
+    """One profile's PaddleOCR pipeline; the same face as rapid.Engine (recognize, warm_up, cache_namespace)."""
 
     name = ENGINE
 

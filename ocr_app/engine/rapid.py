@@ -30,7 +30,6 @@ from ocr_app.engine.sessions import (
 )
 from ocr_app.models.digests import cache_namespace
 from ocr_app.models.profiles import Profile, ProfileError, accurate_profile, validate
-from ocr_app.pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from ocr_app.results import Line, OcrResult, Word, points
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,8 @@ class Engine:
         and every other setting.
 
         Word boxes are a per-request choice; passing it to RapidOCR's __call__ would write it into the
-        shared pipeline (STYLE rule 3), so each choice gets its own fixed pipeline instead.
+        pipeline every thread shares (its __call__ rewrites self.cfg), so each choice gets its own fixed
+        pipeline instead: per-request options stay arguments, never shared state.
         """
         words = copy.copy(ocr)
         words.return_word_box = True

