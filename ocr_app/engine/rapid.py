@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 NORMALIZE_PIXELS = 128 * 1024
 
 
-def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
+def capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
     """Detection resize that lifts the short side to `limit_side` but never the long side past `max_side`.
 
     rapidocr's stock 'min' rule blows a 709x132 strip up to 3950x736 (430 MB measured); capping the
@@ -146,7 +146,7 @@ class Engine:
                 ocr._load_cls_model()
             ocr._load_rec_model()
             det: Any = ocr.text_det
-            capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
+            capped = capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
             self._idle = IdleRelease(self._wrap_sessions(ocr), self._lock, s.arena_idle_seconds)
             return ocr
