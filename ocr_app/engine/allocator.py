@@ -1,10 +1,8 @@
 """The memory allocator of an instance's processes (OCR_ALLOCATOR), put in place before any worker forks.
 
 A preload or a glibc tunable only works from process start, so the gunicorn master re-executes itself
-once with the allocator's environment; its workers inherit it. Measured in-process on the bench pages
-(CPU seconds of the accurate engine, same run): ONNX Runtime without its arena frees each big
-detection tensor to the OS and faults it back in on the next node; transparent huge pages make those
-faults 512 times rarer without holding memory between requests.
+once with the allocator's environment; its workers inherit it. The choice is about page faults and
+resident memory of big tensors (docs/benchmarks.md has the measurements).
 """
 from __future__ import annotations
 
@@ -113,13 +111,10 @@ def malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
 def tight_heap(enabled: bool = True) -> Iterator[None]:
     """While inside, every allocation of 1 MiB or more gets its own mapping and is unmapped on free.
 
-    A detection at the 1600 px cap peaks at ~290 MiB of live tensors but ~550 MiB of RSS when freed
-    tensors stay in the heap or an arena to be reused (measured); unmapping at free keeps RSS at the live
-    set for one run, for ~40% more CPU on that run. glibc maps a block of its own only when no free heap
-    chunk fits, and a worker's heap keeps 100-200 MiB of free chunks from loading and earlier pages:
-    tensors placed there stay resident once freed (+40-120 MiB on the run, measured), so those chunks
-    are plugged for the run (see `_plug_heap`). It starts with a trim, so what decoding and preprocessing
-    freed is not added on top. A no-op under jemalloc (its malloc ignores mallopt).
+    Unmapping at free keeps RSS at the live set of a big detection, for more CPU on that run; glibc maps a
+    block of its own only when no free heap chunk fits, so the heap's free chunks are plugged for the run
+    (`_plug_heap`; docs/benchmarks.md has the figures). It starts with a trim, so what decoding and
+    preprocessing freed is not added on top. A no-op under jemalloc (its malloc ignores mallopt).
     """
     lib = libc() if enabled else None
     if lib is None:
@@ -147,8 +142,8 @@ def worker_env(name: str) -> dict[str, str]:
     """Variables for the workers of an instance with allocator `name`, set before they import numpy.
 
     numpy asks for transparent huge pages on every array of 4 MiB or more (madvise), and the heap keeps
-    that flag when the array is freed: a later block placed there faults in 2 MiB for a touched byte,
-    which is what made plugging the heap cost 80-90 MiB in a worker (measured). Plain glibc turns it off."""
+    that flag when the array is freed, so a plug would fault in 2 MiB for a touched byte: plain glibc
+    turns it off (docs/benchmarks.md)."""
     return {"NUMPY_MADVISE_HUGEPAGE": "0"} if name == "glibc" else {}
 
 

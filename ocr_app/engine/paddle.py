@@ -86,7 +86,7 @@ class PaddleEngine:
                 text_detection_model_name=folders.det_model, text_detection_model_dir=str(folders.det),
                 text_recognition_model_name=folders.rec_model, text_recognition_model_dir=str(folders.rec),
                 use_doc_orientation_classify=False, use_doc_unwarping=False,
-                use_textline_orientation=False,  # measured: its substitute costs accuracy
+                use_textline_orientation=False,  # its substitute costs accuracy
                 text_det_limit_side_len=s.det_limit_side, text_det_limit_type="min",
                 text_det_thresh=det.get("thresh"), text_det_box_thresh=det.get("box_thresh"),
                 text_det_unclip_ratio=det.get("unclip_ratio"), text_rec_score_thresh=REC_SCORE_THRESH,

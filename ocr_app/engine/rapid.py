@@ -49,16 +49,16 @@ log = logging.getLogger(__name__)
 
 
 
-# Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band of ~3 MB
-# instead of two float64 copies of the whole input (123 MB at 1600x1600).
+# Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band, not on two
+# float64 copies of the whole input.
 NORMALIZE_PIXELS = 128 * 1024
 
 
 def capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
     """Detection resize that lifts the short side to `limit_side` but never the long side past `max_side`.
 
-    rapidocr's stock 'min' rule blows a 709x132 strip up to 3950x736 (430 MB measured); capping the
-    long side keeps memory and time bounded while small text in normal photos still gets upscaled.
+    rapidocr's stock 'min' rule blows a long strip up to thousands of pixels; capping the long side keeps
+    memory and time bounded while small text in normal photos still gets upscaled.
     """
 
     class CappedDetPreProcess(base):
@@ -70,7 +70,7 @@ def capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
             """rapidocr's normalization to the value, written into a C-ordered tensor band by band.
 
             Its own ends in a transposed (non-contiguous) array, which ONNX Runtime's binding copies
-            again for the run: +30 MB alive through a detection at 1600x1600 (measured)."""
+            again for the run."""
             resized = self.resize(img)
             if resized is None:
                 return None

