@@ -18,6 +18,7 @@ from typing import Any
 from ocr_app.config import ConfigError, Settings
 from ocr_app.ops import startup
 from ocr_app.ops.logs import gunicorn_logger_class
+from ocr_app.ops.registry import Registration
 
 # Read once; importing this module changes nothing (the environment, the allocator, the profile check and
 # the runtime folder are on_starting's work, before any worker forks).
@@ -50,8 +51,6 @@ logger_class = gunicorn_logger_class(_settings) or "gunicorn.glogging.Logger"  #
 
 def when_ready(server: Any) -> None:
     """Register in Consul once the listeners are up (workers warm up before /ready passes)."""
-    from ocr_app.ops.registry import Registration
-
     registration = Registration(_settings)
     server.ocr_registration = registration
     registration.start()
@@ -118,6 +117,8 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges stop counting, and its "engine loaded" marker goes."""
+    # Imported here: prometheus_client settles on multiprocess mode when imported, after on_starting set it.
     from ocr_app.ops.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
@@ -125,6 +126,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    """Out of the catalog, and the runtime folder removed when it was a temporary one of ours."""
     registration = getattr(server, "ocr_registration", None)
     if registration is not None:
         registration.deregister()
