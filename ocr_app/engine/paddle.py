@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # rapidocr's Global.text_score: lines read with less confidence are dropped by both engines alike.
 REC_SCORE_THRESH = 0.5
+
+
 def _no_downloads() -> None:
     """Empty PaddleX's list of model hosters, so asking for a model it does not have raises at once."""
     from paddlex.inference.utils.official_models import official_models
@@ -140,7 +142,6 @@ def _words(texts: Any, boxes: Any, i: int, confidence: float) -> list[Word]:
         return []
     return [Word(text=str(t), confidence=confidence, box=points(b))
             for t, b in zip(texts[i], boxes[i], strict=False) if str(t).strip()]  # it boxes the spaces too
-
 
 
 def build_engines(settings: Settings) -> dict[str, PaddleEngine]:

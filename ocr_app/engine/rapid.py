@@ -35,20 +35,6 @@ from ocr_app.results import Line, OcrResult, Word, points
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band, not on two
 # float64 copies of the whole input.
 NORMALIZE_PIXELS = 128 * 1024
@@ -222,12 +208,6 @@ class Engine:
     def warm_up(self) -> OcrResult:
         """Run one OCR on a tiny synthetic image so the first real request doesn't pay for graph set-up."""
         return self.recognize(warm_up_image())
-
-
-
-
-
-
 
 
 def _word_results(out: Any) -> list[list[Word]]:
