@@ -69,11 +69,13 @@ def child_env(settings: Mapping[str, str]) -> dict[str, str]:
     """An instance's environment for these settings, including what its allocator needs at start."""
     from ocr_app.config import Settings
     from ocr_app.engine.allocator import allocator_env
+    from ocr_app.ops.startup import engine_environment
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
     env.update(settings)
     env.update(OMP_NUM_THREADS="1", OCR_THREADS="1", OCR_LOG_LEVEL="warning")
     env.update(allocator_env(Settings.from_env(env).allocator, env))
+    env.update(engine_environment(Settings.from_env(env)))
     return env
 
 

@@ -5,41 +5,17 @@ through it and the bench calls it too, so what the bench measures is what an ins
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import json
-from collections.abc import Callable
 from dataclasses import replace
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import DecodedImage
+from ocr_app.engine.allocator import malloc_tuning
 from ocr_app.engine.orientation import PageOrientation, read_upright
 from ocr_app.engine.rapid import Engine
 from ocr_app.results import OcrResult
 from ocr_app.service.reading_order import box_to_original, reading_order
-
-M_ARENA_MAX = -8
-M_MMAP_THRESHOLD = -3
-
-
-def malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
-    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
-
-    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
-    mmaps that fault in again on every detection node; the trim after each job still hands them back.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is None or not hasattr(libc, "malloc_trim"):
-            return lambda: None
-        libc.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
-        if big_heap:
-            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    except OSError:
-        return lambda: None
-    return lambda: libc.malloc_trim(0)
 
 
 class PageReader:
