@@ -7,7 +7,8 @@ N ?= 2
 # make up ENGINE=paddleocr: instances run PaddleOCR's pipeline from their own venv (docs/engines.md)
 ENGINE ?= rapidocr
 PADDLE_VENV := $(VENV)-paddle
-export FLEET_HOME ?= $(CURDIR)/.fleet
+# FLEET_HOME is not set here: make and a bare `fleetctl` use fleetctl's one default,
+# ~/.local/state/ocr-fleet (or $XDG_STATE_HOME/ocr-fleet), so both find the same fleet.
 
 .PHONY: up down status deps venv venv-paddle test test-fast lint dist image bench bench-quick bench-gateway clean
 
@@ -73,6 +74,9 @@ bench-quick: venv venv-paddle deps
 bench-gateway: venv deps
 	$(BIN)/python -m bench.gateway_bench
 
+# The fleet's state (FLEET_HOME) is the user's, not the checkout's: clean stops the fleet and keeps it.
+# .fleet is where an older `make up` kept it: a fleet still running there is stopped before it goes.
 clean:
 	-$(BIN)/fleetctl down
+	-if [ -d .fleet ]; then FLEET_HOME=$(CURDIR)/.fleet $(BIN)/fleetctl down; fi
 	rm -rf $(VENV) $(PADDLE_VENV) .fleet bench/.work build dist

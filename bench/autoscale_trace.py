@@ -146,7 +146,8 @@ def run(lo: int, hi: int, steps: list[Step], down_window: float, cooldown: float
                FLEET_BASE_PORT=os.environ.get("FLEET_BASE_PORT", "18700"),
                FLEET_AUTOSCALE_DOWN_WINDOW=str(down_window), FLEET_AUTOSCALE_COOLDOWN=str(cooldown),
                FLEET_AUTOSCALE_POLL="1", FLEET_AUTOSCALE_UP_WINDOW="5")
-    env["PATH"] = os.pathsep.join([str(REPO / ".fleet" / "bin"), env.get("PATH", "")])
+    # Consul from where `make deps` put it (the user's FLEET_HOME/bin), as the fleet's own `up` would find it.
+    env["PATH"] = os.pathsep.join([str(fleet_config.default_home(os.environ) / "bin"), env.get("PATH", "")])
     cfg = fleet_config.load(env)
     image = home / "word.png"
     word_png(image)

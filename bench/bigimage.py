@@ -19,6 +19,8 @@ import psutil
 import requests
 from PIL import Image, ImageDraw, ImageFont
 
+from fleetctl.config import default_home
+
 from .images import find_font
 
 
@@ -87,7 +89,8 @@ def fleet_workers(home: Path) -> set[int]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", default="http://127.0.0.1:8080/api/ocr", show_default=True, help="OCR endpoint.")
 @click.option("--fleet-home", type=click.Path(file_okay=False, path_type=Path),
-              default=lambda: os.environ.get("FLEET_HOME", ".fleet"), help="[default: FLEET_HOME or .fleet]")
+              default=lambda: os.environ.get("FLEET_HOME") or default_home(os.environ),
+              help="[default: FLEET_HOME, else fleetctl's default, ~/.local/state/ocr-fleet]")
 @click.option("-n", "--count", type=click.IntRange(min=1), default=8, show_default=True,
               help="Concurrent uploads.")
 @click.option("--side", type=click.IntRange(min=64), default=6000, show_default=True, help="Image side in px.")

@@ -12,11 +12,15 @@ import os
 import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from . import procs
 from .images import BenchImage
+
+if TYPE_CHECKING:
+    from ocr_app.config import Settings
+    from ocr_app.engine.rapid import Engine
 
 Recognizer = Callable[[bytes], list[str]]
 DEFAULT_FACTORY = "bench.engine_limit:fleet_engine"
@@ -28,19 +32,35 @@ class EngineLimitError(RuntimeError):
 
 
 def fleet_engine(env: Mapping[str, str]) -> Recognizer:
-    """The instance's own path: decode_image then Engine.recognize, with the instance's settings
-    (the profile is OCR_PROFILE's)."""
+    """The instance's own path with the instance's settings (the profile is OCR_PROFILE's)."""
     from ocr_app.config import Settings
-    from ocr_app.documents.images import decode_image
-    from ocr_app.engine.catalog import plan
-    from ocr_app.engine.rapid import Engine
 
-    settings = Settings.from_env(dict(env))
-    engine = Engine(settings, plan(settings)[settings.profile])
+    return instance_recognizer(Settings.from_env(dict(env)))
+
+
+def instance_recognizer(settings: Settings,
+                        build: Callable[[Settings], dict[str, Engine]] | None = None) -> Recognizer:
+    """What an instance runs for one image, without HTTP, the cache or admission: decode, then the
+    service's own page reader (upright, reading order), then the allocator's trim.
+
+    Only the settings' default profile is built; `build` makes the engines (the instance's by default)."""
+    from ocr_app.documents.images import decode_image
+    from ocr_app.engine.factory import build_engines
+    from ocr_app.service.reader import PageReader
+
+    settings = replace(settings, profiles=settings.profile)  # only the measured profile is loaded
+    engine = (build or build_engines)(settings)[settings.profile]
+    reader = PageReader(settings)
+    if settings.warmup:
+        engine.warm_up()
+    reader.trim()
 
     def recognize(data: bytes) -> list[str]:
         image = decode_image(data, settings)
-        return [line.text for line in engine.recognize(image.bgr).lines]
+        result = reader.read(engine, image)
+        del image
+        reader.trim()
+        return [line.text for line in result.lines]
 
     return recognize
 

@@ -1,8 +1,8 @@
 """The engine section of the bench: every profile (and `accurate`'s speed-ups) in one run, on the hard set.
 
 Each variant is its own process, started with the environment an instance would give it (so a preloaded
-allocator or a glibc tunable is really in place), running the instance's own path: decode, page
-orientation, recognize, reading order, trim. The variants take turns round by round, so a busy
+allocator or a glibc tunable is really in place), running the instance's own path (the service's page reader:
+decode, page orientation, recognize, reading order, trim). The variants take turns round by round, so a busy
 neighbour on a shared machine slows them alike.
 Reported per variant: throughput and its ratio to `accurate`, CPU seconds, peak RSS (the kernel's high
 water mark), and character error against the committed truth with and without reading order.
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hardset, score
+from .engine_limit import instance_recognizer
 
 # label -> the OCR_* settings an instance would run it with; "baseline" is the settings before the
 # engine's arenas (glibc, no ONNX Runtime arena, no tight detection) and before the line classifier
@@ -68,11 +69,13 @@ def child_env(settings: Mapping[str, str]) -> dict[str, str]:
     """An instance's environment for these settings, including what its allocator needs at start."""
     from ocr_app.config import Settings
     from ocr_app.engine.allocator import allocator_env
+    from ocr_app.ops.startup import engine_environment
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
     env.update(settings)
     env.update(OMP_NUM_THREADS="1", OCR_THREADS="1", OCR_LOG_LEVEL="warning")
     env.update(allocator_env(Settings.from_env(env).allocator, env))
+    env.update(engine_environment(Settings.from_env(env)))
     return env
 
 
@@ -96,20 +99,10 @@ def child_main() -> int:
     import resource
 
     from ocr_app.config import Settings
-    from ocr_app.documents.images import decode_image
-    from ocr_app.engine.factory import build_engines
-    from ocr_app.engine.orientation import PageOrientation, Turned
-    from ocr_app.service.ocr_service import _malloc_tuning, in_reading_order
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write into the protocol
-    settings = Settings.from_env()
-    settings = Settings.from_env(profiles=settings.profile)  # only the variant's profile is loaded
-    trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
-    engine = build_engines(settings)[settings.profile]  # the instance's engine, whichever OCR_ENGINE
-    orientation = PageOrientation(settings) if settings.orientation == "auto" else None
-    engine.warm_up()
-    trim()
+    recognize = instance_recognizer(Settings.from_env())  # the instance's engine, whichever OCR_ENGINE
     for line in sys.stdin:
         request = json.loads(line)
         try:
@@ -119,14 +112,9 @@ def child_main() -> int:
             for path in files:
                 data = path.read_bytes()
                 t, c = time.perf_counter(), time.process_time()
-                image = decode_image(data, settings)
-                # as the instance does (service._run): turned pages read upright, lines in reading order
-                turned = orientation.upright(image.bgr) if orientation else Turned(image.bgr, 0)
-                result = in_reading_order(engine.recognize(turned.bgr))
-                trim()
+                answers[path.stem] = recognize(data)  # decode, then the service's page reader, then trim
                 wall += time.perf_counter() - t
                 cpu += time.process_time() - c
-                answers[path.stem] = [ln.text for ln in result.lines]
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             reply = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": round(peak_kib / 1024),
                      "answers": answers if request.get("answers") else {}}

@@ -1,7 +1,6 @@
 """What the numbers were measured on: CPU, cores, memory, load, versions and the commit."""
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import subprocess
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from ocr_app.models.cpu import cpuinfo
 
 from . import ab
 from .engine_limit import usable_cores
@@ -35,11 +36,7 @@ def cpu_speed() -> float:
 
 
 def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    return cpuinfo(("model name",)) or platform.processor() or "unknown"
 
 
 def versions() -> dict[str, str]:

@@ -177,7 +177,7 @@ def instance_settings(cfg: FleetConfig) -> dict[str, str]:
 
 def default_home(env: Mapping[str, str]) -> Path:
     """One fleet per user, found from any directory: $XDG_STATE_HOME/ocr-fleet, else
-    ~/.local/state/ocr-fleet. `make up` sets FLEET_HOME to the checkout's .fleet instead."""
+    ~/.local/state/ocr-fleet. `make up` uses it too, so a bare `fleetctl` finds the fleet `make` started."""
     state = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
     return Path(state) / "ocr-fleet"
 

@@ -139,6 +139,21 @@ def process_matches(
         return False
 
 
+def exec_pending(pid: int) -> bool:
+    """Whether `pid`, just spawned, is alive but shows no command line yet. posix_spawn resumes the
+    caller while the kernel still sets up the new program, and /proc/PID/cmdline reads empty until it
+    has, so a check made at once must ask again rather than take it for a process that died."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not proc.cmdline()
+    except psutil.ZombieProcess:  # psutil's word for an empty read of a process that is no zombie
+        return True
+    except psutil.Error:
+        return False
+
+
 def live_pid(
     pid_path: Path, cmdline_contains: Sequence[str] = (), environ: Mapping[str, str] | None = None
 ) -> int | None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from ocr_app.engine.rapid import Engine
+    from ocr_app.http.app_services import AppServices
 
 __all__ = ["create_app", "Settings"]
 
@@ -31,6 +32,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
 
     from ocr_app.engine.factory import build_engines
     from ocr_app.http import api, health, jobs_api
+    from ocr_app.http.app_services import AppServices
     from ocr_app.http.fastpath import CacheHitFastPath
     from ocr_app.http.handlers import register_error_handlers
     from ocr_app.jobs.fanout import PageFanout
@@ -53,10 +55,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
                         lock_ttl=float(settings.timeout), local_bytes=int(settings.local_cache_mb * 2**20),
                         on_error=lambda: metrics.cache.labels(result="error").inc())
     service = OcrService(settings, metrics, cache, engine_factory or build_engines)
-    app.extensions["ocr"] = service
-    app.extensions["ocr_fanout"] = PageFanout(settings.gateway_url, per_doc=settings.fanout_pages,
-                                              per_worker=settings.fanout_inflight,
-                                              read_timeout=float(settings.timeout))
+    services = AppServices(service, PageFanout(settings.gateway_url, per_doc=settings.fanout_pages,
+                                               per_worker=settings.fanout_inflight,
+                                               read_timeout=float(settings.timeout)))
+    services.install(app)
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
@@ -69,25 +71,26 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, load_engin
         service.start(background=background)
     if background:
         metrics.start_rss_sampler()
-    _start_jobs(app, service, consumers=load_engine)
+    _start_jobs(services, consumers=load_engine)
     return app
 
 
-def _start_jobs(app: Flask, service: Any, consumers: bool) -> None:
+def _start_jobs(services: AppServices, consumers: bool) -> None:
     """The job store, and this worker's consumer threads (after fork: gunicorn never preloads us)."""
     from ocr_app.jobs.consumers import JobWorkers
     from ocr_app.jobs.store import JobStore
 
+    service = services.ocr
     settings = service.settings
     if not settings.redis_url:
         return
     store = JobStore.from_url(settings.redis_url, ttl=settings.job_ttl, max_pending=settings.job_max_pending,
                               timeout=settings.redis_timeout)
-    app.extensions["ocr_jobs"] = store
+    services.jobs = store
     if consumers and settings.job_consumers:
         workers = JobWorkers(store, settings.instance_id, settings.job_consumers, settings.job_claim_seconds,
                              run_page=lambda data, options: service.ocr(data, page=options).data_json,
                              can_take=service.idle, draining=lambda: service.draining,
                              on_page=lambda outcome: service.metrics.job_pages.labels(result=outcome).inc())
-        app.extensions["ocr_job_workers"] = workers
+        services.job_workers = workers
         workers.start()

@@ -41,13 +41,14 @@ class Settings:
     det_limit_side: int = field(default=736, metadata={"env": "OCR_DET_LIMIT_SIDE", "min": 32, "max": 4096})
     det_max_side: int = field(default=1600, metadata={"env": "OCR_DET_MAX_SIDE", "min": 64, "max": 8192})
     ort_arena: bool = field(default=False, metadata={"env": "OCR_ORT_ARENA"})
-    # A stage's own ONNX Runtime arena, kept through a job and emptied after it (engine.py); OCR_ORT_ARENA=1
-    # (one arena shared by every stage) overrides both.
+    # A stage's own ONNX Runtime arena, kept from page to page and emptied once the profile has run no page
+    # for OCR_ARENA_IDLE_SECONDS (engine.sessions.IdleRelease); OCR_ORT_ARENA=1 (one arena shared by every
+    # stage) overrides both.
     det_arena: bool = field(default=True, metadata={"env": "OCR_DET_ARENA"})
     rec_arena: bool = field(default=True, metadata={"env": "OCR_REC_ARENA"})
     # Seconds a profile runs no page before its own arenas are emptied; 0 = after every page.
     arena_idle_seconds: float = field(default=0.5, metadata={"env": "OCR_ARENA_IDLE_SECONDS", "min": 0})
-    # Detection inputs above this many pixels run with freed tensors unmapped at once (allocator.tight_heap),
+    # Detection inputs above this many pixels run with freed tensors unmapped at once (engine.allocator.tight_heap),
     # on a second detection session without an arena; 0 = never.
     det_tight_pixels: int = field(default=2_000_000, metadata={"env": "OCR_DET_TIGHT_PIXELS", "min": 0})
     allocator: str = field(default="glibc", metadata={"env": "OCR_ALLOCATOR"})
@@ -86,14 +87,15 @@ class Settings:
     warmup: bool = field(default=True, metadata={"env": "OCR_WARMUP"})
     # Decoded images a worker holds at once (decode through recognition); the rest wait with their bytes only.
     decode_slots: int = field(default=1, metadata={"env": "OCR_DECODE_SLOTS", "min": 1, "max": 64})
-    # Request bodies above this many MiB are read only while the worker holds fewer than OCR_DECODE_SLOTS
-    # of them; the others wait unread in the gateway's buffer (service.UploadSlots). 0 = read every body at once.
+    # Request bodies above this many MiB are read only while the worker holds fewer than OCR_DECODE_SLOTS of
+    # them; the others wait unread in the gateway's buffer (service.ocr_service.UploadSlots). 0 = read every
+    # body at once.
     read_ahead_mb: float = field(default=4.0, metadata={"env": "OCR_READ_AHEAD_MB", "min": 0})
     orientation: str = field(default="auto", metadata={"env": "OCR_ORIENTATION"})  # auto | off
     # A turned image whose short side is at most this is also read as sent, and the better-read of the two
-    # kept: the orientation model sees only a few glyphs of a strip (orientation.read_upright). 0 = never.
+    # kept: the orientation model sees only a few glyphs of a strip (engine.orientation.read_upright). 0 = never.
     orientation_check_side: int = field(default=400, metadata={"env": "OCR_ORIENTATION_CHECK_SIDE", "min": 0})
-    # auto: the per-line direction classifier runs only when page orientation is off (profiles.py)
+    # auto: the per-line direction classifier runs only when page orientation is off (models/profiles.py)
     line_classifier: str = field(default="auto", metadata={"env": "OCR_LINE_CLASSIFIER"})  # auto | on | off
     job_ttl: int = field(default=3600, metadata={"env": "OCR_JOB_TTL", "min": 1})
     job_consumers: int = field(default=1, metadata={"env": "OCR_JOB_CONSUMERS", "min": 0, "max": 16})

@@ -58,6 +58,18 @@ class BadBase64(OcrError):
         super().__init__(msg)
 
 
+class JsonTooDeep(OcrError):
+    """A JSON body with arrays or objects nested deeper than the limit, or more of them than the limit (the
+    accepted shape is one flat object): refused before either can cost a recursion or a parse's memory."""
+
+    code = 40004
+
+    def __init__(self, depth: int, containers: int) -> None:
+        super().__init__(f"the JSON body nests arrays or objects deeper than the limit of {depth} levels, or "
+                         f"holds more than {containers:,} of them: "
+                         'send one flat object {"image_base64": "...", ...}')
+
+
 class PayloadTooLarge(OcrError):
     """The body is larger than OCR_MAX_UPLOAD_MB."""
 

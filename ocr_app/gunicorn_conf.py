@@ -3,47 +3,26 @@
     gunicorn -c python:ocr_app.gunicorn_conf "ocr_app:create_app()"
 
 
-Only wiring lives here: settings come from ocr_app.config, registration from ocr_app.ops.registry.
+Only wiring lives here: settings come from ocr_app.config, the master's preparation from ocr_app.ops.startup,
+registration from ocr_app.ops.registry.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from ocr_app.config import ConfigError, Settings
-from ocr_app.engine import allocator
-from ocr_app.engine.catalog import preflight
+from ocr_app.ops import startup
 from ocr_app.ops.logs import gunicorn_logger_class
+from ocr_app.ops.registry import Registration
 
-# Thread pools must be set before numpy/OpenCV/ONNX Runtime load in the workers: on 2 cores,
-# 2 processes x 1 thread measured 1.45-1.56 img/s against 0.98 for 2 x 2.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
+# Read once; importing this module changes nothing (the environment, the allocator, the profile check and
+# the runtime folder are on_starting's work, before any worker forks).
 _settings = Settings.from_env()
-for _var, _value in allocator.worker_env(_settings.allocator).items():
-    os.environ.setdefault(_var, _value)  # before the workers import numpy
-try:
-    allocator.apply(_settings.allocator)  # may re-execute the master once, before anything forks
-    preflight(_settings)  # a bad profile or model folder stops the instance here, naming the file
-except ConfigError as _exc:
-    raise SystemExit(f"error: {_exc}") from None
-_runtime = Path(_settings.runtime_dir or tempfile.mkdtemp(prefix="ocr-fleet-"))
-_metrics_dir = _runtime / "metrics"
-shutil.rmtree(_metrics_dir, ignore_errors=True)  # counters from an earlier run must not leak into this one
-_metrics_dir.mkdir(parents=True, exist_ok=True)
-(_runtime / "draining").unlink(missing_ok=True)
-shutil.rmtree(_runtime / "ready", ignore_errors=True)  # per-worker "engine loaded" markers
-(_runtime / "warm").unlink(missing_ok=True)  # "every worker was ready once": set by the first full /ready
-os.environ["OCR_RUNTIME_DIR"] = str(_runtime)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
-os.environ.setdefault("HOME", tempfile.gettempdir())  # ONNX Runtime writes under $HOME/.cache
 
 bind = [_settings.bind]
 workers = _settings.workers
@@ -72,22 +51,25 @@ logger_class = gunicorn_logger_class(_settings) or "gunicorn.glogging.Logger"  #
 
 def when_ready(server: Any) -> None:
     """Register in Consul once the listeners are up (workers warm up before /ready passes)."""
-    from ocr_app.ops.registry import Registration
-
     registration = Registration(_settings)
     server.ocr_registration = registration
     registration.start()
 
 
 def on_starting(server: Any) -> None:
-    """Replace the master's SIGTERM handler with one that drains before stopping."""
+    """Prepare the instance before any worker forks (ops.startup.prepare: it may re-execute the master once
+    for OCR_ALLOCATOR), then replace the master's SIGTERM handler with one that drains before stopping."""
+    try:
+        runtime = server.ocr_runtime = startup.prepare(_settings)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     original = server.handle_term
 
     def handle_term() -> None:
         registration = getattr(server, "ocr_registration", None)
         if registration is not None:
             registration.deregister()
-        (_runtime / "draining").touch()
+        (runtime / "draining").touch()
         server.log.info("draining: out of the registry, serving for %.1fs more", _settings.drain_seconds)
         deadline = time.monotonic() + _settings.drain_seconds
         while time.monotonic() < deadline:
@@ -112,7 +94,7 @@ def post_worker_init(worker: Any) -> None:
             timer[0].cancel()
             graceful_exit(sig, frame)
             return
-        flag = _runtime / "draining"
+        flag = startup.runtime_dir() / "draining"
         if not flag.exists():
             flag.touch()
         remaining = _settings.drain_seconds - (time.time() - flag.stat().st_mtime)
@@ -128,22 +110,26 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """A stopping worker takes no more job pages; the one in hand finishes or is claimed elsewhere."""
-    app = getattr(worker, "wsgi", None)
-    consumers = getattr(app, "extensions", {}).get("ocr_job_workers")
+    from ocr_app.http.app_services import job_workers_of
+
+    consumers = job_workers_of(getattr(worker, "wsgi", None))
     if consumers is not None:
         consumers.stop()
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges stop counting, and its "engine loaded" marker goes."""
+    # Imported here: prometheus_client settles on multiprocess mode when imported, after on_starting set it.
     from ocr_app.ops.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
-    (_runtime / "ready" / str(worker.pid)).unlink(missing_ok=True)
+    (server.ocr_runtime / "ready" / str(worker.pid)).unlink(missing_ok=True)
 
 
 def on_exit(server: Any) -> None:
+    """Out of the catalog, and the runtime folder removed when it was a temporary one of ours."""
     registration = getattr(server, "ocr_registration", None)
     if registration is not None:
         registration.deregister()
     if not _settings.runtime_dir:
-        shutil.rmtree(_runtime, ignore_errors=True)
+        shutil.rmtree(server.ocr_runtime, ignore_errors=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ocr_app.config import Settings
 from ocr_app.errors import InvalidOption, PageNotInDocument
@@ -57,6 +57,11 @@ class RequestOptions:
     def needs_words(self) -> bool:
         """hOCR and Textract describe words, so they ask the engine for word boxes."""
         return self.page.words or self.format in ("hocr", "textract")
+
+    @property
+    def page_options(self) -> PageOptions:
+        """What the image, or each page of a document, runs with: word boxes too when the format needs them."""
+        return replace(self.page, words=self.needs_words)
 
     def select(self, count: int) -> list[int]:
         """The selected page numbers (from 1) of a document with `count` pages, in order, once each."""

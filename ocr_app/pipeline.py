@@ -1,4 +1,4 @@
-"""The pipeline's version, apart from engine.py so that registry.py can announce the cache namespace
+"""The pipeline's version, apart from the engines so that ops/registry.py can announce the cache namespace
 from the gunicorn master without importing OpenCV or ONNX Runtime."""
 from __future__ import annotations
 

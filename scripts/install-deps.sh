@@ -2,7 +2,7 @@
 # Install what the fleet and its tests need from outside PyPI: nginx (with its Lua
 # module, for API keys and the gateway's cache), Redis, ab, fonts, jemalloc and
 # Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
-# $FLEET_HOME/bin. Idempotent: when everything is present it only checks (~1 s).
+# $FLEET_HOME/bin (by default fleetctl's, ~/.local/state/ocr-fleet/bin). Idempotent: when everything is present it only checks (~1 s).
 # `fleetctl deps` runs the copy of this script that ships in the package.
 #
 # usage: scripts/install-deps.sh [--runtime] [--with-docker]

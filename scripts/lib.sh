@@ -14,9 +14,10 @@ die() {
     exit 1
 }
 
-# fleet_home: the absolute FLEET_HOME; a relative value is taken from the repo root.
+# fleet_home: the absolute FLEET_HOME; a relative value is taken from the repo root. Unset, it is
+# fleetctl's default (fleetctl/config.py default_home), so `make deps` puts Consul where fleetctl looks.
 fleet_home() {
-    local home="${FLEET_HOME:-.fleet}"
+    local home="${FLEET_HOME:-${XDG_STATE_HOME:-${HOME:?}/.local/state}/ocr-fleet}"
     case "$home" in
         /*) printf '%s\n' "$home" ;;
         *) printf '%s\n' "$FLEET_REPO_ROOT/${home#./}" ;;

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 from PIL import Image, ImageDraw, ImageFont
 
+from fleetctl.config import default_home
 from fleetctl.fleet.orchestrate import port_free
 from fleetctl.procs import find_binary
 from fleetctl.procs import free_port as free_port  # re-exported: the one definition
@@ -77,9 +78,10 @@ def text_image(text: str, size: tuple[int, int] = (640, 160), font: str = "DejaV
 
 
 def consul_binary() -> str:
-    """The Consul fleetctl would run (FLEET_HOME's, then PATH), else the one `make deps` put in the checkout."""
-    home = os.environ.get("FLEET_HOME")
-    found = find_binary("consul", Path(home) if home else None) or find_binary("consul", REPO / ".fleet")
+    """The Consul fleetctl would run: FLEET_HOME's (by default the user's home, where `make deps` puts
+    it), then PATH; else the one an older `make deps` put in the checkout's .fleet."""
+    home = Path(os.environ.get("FLEET_HOME") or default_home(os.environ))
+    found = find_binary("consul", home) or find_binary("consul", REPO / ".fleet")
     if found is None:
         raise FileNotFoundError("consul not found: run scripts/install-deps.sh")
     return found

@@ -217,6 +217,12 @@ BAD_INPUTS: list[tuple[str, dict[str, object], int, int]] = [
     ("json without image", {"json": {"img": "abc"}}, 400, 40001),
     ("json not an object", {"json": ["image_base64"]}, 400, 40002),
     ("malformed json", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, 40002),
+    ("json nested 100,000 deep", {"data": b"[" * 100_000 + b"]" * 100_000,
+                                  "headers": {"Content-Type": "application/json"}}, 400, 40004),
+    ("json of 20 MB of [", {"data": b"[" * (20 << 20), "headers": {"Content-Type": "application/json"}}, 400, 40004),
+    # wide, not deep: 6 million empty arrays would cost the parser ~600 MB
+    ("json of 19 MB of [],", {"data": b"[" + b"[]," * (6 << 20) + b"[]]",
+                              "headers": {"Content-Type": "application/json"}}, 400, 40004),
     ("wrong content type", {"data": b"hello", "headers": {"Content-Type": "text/plain"}}, 415, 41502),
     ("webp garbage", {"data": b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x01" * 32, "headers": RAW}, 422, 42201),
     ("bmp header only", {"data": b"BM" + b"\x00" * 20, "headers": RAW}, 422, 42201),

@@ -22,6 +22,7 @@ from inproc import RAW, FakeEngine, build_app, png
 from PIL import Image
 
 from ocr_app import Settings, create_app
+from ocr_app.http.app_services import job_workers_of, services_of
 from ocr_app.http.fastpath import CacheHitFastPath
 
 
@@ -55,6 +56,15 @@ def test_service_and_images_do_not_import_flask() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_worker_exit_hook_finds_the_apps_job_consumers() -> None:
+    app = create_app({"redis_url": "", "consul_addr": ""}, load_engine=False, background=False)
+    assert job_workers_of(app) is None, "no Redis: no consumers to stop"
+    assert job_workers_of(None) is None and job_workers_of(object()) is None, "not our app: nothing to stop"
+    consumers = object()
+    services_of(app).job_workers = consumers  # type: ignore[assignment]
+    assert job_workers_of(app) is consumers
+
+
 def test_ocr_miss_then_hit(client: FlaskClient) -> None:
     image = png(1)
     first = client.post("/api/ocr", data=image, headers=RAW)
@@ -83,7 +93,7 @@ def test_queue_full_gets_503_and_queued_work_completes(tmp_path: Path, max_queue
     threads = [threading.Thread(target=send, args=(seed,)) for seed in range(held)]
     for t in threads:
         t.start()
-    service = app.extensions["ocr"]
+    service = services_of(app).ocr
     wait_for(lambda: service.admission.in_use == held and engine.running == 1, 10,
              f"{held} requests admitted, one inside the engine (the rest wait for a decode slot)")
     client = app.test_client()
@@ -214,7 +224,7 @@ def test_request_gets_503_when_the_engine_is_still_loading_after_the_wait(tmp_pa
     release = threading.Event()
     app = create_app({"redis_url": "", "instance_id": "slow"},
                      engine_factory=lambda s: release.wait(30) and FakeEngine(s))
-    app.extensions["ocr"].load_wait = 0.05
+    services_of(app).ocr.load_wait = 0.05
     client = app.test_client()
     resp = client.post("/api/ocr", data=png(6), headers=RAW)
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
@@ -265,6 +275,14 @@ CORPUS: list[tuple[str, dict[str, Any], int, int]] = [
     ("json not an object", {"data": b"[1, 2]", "content_type": "application/json"}, 400, 40002),
     ("json bad", {"data": b"{nope", "content_type": "application/json"}, 400, 40002),
     ("json no field", {"json": {"image": "x"}}, 400, 40001),
+    ("json nested 100,000 deep", {"data": b"[" * 100_000 + b"]" * 100_000, "content_type": "application/json"},
+     400, 40004),
+    ("json of 1 MB of [", {"data": b"[" * 1_000_000, "content_type": "application/json"}, 400, 40004),
+    ("json 1,001 arrays wide", {"data": b"[" + b"[]," * 1000 + b"[]]", "content_type": "application/json"}, 400, 40004),
+    ("json 33 deep inside the object", {"data": b'{"image_base64": "x", "x": ' + b"[" * 32 + b"]" * 32 + b"}",
+                                        "content_type": "application/json"}, 400, 40004),
+    ("+json nested 5,000 deep", {"data": b'{"a":' * 5000 + b"1" + b"}" * 5000,
+                                 "content_type": "application/vnd.ocr+json"}, 400, 40004),
     ("bad base64", {"json": {"image_base64": "!!!not base64!!!"}}, 400, 40003),
     ("data url without comma", {"json": {"image_base64": "data:image/png;base64"}}, 400, 40003),
     ("base64 of garbage", {"json": {"image_base64": base64.b64encode(b"garbage").decode()}}, 415, 41501),
@@ -285,6 +303,19 @@ def test_bad_input_gets_its_documented_error(client: FlaskClient, name: str, kwa
     assert resp.headers["X-Instance"] == "inproc"
     if status == 413:
         assert "OCR_MAX_UPLOAD_MB" in body["msg"]
+    if code == 40004:
+        assert "32 levels" in body["msg"]
+
+
+def test_json_nested_up_to_the_limit_is_read(client: FlaskClient) -> None:
+    image = base64.b64encode(png(13)).decode()
+    at_limit = {"image_base64": image, "x": [[[{"y": []}]]]}
+    for _ in range(32 - 6):
+        at_limit["x"] = [at_limit["x"]]
+    resp = client.post("/api/ocr", json=at_limit)  # 32 levels, counting the object itself
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    resp = client.post("/api/ocr", json={**at_limit, "x": [at_limit["x"]]})
+    assert resp.status_code == 400 and resp.get_json()["code"] == 40004
 
 
 def test_routing_errors_are_json(client: FlaskClient) -> None:
@@ -324,7 +355,7 @@ def test_big_bodies_wait_unread_for_an_upload_slot(tmp_path: Path) -> None:
     gate = threading.Event()
     engine = FakeEngine(Settings(), gate=gate)
     app = build(tmp_path, engine, read_ahead_mb=0.002)  # bodies over 2 KiB are big here
-    service = app.extensions["ocr"]
+    service = services_of(app).ocr
     big = [png(seed, (96, 96)) for seed in (1, 2, 3)]
     tiny = png(4, (8, 8))
     assert min(map(len, big)) > 2048 > len(tiny)
@@ -357,7 +388,7 @@ def test_read_ahead_zero_reads_every_body_at_once(tmp_path: Path) -> None:
     gate = threading.Event()
     engine = FakeEngine(Settings(), gate=gate)
     app = build(tmp_path, engine, read_ahead_mb=0)
-    service = app.extensions["ocr"]
+    service = services_of(app).ocr
     threads = [threading.Thread(target=lambda s=seed: app.test_client().post(
         "/api/ocr", data=png(s, (96, 96)), headers=RAW)) for seed in (1, 2)]
     for thread in threads:
@@ -374,7 +405,7 @@ def test_hostile_bodies_never_wait_behind_a_held_upload_slot(tmp_path: Path) -> 
     gate = threading.Event()
     engine = FakeEngine(Settings(), gate=gate)
     app = build(tmp_path, engine, read_ahead_mb=0.002, max_upload_mb=0.05)
-    service = app.extensions["ocr"]
+    service = services_of(app).ocr
     holder = threading.Thread(target=lambda: app.test_client().post("/api/ocr", data=png(1, (96, 96)), headers=RAW))
     holder.start()
     wait_for(lambda: engine.running == 1, 10, "a big upload holding the slot")

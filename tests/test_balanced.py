@@ -127,7 +127,7 @@ def test_padded_recognition_keeps_the_unpadded_time_steps(engines: dict[str, Eng
     """Lines are padded to a width bucket; the answer has the time steps of the line as sent."""
     import onnxruntime as ort
 
-    rec = engines["balanced"]._ocr.text_rec.session.session
+    rec = load_sessions(engines["balanced"].profile, None)["rec"]  # the OpenVINO session the engine runs
     reference = ort.InferenceSession(str(accurate_profile().rec), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(7)
     for width in (12, 64, 65, 321, 703, 1000):

@@ -5,6 +5,7 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 from helpers import Proc, free_port, start_redis
 
 from ocr_app.service.cache import Breaker, ResultCache, image_key
@@ -24,7 +25,8 @@ def test_put_get_and_ttl(redis_server: Proc) -> None:
     cache = make(str(redis_server.extra["url"]))
     cache.put("ocr:test:ttl", b"[]")
     assert cache.get("ocr:test:ttl") == b"[]"
-    assert cache._client is not None and 0 < int(cache._client.ttl("ocr:test:ttl")) <= 60
+    redis_client = redis.Redis.from_url(str(redis_server.extra["url"]))
+    assert 0 < int(redis_client.ttl("ocr:test:ttl")) <= 60
 
 
 def test_single_flight_one_leader_and_waiters_get_its_result(redis_server: Proc) -> None:
@@ -120,6 +122,5 @@ def test_local_layer_answers_without_redis(redis_server: Proc) -> None:
     cache = ResultCache(str(redis_server.extra["url"]), ttl=60, timeout=0.2, lock_ttl=5.0, local_bytes=1 << 20)
     key = f"ocr:test:local:{time.time()}"
     cache.put(key, b"[1]")
-    assert cache._client is not None
-    cache._client.delete(key)
+    redis.Redis.from_url(str(redis_server.extra["url"])).delete(key)
     assert cache.get(key) == b"[1]"

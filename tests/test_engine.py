@@ -11,7 +11,7 @@ from PIL import Image
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import decode_image
-from ocr_app.engine.rapid import Engine, _capped_preprocess
+from ocr_app.engine.rapid import Engine, capped_preprocess
 from ocr_app.models.digests import profile_digest
 from ocr_app.models.profiles import accurate_profile
 
@@ -64,7 +64,7 @@ def test_blank_image_has_no_lines(engine: Engine) -> None:
 def test_detection_size_is_bounded(size: tuple[int, int], expected: tuple[int, int]) -> None:
     from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
-    pre = _capped_preprocess(DetPreProcess, 736, 1600)(736, "min")
+    pre = capped_preprocess(DetPreProcess, 736, 1600)(736, "min")
     out = pre.resize(np.zeros((*size, 3), dtype=np.uint8))
     assert out is not None
     h, w = out.shape[:2]
@@ -77,7 +77,7 @@ def test_detection_input_is_rapidocrs_to_the_bit_in_c_order(mean: list[float] | 
     the same float64 arithmetic as rapidocr's own preprocessing (stock: mean/std 0.5; fast: ImageNet's)."""
     from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
-    capped = _capped_preprocess(DetPreProcess, 736, 1600)
+    capped = capped_preprocess(DetPreProcess, 736, 1600)
     ours = capped(736, "min", mean, std)
     stock = DetPreProcess(736, "min", mean, std)
     rng = np.random.default_rng(3)

@@ -10,7 +10,7 @@ from botocore.model import ServiceModel
 from botocore.validate import ParamValidator
 
 from ocr_app.documents.formats import as_hocr, as_text, as_textract, document_body, words_of
-from ocr_app.documents.pages import PageResult, Recognition
+from ocr_app.documents.pages import DocumentResult, PageResult
 
 LINE_A = {"text": "Hello brave Fleet", "confidence": 0.99, "box": [[10, 20], [210, 20], [210, 60], [10, 60]],
           "words": [{"text": "Hello", "confidence": 0.98, "box": [[10, 20], [70, 20], [70, 60], [10, 60]]},
@@ -98,7 +98,7 @@ def test_text_keeps_columns_apart() -> None:
 
 
 def test_document_json_keeps_flat_data_with_page_numbers() -> None:
-    body = json.loads(document_body(Recognition(document=True, pages=PAGES, cache="HIT"), "i-1", "rapidocr"))
+    body = json.loads(document_body(DocumentResult(pages=PAGES, cache="HIT"), "i-1", "rapidocr"))
     assert [p["page"] for p in body["pages"]] == [1, 2]
     assert body["pages"][1]["source"] == "pdf_text" and body["pages"][0]["width"] == 400
     assert [(d["text"], d["page"]) for d in body["data"]] == [

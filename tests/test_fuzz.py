@@ -1,10 +1,12 @@
-"""Property test: mutated JPEG, PNG, TIFF and PDF files on the decode path give a typed 4xx error or pages.
+"""Property tests: mutated JPEG, PNG, TIFF and PDF files on the decode path give a typed 4xx error or pages,
+and a JSON body is read, or refused as too deep exactly when it nests past the limit.
 
 In-process and bounded, so it stays a few seconds in the suite. Any other exception would be a 500 (or a
 crash of the worker, which would take the test process down with it).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -16,7 +18,8 @@ from hypothesis import strategies as st
 from ocr_app.config import Settings
 from ocr_app.documents.images import decode_image
 from ocr_app.documents.pages import load_pages
-from ocr_app.errors import OcrError
+from ocr_app.errors import JsonTooDeep, OcrError
+from ocr_app.http.api import JSON_MAX_CONTAINERS, JSON_MAX_DEPTH, parse_json_body
 from ocr_app.options import PageOptions, RequestOptions
 
 SETTINGS = Settings.from_env({}, max_pixels=4_000_000, max_pages=4)
@@ -81,3 +84,27 @@ def test_mutated_files_fail_cleanly(kind: str) -> None:
 def test_the_seeds_decode() -> None:
     for data in SEEDS.values():
         decode_all(data)
+
+
+# JSON bodies: any value, with brackets and escapes in its strings, wrapped in up to 40 more arrays or objects.
+SCALARS = st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab', max_size=6)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(alphabet="[{ab", max_size=3), inner, max_size=3), max_leaves=12)
+
+
+def _depth(value: object) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    return 0 if children is None else 1 + max(map(_depth, children), default=0)
+
+
+@given(VALUES, st.lists(st.booleans(), max_size=40))
+@settings(max_examples=EXAMPLES * 2, deadline=None, database=None)
+def test_json_bodies_are_read_or_too_deep_exactly_past_the_limit(value: object, wrappers: list[bool]) -> None:
+    for as_object in wrappers:
+        value = {"k": value} if as_object else [value]
+    body = json.dumps(value).encode()
+    if _depth(value) > JSON_MAX_DEPTH or body.count(b"[") + body.count(b"{") > JSON_MAX_CONTAINERS:
+        with pytest.raises(JsonTooDeep):
+            parse_json_body(body)
+    else:
+        assert parse_json_body(body) == value

@@ -126,3 +126,55 @@ def test_documented_module_commands_run(command: list[str], code: int) -> None:
     proc = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == code, proc.stderr
     assert f"python -m {command[0]}" in (proc.stdout + proc.stderr).replace("\n", " ") or command[0] == "fleetctl"
+
+
+# The layers of docs/architecture.md ("The map"): what each folder may import besides its own modules
+# and its product's leaves. A folder not named here (the package itself, gunicorn_conf, cli) may import
+# anything of its own product.
+LEAVES = {
+    "ocr_app": {"config", "errors", "options", "results", "digest", "pipeline"},
+    "fleetctl": {"config", "errors", "procs", "logs", "resources"},
+}
+MAY_IMPORT = {
+    "ocr_app.http": {"ocr_app.service", "ocr_app.jobs", "ocr_app.documents", "ocr_app.ops"},
+    "ocr_app.service": {"ocr_app.engine", "ocr_app.models", "ocr_app.documents", "ocr_app.ops"},
+    "ocr_app.jobs": {"ocr_app.documents"},
+    "ocr_app.documents": set(),
+    "ocr_app.engine": {"ocr_app.models"},
+    "ocr_app.models": set(),
+    "ocr_app.ops": {"ocr_app.engine", "ocr_app.models"},
+    "fleetctl.autoscale": {"fleetctl.fleet", "fleetctl.backends", "fleetctl.daemons"},
+    "fleetctl.daemons": {"fleetctl.gateway", "fleetctl.cluster", "fleetctl.backends"},
+    "fleetctl.fleet": {"fleetctl.backends", "fleetctl.cluster"},
+    "fleetctl.backends": {"fleetctl.cluster", "ocr_app"},
+    "fleetctl.gateway": {"fleetctl.cluster"},
+    "fleetctl.cluster": set(),
+}
+
+
+def layer(module: str) -> str:
+    """The folder a module belongs to (`ocr_app.engine`), `ocr_app` for the package's own top modules,
+    or `leaf` for a shared leaf module."""
+    parts = module.split(".")
+    if parts[0] in LEAVES and len(parts) >= 2 and parts[1] in LEAVES[parts[0]]:
+        return "leaf"
+    return ".".join(parts[:2]) if parts[0] in LEAVES and len(parts) > 2 else parts[0] if len(parts) == 2 and (
+        ROOT.joinpath(*parts).with_suffix(".py").exists()) else ".".join(parts[:2])
+
+
+def test_imports_run_down_the_layers() -> None:
+    found = modules()
+    wrong = []
+    for module, targets in import_graph(found).items():
+        here = layer(module)
+        if here not in MAY_IMPORT:
+            continue
+        product = module.split(".")[0]
+        for target in targets:
+            there = layer(target)
+            if there in ("leaf", here) and target.split(".")[0] == product:
+                continue
+            allowed = MAY_IMPORT[here]
+            if there not in allowed and target.split(".")[0] not in allowed:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against the layers of docs/architecture.md:\n" + "\n".join(sorted(wrong))

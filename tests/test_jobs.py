@@ -179,6 +179,7 @@ def test_unknown_job_is_404(pair: tuple[Proc, Proc], job_id: str) -> None:
     (b"GIF89a" + b"\0" * 64, "image/gif", 415, 41501),
     (b"II*\x00" + b"\xff" * 64, "image/tiff", 422, 42201),
     (b"{not json", "application/json", 400, 40002),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "application/json", 400, 40004, id="json nested 100,000 deep"),
 ])
 def test_bad_uploads_are_refused_before_queueing(pair: tuple[Proc, Proc], body: bytes, ctype: str,
                                                  status: int, code: int) -> None:

@@ -5,8 +5,22 @@ import json
 import random
 
 import pytest
+from pages import two_column_page as generated_two_column_page
 
+from ocr_app.config import Settings
+from ocr_app.documents.images import decode_image
+from ocr_app.engine.rapid import Engine
+from ocr_app.ops.metrics import Metrics
+from ocr_app.service.cache import ResultCache
+from ocr_app.service.ocr_service import OcrService
+from ocr_app.service.reader import serialize_lines
 from ocr_app.service.reading_order import reading_order
+
+
+def read(service: OcrService, engine: Engine, data: bytes, words: bool = False) -> bytes:
+    """The lines the service answers for `data`, as its page reader reads them (no cache, no admission)."""
+    return serialize_lines(service.reader.read(engine, decode_image(data, service.settings), words=words))
+
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -94,23 +108,14 @@ def test_rotated_quadrilaterals_use_their_extent() -> None:
 
 def test_a_generated_two_column_page_reads_column_by_column_with_stock_lines(
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    from pages import two_column_page
-
-    from ocr_app.config import Settings
-    from ocr_app.documents.images import decode_image
-    from ocr_app.engine.rapid import Engine
-    from ocr_app.ops.metrics import Metrics
-    from ocr_app.options import PageOptions
-    from ocr_app.service.cache import ResultCache
-    from ocr_app.service.ocr_service import OcrService
 
     settings = Settings.from_env({}, redis_url="")
     engine = Engine(settings)
-    page = two_column_page()
+    page = generated_two_column_page()
     data = page.jpeg()
     stock = engine.recognize(decode_image(data, settings).bgr).lines
     service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
-    served = json.loads(service._run(engine, data, PageOptions()))
+    served = json.loads(read(service, engine, data))
     assert [line["text"] for line in served] == page.lines
     as_stock = sorted((line.text, line.confidence, line.box) for line in stock)
     assert sorted((line["text"], line["confidence"], line["box"]) for line in served) == as_stock, \

@@ -1,8 +1,11 @@
 """Instance lifecycle against real servers: Redis failures, late Consul, and draining on SIGTERM."""
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -22,6 +25,21 @@ def inflight(inst: Proc) -> float:
     text = requests.get(f"{inst.extra['url']}/metrics", timeout=5).text
     found = re.search(r"^ocr_inflight_requests ([0-9.e+-]+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def test_importing_the_gunicorn_config_changes_nothing(tmp_path: Path) -> None:
+    """The config module only reads settings: the environment, the allocator's re-execution and the runtime
+    folder are on_starting's work, and no engine library is loaded into the master its workers fork from."""
+    code = ("import os, sys; before = dict(os.environ); import ocr_app.gunicorn_conf as conf; "
+            "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items()); "
+            "assert not {'numpy', 'cv2', 'onnxruntime', 'paddlex'} & set(sys.modules), 'an engine library loaded'; "
+            "assert callable(conf.on_starting) and conf.workers == 2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCR_", "PROMETHEUS_"))}
+    env.update(TMPDIR=str(tmp_path), OCR_ALLOCATOR="jemalloc", OCR_WORKERS="2", OCR_ENGINE="paddleocr")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == [], "a runtime folder was made"
 
 
 def test_redis_killed_requests_still_succeed(tmp_path: Path) -> None:

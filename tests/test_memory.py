@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,17 +21,14 @@ from bench.bigimage import PeakRss, noisy_jpeg
 from ocr_app.config import Settings
 from ocr_app.documents.images import WORK_MAX_SIDE
 from ocr_app.ops.metrics import Metrics
-from ocr_app.options import PageOptions
 from ocr_app.results import Line, OcrResult
 from ocr_app.service.cache import ResultCache
 from ocr_app.service.ocr_service import OcrService
 
 SIDE = 6000
 CONCURRENT = 4
-# Measured on one worker with glibc malloc: four concurrent 36 MP uploads peak at 560-576 MiB (the
-# big detection's plugged heap, its late upsamples, its C-ordered input, and the bodies of the waiting
-# uploads left unread), against 700-760 before those and 1020-1180 before decode slots. The bound
-# leaves ~100 MiB for a loaded machine and catches a return of any of them (docs/api.md, "Memory").
+# The measured peak of four concurrent 36 MP uploads on one worker, plus room for a loaded machine
+# (docs/api.md, "Memory").
 PEAK_BOUND_MIB = 680
 
 
@@ -56,44 +52,80 @@ def post_big(instance: Proc, data: bytes) -> requests.Response:
                          headers={"Content-Type": "image/jpeg", "Cache-Control": "no-cache"})
 
 
+class CountedSlots:
+    """The service's decode slots, counting the jobs that wait for one."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, changed: threading.Condition) -> None:
+        self._slots = slots
+        self._changed = changed
+        self.waiting = 0
+
+    def __enter__(self) -> None:
+        with self._changed:
+            self.waiting += 1
+            self._changed.notify_all()
+        self._slots.acquire()
+        with self._changed:
+            self.waiting -= 1
+            self._changed.notify_all()
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
 class SlowEngine:
     """Stands in for the engine to observe the service: how many decoded images are alive at once.
 
-    Each call holds its image until `partners` images are alive (or a generous timeout), so a
-    slower decode on a loaded machine cannot hide the concurrency the slots allow; the short
-    hold after that gives any job the slots should have stopped the time to show up."""
+    Each call holds its image until every other job is done or waits for a decode slot (or a generous
+    timeout), so any job the slots failed to stop reaches its decode and shows up while it is held."""
 
-    def __init__(self, partners: int) -> None:
-        self.partners = partners
+    cache_namespace = "slow"
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
         self.alive = 0
         self.most_alive = 0
-        self._changed = threading.Condition()
+        self.holding = 0  # calls inside recognize
+        self.returned = 0
+        self.changed = threading.Condition()
+        self.slots: CountedSlots | None = None
 
     def _gone(self) -> None:
-        with self._changed:
+        with self.changed:
             self.alive -= 1
-            self._changed.notify_all()
+            self.changed.notify_all()
+
+    def _others_settled(self) -> bool:
+        waiting = self.slots.waiting if self.slots is not None else 0
+        return self.returned + self.holding + waiting >= self.jobs
 
     def recognize(self, bgr: np.ndarray) -> OcrResult:
-        with self._changed:
+        with self.changed:
             self.alive += 1
+            self.holding += 1
             self.most_alive = max(self.most_alive, self.alive)
-            self._changed.notify_all()
-            self._changed.wait_for(lambda: self.most_alive >= self.partners, timeout=30)
+            self.changed.notify_all()
+            self.changed.wait_for(self._others_settled, timeout=30)
+            self.holding -= 1
+            self.returned += 1
+            self.changed.notify_all()
         weakref.finalize(bgr, self._gone)
-        time.sleep(0.05)  # long enough for any job past the slots to reach its decode
         return OcrResult(lines=[Line(text="x", confidence=1.0, box=[[0, 0], [1, 0], [1, 1], [0, 1]])])
 
 
 @pytest.mark.parametrize("slots", [1, 2])
 def test_decode_slots_bound_the_decoded_images_a_worker_holds(slots: int) -> None:
-    settings = Settings.from_env({}, decode_slots=slots, redis_url="")
-    service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
-    engine = SlowEngine(partners=slots)
+    settings = Settings.from_env({}, decode_slots=slots, redis_url="", warmup=False)
+    engine = SlowEngine(jobs=8)
+    service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0),
+                         engine_factory=lambda _: engine)  # type: ignore[arg-type,return-value]
+    service.start(background=False)
+    engine.slots = CountedSlots(service.decode_slots, engine.changed)
+    service.decode_slots = engine.slots  # type: ignore[assignment]
     buf = io.BytesIO()
     Image.new("RGB", (3000, 3000), "white").save(buf, "JPEG")
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: service._run(engine, buf.getvalue(), PageOptions()), range(8)))  # type: ignore[arg-type]
+        answers = list(pool.map(lambda _: service.ocr(buf.getvalue(), bypass_cache=True).data_json, range(8)))
     assert len(answers) == 8 and all(b'"text":"x"' in a for a in answers)
     assert engine.most_alive == slots, f"{engine.most_alive} decoded images alive at once with {slots} slot(s)"
     assert engine.alive == 0, "every decoded image is freed once its job is done"

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from docgen import text_pdf
 from flask import Flask
+from helpers import REPO
 from inproc import RAW, build_app, png
 from jsonschema import Draft202012Validator, ValidationError
 from openapi_spec_validator import validate
 
+from fleetctl.gateway import access
 from ocr_app import errors
 from ocr_app.http.openapi import document
 
@@ -72,6 +74,18 @@ def test_every_error_code_is_documented(served: dict[str, Any]) -> None:
                 if int(status) >= 400:
                     assert response["x-error-codes"], f"{status} of {operation['operationId']} lists no code"
                     assert all(str(code).startswith(status) for code in response["x-error-codes"])
+
+
+def test_every_code_the_gateway_answers_with_is_documented(served: dict[str, Any]) -> None:
+    documented = {c["const"]: c for c in served["components"]["schemas"]["ErrorCode"]["oneOf"]}
+    templates = "".join(path.read_text(encoding="utf-8") for path in sorted((REPO / "nginx").glob("*.tmpl")))
+    answered = {(int(status), int(code)) for status, code in re.findall(r"return (\d{3}) '\{\"code\": (\d{5})",
+                                                                        templates)}
+    answered |= {(401, access.MISSING[0]), (401, access.INVALID[0])}  # the 401's code is a variable
+    assert len(answered) >= 15
+    for status, code in answered:
+        assert code in documented, f"the gateway's {code} is not in the OpenAPI document"
+        assert documented[code]["description"].startswith(f"HTTP {status}:"), documented[code]
 
 
 def test_error_codes_are_unique_per_class() -> None:

@@ -13,15 +13,21 @@ from pages import Page, two_column_page
 from PIL import Image
 
 from ocr_app.config import ConfigError, Settings
+from ocr_app.documents.images import decode_image
 from ocr_app.engine.catalog import plan
 from ocr_app.engine.orientation import PageOrientation, model_path, read_upright
 from ocr_app.engine.rapid import Engine
 from ocr_app.ops.metrics import Metrics
-from ocr_app.options import PageOptions
 from ocr_app.service.cache import ResultCache
 from ocr_app.service.ocr_service import OcrService
+from ocr_app.service.reader import serialize_lines
 
 SETTINGS = Settings.from_env({}, redis_url="")
+
+def read(service: OcrService, engine: Engine, data: bytes, words: bool = False) -> bytes:
+    """The lines the service answers for `data`, as its page reader reads them (no cache, no admission)."""
+    return serialize_lines(service.reader.read(engine, decode_image(data, service.settings), words=words))
+
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +69,7 @@ def test_turned_pages_come_back_upright_in_order_with_boxes_on_the_sent_image(
         service: OcrService, engine: Engine, angle: int) -> None:
     page = two_column_page(seed=angle)
     data = page.jpeg(angle)
-    served = json.loads(service._run(engine, data, PageOptions()))
+    served = json.loads(read(service, engine, data))
     assert [line["text"] for line in served] == page.lines
     for i, line in enumerate(served):
         assert overlap(line["box"], drawn_box_as_sent(page, i, angle)) > 0.7, (angle, line)
@@ -79,7 +85,7 @@ def test_orientation_off_keeps_the_stock_reading(engine: Engine) -> None:
     service = OcrService(settings, Metrics(), ResultCache("", ttl=60, timeout=0.1, lock_ttl=5.0))
     assert service.orientation is None
     page = two_column_page(seed=5)
-    served = json.loads(service._run(engine, page.jpeg(180), PageOptions()))
+    served = json.loads(read(service, engine, page.jpeg(180)))
     assert sorted(line["text"] for line in served) == sorted(page.lines)  # the lines are right, the order is not
     assert [line["text"] for line in served] != page.lines
 
@@ -120,7 +126,7 @@ def test_a_turned_page_through_a_real_instance(instance: Proc) -> None:
 
 def test_word_boxes_of_a_turned_page_land_inside_their_lines(service: OcrService, engine: Engine) -> None:
     page = two_column_page(seed=4)
-    served = json.loads(service._run(engine, page.jpeg(90), PageOptions(words=True)))
+    served = json.loads(read(service, engine, page.jpeg(90), words=True))
     assert [line["text"] for line in served] == page.lines
     for line in served:
         assert line["words"], line

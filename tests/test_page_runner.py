@@ -7,8 +7,9 @@ import threading
 from docgen import text_pdf
 
 from ocr_app import create_app
-from ocr_app.documents.pages import PAGE_DISPATCH, PageAnswer, PageDispatch
+from ocr_app.documents.pages import PageAnswer, PageDispatch
 from ocr_app.errors import Overloaded
+from ocr_app.http.app_services import services_of
 from ocr_app.options import PageOptions
 
 
@@ -38,7 +39,7 @@ class RecordingRunner:
 def test_pages_go_through_the_installed_runner_in_order() -> None:
     app = create_app({"redis_url": "", "consul_addr": ""}, load_engine=False)
     runner = RecordingRunner()
-    app.extensions[PAGE_DISPATCH] = PageDispatch(runner, parallel=3)
+    services_of(app).page_dispatch = PageDispatch(runner, parallel=3)
     pdf = text_pdf([("scan", f"Page {i}") for i in range(1, 8)] + [("digital", "Born digital")])
     resp = app.test_client().post("/api/ocr?format=hocr&pages=7,1-6,8", data=pdf,
                                   headers={"Content-Type": "application/pdf", "Cache-Control": "no-cache"})
@@ -65,7 +66,7 @@ def test_a_failing_page_fails_the_document_and_stops_sending_pages() -> None:
             raise Overloaded(64)
         return PageAnswer(lines=[])
 
-    app.extensions[PAGE_DISPATCH] = PageDispatch(busy_from_the_second_page, parallel=1)
+    services_of(app).page_dispatch = PageDispatch(busy_from_the_second_page, parallel=1)
     pdf = text_pdf([("scan", f"Page {i}") for i in range(1, 7)])
     resp = app.test_client().post("/api/ocr", data=pdf, headers={"Content-Type": "application/pdf"})
     assert resp.status_code == 503 and resp.get_json()["code"] == 50302

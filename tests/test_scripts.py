@@ -14,6 +14,8 @@ import pytest
 import requests
 from helpers import REPO, consul_binary, free_port, text_image, wait_for
 
+from fleetctl.config import default_home
+
 SCRIPTS = REPO / "scripts"
 CONSUL_VERSION = "1.8.7"
 CONTRACT_CMD = ["gunicorn", "-c", "python:ocr_app.gunicorn_conf", "ocr_app:create_app()"]
@@ -32,7 +34,8 @@ def must(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProces
 
 
 def fleet_home() -> Path:
-    home = Path(os.environ.get("FLEET_HOME", ".fleet"))
+    """Where install-deps.sh puts Consul: FLEET_HOME (relative: from the checkout), else fleetctl's default."""
+    home = Path(os.environ.get("FLEET_HOME") or default_home(os.environ))
     return home if home.is_absolute() else REPO / home
 
 

@@ -113,10 +113,10 @@ def _own_mapping(block: int) -> bool:
 def test_tight_heap_keeps_big_blocks_out_of_free_heap_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's heap holds big free chunks from loading and earlier pages: a tight run's big blocks must
     still get mappings of their own (unmapped, so out of RSS, when freed), not those chunks."""
-    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")  # what gunicorn_conf sets for OCR_ALLOCATOR=glibc
-    libc = allocator._libc()
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")  # what ops.startup sets for OCR_ALLOCATOR=glibc
+    libc = allocator.libc()
     assert libc is not None, "glibc is the allocator of this test run"
-    with allocator._tight_lock:  # leave big free chunks in this thread's heap, as a busy worker does
+    with allocator.HEAP_LOCK:  # leave big free chunks in this thread's heap, as a busy worker does
         libc.mallopt(allocator.M_MMAP_THRESHOLD, 256 << 20)
         blocks = [libc.malloc(8 << 20) for _ in range(6)]
         fences = [libc.malloc(64 << 10) for _ in range(6)]  # keep the freed blocks from merging into the top

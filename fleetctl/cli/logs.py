@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -68,11 +69,19 @@ def logs(ctx: click.Context, sources: tuple[str, ...], since: float | None, patt
 
     SOURCES are instance ids (ocr-8001), gateway (nginx's JSON access log), nginx (its error log),
     consul, redis, sync or autoscale; none means all of them. Logs of stopped process instances are kept and shown.
+    Where no fleet runs in FLEET_HOME it says so on stderr, naming `fleetctl up`, then shows the logs the
+    last one kept; with none kept, it exits 1.
     """
     from fleetctl import logs as fleet_logs
+    from fleetctl.daemons import presence
 
     obj = app_context(ctx)
     backends = existing_backends(obj.cfg)  # asked once: -f rescans their instances, not the runtimes
+    if not presence.running(obj.cfg) and not any(b.instances() for b in backends):
+        message = presence.no_fleet_message(obj.cfg, Path.cwd())
+        if not presence.has_logs(obj.cfg):
+            raise presence.NoFleet(f"{message} (it has no logs either)")
+        click.echo(f"note: {message}; these are the logs of the last one", err=True)
     try:
         chosen = fleet_logs.select(_log_sources(obj.cfg, backends), sources)
     except KeyError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -38,7 +39,9 @@ def main(ctx: click.Context) -> None:
 
     Settings come from FLEET_* environment variables (FLEET_HOME, FLEET_BACKEND, ports);
     the daemons fleetctl starts inherit them, so set them, not per-command flags.
-    State lives in FLEET_HOME, by default ~/.local/state/ocr-fleet (or $XDG_STATE_HOME/ocr-fleet).
+    State lives in FLEET_HOME, by default ~/.local/state/ocr-fleet (or $XDG_STATE_HOME/ocr-fleet),
+    `make up`'s too: one fleet per user, found from any directory. Where none runs there, scale,
+    status, logs and down say so and name `fleetctl up`.
     """
     if ctx.obj is None:
         import os
@@ -106,7 +109,8 @@ class BoundsType(click.ParamType):
 @click.option("--join", metavar="ADDR[,ADDR]", default=None,
               help="Hosts already in the fleet to join (their --advertise addresses) [default: FLEET_JOIN]. "
                    "Needs the first host's Consul ACL token in FLEET_CONSUL_TOKEN and gossip key in "
-                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). "
+                   "FLEET_CONSUL_ENCRYPT (its FLEET_HOME/consul.token and gossip.key). A host running the "
+                   "single-machine default (no --advertise) cannot be joined: refused at once. "
                    "Both flags are saved in FLEET_HOME for the commands that follow.")
 @click.option("--auth", is_flag=True, default=None,
               help="/api/ needs an API key (fleetctl keys create) [default: FLEET_AUTH or off].")
@@ -217,7 +221,7 @@ def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str |
                               autoscale_cooldown=cooldown, autoscale_poll=poll, autoscale_target=target)
     policy = scaler_mod.policy_from(obj.cfg, lo, hi)
     chosen = obj.backend(backend)
-    _require_consul(obj)
+    _require_fleet(obj)
 
     def log_plan(plan: Any) -> None:
         for line in plan.describe():
@@ -243,7 +247,12 @@ def autoscale(ctx: click.Context, lo: int | None, hi: int | None, backend: str |
 def scale(
     ctx: click.Context, n: int, backend: str | None, no_wait: bool, timeout: float, dry_run: bool
 ) -> None:
-    """Converge to N instances: start missing ones, replace stale ones, drain and stop extra ones."""
+    """Converge to N instances: start missing ones, replace stale ones, drain and stop extra ones.
+
+    Needs the fleet `fleetctl up` started in FLEET_HOME: where none runs (or not its gateway), it
+    exits 1 at once, naming `fleetctl up`, and starts nothing (--dry-run still prints the plan).
+    """
+    from fleetctl.daemons import presence
     from fleetctl.fleet.orchestrate import make_plan
     from fleetctl.fleet.orchestrate import scale as converge
 
@@ -251,17 +260,22 @@ def scale(
     chosen = obj.backend(backend)
     if dry_run:
         _print_plan(make_plan(obj.fleet(chosen), n))  # only the runtime is asked: needs no service
+        if not presence.running(obj.cfg):
+            progress(f"note: {presence.no_fleet_message(obj.cfg, Path.cwd())}")
         return
+    _require_fleet(obj)
     _warn_oversubscription(obj.cfg, n)
-    _require_consul(obj)
     _note_other_backends(obj, chosen)
     converge(obj.fleet(chosen), n, wait=not no_wait, timeout=timeout, show_plan=_print_plan)
 
 
-def _require_consul(obj: AppContext) -> None:
-    """Scaling needs the agent and the sync loop; say so instead of timing out later."""
+def _require_fleet(obj: AppContext) -> None:
+    """New instances join this home's gateway through Consul: without either, say so now (naming
+    `fleetctl up`) rather than start instances that time out waiting for an upstream."""
     from fleetctl.cluster.consul_api import reachable
+    from fleetctl.daemons import presence
 
+    presence.require_gateway(obj.cfg, presence.running(obj.cfg), Path.cwd())
     if not reachable(obj.consul()):
         raise ExitError(f"Consul at {obj.cfg.consul_address} is not reachable: run `fleetctl up` first")
 
@@ -272,17 +286,29 @@ def _require_consul(obj: AppContext) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """One row per instance (health, upstream, memory, uptime, traffic) and per managed service.
 
-    Warns on stderr about instances whose RSS is above FLEET_RSS_WARN_MB (default 1024; 0: off).
+    Where no fleet runs in FLEET_HOME it says so, naming `fleetctl up`, and exits 0 (--json: the same
+    shape, every service stopped, the message in `warnings`). Warns on stderr about a gateway that is
+    not running, and about instances whose RSS is above FLEET_RSS_WARN_MB (default 1024; 0: off).
     """
-    from fleetctl.daemons import services
+    from fleetctl.daemons import presence, services
     from fleetctl.fleet.status import collect, render_table
     from fleetctl.gateway import upstream
 
     obj = app_context(ctx)
+    alive = presence.running(obj.cfg)
     result = collect(obj.cfg, existing_backends(obj.cfg), obj.consul(),
                      members=upstream.upstream_members, services=services.service_states)
+    nothing = not alive and not result.instances
+    missing = presence.gateway_missing(alive)
+    if nothing:
+        result.warnings.insert(0, presence.no_fleet_message(obj.cfg, Path.cwd()))
+    elif missing:
+        result.warnings.insert(0, presence.gateway_message(obj.cfg, missing))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False))
+    elif nothing:
+        click.echo(result.warnings[0])
+        return
     else:
         click.echo(render_table(result))
     for warning in result.warnings:
@@ -292,15 +318,26 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.pass_context
 def down(ctx: click.Context) -> None:
-    """Stop every instance (all backends) and every managed service; leaves no process behind."""
+    """Stop every instance (all backends) and every managed service; leaves no process behind.
+
+    Where no fleet runs in FLEET_HOME it says so and exits 0: nothing was left running.
+    """
     from fleetctl.autoscale import daemon as autoscale_daemon
-    from fleetctl.daemons import services
+    from fleetctl.daemons import presence, services
     from fleetctl.fleet.orchestrate import down as fleet_down
 
     obj = app_context(ctx)
+    backends = existing_backends(obj.cfg)
+    present = bool(presence.running(obj.cfg)) or any(b.instances() for b in backends)
+    message = None if present else presence.no_fleet_message(obj.cfg, Path.cwd())  # before the sweep below
     autoscale_daemon.stop(obj.cfg)  # first: it would restart the instances stopped below
-    count = fleet_down(obj.cfg, existing_backends(obj.cfg), obj.consul(), services.stop_services, progress)
-    click.echo(f"stopped {count} instance(s) and the managed services")
+    # Swept even then: a service or an instance whose pid file was lost is found by its command line.
+    count = fleet_down(obj.cfg, backends, obj.consul(), services.stop_services,
+                       progress if present else lambda _line: None)
+    if message is not None and not count:
+        click.echo(f"nothing to stop: {message}")
+    else:
+        click.echo(f"stopped {count} instance(s) and the managed services")
 
 
 

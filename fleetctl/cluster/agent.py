@@ -90,6 +90,37 @@ def ask_join_hosts(cfg: FleetConfig, join: list[str], question: Callable[[consul
     return None
 
 
+def dev_agent(client: consul.Consul) -> bool:
+    """Whether this agent is the single-machine default, `consul agent -dev`: on loopback, its gossip on
+    a random port, so no host can join it. One that refuses an anonymous look (ACLs) is a real one."""
+    try:
+        info = client.agent.self()
+    except consul.ACLPermissionDenied:
+        return False
+    return bool((info.get("DebugConfig") or {}).get("DevMode"))
+
+
+def check_join(cfg: FleetConfig, join: list[str], data_dir: Path) -> None:
+    """Fail before this host's agent starts, when it could only retry the join into its log: every join
+    host that answers runs the single-machine default, or none answers a host that never joined (with
+    state in `data_dir` it may rejoin from its snapshot, so it is left to try)."""
+    token = consul_api.fleet_token(cfg)
+    answers = {host: ask_join_hosts(cfg, [host], dev_agent, token=token) for host in join}
+    if False in answers.values():
+        return  # a real agent answers: -retry-join finds the fleet through it
+    dev = [host for host, is_dev in answers.items() if is_dev]
+    if dev:
+        raise ConfigError(
+            f"{dev[0]} runs the single-machine fleet (a Consul -dev agent on 127.0.0.1), which no host can "
+            f"join: start that host with `fleetctl up --advertise {dev[0]}` (after `fleetctl down` there), "
+            f"then join it")
+    if not (data_dir / "serf").is_dir():
+        where = ", ".join(f"{host}:{cfg.consul_port}" for host in join)
+        raise ConfigError(
+            f"no Consul agent answers at {where}: start that host with `fleetctl up --advertise {join[0]}` "
+            f"first (a fleet started without --advertise listens on 127.0.0.1 only), then join it")
+
+
 @dataclass(frozen=True)
 class FleetSecret:
     """A secret every host of the fleet shares (the gossip key, the ACL token): the first host makes

@@ -137,6 +137,8 @@ def wait_alive_and_ready(
 
     def check() -> bool:
         if not procs.process_matches(pid, parts, env):
+            if procs.exec_pending(pid):  # spawned a moment ago: its command line is not there yet
+                return False
             raise ServiceError(f"{name} exited during start-up:\n{procs.log_tail(log_file(cfg, name))}")
         return bool(ready())
 

@@ -68,6 +68,9 @@ def _start_consul(cfg: FleetConfig) -> int:
         raise ServiceError("consul not found in $FLEET_HOME/bin or on PATH (run `fleetctl deps`)")
     data_dir = cfg.home / "consul"
     data_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.clustered and cfg.join:
+        # First: a join host no agent can join is a clear error now, not a minute of retry log.
+        cluster.check_join(cfg, cluster.join_addresses(cfg), data_dir)
     server = cfg.clustered and cluster.is_server(cfg, data_dir)
     acl_on = False
     if cfg.clustered:

@@ -9,7 +9,7 @@ import uuid
 from html import escape
 from typing import Any
 
-from ocr_app.documents.pages import PageResult, Recognition
+from ocr_app.documents.pages import DocumentResult, PageResult
 
 # Textract block ids are opaque strings; deriving them from positions keeps equal answers byte-equal.
 _ID_NAMESPACE = uuid.UUID("6f1d1c1e-8c53-4c1b-9d57-0c2f1f0a7e11")
@@ -21,7 +21,7 @@ CONTENT_TYPES = {
 }
 
 
-def document_body(rec: Recognition, instance_id: str, engine: str) -> bytes:
+def document_body(rec: DocumentResult, instance_id: str, engine: str) -> bytes:
     """A document's 200 body: `pages` with their lines, and every line again in `data` with its `page`."""
     pages = [{"page": p.number, "width": p.width, "height": p.height, "source": p.source, "data": p.lines,
               **({"preview": p.preview} if p.preview else {})} for p in rec.pages]

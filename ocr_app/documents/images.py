@@ -29,7 +29,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II+\x00", "TIFF"),
     (b"MM\x00+", "TIFF"),
 )
-ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 
 # The engine never looks at more than this many pixels on the long side (rapidocr caps at 2000),
 # so decoding bigger only costs memory. Boxes are scaled back to the client's pixel space.
@@ -58,24 +57,27 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def check_upload(data: bytes, settings: Settings) -> str:
+def check_upload(data: bytes, settings: Settings, fmt: str | None = None) -> str:
     """The checks that need no decoding (empty, size, format by magic bytes); returns the format.
 
-    Cheap enough to run before the cache sees the bytes, so garbage never reaches Redis.
+    Cheap enough to run before the cache sees the bytes, so garbage never reaches Redis. `fmt` is the
+    format a caller already sniffed from these bytes (None: sniffed here).
     """
     if not data:
         raise MissingImage("the image is empty (0 bytes)")
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(settings.max_upload_mb)
-    fmt = sniff_format(data)
+    fmt = fmt or sniff_format(data)
     if fmt is None:
         raise UnsupportedImage()
     return fmt
 
 
-def decode_image(data: bytes, settings: Settings) -> DecodedImage:
-    """Validate and decode an upload; every failure is a typed 4xx error, never a crash."""
-    fmt = check_upload(data, settings)
+def decode_image(data: bytes, settings: Settings, fmt: str | None = None) -> DecodedImage:
+    """Validate and decode an upload; every failure is a typed 4xx error, never a crash.
+
+    `fmt` is the format a caller already sniffed from these bytes (None: sniffed here)."""
+    fmt = check_upload(data, settings, fmt)
     with warnings.catch_warnings():
         # Pillow's own bomb check warns at ~89 MP; our explicit pixel limit below is the one that counts.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

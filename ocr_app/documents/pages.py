@@ -1,31 +1,30 @@
-"""Uploads -> pages -> lines: a PDF or multi-page TIFF becomes page images, each OCRed through one runner.
+"""Documents -> pages -> lines: a PDF or multi-page TIFF becomes page images, each OCRed through one runner.
 
-The seam for spreading a document over the fleet is the page runner: `PageRunner(page_bytes, options)`
-returns one page's lines. The default (`local_runner`) runs the page through this worker's normal cached
-path, so every page is cached by its own hash; another runner can send the same bytes and options to
-any instance as an ordinary image request. `ocr_document` runs up to `parallel` pages at once.
+A plain image never comes here: it goes straight to the service. The seam for spreading a document over
+the fleet is the page runner: `PageRunner(page_bytes, options)` returns one page's lines. The service's
+local runner (service/documents.py) runs a page through the worker's cached path, so every page is
+cached by its own hash; the fan-out's runner sends the same bytes and options to any instance as an
+ordinary image request. This package knows no service: the service imports it, never the reverse.
+`ocr_document` runs up to `parallel` pages at once; jobs/fanout.py decides how many.
 """
 from __future__ import annotations
 
 import base64
 import io
-import json
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from PIL import Image
 
 from ocr_app.config import Settings
-from ocr_app.documents.images import check_upload, oriented_size, sniff_format
+from ocr_app.documents.images import check_upload, sniff_format
 from ocr_app.documents.pdf import PagePlan, PdfFile, is_pdf
 from ocr_app.documents.tiff import TiffFile
 from ocr_app.errors import PageImageTooLarge, TooManyPages
 from ocr_app.options import PageOptions, RequestOptions
-from ocr_app.service.ocr_service import OcrService
 
 # The web page's page images: enough to see the boxes, small enough for a JSON answer.
 PREVIEW_MAX_SIDE = 1000
@@ -44,13 +43,10 @@ PageRunner = Callable[[bytes, PageOptions], PageAnswer]
 
 @dataclass(frozen=True)
 class PageDispatch:
-    """How an app runs document pages: set `app.extensions[PAGE_DISPATCH]` to replace the local default."""
+    """How one document's pages run: which runner, and how many pages in flight at once."""
 
     runner: PageRunner
-    parallel: int = 1  # pages in flight at once for one document
-
-
-PAGE_DISPATCH = "ocr_pages"
+    parallel: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,13 +61,11 @@ class PageResult:
 
 
 @dataclass(frozen=True)
-class Recognition:
-    """The answer to one upload: a plain image (kept byte-exact as today) or a document's pages."""
+class DocumentResult:
+    """The answer to a document: its pages (a plain image's answer is the service's Outcome)."""
 
-    document: bool
     pages: list[PageResult] = field(default_factory=list)
-    data_json: bytes | None = None  # a plain image's lines, exactly as cached
-    cache: str = "MISS"
+    cache: str = "MISS"  # the weakest of its OCRed pages
     cost_time: float = 0.0
 
 
@@ -104,62 +98,42 @@ class Document(Protocol):
     def close(self) -> None: ...
 
 
-def local_runner(service: OcrService) -> PageRunner:
-    """Pages OCRed in this worker through the service's cached path (cache key = page bytes + options)."""
-
-    def run(data: bytes, options: PageOptions) -> PageAnswer:
-        outcome = service.ocr(data, page=options)
-        return PageAnswer(lines=json.loads(outcome.data_json), cache=outcome.cache)
-
-    return run
 
 
-def recognize_upload(service: OcrService, data: bytes, options: RequestOptions,
-                     dispatch: PageDispatch | None = None) -> Recognition:
-    """OCR one uploaded file, whatever its kind, as the request's options say.
-
-    A document's pages go through `dispatch` (default: one at a time through this worker's cached path).
-    """
-    started = time.perf_counter()
-    settings = service.settings
-    page_options = replace(options.page, words=options.needs_words)
-    document = open_document(data, settings, options)
-    if document is None:
-        outcome = service.ocr(data, page=page_options)
-        return Recognition(document=False, data_json=outcome.data_json, cache=outcome.cache,
-                           cost_time=outcome.cost_time)
-    with closing(document):
-        dispatch = dispatch or PageDispatch(local_runner(service))
-        pages = ocr_document(prepare_pages(document, options, settings), page_options, dispatch.runner,
-                             dispatch.parallel)
-    for page in pages:
-        service.metrics.pages.labels(source=page.source).inc()
-    return Recognition(document=True, pages=pages, cache=combined_cache(pages),
-                       cost_time=time.perf_counter() - started)
 
 
-def load_pages(data: bytes, settings: Settings, options: RequestOptions) -> list[PageWork] | None:
-    """Every selected page of a document, read or rendered now (for a queue of page jobs); None for an image."""
-    document = open_document(data, settings, options)
+def load_pages(data: bytes, settings: Settings, options: RequestOptions,
+               fmt: str | None = None) -> list[PageWork] | None:
+    """Every selected page of a document, read or rendered now (for a queue of page jobs); None for an image.
+
+    `fmt` is the upload's format as `upload_format` sniffed it (None: sniffed here)."""
+    document = open_document(data, settings, options, fmt)
     if document is None:
         return None
     with closing(document):
         return list(prepare_pages(document, options, settings))
 
 
-def image_page(data: bytes, rec: Recognition) -> PageResult:
-    """A plain image's answer as page 1, for the formats that need the page size (text, hOCR, Textract)."""
-    width, height = oriented_size(data)
-    return PageResult(1, width, height, "ocr", json.loads(rec.data_json or b"[]"), rec.cache)
 
 
-def open_document(data: bytes, settings: Settings, options: RequestOptions) -> Document | None:
-    """The upload as a document (PDF, TIFF with several frames), or None for a plain image."""
-    if is_pdf(data):
+def upload_format(data: bytes) -> str | None:
+    """The upload's format from its first bytes: "PDF", an image format, or None (not one we accept).
+
+    Sniffed once per upload; the result is passed on to whatever reads the bytes."""
+    return "PDF" if is_pdf(data) else sniff_format(data)
+
+
+def open_document(data: bytes, settings: Settings, options: RequestOptions,
+                  fmt: str | None = None) -> Document | None:
+    """The upload as a document (PDF, TIFF with several frames), or None for a plain image.
+
+    `fmt` is the upload's format as `upload_format` sniffed it (None: sniffed here)."""
+    fmt = fmt or upload_format(data)
+    if fmt == "PDF":
         if len(data) > settings.max_upload_bytes:
             check_upload(data, settings)  # the same 413 as an image
         return PdfFile(data, settings, options.dpi, options.password)
-    if sniff_format(data) == "TIFF" and len(data) <= settings.max_upload_bytes:
+    if fmt == "TIFF" and len(data) <= settings.max_upload_bytes:
         last = max((hi for _, hi in options.pages), default=0)
         return TiffFile.open(data, settings, max(settings.max_pages, last) + 1)
     return None  # an image, or something the image path refuses with its own error

@@ -1,10 +1,8 @@
 """The memory allocator of an instance's processes (OCR_ALLOCATOR), put in place before any worker forks.
 
 A preload or a glibc tunable only works from process start, so the gunicorn master re-executes itself
-once with the allocator's environment; its workers inherit it. Measured in-process on the bench pages
-(CPU seconds of the accurate engine, same run): ONNX Runtime without its arena frees each big
-detection tensor to the OS and faults it back in on the next node; transparent huge pages make those
-faults 512 times rarer without holding memory between requests.
+once with the allocator's environment; its workers inherit it. The choice is about page faults and
+resident memory of big tensors (docs/benchmarks.md has the measurements).
 """
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ import ctypes.util
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -60,15 +58,19 @@ def apply(name: str) -> None:
     os.execve(sys.executable, list(sys.orig_argv), env)
 
 
+# mallopt's parameters (glibc's malloc.h)
+M_ARENA_MAX = -8
 M_MMAP_THRESHOLD = -3
 # glibc's own ceiling for its dynamic mmap threshold on 64-bit: where a busy worker's threshold ends up.
 DEFAULT_MMAP_THRESHOLD = 32 << 20
 TIGHT_MMAP_THRESHOLD = 1 << 20
-_tight_lock = threading.Lock()
+# mallopt's settings belong to the whole process, so one lock guards every change to them.
+HEAP_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _libc() -> Any:
+def libc() -> Any:
+    """glibc through ctypes (the process's one handle on malloc's tuning), or None elsewhere."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
@@ -84,37 +86,50 @@ def _libc() -> Any:
 
 def trim() -> None:
     """Hand the heap's free pages back to the OS (glibc; a no-op elsewhere)."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    lib = libc()
+    if lib is not None and hasattr(lib, "malloc_trim"):
+        lib.malloc_trim(0)
+
+
+def malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
+    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
+
+    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
+    mmaps that fault in again on every detection node; the trim after each job still hands them back.
+    """
+    lib = libc()
+    if lib is None or not hasattr(lib, "malloc_trim"):
+        return lambda: None
+    with HEAP_LOCK:
+        lib.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
+        if big_heap:
+            lib.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+    return trim
 
 
 @contextmanager
 def tight_heap(enabled: bool = True) -> Iterator[None]:
     """While inside, every allocation of 1 MiB or more gets its own mapping and is unmapped on free.
 
-    A detection at the 1600 px cap peaks at ~290 MiB of live tensors but ~550 MiB of RSS when freed
-    tensors stay in the heap or an arena to be reused (measured); unmapping at free keeps RSS at the live
-    set for one run, for ~40% more CPU on that run. glibc maps a block of its own only when no free heap
-    chunk fits, and a worker's heap keeps 100-200 MiB of free chunks from loading and earlier pages:
-    tensors placed there stay resident once freed (+40-120 MiB on the run, measured), so those chunks
-    are plugged for the run (see `_plug_heap`). It starts with a trim, so what decoding and preprocessing
-    freed is not added on top. A no-op under jemalloc (its malloc ignores mallopt).
+    Unmapping at free keeps RSS at the live set of a big detection, for more CPU on that run; glibc maps a
+    block of its own only when no free heap chunk fits, so the heap's free chunks are plugged for the run
+    (`_plug_heap`; docs/benchmarks.md has the figures). It starts with a trim, so what decoding and
+    preprocessing freed is not added on top. A no-op under jemalloc (its malloc ignores mallopt).
     """
-    libc = _libc() if enabled else None
-    if libc is None:
+    lib = libc() if enabled else None
+    if lib is None:
         yield
         return
-    with _tight_lock:
-        libc.malloc_trim(0)  # first hand back what decoding and preprocessing freed into the heap
-        libc.mallopt(M_MMAP_THRESHOLD, TIGHT_MMAP_THRESHOLD)
-        plugs = _plug_heap(libc) if small_pages() else []
+    with HEAP_LOCK:
+        lib.malloc_trim(0)  # first hand back what decoding and preprocessing freed into the heap
+        lib.mallopt(M_MMAP_THRESHOLD, TIGHT_MMAP_THRESHOLD)
+        plugs = _plug_heap(lib) if small_pages() else []
         try:
             yield
         finally:
             for block in plugs:
-                libc.free(block)
-            libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+                lib.free(block)
+            lib.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
 
 
 # glibc's chunk header: the size word just before the block, whose bit 1 says it is a mapping of its own
@@ -127,8 +142,8 @@ def worker_env(name: str) -> dict[str, str]:
     """Variables for the workers of an instance with allocator `name`, set before they import numpy.
 
     numpy asks for transparent huge pages on every array of 4 MiB or more (madvise), and the heap keeps
-    that flag when the array is freed: a later block placed there faults in 2 MiB for a touched byte,
-    which is what made plugging the heap cost 80-90 MiB in a worker (measured). Plain glibc turns it off."""
+    that flag when the array is freed, so a plug would fault in 2 MiB for a touched byte: plain glibc
+    turns it off (docs/benchmarks.md)."""
     return {"NUMPY_MADVISE_HUGEPAGE": "0"} if name == "glibc" else {}
 
 

@@ -1,6 +1,6 @@
 """The profiles an instance runs: planned from the settings, checked in full, and `python -m` to check them.
 
-Light on purpose: the gunicorn master imports it (preflight) and must not carry ONNX Runtime.
+Light on purpose: the gunicorn master imports it (preflight) and must carry neither numpy nor ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 from ocr_app.config import ConfigError, Settings
-from ocr_app.engine.sessions import load_sessions
 from ocr_app.models import cpu, paddle_models
 from ocr_app.models.profiles import Profile, ProfileError, builtin_plan, enabled_profiles, split_list, validate
 
@@ -24,6 +23,10 @@ def plan(settings: Settings) -> dict[str, Profile]:
 
 def check_all(settings: Settings) -> dict[str, Profile]:
     """Plan and fully validate every enabled profile (loads and drops each model once)."""
+    # Imported here, not above: the gunicorn master imports this module for `preflight`, and the sessions'
+    # numpy must first load in the workers, after ops.startup has set what it reads from the environment.
+    from ocr_app.engine.sessions import load_sessions
+
     enabled = plan(settings)
     for profile in enabled.values():
         if profile.engine == "paddleocr":

@@ -1,18 +1,15 @@
 """A detection model rewritten so that ONNX Runtime computes an FPN upsample when it is needed, not early.
 
-ONNX Runtime runs a graph in an order of its own choosing and frees each tensor after its last use. In
-PP-OCR's detection neck a nearest-neighbour Resize that feeds an Add runs as soon as its input exists,
-so its output (96x400x400 floats, 59 MB at the 1600 px cap) is held through the convolutions of the
-other branch: the model's peak (285 MiB over its input, measured with the node profile). Taking the
-Resize's output size from the Add's other input makes it wait for that branch: peak 246 MiB, the same
-output to the bit (the Add's inputs have one shape, and the size is exactly the scale's). ONNX Runtime's
-own PRIORITY_BASED order does not do it (270-294 MiB), and its MEMORY_EFFICIENT one is for training
-builds only. Only the big detections' session uses it (sessions.py); `verified` checks the answer
-against the file as it is.
+In PP-OCR's detection neck a nearest-neighbour Resize that feeds an Add runs as soon as its input exists,
+so its output is held through the convolutions of the other branch, at the model's peak. Taking the
+Resize's output size from the Add's other input makes it wait for that branch: a lower peak, the same
+output to the bit (the Add's inputs have one shape, and the size is exactly the scale's); ONNX Runtime's
+own orders do not do it (docs/benchmarks.md). Only the big detections' session uses it
+(engine/sessions.py); `verified` checks the answer against the file as it is.
 
 The `onnx` package edits the model, in a child process (`python -m ocr_app.engine.late_resize SRC DST`):
-importing it costs a process ~11 MiB of RSS for good (measured), so a worker never does. The child
-writes the result to a cache file named by the source's sha256, which every worker and restart reuses.
+importing it keeps memory in a process for good, so a worker never does. The child writes the result to
+a cache file named by the source's sha256, which every worker and restart reuses.
 """
 from __future__ import annotations
 
@@ -33,7 +30,7 @@ if TYPE_CHECKING:
 EMPTY_SCALES = "late_resize.empty_scales"
 REWRITE = "v1"  # part of the cache file's name: a change to the rewrite gets a new file
 NOTHING_TO_REWRITE = 3  # the child's exit status for a model without such upsamples
-CHILD_TIMEOUT = 120.0  # seconds; measured ~2 s for PP-OCR's detection
+CHILD_TIMEOUT = 120.0  # seconds; far above what PP-OCR's detection takes
 
 
 class RewriteError(RuntimeError):

@@ -4,7 +4,7 @@ sessions.
 
 rapidocr's own OpenVINO engine sets neither the inference precision nor the sessions' sharing, and its
 session hook takes only ONNX Runtime sessions, so `OpenVinoSession` answers the part of ONNX Runtime's
-InferenceSession that rapidocr and profiles.validate use (run, inputs, outputs, model metadata). One
+InferenceSession that rapidocr and models.profiles.validate use (run, inputs, outputs, model metadata). One
 compiled model and one infer request per stage, built in the worker after fork; calls are serialized by
 the engine's lock, so one request per model is enough.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 # Recognition inputs are padded to a multiple of this width: a run whose shape differs from the one before
-# costs about 35% more (OpenVINO prepares the graph again), and lines of similar width then share a shape.
+# costs more (OpenVINO prepares the graph again), and lines of similar width then share a shape.
 REC_WIDTH_BUCKET = 64
 
 
@@ -57,7 +57,7 @@ def compile_config(precision: str, threads: int) -> dict[str, str]:
         "NUM_STREAMS": "1",
         "PERFORMANCE_HINT": "LATENCY",
         # The default keeps up to 5000 shape-specific kernels: RSS grew without end with the sizes of the
-        # pages (measured 694 -> 1078 MiB over 32 pages); without the cache it stays flat at the same speed.
+        # pages; without the cache it stays flat at the same speed.
         "CPU_RUNTIME_CACHE_CAPACITY": "0",
         "ENABLE_CPU_PINNING": "NO",
     }
@@ -115,9 +115,9 @@ class OpenVinoSession(ort.InferenceSession):
         return outputs
 
     def release(self) -> None:
-        """Hand the intermediate tensors back: OpenVINO otherwise keeps the biggest shape's buffers for good
-        (measured 948 -> 695 MiB at rest after 8 pages). Releasing after every run cost 8-12% more CPU, so
-        the engine does it when the profile goes idle (sessions.IdleRelease), as with ONNX Runtime's arenas."""
+        """Hand the intermediate tensors back: OpenVINO otherwise keeps the biggest shape's buffers for good.
+        Releasing after every run costs CPU, so the engine does it when the profile goes idle
+        (sessions.IdleRelease), as with ONNX Runtime's arenas."""
         with self._busy:
             self._compiled.release_memory()
 

@@ -1,7 +1,7 @@
 """The second engine (OCR_ENGINE=paddleocr): PaddleOCR's own pipeline on ONNX Runtime, no paddlepaddle.
 
-Runs `paddleocr.PaddleOCR` with `engine="onnxruntime"` over local folders (paddle_models.py prepares
-them) and answers with the same OcrResult as the default engine, so the service, the cache and the
+Runs `paddleocr.PaddleOCR` with `engine="onnxruntime"` over local folders (models/paddle_models.py
+prepares them) and answers with the same OcrResult as the default engine, so the service, the cache and the
 formats never tell the engines apart. PaddleX never reaches the network: its model hosters are
 emptied and its cache points into OCR_PADDLE_HOME, so a missing model fails at start-up instead of
 downloading. It lives in its own venv (`make venv-paddle`): paddlex pins opencv-contrib-python,
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # rapidocr's Global.text_score: lines read with less confidence are dropped by both engines alike.
 REC_SCORE_THRESH = 0.5
+
+
 def _no_downloads() -> None:
     """Empty PaddleX's list of model hosters, so asking for a model it does not have raises at once."""
     from paddlex.inference.utils.official_models import official_models
@@ -48,7 +50,7 @@ def _quiet() -> None:
 
 
 class PaddleEngine:
-    """One profile's PaddleOCR pipeline; the same face as engine.Engine (recognize, warm_up, cache_namespace)."""
+    """One profile's PaddleOCR pipeline; the same face as rapid.Engine (recognize, warm_up, cache_namespace)."""
 
     name = ENGINE
 
@@ -86,7 +88,7 @@ class PaddleEngine:
                 text_detection_model_name=folders.det_model, text_detection_model_dir=str(folders.det),
                 text_recognition_model_name=folders.rec_model, text_recognition_model_dir=str(folders.rec),
                 use_doc_orientation_classify=False, use_doc_unwarping=False,
-                use_textline_orientation=False,  # measured: its substitute costs accuracy
+                use_textline_orientation=False,  # its substitute costs accuracy
                 text_det_limit_side_len=s.det_limit_side, text_det_limit_type="min",
                 text_det_thresh=det.get("thresh"), text_det_box_thresh=det.get("box_thresh"),
                 text_det_unclip_ratio=det.get("unclip_ratio"), text_rec_score_thresh=REC_SCORE_THRESH,
@@ -142,7 +144,6 @@ def _words(texts: Any, boxes: Any, i: int, confidence: float) -> list[Word]:
             for t, b in zip(texts[i], boxes[i], strict=False) if str(t).strip()]  # it boxes the spaces too
 
 
-
 def build_engines(settings: Settings) -> dict[str, PaddleEngine]:
     """One engine per enabled profile, sharing the worker's lock; the default profile first."""
     try:
@@ -150,7 +151,10 @@ def build_engines(settings: Settings) -> dict[str, PaddleEngine]:
         enabled = plan(settings)
     except ConfigError as exc:
         raise EngineError(str(exc)) from exc
-    os.environ.update(offline_environment(settings))
+    unset = sorted(k for k, v in offline_environment(settings).items() if os.environ.get(k) != v)
+    if unset:  # PaddleX reads them when imported: the process must have had them from its start
+        raise EngineError(f"PaddleX's offline switches are not in this process's environment ({', '.join(unset)}): "
+                          "start it with ocr_app.ops.startup.engine_environment, as gunicorn_conf does")
     lock = threading.Lock()
     order = [settings.profile] + [name for name in enabled if name != settings.profile]
     return {name: PaddleEngine(settings, enabled[name], lock) for name in order}

@@ -30,36 +30,21 @@ from ocr_app.engine.sessions import (
 )
 from ocr_app.models.digests import cache_namespace
 from ocr_app.models.profiles import Profile, ProfileError, accurate_profile, validate
-from ocr_app.pipeline import PIPELINE_VERSION as PIPELINE_VERSION  # part of the cache key (registry.py too)
 from ocr_app.results import Line, OcrResult, Word, points
 
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band of ~3 MB
-# instead of two float64 copies of the whole input (123 MB at 1600x1600).
+# Rows of the detection input normalized at once: rapidocr's float64 arithmetic on a band, not on two
+# float64 copies of the whole input.
 NORMALIZE_PIXELS = 128 * 1024
 
 
-def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
+def capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
     """Detection resize that lifts the short side to `limit_side` but never the long side past `max_side`.
 
-    rapidocr's stock 'min' rule blows a 709x132 strip up to 3950x736 (430 MB measured); capping the
-    long side keeps memory and time bounded while small text in normal photos still gets upscaled.
+    rapidocr's stock 'min' rule blows a long strip up to thousands of pixels; capping the long side keeps
+    memory and time bounded while small text in normal photos still gets upscaled.
     """
 
     class CappedDetPreProcess(base):
@@ -71,7 +56,7 @@ def _capped_preprocess(base: Any, limit_side: int, max_side: int) -> Any:
             """rapidocr's normalization to the value, written into a C-ordered tensor band by band.
 
             Its own ends in a transposed (non-contiguous) array, which ONNX Runtime's binding copies
-            again for the run: +30 MB alive through a detection at 1600x1600 (measured)."""
+            again for the run."""
             resized = self.resize(img)
             if resized is None:
                 return None
@@ -147,7 +132,7 @@ class Engine:
                 ocr._load_cls_model()
             ocr._load_rec_model()
             det: Any = ocr.text_det
-            capped = _capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
+            capped = capped_preprocess(DetPreProcess, s.det_limit_side, s.det_max_side)
             det.get_preprocess = lambda: capped(det.limit_side_len, det.limit_type, det.mean, det.std)
             self._idle = IdleRelease(self._wrap_sessions(ocr), self._lock, s.arena_idle_seconds)
             return ocr
@@ -188,7 +173,8 @@ class Engine:
         and every other setting.
 
         Word boxes are a per-request choice; passing it to RapidOCR's __call__ would write it into the
-        shared pipeline (STYLE rule 3), so each choice gets its own fixed pipeline instead.
+        pipeline every thread shares (its __call__ rewrites self.cfg), so each choice gets its own fixed
+        pipeline instead: per-request options stay arguments, never shared state.
         """
         words = copy.copy(ocr)
         words.return_word_box = True
@@ -222,12 +208,6 @@ class Engine:
     def warm_up(self) -> OcrResult:
         """Run one OCR on a tiny synthetic image so the first real request doesn't pay for graph set-up."""
         return self.recognize(warm_up_image())
-
-
-
-
-
-
 
 
 def _word_results(out: Any) -> list[list[Word]]:

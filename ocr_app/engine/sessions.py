@@ -1,6 +1,6 @@
 """ONNX Runtime sessions of the engine and their memory policy: options, arenas and tight big detections.
 
-No Flask, no rapidocr: engine.py puts these around the sessions rapidocr runs. Every policy here keeps
+No Flask, no rapidocr: engine/rapid.py puts these around the sessions rapidocr runs. Every policy here keeps
 the same kernels, so none changes an answer (tests/test_accurate_identity.py checks each against stock).
 """
 from __future__ import annotations
@@ -42,11 +42,11 @@ def session_options(settings: Settings, arena: bool = False) -> Any:
     # Without an arena every tensor is a malloc, and a big one a fresh mapping that faults its pages in
     # again on every node. Detection and recognition each get an arena of their own (OCR_DET_ARENA,
     # OCR_REC_ARENA), kept while pages keep coming and emptied when the profile goes idle (ArenaSession,
-    # IdleRelease): 1.40x the CPU throughput on the hard set (docs/benchmarks.md). Big detections run on
-    # a session without one (TightDetector). OCR_ORT_ARENA=1 instead shares one arena between the
-    # worker's sessions, grown by what is asked (kSameAsRequested) and shrunk after every run.
+    # IdleRelease; docs/benchmarks.md). Big detections run on a session without one (TightDetector).
+    # OCR_ORT_ARENA=1 instead shares one arena between the worker's sessions, grown by what is asked
+    # (kSameAsRequested) and shrunk after every run.
     opts.enable_cpu_mem_arena = settings.ort_arena or arena
-    opts.enable_mem_pattern = False  # measured: no gain, and detection shapes vary per image
+    opts.enable_mem_pattern = False  # detection shapes vary per image
     if settings.ort_arena:
         _shared_cpu_arena()
         opts.add_session_config_entry("session.use_env_allocators", "1")
@@ -92,10 +92,9 @@ class ShrinkingSession:
 class ArenaSession:
     """A session with an arena of its own, kept from run to run and emptied by `release()` (IdleRelease).
 
-    Shrinking after every run would map and fault the same memory in again for each batch of lines
-    (measured: 8% more CPU on a dense page); keeping it for good would hold a dense page's high-water
-    mark (~190 MiB) in every idle worker. ONNX Runtime shrinks an arena only at the end of a run, so
-    `release()` runs the model once on a tiny input with shrinkage on.
+    Shrinking after every run would fault the same memory in again for each batch of lines; keeping it for
+    good would hold a dense page's high-water mark in every idle worker. ONNX Runtime shrinks an arena only
+    at the end of a run, so `release()` runs the model once on a tiny input with shrinkage on.
     """
 
     def __init__(self, session: Any) -> None:
@@ -125,8 +124,8 @@ class Releasable(Protocol):
 class IdleRelease:
     """Empties a profile's own arenas once it has run no page for `after` seconds (0: after every page).
 
-    A busy worker keeps recognition's arena from page to page (measured 5-10% less CPU than emptying it
-    after each page); a worker that goes idle holds no more than before."""
+    A busy worker keeps recognition's arena from page to page (cheaper than emptying it after each page);
+    a worker that goes idle holds no more than before."""
 
     def __init__(self, arenas: list[Releasable], lock: threading.Lock, after: float) -> None:
         self._arenas = arenas
@@ -168,9 +167,8 @@ class TightDetector:
     1 MiB or more unmapped at once (allocator.tight_heap): preprocessing, the model and post-processing,
     on a session without an arena.
 
-    At the 1600 px cap detection holds ~290 MiB of live tensors, but left 530-640 MiB of RSS in a worker
-    whose heap had served other pages before, and an arena ~440 MiB (measured). Same kernels, same answers;
-    ~30% more CPU for that one detection."""
+    A big detection otherwise leaves far more RSS than its live tensors in a worker whose heap served other
+    pages (docs/benchmarks.md). Same kernels, same answers; more CPU for that one detection."""
 
     def __init__(self, detector: Any, pixels: int, limit_side: int, max_side: int,
                  tight_session: Any = None, before: Callable[[], None] = lambda: None) -> None:
@@ -200,13 +198,13 @@ class TightDetector:
 
 
 def tight_session(model: Path, options: Any, reference: Any, cache: Path | None = None) -> Any:
-    """The big detections' session: the model with its upsamples computed late (late_resize.py: 246
-    against 285 MiB at the 1600 px cap), or the file as it is when the rewrite fails, does not apply or
-    would change `reference`'s answer. `cache`: where rewritten models are kept (default `cache_dir()`)."""
+    """The big detections' session: the model with its upsamples computed late (engine/late_resize.py: a
+    lower peak), or the file as it is when the rewrite fails, does not apply or would change `reference`'s
+    answer. `cache`: where rewritten models are kept (default `cache_dir()`)."""
     import onnxruntime as ort
 
     def load(source: Path) -> Any:
-        # from a file: a session made from bytes keeps ~10 MiB more for good (measured)
+        # from a file: a session made from bytes keeps more memory for good
         return ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
 
     def forget(path: Path | None) -> None:

@@ -7,35 +7,29 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from itertools import chain, compress, tee
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from ocr_app.config import Settings
 from ocr_app.documents.formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
-from ocr_app.documents.images import sniff_format
-from ocr_app.documents.pages import (
-    PAGE_DISPATCH,
-    PageAnswer,
-    PageDispatch,
-    Recognition,
-    image_page,
-    local_runner,
-    recognize_upload,
-)
-from ocr_app.documents.pdf import is_pdf
+from ocr_app.documents.pages import DocumentResult, PageDispatch, open_document, upload_format
 from ocr_app.errors import (
     BadBase64,
     FormatNeedsOneFile,
+    JsonTooDeep,
     MalformedRequest,
     MissingImage,
     OcrError,
     TooManyFiles,
     UnsupportedContentType,
 )
-from ocr_app.jobs.fanout import PAGE_HEADER, PageFanout, gateway_runner
+from ocr_app.http.app_services import services_of
+from ocr_app.jobs.fanout import PAGE_HEADER
 from ocr_app.ops.logs import PROFILE_KEY
-from ocr_app.options import PageOptions, RequestOptions, parse_options
+from ocr_app.options import RequestOptions, parse_options
+from ocr_app.service.documents import image_page, local_runner, read_document
 from ocr_app.service.ocr_service import OcrService, Outcome
 
 log = logging.getLogger(__name__)
@@ -43,65 +37,66 @@ log = logging.getLogger(__name__)
 FILE_FIELDS = ("image", "file", "image_file")
 RAW_TYPES = ("application/octet-stream",)
 DOCUMENT_TYPES = ("application/pdf", "application/x-pdf")
+# The JSON form is one flat object; 32 levels leave room for any wrapping a client adds and stay far below
+# the depth (about 1,000) where Python's parser, which recurses once per level, gives up.
+JSON_MAX_DEPTH = 32
+# Arrays and objects a body may hold: a flat object needs a handful, a batch of images a few dozen; a
+# 20 MB body of [] pairs would cost the parser ~600 MB.
+JSON_MAX_CONTAINERS = 1000
 
 bp = Blueprint("api", __name__)
 
 
-def _service() -> OcrService:
-    service: OcrService = current_app.extensions["ocr"]
-    return service
+def recognize(service: OcrService, data: bytes, options: RequestOptions) -> Outcome | DocumentResult:
+    """One upload: a plain image goes straight to the service; a document (PDF, multi-page TIFF) page by page."""
+    started = time.perf_counter()
+    fmt = upload_format(data)  # sniffed once, and passed on
+    document = open_document(data, service.settings, options, fmt)
+    if document is None:
+        return service.ocr(data, page=options.page_options, fmt=fmt)
+    with closing(document), _dispatch(service) as dispatch:
+        return read_document(service, document, options, dispatch, started)
 
 
 @contextmanager
-def _dispatch(data: bytes) -> Iterator[PageDispatch | None]:
-    """How this request runs a document's pages: through the gateway over the whole fleet when this
-    worker may fan out one more document and the request is not itself a page; else locally."""
-    custom: PageDispatch | None = current_app.extensions.get(PAGE_DISPATCH)
-    fanout: PageFanout = current_app.extensions["ocr_fanout"]
-    if custom is not None or not (is_pdf(data) or sniff_format(data) == "TIFF"):
-        yield custom  # an image never needs a lease
+def _dispatch(service: OcrService) -> Iterator[PageDispatch]:
+    """How this request's document pages run: as the fan-out decides, unless the app installed its own."""
+    services = services_of()
+    if services.page_dispatch is not None:
+        yield services.page_dispatch
         return
-    service = _service()
 
     def count(where: str) -> None:
         service.metrics.fanout_pages.labels(where=where).inc()
 
-    with fanout.document(allowed=PAGE_HEADER not in request.headers) as parallel:
-        local = local_runner(service)
-        if not parallel:
-            def counted(page: bytes, options: PageOptions) -> PageAnswer:
-                count("local")
-                return local(page, options)
-
-            yield PageDispatch(counted)
-            return
-        runner = gateway_runner(fanout, local, PageAnswer, request.headers.get("X-Request-ID", ""), count)
-        yield PageDispatch(runner, parallel)
+    with services.fanout.dispatch(local_runner(service), is_page=PAGE_HEADER in request.headers,
+                                  request_id=request.headers.get("X-Request-ID", ""), on_page=count) as dispatch:
+        yield dispatch
 
 
 @bp.before_request
 def _start() -> None:
     g.ocr_started = time.perf_counter()
-    _service().metrics.inflight.inc()
+    services_of().ocr.metrics.inflight.inc()
 
 
 @bp.after_request
 def _count(resp: Response) -> Response:
-    _service().metrics.observe_request(resp.status_code,
-                                       time.perf_counter() - g.get("ocr_started", time.perf_counter()))
-    resp.headers["X-Instance"] = _service().settings.instance_id
+    service = services_of().ocr
+    service.metrics.observe_request(resp.status_code, time.perf_counter() - g.get("ocr_started", time.perf_counter()))
+    resp.headers["X-Instance"] = service.settings.instance_id
     return resp
 
 
 @bp.teardown_request
 def _done(exc: BaseException | None) -> None:
-    _service().metrics.inflight.dec()
+    services_of().ocr.metrics.inflight.dec()
 
 
 @bp.post("/api/ocr")
 def ocr() -> Response:
     """OCR one image or document (multipart, raw body, or JSON with base64), or a multipart batch."""
-    service = _service()
+    service = services_of().ocr
     # A big body is read only when the worker can take it (OCR_READ_AHEAD_MB); a document's page never
     # waits, as its document may hold this worker's slot while it waits for the page, and a body over
     # the upload limit is refused at once.
@@ -124,11 +119,10 @@ def _ocr(service: OcrService) -> Response:
             raise FormatNeedsOneFile(options.format)
         return _batch(service, uploads, options, profile)
     _, data = uploads[0]
-    with _dispatch(data) as dispatch:
-        rec = recognize_upload(service, data, options, dispatch)
-    resp = Response(answer_body(rec, data, options, service.settings, profile), status=200,
+    result = recognize(service, data, options)
+    resp = Response(answer_body(result, data, options, service.settings), status=200,
                     content_type=CONTENT_TYPES[options.format])
-    resp.headers["X-Cache"] = rec.cache
+    resp.headers["X-Cache"] = result.cache
     resp.headers["X-OCR-Profile"] = profile
     return resp
 
@@ -136,17 +130,16 @@ def _ocr(service: OcrService) -> Response:
 @bp.get("/api/profiles")
 def profiles() -> Response:
     """The profiles this instance serves: models, runtime, precision, and the default."""
-    return jsonify(_service().describe_profiles())
+    return jsonify(services_of().ocr.describe_profiles())
 
 
-def answer_body(rec: Recognition, data: bytes, options: RequestOptions, settings: Settings, profile: str) -> bytes:
+def answer_body(result: Outcome | DocumentResult, data: bytes, options: RequestOptions, settings: Settings) -> bytes:
     """The body in the requested format; a plain image in JSON keeps today's exact bytes."""
     if options.format == "json":
-        if rec.document:
-            return document_body(rec, settings.instance_id, settings.engine)
-        return success_body(Outcome(rec.data_json or b"[]", rec.cache, rec.cost_time, profile, settings.engine),
-                            settings.instance_id)
-    pages = rec.pages if rec.document else [image_page(data, rec)]
+        if isinstance(result, DocumentResult):
+            return document_body(result, settings.instance_id, settings.engine)
+        return success_body(result, settings.instance_id)
+    pages = result.pages if isinstance(result, DocumentResult) else [image_page(data, result)]
     if options.format == "text":
         return as_text(pages).encode()
     if options.format == "hocr":
@@ -160,9 +153,7 @@ def _batch(service: OcrService, uploads: list[tuple[str, bytes]], options: Reque
     parts = []
     for name, data in uploads:
         try:
-            with _dispatch(data) as dispatch:
-                rec = recognize_upload(service, data, options, dispatch)
-            body = answer_body(rec, data, options, service.settings, profile)
+            body = answer_body(recognize(service, data, options), data, options, service.settings)
         except OcrError as exc:
             body = json.dumps({"code": exc.code, "msg": exc.msg, "data": []}, ensure_ascii=False,
                               separators=(",", ":")).encode()
@@ -237,8 +228,43 @@ def _from_multipart() -> list[tuple[str, bytes]]:
     raise MissingImage("the multipart body has no image part (empty or malformed): send field 'image'")
 
 
+def parse_json_body(data: bytes, max_depth: int = JSON_MAX_DEPTH) -> object:
+    """The body's JSON value, or None when it is not JSON; deeper than max_depth is JsonTooDeep, never the
+    parser's RecursionError (a 500): a body of 20 MB of "[" is refused as soon as the parser gives up."""
+    containers = data.count(b"[") + data.count(b"{")  # an upper bound: brackets in strings count too
+    if containers > JSON_MAX_CONTAINERS:
+        raise JsonTooDeep(max_depth, JSON_MAX_CONTAINERS)
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JsonTooDeep(max_depth, JSON_MAX_CONTAINERS) from None
+    except ValueError:  # not JSON, or not UTF-8/16/32 (UnicodeDecodeError is a ValueError)
+        return None
+    # Each level opens one bracket, so a body with few of them (any real request) needs no walk.
+    if containers > max_depth and nested_deeper_than(value, max_depth):
+        raise JsonTooDeep(max_depth, JSON_MAX_CONTAINERS)
+    return value
+
+
+_CONTAINER = frozenset((dict, list)).__contains__
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` deep in a parsed JSON value: walked one level at
+    a time with no recursion, the scalars of a level filtered out at C speed."""
+    level = [value] if _CONTAINER(type(value)) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        lists = [c for c in level if type(c) is list]
+        dicts = [c for c in level if type(c) is dict]
+        items, types = tee(chain(chain.from_iterable(lists), chain.from_iterable(map(dict.values, dicts))))
+        level = list(compress(items, map(_CONTAINER, map(type, types))))
+    return bool(level)
+
+
 def _from_json() -> tuple[bytes, dict[str, str]]:
-    payload = request.get_json(silent=True)
+    payload = parse_json_body(request.get_data(cache=False))
     if not isinstance(payload, dict):
         raise MalformedRequest('the body is not a JSON object: send {"image_base64": "..."}')
     encoded = payload.get("image_base64")

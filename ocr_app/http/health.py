@@ -7,27 +7,22 @@ from functools import lru_cache
 from flask import Blueprint, Response, current_app, jsonify
 
 from ocr_app.errors import Draining, NotReady
+from ocr_app.http.app_services import services_of
 from ocr_app.http.openapi import document
-from ocr_app.service.ocr_service import OcrService
 
 bp = Blueprint("health", __name__)
-
-
-def _service() -> OcrService:
-    service: OcrService = current_app.extensions["ocr"]
-    return service
 
 
 @bp.get("/health")
 def health() -> Response:
     """Liveness: the worker answers. Never depends on the engine, Redis or Consul."""
-    return jsonify({"status": "ok", "instance": _service().settings.instance_id})
+    return jsonify({"status": "ok", "instance": services_of().ocr.settings.instance_id})
 
 
 @bp.get("/ready")
 def ready() -> Response:
     """Readiness: 200 once the engine is warm, and only while not draining."""
-    service = _service()
+    service = services_of().ocr
     if service.draining:
         raise Draining()
     if not service.ready:
@@ -40,7 +35,7 @@ def ready() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    m = _service().metrics
+    m = services_of().ocr.metrics
     return Response(m.render(), mimetype=m.content_type.split(";")[0],
                     headers={"Content-Type": m.content_type})
 

@@ -5,15 +5,16 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from ocr_app.documents.images import decode_image
-from ocr_app.documents.pages import PageResult, Recognition, load_pages
+from ocr_app.documents.pages import DocumentResult, PageResult, load_pages, upload_format
 from ocr_app.errors import JobNeedsOneFile, JobStoreUnavailable
 from ocr_app.http.api import answer_body, read_uploads, wants_bypass
+from ocr_app.http.app_services import services_of
 from ocr_app.jobs.store import JobPage, JobStore, JobView
 from ocr_app.options import parse_options
-from ocr_app.service.ocr_service import OcrService
+from ocr_app.service.ocr_service import Outcome
 
 bp = Blueprint("jobs", __name__)
 
@@ -23,20 +24,15 @@ PER_REQUEST = ("cost_time", "cached", "instance")
 
 
 def _store() -> JobStore:
-    store: JobStore | None = current_app.extensions.get("ocr_jobs")
+    store = services_of().jobs
     if store is None:
         raise JobStoreUnavailable("jobs need Redis and OCR_REDIS_URL is empty")
     return store
 
 
-def _service() -> OcrService:
-    service: OcrService = current_app.extensions["ocr"]
-    return service
-
-
 @bp.after_request
 def _instance(resp: Response) -> Response:
-    resp.headers["X-Instance"] = _service().settings.instance_id
+    resp.headers["X-Instance"] = services_of().ocr.settings.instance_id
     return resp
 
 
@@ -44,17 +40,18 @@ def _instance(resp: Response) -> Response:
 def submit() -> Response:
     """Takes what /api/ocr takes (one file); checks it, answers 202 at once with the job's id."""
     store = _store()
-    settings = _service().settings
+    settings = services_of().ocr.settings
     uploads, params = read_uploads()
     if len(uploads) != 1:
         raise JobNeedsOneFile(len(uploads))
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = replace(parse_options(params, settings, bypass_cache=bypass), preview=False)
-    profile = _service().profile_name(options.page.profile)  # 400 at once if unknown
+    profile = services_of().ocr.profile_name(options.page.profile)  # 400 at once if unknown
     _, data = uploads[0]
-    works = load_pages(data, settings, options)  # every page checked and rendered before anything is queued
+    fmt = upload_format(data)  # sniffed once, and passed on
+    works = load_pages(data, settings, options, fmt)  # every page checked and rendered before anything is queued
     if works is None:
-        image = decode_image(data, settings)
+        image = decode_image(data, settings, fmt)
         pages = [JobPage(1, image.width, image.height, data)]
     else:
         pages = [JobPage(w.plan.number, w.plan.width, w.plan.height, w.image, w.lines) for w in works]
@@ -83,14 +80,16 @@ def cancel(job_id: str) -> Response:
 
 def _result(view: JobView) -> Any:
     """The answer /api/ocr would have given, in the job's format: JSON as an object, text and hOCR as a string."""
-    settings = _service().settings
+    settings = services_of().ocr.settings
     options = parse_options(view.params, settings)
     pages = [PageResult(n, w, h, source, lines) for n, w, h, source, lines in view.pages or []]
+    profile = view.params.get("profile") or settings.profile
+    answer: Outcome | DocumentResult
     if view.document or options.format != "json":
-        rec = Recognition(document=True, pages=pages)
+        answer = DocumentResult(pages=pages)
     else:
-        rec = Recognition(document=False, data_json=json.dumps(pages[0].lines if pages else []).encode())
-    body = answer_body(rec, b"", options, settings, view.params.get("profile") or settings.profile)
+        answer = Outcome(json.dumps(pages[0].lines if pages else []).encode(), "MISS", 0.0, profile, settings.engine)
+    body = answer_body(answer, b"", options, settings)
     if options.format not in ("json", "textract"):
         return body.decode()
     result = json.loads(body)

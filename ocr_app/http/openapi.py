@@ -15,10 +15,23 @@ from typing import Any
 from ocr_app.errors import HTTP_CODES, INTERNAL_ERROR, OcrError, error_classes
 
 # Codes only the gateway (nginx) answers with; listed so a client can handle every code it may see.
+# The gateway's answers are written in nginx/nginx.conf.tmpl (and the API keys' in fleetctl/gateway/access.py).
 GATEWAY_CODES = {
+    40070: (400, "a request nginx cannot parse, or a header line over 8 KB (large_client_header_buffers)"),
+    40071: (400, "plain HTTP sent to the gateway's HTTPS port"),
+    40170: (401, "FLEET_AUTH: no API key"),
+    40171: (401, "FLEET_AUTH: the API key is unknown or revoked"),
+    40470: (404, "FLEET_AUTH: /metrics is not served through the gateway"),
+    40570: (405, "TRACE or CONNECT, which the gateway refuses"),
+    41170: (411, "a length is required (nginx reads chunked bodies, so it does not ask for one today)"),
+    41470: (414, "the request line is longer than 8 KB (large_client_header_buffers)"),
+    42970: (429, "over the client's rate limit (keys create --rate, FLEET_RATE); Retry-After says when"),
+    50070: (500, "an internal error in the gateway, written to its error log"),
+    50170: (501, "a Transfer-Encoding other than chunked"),
     50201: (502, "bad gateway: no OCR instance answered"),
     50301: (503, "no OCR instance is available"),
-    50401: (504, "the OCR instance timed out"),
+    50401: (504, "the OCR instance timed out: 5 s to connect, 300 s to answer"),
+    50570: (505, "an HTTP version other than 1.0 and 1.1"),
 }
 # Werkzeug's routing and parsing errors, mapped in handlers.py.
 HTTP_ERROR_TEXT = {

@@ -1,5 +1,8 @@
 """A document's pages spread over the fleet: each page goes back through the gateway as an image.
 
+`PageFanout.dispatch` is the one place that decides whether a document's pages fan out and how many
+are in flight; the document loader only runs what it is given.
+
 The gateway balances the pages (least_conn), retries a busy instance's 503 elsewhere, and each page
 is cached by its own hash like any image. No loops: a page request carries PAGE_HEADER and is always
 OCRed where it lands. No deadlock: a worker fans out at most `per_worker / per_doc` documents at once
@@ -13,11 +16,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import requests
 
+from ocr_app.documents.pages import PageAnswer, PageDispatch, PageRunner
 from ocr_app.errors import PageFailed
+from ocr_app.options import PageOptions
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,22 @@ class PageFanout:
         finally:
             self._docs.release()
 
+    @contextmanager
+    def dispatch(self, local: PageRunner, *, is_page: bool, request_id: str = "",
+                 on_page: Callable[[str], None] = lambda where: None) -> Iterator[PageDispatch]:
+        """How one document's pages run: through the gateway, `per_doc` in flight, when a gateway is set,
+        the request is not itself a page and this worker may fan out one more document; else here, one
+        at a time, through `local`. `on_page` hears "fleet" or "local" for each page."""
+        with self.document(allowed=not is_page) as parallel:
+            if not parallel:
+                def counted(data: bytes, options: PageOptions) -> PageAnswer:
+                    on_page("local")
+                    return local(data, options)
+
+                yield PageDispatch(counted)
+                return
+            yield PageDispatch(gateway_runner(self, local, request_id, on_page), parallel)
+
     def fetch(self, data: bytes, number: int, bypass: bool, query: Mapping[str, str] | None = None,
               request_id: str = "") -> tuple[list[dict[str, Any]], str] | None:
         """One page's lines and X-Cache from the fleet; None to run it here (gateway away, fleet busy)."""
@@ -73,33 +94,18 @@ class PageFanout:
         raise _page_error(number, resp)
 
 
-class PageOptionsLike(Protocol):
-    """What a page runner's options must offer: whether to skip the cache, and the query that asks for them."""
-
-    @property
-    def bypass_cache(self) -> bool: ...
-
-    def to_query(self) -> dict[str, str]: ...
-
-
-Opts = TypeVar("Opts", bound=PageOptionsLike)
-Answer = TypeVar("Answer")
-
-
-def gateway_runner(fanout: PageFanout, local: Callable[[bytes, Opts], Answer],
-                   answer: Callable[[list[dict[str, Any]], str], Answer], request_id: str = "",
-                   on_page: Callable[[str], None] = lambda where: None) -> Callable[[bytes, Opts], Answer]:
+def gateway_runner(fanout: PageFanout, local: PageRunner, request_id: str = "",
+                   on_page: Callable[[str], None] = lambda where: None) -> PageRunner:
     """A page runner for the document loader: each page through the gateway, or `local` when it can't.
 
-    `answer(lines, x_cache)` builds the runner's answer from the fleet's reply; pages are numbered in the
-    order the runner is called, for the page header and the logs.
+    Pages are numbered in the order the runner is called, for the page header and the logs.
     """
     numbers = itertools.count(1)
 
-    def run(data: bytes, options: Opts) -> Answer:
+    def run(data: bytes, options: PageOptions) -> PageAnswer:
         got = fanout.fetch(data, next(numbers), options.bypass_cache, options.to_query(), request_id)
         on_page("local" if got is None else "fleet")
-        return local(data, options) if got is None else answer(*got)
+        return local(data, options) if got is None else PageAnswer(*got)
 
     return run
 

@@ -32,7 +32,6 @@ GROUP = "ocr"
 PREFIX = "ocr:job:"
 BLOCK_MS = 1000
 MAX_ATTEMPTS = 3  # deliveries of one page before the job fails (a page that kills its worker)
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
 # Stores a page's result once, counts it, and finishes the job on its last page; a no-op when the job

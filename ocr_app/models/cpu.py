@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # The flags that decide between fp32, int8 (VNNI) and bf16 kernels.
 RELEVANT = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-# Native bf16: what makes OpenVINO bf16 pay (measured 1.6x accurate with its arenas, 2.1x without them).
+# Native bf16: what makes OpenVINO bf16 pay (docs/benchmarks.md).
 BF16 = ("avx512_bf16", "amx_bf16")
 BALANCED_BF16 = {"runtime": "openvino", "precision": "bf16"}
 NO_BF16 = ("this CPU has no native bf16 ({}): nothing measured without it reliably reaches 1.6x accurate within "
@@ -21,16 +21,22 @@ NO_BF16 = ("this CPU has no native bf16 ({}): nothing measured without it reliab
            "both models int8 1.54x at +5.9), so balanced is not offered")
 
 
-@lru_cache(maxsize=1)
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The flags of the first CPU listed (all cores of a machine share them); empty when unreadable."""
+def cpuinfo(keys: tuple[str, ...], path: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of `keys` (the first CPU listed: all
+    cores of a machine share them); None when absent or unreadable. The one reader of that file."""
     try:
         for line in Path(path).read_text(errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.partition(":")[2].split())
+            if line.startswith(keys):
+                return line.partition(":")[2].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's flags (x86 "flags", Arm "Features"); empty when unreadable."""
+    return frozenset((cpuinfo(("flags", "Features"), path) or "").split())
 
 
 def flags_from_setting(raw: str) -> frozenset[str] | None:

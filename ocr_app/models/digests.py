@@ -1,7 +1,9 @@
-"""What names a profile's answers in the cache: its model bytes, settings, pipeline version and limits."""
+"""What names answers in the cache: a profile's model bytes, settings, pipeline version and limits, and the
+one namespace of a whole instance that the gateway's cache keys on."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 from ocr_app.config import Settings
 from ocr_app.digest import sha256_file
@@ -24,3 +26,12 @@ def cache_namespace(profile: Profile, s: Settings) -> str:
     inputs besides the image bytes."""
     return (f"{profile.name}:{profile.engine}:{profile_digest(profile)}:p{PIPELINE_VERSION}"
             f":d{s.det_limit_side}-{s.det_max_side}:o{orientation_key(s.orientation, s.orientation_check_side)}")
+
+
+def instance_namespace(profiles: Mapping[str, Profile], s: Settings) -> str:
+    """One digest of every enabled profile's `cache_namespace`, announced in Consul (cache_ns) for the
+    gateway's cache: a change to any profile's models or settings is a new key."""
+    h = hashlib.sha256()
+    for name, profile in sorted(profiles.items()):
+        h.update(f"|{name}={cache_namespace(profile, s)}".encode())
+    return h.hexdigest()[:32]

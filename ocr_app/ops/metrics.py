@@ -1,7 +1,7 @@
 """Prometheus metrics that add up across gunicorn workers (prometheus_client multiprocess mode).
 
 Multiprocess mode is on when PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is imported;
-gunicorn_conf sets it in the master. Without it (tests, flask run) the metrics are per process.
+ops.startup sets it in the gunicorn master. Without it (tests, flask run) the metrics are per process.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Consul self-registration, run by the gunicorn master (gunicorn_conf.py only wires hooks to it).
+"""Consul self-registration, run by the gunicorn master (ocr_app/gunicorn_conf.py only wires hooks to it).
 
 The instance keeps serving when Consul is away: a keeper thread retries in the background and
 re-registers whenever the agent forgets the service (a restarted dev agent starts empty).
@@ -6,7 +6,6 @@ re-registers whenever the agent forgets the service (a restarted dev agent start
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import threading
@@ -17,6 +16,9 @@ import consul
 import requests
 
 from ocr_app.config import Settings
+from ocr_app.engine.catalog import plan
+from ocr_app.models.digests import instance_namespace
+from ocr_app.models.profiles import ProfileError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ class Registration:
     @functools.cached_property
     def cache_namespace(self) -> str:
         """Hashed once: the model files do not change under a running instance."""
-        return _cache_namespace(self.settings)
+        return cache_namespace(self.settings)
 
     def service_definition(self) -> dict[str, Any]:
         s = self.settings
@@ -122,25 +124,12 @@ class Registration:
             pause = KEEPER_PERIOD if self.register() else min(pause * 2, KEEPER_PERIOD)
 
 
-def _cache_namespace(settings: Settings) -> str:
-    """One digest of what besides the bytes decides any answer of this instance: every profile's name,
-    model files and detection parameters, the pipeline version, the detection limits and page
-    orientation. The gateway's cache keys on it, so a model change anywhere is a new key. "" if the
-    models cannot be read (no gateway cache then). Light on purpose: no OpenCV or ONNX Runtime in the
-    gunicorn master."""
-    from ocr_app.digest import sha256_file
-    from ocr_app.engine.catalog import plan
-    from ocr_app.models.profiles import ProfileError
-    from ocr_app.pipeline import PIPELINE_VERSION, orientation_key
-
+def cache_namespace(settings: Settings) -> str:
+    """What besides the bytes decides any answer of this instance (models.digests.instance_namespace), or
+    "" if the models cannot be read (no gateway cache then). Light on purpose: no OpenCV or ONNX Runtime
+    in the gunicorn master."""
     try:
-        h = hashlib.sha256(f"p{PIPELINE_VERSION}:d{settings.det_limit_side}-{settings.det_max_side}"
-                           f":o{orientation_key(settings.orientation, settings.orientation_check_side)}".encode())
-        for name, profile in sorted(plan(settings).items()):
-            h.update(f"|{name}|{profile.name}|{profile.engine}|{sorted(profile.det_params.items())}".encode())
-            for path in profile.files():
-                h.update(sha256_file(path).encode())
+        return instance_namespace(plan(settings), settings)
     except (ProfileError, OSError) as exc:
         log.warning("no cache namespace for the gateway (%s): its cache stands aside", exc)
         return ""
-    return h.hexdigest()[:32]

@@ -4,33 +4,28 @@ Flask-free so it can be driven from tests and the bench; api.py only adapts HTTP
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_app.config import Settings
 from ocr_app.documents.images import check_upload, decode_image
 from ocr_app.engine.catalog import plan
 from ocr_app.engine.factory import build_engines
-from ocr_app.engine.orientation import PageOrientation, read_upright
+from ocr_app.engine.orientation import PageOrientation
 from ocr_app.engine.rapid import Engine
 from ocr_app.errors import NotReady, Overloaded, UnknownProfile
 from ocr_app.models import cpu
 from ocr_app.models.profiles import ProfileError
 from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions
-from ocr_app.results import OcrResult
 from ocr_app.service.cache import ResultCache, image_key
-from ocr_app.service.reading_order import box_to_original, reading_order
+from ocr_app.service.reader import PageReader, serialize_lines
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +72,9 @@ class Admission:
 class UploadSlots:
     """Request bodies above `min_bytes` are read only inside one of `slots` (OCR_READ_AHEAD_MB).
 
-    Jobs waiting for a decode slot would each hold their upload (19 MB for a 36 MP JPEG: +40-60 MiB
-    per worker at the peak of eight at once, measured); a big body left unread waits in the gateway's
-    buffer instead (nginx buffers request bodies, and resends one on another instance if this worker
-    is still busy after proxy_send_timeout)."""
+    Jobs waiting for a decode slot would each hold their upload; a big body left unread waits in the
+    gateway's buffer instead (nginx buffers request bodies, and resends one on another instance if this
+    worker is still busy after proxy_send_timeout)."""
 
     def __init__(self, slots: int, min_bytes: int) -> None:
         self.min_bytes = min_bytes
@@ -107,29 +101,6 @@ class UploadSlots:
             self._slots.release()
 
 
-M_ARENA_MAX = -8
-M_MMAP_THRESHOLD = -3
-
-
-def _malloc_tuning(big_heap: bool = False) -> Callable[[], None]:
-    """Cap glibc malloc arenas and return a trim function: keeps worker RSS close to what is in use.
-
-    `big_heap` (OCR_ALLOCATOR=glibc-thp) serves big tensors from the huge-page heap instead of fresh
-    mmaps that fault in again on every detection node; the trim after each job still hands them back.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is None or not hasattr(libc, "malloc_trim"):
-            return lambda: None
-        libc.mallopt(M_ARENA_MAX, 2)  # HTTP threads otherwise each grow an arena of their own
-        if big_heap:
-            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    except OSError:
-        return lambda: None
-    return lambda: libc.malloc_trim(0)
-
-
 class OcrService:
     """One per worker process. The engine loads in the background so /health answers at once."""
 
@@ -142,14 +113,13 @@ class OcrService:
         # Queued jobs hold only their upload bytes; a decoded image exists only inside a slot.
         self.decode_slots = threading.BoundedSemaphore(settings.decode_slots)
         self.uploads = UploadSlots(settings.decode_slots, settings.read_ahead_bytes)
-        self.orientation = PageOrientation(settings) if settings.orientation == "auto" else None
+        self.reader = PageReader(settings)  # the page pipeline, shared with the bench
         self._engine_factory = engine_factory
         self.load_wait = LOAD_WAIT_SECONDS
         self._engine: Engine | None = None  # the default profile's; set once every profile is loaded
         self._engines: dict[str, Engine] = {}
         self._load_error: str | None = None
         self._loaded = threading.Event()
-        self._trim = _malloc_tuning(big_heap=settings.allocator == "glibc-thp")
         self._drain_flag = Path(settings.runtime_dir, "draining") if settings.runtime_dir else None
         self._ready_dir = Path(settings.runtime_dir, "ready") if settings.runtime_dir else None
 
@@ -169,7 +139,7 @@ class OcrService:
             if self.settings.warmup:
                 for engine in {id(e): e for e in engines.values()}.values():
                     engine.warm_up()
-            self._trim()  # hand back what model loading and the warm-up freed
+            self.reader.trim()  # hand back what model loading and the warm-up freed
             self._engines = engines
             self._engine = engines[self.settings.profile]
             if self._ready_dir is not None:
@@ -181,8 +151,10 @@ class OcrService:
         finally:
             self._loaded.set()
 
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        return self._loaded.wait(timeout) and self._engine is not None
+    @property
+    def orientation(self) -> PageOrientation | None:
+        """The page orientation classifier (None with OCR_ORIENTATION=off)."""
+        return self.reader.orientation
 
     @property
     def load_error(self) -> str | None:
@@ -256,8 +228,11 @@ class OcrService:
                 "profiles": [profile.describe() for profile in enabled.values()],
                 "cpu": cpu.decide(self.settings.cpu_flags)}
 
-    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None) -> Outcome:
-        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`)."""
+    def ocr(self, data: bytes, bypass_cache: bool = False, page: PageOptions | None = None,
+            fmt: str | None = None) -> Outcome:
+        """OCR the uploaded bytes, answering from the cache when it can (keyed by the bytes and `page`).
+
+        `fmt` is the image format the caller already sniffed from these bytes (None: sniffed here)."""
         page = page or PageOptions()
         bypass_cache = bypass_cache or page.bypass_cache
         started = time.perf_counter()
@@ -270,10 +245,10 @@ class OcrService:
             raise NotReady()
         name = self.profile_name(page.profile)
         engine = self._engines[name]
-        check_upload(data, self.settings)
+        fmt = check_upload(data, self.settings, fmt)
         key = image_key(engine.cache_namespace + page.cache_suffix(), data)
         if bypass_cache:
-            data_json = self._run(engine, data, page)
+            data_json = self._run(engine, data, page, fmt)
             self.cache.put(key, data_json)
             return self._outcome(data_json, "BYPASS", started, name)
         hit = self.lookup(data, started, key, name)
@@ -286,7 +261,7 @@ class OcrService:
                 return self._outcome(waited, "COALESCED", started, name)
             token = "local"
         try:
-            data_json = self._run(engine, data, page)
+            data_json = self._run(engine, data, page, fmt)
             self.cache.put(key, data_json)
         finally:
             self.cache.release(key, token)
@@ -304,61 +279,23 @@ class OcrService:
         cached = self.cache.get(key or image_key(engine.cache_namespace, data))
         return None if cached is None else self._outcome(cached, "HIT", started, name)
 
-    def _run(self, engine: Engine, data: bytes, page: PageOptions) -> bytes:
+    def _run(self, engine: Engine, data: bytes, page: PageOptions, fmt: str | None = None) -> bytes:
         try:
             with self.admission, self.decode_slots:
-                image = decode_image(data, self.settings)
-                # word boxes only when asked: an engine without them still serves every other request
-                read = functools.partial(engine.recognize, words=True) if page.words else engine.recognize
-                result, angle = read_upright(image.bgr, self.orientation, read, self.settings.orientation_check_side)
-                scale, (height, width) = image.scale, image.bgr.shape[:2]
+                image = decode_image(data, self.settings, fmt)
+                result = self.reader.read(engine, image, words=page.words)
                 del image  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
             raise
         finally:
-            self._trim()
+            self.reader.trim()
         self.metrics.inference.observe(result.elapsed)
         self.metrics.engine_runs.inc()
-        return serialize_lines(as_sent(in_reading_order(result), angle, width, height), 1.0 / scale)
+        return serialize_lines(result)
 
     def _outcome(self, data_json: bytes, cache: str, started: float, profile: str) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
         return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile,
                        engine=self.settings.engine)
 
-
-def in_reading_order(result: OcrResult) -> OcrResult:
-    """The same lines, reordered: top to bottom, left to right, columns one after another."""
-    order = reading_order([line.box for line in result.lines])
-    return replace(result, lines=[result.lines[i] for i in order])
-
-
-def as_sent(result: OcrResult, angle: int, width: int, height: int) -> OcrResult:
-    """Boxes read on the upright page, put back on the page as it was sent (`width` x `height`)."""
-    if angle == 0:
-        return result
-    def back(box: list[list[float]]) -> list[list[float]]:
-        return box_to_original(box, angle, width, height)
-
-    return replace(result, lines=[
-        replace(line, box=back(line.box),
-                words=None if line.words is None else [replace(w, box=back(w.box)) for w in line.words])
-        for line in result.lines])
-
-
-def serialize_lines(result: OcrResult, scale: float) -> bytes:
-    """Lines as compact JSON, boxes mapped back to the client's pixel space."""
-    lines = []
-    for line in result.lines:
-        item = line.to_dict()
-        if scale != 1.0:
-            item["box"] = _scaled(line.box, scale)
-            for word in item.get("words", ()):
-                word["box"] = _scaled(word["box"], scale)
-        lines.append(item)
-    return json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _scaled(box: list[list[float]], scale: float) -> list[list[float]]:
-    return [[round(x * scale, 1), round(y * scale, 1)] for x, y in box]

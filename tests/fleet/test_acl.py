@@ -198,6 +198,7 @@ def test_an_instance_registers_with_its_token_from_the_environment(fleet: FleetC
 
 def test_a_join_needs_the_fleets_token_before_its_agent_starts(fleet: FleetConfig, tmp_path: Path) -> None:
     joiner, data = cfg_for(tmp_path / "home", fleet.consul_port), tmp_path / "consul"
+    cluster.check_join(joiner, [HOST], data)  # a real agent, not -dev: even anonymously, it may be joined
     assert acl.fleet_acls(joiner, [HOST]) is True
     with pytest.raises(ConfigError, match="has Consul ACLs: set FLEET_CONSUL_TOKEN"):
         acl.resolve(joiner, data, [HOST])

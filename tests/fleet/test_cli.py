@@ -6,6 +6,7 @@ so commands that need Consul fail the way a user would see them fail.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -14,10 +15,13 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from helpers import free_port
+from helpers import free_port, port_open, wait_for
 
+from fleetctl import procs
 from fleetctl.cli.main import FleetGroup, main
 from fleetctl.config import FleetConfig
+from fleetctl.daemons import pidfiles as daemons
+from fleetctl.daemons import presence
 from fleetctl.errors import FleetError
 from fleetctl.fleet.metrics_scrape import parse_samples, summarize
 from fleetctl.fleet.orchestrate import ScaleTimeout, oversubscription_warning
@@ -104,10 +108,32 @@ def test_dry_run_zero_is_a_noop(runner: CliRunner, env: dict[str, str]) -> None:
     assert result.output.startswith("nothing to do")
 
 
-def test_scale_without_consul_says_run_up_first(runner: CliRunner, env: dict[str, str]) -> None:
+def test_scale_where_no_fleet_runs_says_run_up_first_and_starts_nothing(
+        runner: CliRunner, env: dict[str, str]) -> None:
     result = runner.invoke(main, ["scale", "1"], env=env)
     assert result.exit_code == 1
-    assert "fleetctl up" in result.output
+    assert f"no fleet runs in {env['FLEET_HOME']} (FLEET_HOME): start one with `fleetctl up`" in result.output
+    assert not list(Path(env["FLEET_HOME"]).glob("run/*.json"))  # no instance was started
+
+
+def test_dry_run_where_no_fleet_runs_plans_and_says_so(runner: CliRunner, env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["scale", "1", "--dry-run"], env=env)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("start ") and "note: no fleet runs in" in result.stderr
+
+
+def test_instances_need_the_gateway_of_their_home(tmp_path: Path) -> None:
+    """Consul and Redis alone are no fleet to scale: without nginx and the sync loop (as a half-stopped
+    fleet has), no instance would ever be in an upstream."""
+    cfg = FleetConfig(home=tmp_path)
+    presence.require_gateway(cfg, ["consul", "redis", "nginx", "sync"])
+    presence.require_gateway(cfg, ["nginx", "sync"])  # an external Consul and Redis (FLEET_CONSUL_ADDR...)
+    with pytest.raises(presence.NoFleet, match="no fleet runs in .*`fleetctl up`"):
+        presence.require_gateway(cfg, [])
+    with pytest.raises(presence.NoFleet, match=r"not running \(sync stopped\): `fleetctl up` starts it again"):
+        presence.require_gateway(cfg, ["consul", "redis", "nginx"])
+    with pytest.raises(presence.NoFleet, match=r"\(nginx and sync stopped\)"):
+        presence.require_gateway(cfg, ["consul", "redis", "autoscale"])
 
 
 def test_render_without_consul_is_an_error_not_a_traceback(runner: CliRunner, env: dict[str, str]) -> None:
@@ -116,7 +142,15 @@ def test_render_without_consul_is_an_error_not_a_traceback(runner: CliRunner, en
     assert result.output.startswith("Error:")
 
 
+def test_logs_where_no_fleet_ever_ran_says_so_and_exits_1(runner: CliRunner, env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["logs", "ocr-nope"], env=env)
+    assert result.exit_code == 1
+    assert f"Error: no fleet runs in {env['FLEET_HOME']}" in result.output and "`fleetctl up`" in result.output
+
+
 def test_logs_of_unknown_instance_exits_1(runner: CliRunner, env: dict[str, str]) -> None:
+    Path(env["FLEET_HOME"], "logs").mkdir(parents=True)
+    Path(env["FLEET_HOME"], "logs", "sync.log").write_text("")  # a fleet ran here once
     result = runner.invoke(main, ["logs", "ocr-nope"], env=env)
     assert result.exit_code == 1
     assert "no running instance" in result.output
@@ -128,32 +162,57 @@ def test_logs_of_a_dead_process_instance_still_shows_its_log(runner: CliRunner, 
     (logs / "ocr-7.log").write_text("Traceback: the engine failed to load\n")
     result = runner.invoke(main, ["logs", "ocr-7"], env=env)
     assert result.exit_code == 0
-    assert "ocr-7 | Traceback: the engine failed to load" in result.output
+    assert result.stdout == "ocr-7 | Traceback: the engine failed to load\n"
+    assert result.stderr.startswith(f"note: no fleet runs in {env['FLEET_HOME']}")
 
 
 def test_status_json_shape_with_nothing_running(runner: CliRunner, env: dict[str, str]) -> None:
     result = runner.invoke(main, ["status", "--json"], env=env)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert set(data) == {"instances", "services", "gateway", "warnings"}
-    assert data["warnings"] == []
+    assert data["warnings"] == [f"no fleet runs in {env['FLEET_HOME']} (FLEET_HOME): start one with `fleetctl up`"]
     assert data["instances"] == []
     assert set(data["services"]) == {"consul", "redis", "nginx", "sync"}
     assert data["gateway"] == f"http://127.0.0.1:{env['FLEET_GATEWAY_PORT']}"
     assert all(s["running"] is False for s in data["services"].values())
 
 
-def test_status_table_with_nothing_running(runner: CliRunner, env: dict[str, str]) -> None:
+def test_status_with_nothing_running_says_where_it_looked(runner: CliRunner, env: dict[str, str]) -> None:
     result = runner.invoke(main, ["status"], env=env)
     assert result.exit_code == 0
-    assert "no instances" in result.output
-    assert "SERVICE" in result.output and "consul" in result.output
+    assert result.output == f"no fleet runs in {env['FLEET_HOME']} (FLEET_HOME): start one with `fleetctl up`\n"
 
 
-def test_down_with_nothing_running_succeeds(runner: CliRunner, env: dict[str, str]) -> None:
+def test_down_with_nothing_running_says_so_and_succeeds(runner: CliRunner, env: dict[str, str]) -> None:
     result = runner.invoke(main, ["down"], env=env)
     assert result.exit_code == 0, result.output
-    assert "stopped 0 instance(s)" in result.output
+    assert result.output == (f"nothing to stop: no fleet runs in {env['FLEET_HOME']} (FLEET_HOME): "
+                             "start one with `fleetctl up`\n")
+
+
+def test_a_fleet_an_older_make_up_left_in_dot_fleet_is_named(
+        runner: CliRunner, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make up` kept its fleet in the checkout's .fleet before: a user who finds none in the default
+    home is told where the old one runs and how to stop it (here its Redis, a real one)."""
+    old = FleetConfig(home=tmp_path / "checkout" / ".fleet", redis_port=free_port())
+    argv = [shutil.which("redis-server") or "/usr/sbin/redis-server", "--port", str(old.redis_port),
+            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(old.home / "redis"),
+            "--set-proc-title", "no"]
+    (old.home / "redis").mkdir(parents=True)
+    pid = procs.spawn(argv, log_path=daemons.log_file(old, "redis"), pid_path=daemons.pid_file(old, "redis"))
+    try:
+        wait_for(lambda: daemons.live(old, "redis") == pid and port_open("127.0.0.1", old.redis_port), 15,
+                 "the old fleet's redis")
+        monkeypatch.chdir(tmp_path / "checkout")
+        result = runner.invoke(main, ["status"], env=env)
+        assert result.exit_code == 0
+        assert f"an older `make up` started runs in {old.home}: `FLEET_HOME={old.home} fleetctl down`" \
+            in result.output
+        monkeypatch.chdir(tmp_path)
+        assert "make up" not in runner.invoke(main, ["status"], env=env).output  # no .fleet here
+    finally:
+        procs.stop_process(pid, grace=5)
 
 
 def _group_raising(exc: BaseException) -> click.Group:

@@ -1,15 +1,21 @@
-"""Cluster mode without a cluster: address checks, the agent's command line per role, saved flags."""
+"""Cluster mode without a cluster: address checks, the agent's command line per role, saved flags,
+and a join refused before any agent starts (against a real single-machine dev agent)."""
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
-from helpers import free_port
+from helpers import Proc, consul_binary, free_port, start_consul
 
 from fleetctl.cli.main import main
 from fleetctl.cluster import agent as cluster
+from fleetctl.cluster import consul_api
 from fleetctl.config import ConfigError, FleetConfig
+from fleetctl.daemons import pidfiles as daemons
 
 HOSTILE_ADDRESSES = ("::1", "fe80::1",
     "", " ", "host1", "0.0.0.0", "::", "224.0.0.1", "10.0.0.300", "10.0.0.1:8301", "10.0.0.1; rm -rf /",
@@ -141,3 +147,60 @@ def test_each_host_reads_its_own_instance_of_a_shared_id(tmp_path: Path) -> None
     second = cfg_for(tmp_path, advertise="10.0.0.2")
     assert health_by_id(_Catalog(), "ocr", cluster.node_name(second)) == {"ocr-8001": "passing"}
     assert cluster.node_name(cfg_for(tmp_path)) is None
+
+
+# --- a join host that cannot be joined ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dev_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A real Consul agent as a single-machine fleet runs it: `-dev`, on 127.0.0.1."""
+    agent = start_consul(tmp_path_factory.mktemp("dev-agent"))
+    yield agent
+    agent.stop()
+
+
+def test_up_join_of_a_single_machine_fleet_fails_at_once_naming_advertise(tmp_path: Path, dev_agent: Proc) -> None:
+    """`up --join ADDR` where ADDR runs the default (`-dev`, which no host can join) stops before this
+    host's agent starts, with what to do, instead of a minute of Consul's retry log."""
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "consul").symlink_to(consul_binary())  # --no-install: found, nothing fetched
+    env = {"FLEET_HOME": str(home), "FLEET_CONSUL_PORT": str(dev_agent.extra["port"]),
+           "FLEET_GATEWAY_PORT": str(free_port()), "FLEET_REDIS_PORT": str(free_port()),
+           "FLEET_CONSUL_SERF_PORT": str(free_port()), "FLEET_CONSUL_SERVER_PORT": str(free_port()),
+           "FLEET_ADVERTISE": "", "FLEET_JOIN": "", "FLEET_CONSUL_TOKEN": "", "FLEET_CONSUL_ENCRYPT": "",
+           "FLEET_CONSUL_ADDR": "", "FLEET_REDIS_URL": ""}
+    t0 = time.monotonic()
+    result = CliRunner().invoke(main, ["up", "-n", "0", "--no-install", "--advertise", "127.0.0.9",
+                                       "--join", "127.0.0.1"], env=env)
+    elapsed = time.monotonic() - t0
+    assert result.exit_code == 1, result.output
+    assert result.output == ("Error: 127.0.0.1 runs the single-machine fleet (a Consul -dev agent on 127.0.0.1), "
+                             "which no host can join: start that host with `fleetctl up --advertise 127.0.0.1` "
+                             "(after `fleetctl down` there), then join it\n")
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    cfg = cfg_for(tmp_path)
+    assert daemons.live(cfg, "consul") is None and not (home / "run" / "consul.pid").exists()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(home) in " ".join(p.info["cmdline"] or ())]
+
+
+def test_a_join_nobody_answers_fails_unless_the_agent_can_rejoin_from_its_state(tmp_path: Path) -> None:
+    cfg, data = cfg_for(tmp_path, advertise="127.0.0.9", join="127.0.0.1", consul_port=free_port()), tmp_path / "c"
+    with pytest.raises(ConfigError, match=f"no Consul agent answers at 127.0.0.1:{cfg.consul_port}: start that "
+                                          r"host with `fleetctl up --advertise 127.0.0.1` first"):
+        cluster.check_join(cfg, ["127.0.0.1"], data)
+    (data / "serf").mkdir(parents=True)  # it joined before: its snapshot knows the other hosts
+    cluster.check_join(cfg, ["127.0.0.1"], data)
+
+
+def test_a_dev_agent_is_told_apart_and_a_silent_second_host_does_not_hide_it(tmp_path: Path, dev_agent: Proc) -> None:
+    """Refused only when nobody in the join list is joinable: a real agent answering (test_acl, and
+    test_multihost's hosts) lets the join go on; here one host is -dev and the other answers nothing."""
+    cfg = cfg_for(tmp_path, advertise="127.0.0.9", consul_port=int(str(dev_agent.extra["port"])))
+    client = consul_api.client_at("127.0.0.1", cfg.consul_port, "")
+    try:
+        assert cluster.dev_agent(client) is True
+    finally:
+        consul_api.close(client)
+    with pytest.raises(ConfigError, match="127.0.0.1 runs the single-machine fleet"):
+        cluster.check_join(cfg, ["127.0.0.2", "127.0.0.1"], tmp_path / "c")  # nothing listens on .2

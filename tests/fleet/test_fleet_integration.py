@@ -29,7 +29,7 @@ import consul
 import psutil
 import pytest
 import requests
-from helpers import free_port, free_range, wait_for
+from helpers import consul_binary, free_port, free_range, wait_for
 
 from fleetctl import config as fleet_config
 from fleetctl.gateway import upstream
@@ -210,8 +210,12 @@ def group_pids_of_port(port: int) -> set[int]:
 
 def tool_path(env: dict[str, str]) -> None:
     """Make the tools findable and fail (never skip) with the fix when one is missing."""
-    # `make deps` puts Consul in the checkout's .fleet/bin; each test fleet has its own FLEET_HOME.
-    extra = [str(REPO / ".fleet" / "bin"), "/usr/sbin", "/usr/local/sbin"]
+    # `make deps` puts Consul in the user's FLEET_HOME/bin; each test fleet has its own FLEET_HOME.
+    try:
+        extra = [str(Path(consul_binary()).parent)]
+    except FileNotFoundError:
+        extra = []  # reported below, with the other missing tools
+    extra += ["/usr/sbin", "/usr/local/sbin"]
     env["PATH"] = os.pathsep.join([*extra, env.get("PATH", "")])
     missing = [t for t in TOOLS if shutil.which(t, path=env["PATH"]) is None]
     if missing:

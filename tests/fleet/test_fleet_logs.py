@@ -158,8 +158,10 @@ def test_cli_merges_services_and_instances_from_fleet_home(tmp_path: Path) -> No
     env = {"FLEET_HOME": str(home), "FLEET_CONSUL_ADDR": "", "FLEET_REDIS_URL": ""}
     out = CliRunner().invoke(main, ["logs"], env=env)
     assert out.exit_code == 0, out.output
-    assert [line.split(" | ")[0].strip() for line in out.output.splitlines()] == ["ocr-8001", "gateway", "ocr-8001"]
+    # stdout: the lines; stderr: that no fleet runs in this home now (these are the last one's logs).
+    assert [line.split(" | ")[0].strip() for line in out.stdout.splitlines()] == ["ocr-8001", "gateway", "ocr-8001"]
+    assert "note: no fleet runs in" in out.stderr
     grep = CliRunner().invoke(main, ["logs", "--json", "--grep", "abc", "gateway"], env=env)
-    assert [json.loads(line)["source"] for line in grep.output.splitlines()] == ["gateway"]
+    assert [json.loads(line)["source"] for line in grep.stdout.splitlines()] == ["gateway"]
     unknown = CliRunner().invoke(main, ["logs", "ocr-9"], env=env)
     assert unknown.exit_code == 1 and "no running instance or log source 'ocr-9'" in unknown.output

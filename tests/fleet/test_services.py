@@ -13,6 +13,7 @@ import requests
 from gw_servers import ConsulAgent, EchoServer
 from helpers import free_port, pid_alive, start_redis, wait_for
 
+from fleetctl import procs
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import services
 from fleetctl.gateway import nginx as gateway
@@ -133,3 +134,27 @@ def test_nginx_config_change_is_applied_by_reload(managed: FleetConfig) -> None:
     limit = int(bigger.max_upload_mb * 1024 * 1024)
     resp = requests.post(f"{cfg.gateway_url}/x", data=b"x" * (limit + 1), timeout=10)
     assert resp.status_code == 413 and "25.5 MB limit (OCR_MAX_UPLOAD_MB)" in resp.json()["msg"]
+
+
+def test_a_daemon_looked_at_the_moment_it_is_spawned_is_not_taken_for_dead(tmp_path: Path) -> None:
+    """posix_spawn returns while the kernel still sets up the new program, and /proc/PID/cmdline reads
+    empty until it has: on a busy 2-core machine a few starts in a hundred were looked at then, and
+    `up` failed with "redis exited during start-up" and an empty log. That first look is "not yet";
+    a process that did exit is still told apart."""
+    argv, parts = ["/bin/sleep", "61"], ("sleep", "61")
+    pids: list[int] = []
+    try:
+        for _ in range(100):
+            pid = procs.spawn(argv, log_path=tmp_path / "sleep.log", pid_path=tmp_path / "sleep.pid")
+            pids.append(pid)
+            assert procs.process_matches(pid, parts) or procs.exec_pending(pid)
+            wait_for(lambda: procs.process_matches(pid, parts), 10, "its command line")  # noqa: B023
+            assert not procs.exec_pending(pid)
+    finally:
+        for pid in pids:
+            procs.stop_process(pid, grace=1)
+    gone = procs.spawn(["/bin/false"], log_path=tmp_path / "false.log", pid_path=tmp_path / "false.pid")
+    wait_for(lambda: psutil.Process(gone).status() == psutil.STATUS_ZOMBIE, 10, "it to exit")
+    assert not procs.exec_pending(gone)
+    os.waitpid(gone, 0)
+    assert not procs.exec_pending(gone)
