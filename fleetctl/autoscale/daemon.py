@@ -11,6 +11,7 @@ from fleetctl import procs
 from fleetctl.autoscale import loop as autoscale
 from fleetctl.config import FleetConfig
 from fleetctl.daemons import pidfiles as daemons
+from fleetctl.daemons import services
 
 ARGV = (sys.executable, "-m", "fleetctl", "autoscale")
 STOP_GRACE_S = 60.0  # a scale in progress finishes (drains included) before the loop exits
@@ -63,3 +64,12 @@ def state(cfg: FleetConfig) -> daemons.ServiceState | None:
                 "last_change": change.get("line"),
                 "last_change_time": change.get("time"), "last_change_error": change.get("error")},
     )
+
+
+def service_states(cfg: FleetConfig) -> dict[str, daemons.ServiceState]:
+    """What `status` shows of the services: the managed daemons, then the autoscaler when one runs."""
+    states = services.service_states(cfg)
+    auto = state(cfg)
+    if auto is not None:
+        states["autoscale"] = auto
+    return states

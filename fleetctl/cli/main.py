@@ -290,14 +290,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     shape, every service stopped, the message in `warnings`). Warns on stderr about a gateway that is
     not running, and about instances whose RSS is above FLEET_RSS_WARN_MB (default 1024; 0: off).
     """
-    from fleetctl.daemons import presence, services
+    from fleetctl.autoscale import daemon as autoscale_daemon
+    from fleetctl.daemons import presence
     from fleetctl.fleet.status import collect, render_table
     from fleetctl.gateway import upstream
 
     obj = app_context(ctx)
     alive = presence.running(obj.cfg)
     result = collect(obj.cfg, existing_backends(obj.cfg), obj.consul(),
-                     members=upstream.upstream_members, services=services.service_states)
+                     members=upstream.upstream_members, services=autoscale_daemon.service_states)
     nothing = not alive and not result.instances
     missing = presence.gateway_missing(alive)
     if nothing:

@@ -109,13 +109,11 @@ def rules(cfg: FleetConfig, role: str) -> str:
     """The policy of `role`, in Consul's HCL. Instances register and deregister the fleet's service
     (its checks come with it) and read their own registrations; the gateway's sync loop reads the
     service's health (which needs the nodes too), the LAN members, and the API keys' KV folder."""
-    from fleetctl.gateway.keys import kv_prefix  # keys -> backends -> acl: imported when needed
-
     service = json.dumps(cfg.service_name)
     if role == "instance":
         return f'service {service} {{ policy = "write" }}'
     return (f'service {service} {{ policy = "read" }} node_prefix "" {{ policy = "read" }} '
-            f'key_prefix {json.dumps(kv_prefix(cfg))} {{ policy = "read" }}')
+            f'key_prefix {json.dumps(consul_api.kv_prefix(cfg))} {{ policy = "read" }}')
 
 
 def policy_name(cfg: FleetConfig, role: str) -> str:

@@ -36,6 +36,12 @@ def fleet_token(cfg: FleetConfig) -> str:
     return cfg.consul_token or procs.read_secret(token_path(cfg))
 
 
+def kv_prefix(cfg: FleetConfig) -> str:
+    """The API keys' folder in Consul's KV: one per fleet (service name), so two fleets on one Consul
+    keep their own keys (the gateway reads it, its ACL policy allows exactly that)."""
+    return f"ocr-fleet/{cfg.service_name}/keys/"
+
+
 def check_token(value: str, setting: str = "FLEET_CONSUL_TOKEN") -> str:
     """A token as Consul writes one, a UUID, in lower case (the value itself is never echoed)."""
     try:

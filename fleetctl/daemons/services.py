@@ -16,7 +16,6 @@ import psutil
 import redis
 
 from fleetctl import procs
-from fleetctl.autoscale import daemon as autoscale_daemon
 from fleetctl.cluster import acl, consul_api, gossip, redis_auth
 from fleetctl.cluster import agent as cluster
 from fleetctl.config import FleetConfig
@@ -310,15 +309,13 @@ def service_states(cfg: FleetConfig) -> dict[str, ServiceState]:
             "backends": sorted(upstream.upstream_members(cfg)),
         },
     )
-    auto = autoscale_daemon.state(cfg)
-    if auto is not None:
-        states["autoscale"] = auto
     return states
 
 
 def stop_services(cfg: FleetConfig, *, grace: float = 10.0) -> None:
-    """Stop sync, nginx, redis and consul (managed ones only), leaving no process of ours behind."""
-    autoscale_daemon.stop(cfg)
+    """Stop sync, nginx, redis and consul (managed ones only), leaving no process of ours behind.
+
+    The autoscaler sits above these (autoscale/daemon.py): `down` stops it first."""
     names = ["sync", "nginx"]
     names += ["redis"] if cfg.managed_redis else []
     names += ["consul"] if cfg.managed_consul else []

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fleetctl.cluster import consul_api
 from fleetctl.config import RATE_PATTERN, FleetConfig
 from fleetctl.errors import FleetError
 
@@ -36,11 +37,6 @@ class ApiKey:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
-
-
-def kv_prefix(cfg: FleetConfig) -> str:
-    """One folder per fleet (service name), so two fleets on one Consul keep their own keys."""
-    return f"ocr-fleet/{cfg.service_name}/keys/"
 
 
 def key_hash(secret: str) -> str:
@@ -83,7 +79,7 @@ def create(client: Any, cfg: FleetConfig, name: str, rate: str = "") -> tuple[Ap
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(name=name, hash=key_hash(secret), rate=rate, created=round(time.time(), 3))
     # cas=0: only if no such key exists, so a create never silently replaces a live key.
-    if not client.kv.put(kv_prefix(cfg) + name, key.to_json(), cas=0):
+    if not client.kv.put(consul_api.kv_prefix(cfg) + name, key.to_json(), cas=0):
         raise ApiKeyError(f"a key named {name!r} exists: revoke it first (fleetctl keys revoke {name})")
     return key, secret
 
@@ -91,7 +87,7 @@ def create(client: Any, cfg: FleetConfig, name: str, rate: str = "") -> tuple[Ap
 def fetch(client: Any, cfg: FleetConfig, index: int | None = None, wait: str | None = None
           ) -> tuple[int, list[ApiKey]]:
     """Every stored key, sorted; a blocking query when `index` is given (returns on a change or `wait`)."""
-    new_index, entries = client.kv.get(kv_prefix(cfg), recurse=True, index=index, wait=wait)
+    new_index, entries = client.kv.get(consul_api.kv_prefix(cfg), recurse=True, index=index, wait=wait)
     keys = [k for k in (_parse(e) for e in entries or []) if k is not None]
     return int(new_index or 0), sorted(keys)
 
@@ -99,7 +95,7 @@ def fetch(client: Any, cfg: FleetConfig, index: int | None = None, wait: str | N
 def revoke(client: Any, cfg: FleetConfig, name: str) -> None:
     """Delete the key's hash; every gateway drops it at its next watch wake-up (well under 5 s)."""
     check_name(name)
-    path = kv_prefix(cfg) + name
+    path = consul_api.kv_prefix(cfg) + name
     _, entry = client.kv.get(path)
     if entry is None:
         raise ApiKeyError(f"no key named {name!r} (fleetctl keys list)")

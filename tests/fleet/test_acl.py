@@ -119,11 +119,11 @@ def test_anonymous_requests_can_change_nothing_and_see_no_instance(fleet: FleetC
     service = {"Name": "ocr", "ID": "rogue", "Address": "10.6.6.6", "Port": 80}
     assert http(fleet, "PUT", "/v1/agent/service/register", json=service).status_code == 403
     assert http(fleet, "PUT", "/v1/agent/service/deregister/ocr-anon-test").status_code == 403
-    assert http(fleet, "PUT", f"/v1/kv/{keys.kv_prefix(fleet)}rogue", data="x").status_code == 403
+    assert http(fleet, "PUT", f"/v1/kv/{consul_api.kv_prefix(fleet)}rogue", data="x").status_code == 403
     mgmt = client(fleet, consul_api.fleet_token(fleet))
     keys.create(mgmt, fleet, "anon-test")
-    assert http(fleet, "GET", f"/v1/kv/{keys.kv_prefix(fleet)}anon-test").status_code == 403
-    assert http(fleet, "GET", f"/v1/kv/{keys.kv_prefix(fleet)}?recurse").status_code == 404  # filtered out
+    assert http(fleet, "GET", f"/v1/kv/{consul_api.kv_prefix(fleet)}anon-test").status_code == 403
+    assert http(fleet, "GET", f"/v1/kv/{consul_api.kv_prefix(fleet)}?recurse").status_code == 404  # filtered out
     keys.revoke(mgmt, fleet, "anon-test")
     assert http(fleet, "PUT", "/v1/acl/token", json={"Policies": [{"Name": "global-management"}]}).status_code == 403
     # Reads answer, but empty: default deny filters every entry out.
@@ -144,7 +144,7 @@ def test_the_instance_token_registers_only_the_fleets_service(fleet: FleetConfig
     with pytest.raises(consul.ACLPermissionDenied):
         mine.agent.service.register("billing", service_id="billing-1", address="127.0.0.9", port=3)
     with pytest.raises(consul.ACLPermissionDenied):
-        mine.kv.put(keys.kv_prefix(fleet) + "rogue", "x")
+        mine.kv.put(consul_api.kv_prefix(fleet) + "rogue", "x")
     with pytest.raises(consul.ACLPermissionDenied):
         mine.acl.token.list()
     assert mine.agent.service.deregister("ocr-x")
@@ -162,7 +162,7 @@ def test_the_gateway_token_reads_the_upstream_and_keys_and_writes_nothing(fleet:
         assert cluster.down_nodes(gw) == set() and gw.agent.members()
         key, secret = keys.create(mgmt, fleet, "acl-test")  # `fleetctl keys create` runs with the management token
         assert [k.name for k in keys.fetch(gw, fleet)[1]] == ["acl-test"]
-        for write in (lambda: gw.kv.put(keys.kv_prefix(fleet) + "rogue", "x"),
+        for write in (lambda: gw.kv.put(consul_api.kv_prefix(fleet) + "rogue", "x"),
                       lambda: gw.agent.service.register("ocr", service_id="rogue", address="10.6.6.6", port=80),
                       lambda: gw.agent.service.deregister("ocr-gw-test")):
             with pytest.raises(consul.ACLPermissionDenied):

@@ -17,6 +17,7 @@ from helpers import free_port, wait_for
 
 from fleetctl import procs
 from fleetctl.cli.main import AppContext, main
+from fleetctl.cluster import consul_api
 from fleetctl.config import FleetConfig
 from fleetctl.gateway import access, keys, tls
 from fleetctl.gateway import nginx as gateway
@@ -45,7 +46,7 @@ def test_keys_work_on_every_gateway_and_revoked_ones_stop_within_5s(
     out = cli(cfg, "keys", "create", "alice")
     secret = out.splitlines()[-1]
     assert secret.startswith(keys.KEY_PREFIX) and len(secret) > 40
-    stored = gw_consul.client.kv.get(keys.kv_prefix(cfg) + "alice")[1]["Value"].decode()
+    stored = gw_consul.client.kv.get(consul_api.kv_prefix(cfg) + "alice")[1]["Value"].decode()
     assert secret not in stored and keys.key_hash(secret) in stored  # the hash only
     assert "alice" in cli(cfg, "keys", "list") and secret not in cli(cfg, "keys", "list", "--json")
 
@@ -209,7 +210,7 @@ def test_malformed_key_entries_grant_nothing_and_never_break_nginx(
     """Whatever else lands under the keys' KV prefix is skipped; the real key still works."""
     cfg = gw_cfg.replace(auth=1)
     g = start_gateway(cfg)
-    prefix = keys.kv_prefix(cfg)
+    prefix = consul_api.kv_prefix(cfg)
     h = keys.key_hash("ocr_hostile")
     for name, value in {
         "garbage": b"\x00\xff not json", "list": b"[1, 2]", "empty": b"",
