@@ -12,10 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import requests
 from PIL import Image, ImageDraw, ImageFont
 
@@ -240,3 +241,13 @@ def page_lines(n: int, prefix: str = "Page") -> list[str]:
     rng = random.Random()
     tag = " ".join(rng.sample(SAFE_WORDS, 2))
     return [f"{prefix} {i} {tag}" for i in range(1, n + 1)]
+
+
+def live_processes() -> Iterator[tuple[psutil.Process, str]]:
+    """Every live process but this one and zombies, with its command line: what leftover checks scan."""
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.pid != os.getpid():
+                yield proc, " ".join(proc.info["cmdline"] or ())
+        except psutil.Error:
+            continue

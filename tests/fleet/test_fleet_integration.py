@@ -29,7 +29,7 @@ import consul
 import psutil
 import pytest
 import requests
-from helpers import consul_binary, free_port, free_range, wait_for
+from helpers import consul_binary, free_port, free_range, live_processes, wait_for
 
 from fleetctl import config as fleet_config
 from fleetctl.gateway import upstream
@@ -184,18 +184,12 @@ class Fleet:
         ports = [self.gateway_port, self.consul_port, self.redis_port]
         tags = [f"ocr-fleet:ocr-{p}" for p in range(self.base_port, self.base_port + 16)]
         found = []
-        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-            try:
-                if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-                    continue
-                cmd = " ".join(proc.info["cmdline"] or ())
-                mine = (str(self.home) in cmd or any(t in cmd for t in tags)
-                        or any(f"--port {p}" in cmd or f"-http-port {p}" in cmd for p in ports)
-                        or proc.pid in self.seen_pids)
-                if mine and proc.is_running():
-                    found.append(proc)
-            except psutil.Error:
-                continue
+        for proc, cmd in live_processes():
+            mine = (str(self.home) in cmd or any(t in cmd for t in tags)
+                    or any(f"--port {p}" in cmd or f"-http-port {p}" in cmd for p in ports)
+                    or proc.pid in self.seen_pids)
+            if mine and proc.is_running():
+                found.append(proc)
         return found
 
 

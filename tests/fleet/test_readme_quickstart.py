@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import REPO, consul_binary, free_port, free_range
+from helpers import REPO, consul_binary, free_port, free_range, live_processes
 
 README = REPO / "README.md"
 # `scale 5` on this suite's 2-core machine means 5 engines on 2 cores, minutes of start-up and the
@@ -82,17 +82,14 @@ def leftovers(home: Path) -> list[str]:
     """Processes of a fleet under this HOME: its path in their command line (Consul, Redis, nginx), or
     in their FLEET_HOME (the sync loop) or OCR_RUNTIME_DIR (instances)."""
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+    for proc, cmd in live_processes():
         try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-                continue
-            cmd = " ".join(proc.info["cmdline"] or ())
             env = proc.environ()
-            if str(home) in cmd or any(env.get(name, "").startswith(str(home))
-                                       for name in ("FLEET_HOME", "OCR_RUNTIME_DIR")):
-                found.append(f"{proc.pid} {cmd}")
         except psutil.Error:
             continue
+        if str(home) in cmd or any(env.get(name, "").startswith(str(home))
+                                   for name in ("FLEET_HOME", "OCR_RUNTIME_DIR")):
+            found.append(f"{proc.pid} {cmd}")
     return found
 
 
