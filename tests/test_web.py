@@ -273,7 +273,7 @@ def test_paste_from_clipboard(page: Page) -> None:
 
 
 def test_gateway_error_page_is_reported_plainly(page: Page) -> None:
-    # nginx answers with its own HTML page when no instance is up; the page must not show raw markup.
+    # A proxy in front of the gateway may still answer with an HTML page; the page must not show raw markup.
     page.route(
         "**/api/ocr",
         lambda route: route.fulfill(
