@@ -73,7 +73,7 @@ def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_and_sdist_carry_the_runtime_files(dist: Path) -> None:
     with zipfile.ZipFile(next(dist.glob("*.whl"))) as whl:
         names = set(whl.namelist())
-    assert set(TEMPLATES) | set(SCRIPTS) | {"ocr_app/static/index.html"} <= names
+    assert set(TEMPLATES) | set(SCRIPTS) | {"ocr_app/http/static/index.html"} <= names
     assert not [n for n in names if n.startswith(("bench/", "tests/"))], "bench and tests are not installed"
     assert "fleetctl/data/scripts/build-image.sh" not in names  # a checkout tool
     with tarfile.open(next(dist.glob("*.tar.gz"))) as sdist:
