@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Install what the fleet and its tests need from outside PyPI: nginx (with its Lua
-# module, for API keys and the gateway's cache), Redis, ab, fonts, jemalloc and
-# Chromium from apt, and Consul 1.8.7 (from Debian bullseye) into
+# module, for API keys and the gateway's cache), Redis, ab, fonts, jemalloc,
+# Chromium, and the PDF tools that check searchable PDFs and that OCRmyPDF's
+# PDF/A output needs (poppler-utils, qpdf, ghostscript), and Tesseract (OCRmyPDF's own
+# engine, the bench's reference) from apt, and Consul 1.8.7 (from Debian bullseye) into
 # $FLEET_HOME/bin (by default fleetctl's, ~/.local/state/ocr-fleet/bin). Idempotent: when everything is present it only checks (~1 s).
 # `fleetctl deps` runs the copy of this script that ships in the package.
 #
 # usage: scripts/install-deps.sh [--runtime] [--with-docker]
 #   --runtime      only what a fleet runs: nginx, Redis, ab and Consul (no fonts,
-#                  no Chromium: those are for the tests and the benchmark)
+#                  no Chromium, no PDF tools: those are for the tests, the benchmark
+#                  and OCRmyPDF's clients)
 #   --with-docker  also install docker.io and debootstrap and start dockerd
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -39,7 +42,11 @@ if [ "$runtime_only" = 0 ]; then
 fonts-dejavu-core	dpkg
 fonts-wqy-zenhei	dpkg
 chromium	chromium
-procps	pgrep"
+procps	pgrep
+poppler-utils	pdftotext
+qpdf	qpdf
+ghostscript	gs
+tesseract-ocr	tesseract"
 fi
 if [ "$with_docker" = 1 ]; then
     wanted="$wanted
