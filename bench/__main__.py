@@ -66,16 +66,22 @@ def _say(message: str) -> None:
 @click.option("--documents", "documents", is_flag=True,
               help="Only the documents bench: a 12-page document through the gateway on 1, 2 and 3 instances; "
                    "writes its section of docs/benchmarks.md.")
+@click.option("--searchable", "searchable", is_flag=True,
+              help="Only the searchable-PDF bench: format=pdf against format=json on 1 and 2 instances, and "
+                   "OCRmyPDF with the fleet's plugin against OCRmyPDF with Tesseract; writes its section of "
+                   "docs/benchmarks.md.")
 @click.option("--rerender", "rerender_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
 def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
          concurrency: str | None, load_image: str | None, peer_workers: int | None, peer_threads: int,
          no_engine: bool, no_profiles: bool,
          no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
-         publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None, documents: bool) -> None:
+         publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None, documents: bool,
+         searchable: bool) -> None:
     """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
-    if documents:
-        click.echo(documents_run(out_root, docs_dir, fleetctl_cmd, _ints(instances)))
+    if documents or searchable:
+        click.echo(section_run("documents" if documents else "searchable", out_root, docs_dir, fleetctl_cmd,
+                               _ints(instances)))
         return
     if publish_dir:
         click.echo(publish(publish_dir, docs_dir))
@@ -112,27 +118,30 @@ def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, ins
         sys.exit(130 if results.get("interrupted") else 1)
 
 
-def documents_run(out_root: Path | None, docs_dir: Path, fleetctl_cmd: str | None,
-                  counts: tuple[int, ...] | None) -> Path:
-    """The documents bench on its own: results.json and report.md in a run folder, and its docs section."""
+def section_run(name: str, out_root: Path | None, docs_dir: Path, fleetctl_cmd: str | None,
+                counts: tuple[int, ...] | None) -> Path:
+    """One bench with a section of its own (`documents` or `searchable`): results.json and report.md in a
+    run folder, and its section of docs/benchmarks.md."""
     from datetime import datetime
+    from importlib import import_module
 
-    from . import documents
     from .fleet import FleetCtl, FleetSession, default_command
 
+    bench = import_module(f"bench.{name}")
     started = datetime.now().astimezone()
-    out_dir = (out_root or REPO / "bench" / "results") / f"{started:%Y%m%d-%H%M%S}-documents"
+    out_dir = (out_root or REPO / "bench" / "results") / f"{started:%Y%m%d-%H%M%S}-{name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     ctl = FleetCtl(out_dir / "fleetctl.log", fleetctl_cmd.split() if fleetctl_cmd else default_command())
     with FleetSession(ctl) as session:
-        results = documents.run(session, _say, counts=counts or documents.COUNTS)
+        results = bench.run(session, _say, counts=counts or bench.COUNTS)
     results["fleet"] = session.note
     (out_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    block = documents.report(results, started.isoformat(timespec="seconds"))
+    block = bench.report(results, started.isoformat(timespec="seconds"))
     (out_dir / "report.md").write_text(block, encoding="utf-8")
-    documents.publish(block, docs_dir / "benchmarks.md")
-    if "speedup_2_over_1" in results:
-        _say(f"documents: 2 instances / 1 = {results['speedup_2_over_1']}x (target {documents.TARGET}x)")
+    bench.publish(block, docs_dir / "benchmarks.md")
+    for key in ("speedup_2_over_1", "pdf_2_over_1"):
+        if key in results:
+            _say(f"{name}: 2 instances / 1 = {results[key]}x")
     return out_dir / "report.md"
 
 

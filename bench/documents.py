@@ -34,18 +34,24 @@ BEGIN, END = "<!-- documents-bench -->", "<!-- /documents-bench -->"
 def make_document(pages: int = PAGES, seed: int = images_mod.DEFAULT_SEED) -> bytes:
     """A PDF of generated text pages, each an 800x1000 px picture at 200 dpi (a scan, so every page needs
     the model; the server renders it back at its default 200 dpi), the same bytes for a seed."""
+    return document_with_truth(pages, seed)[0]
+
+
+def document_with_truth(pages: int = PAGES, seed: int = images_mod.DEFAULT_SEED) -> tuple[bytes, list[list[str]]]:
+    """make_document's PDF and, per page, the lines the generator drew (the truth a reading is scored on)."""
     fonts = images_mod.Fonts.find()
-    frames = []
+    frames, truth = [], []
     for n in range(pages):
         rng = random.Random(seed * 7919 + n)
-        img, _ = images_mod._page(rng, "en", 800, 1000, fonts)
+        img, lines = images_mod._page(rng, "en", 800, 1000, fonts)
         frames.append(img.convert("RGB"))
+        truth.append(lines)
     buf = io.BytesIO()
     # fixed dates: Pillow stamps the current second otherwise, and the bytes must be the seed's alone
     stamp = time.gmtime(0)
     frames[0].save(buf, format="PDF", save_all=True, append_images=frames[1:], resolution=200.0,
                    creationDate=stamp, modDate=stamp)
-    return buf.getvalue()
+    return buf.getvalue(), truth
 
 
 def _post(url: str, doc: bytes) -> tuple[float, dict[str, Any]]:
@@ -174,11 +180,12 @@ def _joined(values: Any) -> str:
     return ", ".join(str(v) for v in values) if isinstance(values, list) and values else "-"
 
 
-def publish(block: str, page: Path) -> None:
-    """Put the block into the page, replacing the previous one (or before the latest full report)."""
+def publish(block: str, page: Path, begin: str = BEGIN, end: str = END) -> None:
+    """Put the block (between its `begin` and `end` markers) into the page, replacing the previous one (or
+    before the latest full report)."""
     text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", lambda _: block, text, flags=re.S)
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end) + "\n?", lambda _: block, text, flags=re.S)
     elif "## Latest report" in text:
         head, sep, tail = text.partition("## Latest report")
         text = f"{head}{block}\n{sep}{tail}"
@@ -187,9 +194,9 @@ def publish(block: str, page: Path) -> None:
     page.write_text(text, encoding="utf-8")
 
 
-def kept_block(page: Path) -> str:
-    """The block currently in the page, so a full-report publish keeps it."""
+def kept_block(page: Path, begin: str = BEGIN, end: str = END) -> str:
+    """The block (between `begin` and `end`) currently in the page, so a full-report publish keeps it."""
     if not page.exists():
         return ""
-    found = re.search(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", page.read_text(encoding="utf-8"), re.S)
+    found = re.search(re.escape(begin) + ".*?" + re.escape(end) + "\n?", page.read_text(encoding="utf-8"), re.S)
     return found.group(0) if found else ""

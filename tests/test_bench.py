@@ -21,6 +21,7 @@ from werkzeug.test import EnvironBuilder
 
 from bench import (
     ab,
+    documents,
     engine_limit,
     fleet_runner,
     images,
@@ -32,6 +33,7 @@ from bench import (
     report,
     runner,
     score,
+    searchable,
     smoke,
     summary,
 )
@@ -524,6 +526,12 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     assert "](benchmarks/latency_vs_concurrency.png)" in text
     assert (tmp_path / "docs" / "benchmarks" / "cold_vs_warm.png").exists()
     assert publish(out_dir, tmp_path / "docs2").name == "benchmarks.md"
+    # the sections the documents and searchable-PDF benches publish on their own survive a full publish
+    sections = (f"{documents.BEGIN}\nDOCUMENTS-RUN\n{documents.END}\n"
+                f"{searchable.BEGIN}\nSEARCHABLE-RUN\n{searchable.END}\n")
+    (tmp_path / "docs2" / "benchmarks.md").write_text(f"# Benchmarks\n\n{sections}", encoding="utf-8")
+    text = publish(out_dir, tmp_path / "docs2").read_text(encoding="utf-8")
+    assert "DOCUMENTS-RUN" in text and "SEARCHABLE-RUN" in text and "\n## Latest report:" in text
 
 
 def test_cli_rejects_bad_lists() -> None:
