@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import plots, report, searchable
+from . import languages, plots, report, searchable
 from .documents import kept_block
 from .runner import backfill
 
@@ -116,7 +116,8 @@ def publish(run_dir: Path, docs: Path) -> Path:
     body = report.render(results, made, asset_prefix="benchmarks/")
     body = demote(body).replace("## OCR Fleet benchmark:", "## Latest report:", 1)
     target = docs / "benchmarks.md"
-    # the documents and searchable-PDF benches publish sections of their own: keep them
-    kept = [kept_block(target), kept_block(target, searchable.BEGIN, searchable.END)]
+    # the documents, searchable-PDF and languages benches publish sections of their own: keep them
+    kept = [kept_block(target), kept_block(target, searchable.BEGIN, searchable.END),
+            kept_block(target, languages.BEGIN, languages.END)]
     target.write_text(PREFACE + "".join(block + "\n" for block in kept if block) + body, encoding="utf-8")
     return target
