@@ -88,39 +88,39 @@ class TesseractReader:
 
 
 class FleetReader:
-    """The fleet through its gateway with `lang=` (a code, or `auto`), every page a cache miss."""
+    """The fleet through its gateway with `lang=` (a code, or `auto`) and maybe a `route=`, every page a cache
+    miss, one page at a time."""
 
-    def __init__(self, gateway: str, lang: str | None = None) -> None:
+    def __init__(self, gateway: str, lang: str | None = None, route: str | None = None) -> None:
         self.url = f"{gateway.rstrip('/')}/api/ocr"
         self.lang = lang  # None: each page's own language code
+        self.route = route  # None: the language's default route
 
     def read(self, files: Sequence[Path], code: str) -> Reading:
+        params = {"lang": self.lang or code, **({"route": self.route} if self.route else {})}
         lines: dict[str, list[str]] = {}
         meta: dict[str, dict[str, Any]] = {}
         seconds = 0.0
         for path in files:
             started = time.perf_counter()
-            resp = requests.post(self.url, params={"lang": self.lang or code}, data=path.read_bytes(), timeout=300,
+            resp = requests.post(self.url, params=params, data=path.read_bytes(), timeout=300,
                                  headers={"Content-Type": "image/png", "Cache-Control": "no-cache"})
             seconds += time.perf_counter() - started
             if resp.status_code != 200:
-                raise RuntimeError(f"lang={self.lang or code} got {resp.status_code}: {resp.text[:300]}")
+                raise RuntimeError(f"{params} got {resp.status_code}: {resp.text[:300]}")
             body = resp.json()
             lines[path.stem] = score.answer_lines(body.get("data", body))
-            meta[path.stem] = route_of(body)
+            meta[path.stem] = recognizer_of(body)
         return Reading(lines, seconds, meta)
 
     def close(self) -> None:
         """Nothing to stop: the fleet is the session's."""
 
 
-def route_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What an answer says about the page's language: the fields the API puts beside `data` (language,
-    script, recognizer), wherever the page's record keeps them."""
-    found: dict[str, Any] = {}
-    for key in ("language", "lang", "languages", "script", "recognizer", "route"):
-        for holder in (body, *(body.get("pages") or [])[:1], body.get("language") if isinstance(
-                body.get("language"), dict) else {}):
-            if isinstance(holder, Mapping) and key in holder and not isinstance(holder[key], dict):
-                found.setdefault(key, holder[key])
-    return found
+def recognizer_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer's `recognizer` (lang, engine, route and, for lang=auto, script), beside `data` or in the
+    first page's record."""
+    for holder in (body, *(body.get("pages") or [])[:1]):
+        if isinstance(holder, Mapping) and isinstance(holder.get("recognizer"), Mapping):
+            return dict(holder["recognizer"])
+    return {}

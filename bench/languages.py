@@ -106,6 +106,7 @@ def run(session: FleetSession, say: Callable[[str], None], counts: Sequence[int]
     gateway = status.gateway or "http://127.0.0.1:8080"
     fleet_note = fleet_languages(gateway)
     if fleet_note is None:
+        readers["lines"] = FleetReader(gateway, route="lines")
         readers["lang=CODE"] = FleetReader(gateway)
         readers["lang=auto"] = FleetReader(gateway, "auto")
     try:
@@ -151,22 +152,24 @@ def reference_speed(rows: Sequence[Mapping[str, Any]], base: Sequence[str] = SPE
 
 
 def auto_accuracy(answers: Mapping[str, Sequence[Mapping[str, Any]]], scripts: Mapping[str, str]) -> dict[str, Any]:
-    """The share of pages whose script lang=auto picked right, and the pages it got wrong."""
+    """The share of pages whose script lang=auto picked right (the answer's `recognizer.script`, else the
+    script of the language it read), and the pages it got wrong."""
     from ocr_app.models import languages
 
     right, misses = 0, []
     for code, pages in answers.items():
         for page in pages:
             picked = page.get("script")
-            if picked is None and page.get("language"):
+            if picked is None and page.get("lang"):
                 try:
-                    picked = languages.resolve(str(page["language"]).split(",")[0]).script
+                    picked = languages.resolve(str(page["lang"]).split(",")[0]).script
                 except languages.UnknownLanguage:
                     picked = None
             if picked == scripts[code]:
                 right += 1
             else:
-                misses.append({"page": page["page"], "want": scripts[code], "got": picked})
+                misses.append({"page": page["page"], "want": scripts[code], "got": picked,
+                               "route": page.get("route")})
     total = right + len(misses)
     return {"pages": total, "right": right, "share": round(right / total, 4) if total else None, "misses": misses}
 

@@ -67,8 +67,8 @@ def test_recommend_meets_the_targets_first_then_the_lowest_cer_then_speed() -> N
 
 
 def test_auto_accuracy_counts_scripts_from_the_script_or_the_language() -> None:
-    answers = {"ru": [{"page": "ru-scan-0", "script": "Cyrillic"}, {"page": "ru-photo-0", "language": "uk"}],
-               "zh": [{"page": "zh-scan-0", "language": "ja"}, {"page": "zh-photo-0"}]}
+    answers = {"ru": [{"page": "ru-scan-0", "script": "Cyrillic"}, {"page": "ru-photo-0", "lang": "uk"}],
+               "zh": [{"page": "zh-scan-0", "lang": "ja"}, {"page": "zh-photo-0", "route": "ppocr"}]}
     got = languages.auto_accuracy(answers, {"ru": "Cyrillic", "zh": "Han"})
     assert got["pages"] == 4 and got["right"] == 2 and got["share"] == 0.5
     assert {m["page"]: m["got"] for m in got["misses"]} == {"zh-scan-0": "Japanese", "zh-photo-0": None}
@@ -110,3 +110,12 @@ def test_publish_replaces_its_block_and_a_full_publish_keeps_it(tmp_path: Path) 
 def test_cli_offers_the_languages_section() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0 and "--languages" in result.output and "lang=auto" in result.output
+
+
+def test_the_recognizer_is_read_beside_the_data_or_from_the_first_page() -> None:
+    from bench.langreaders import recognizer_of
+
+    rec = {"lang": "ru", "engine": "tesseract", "route": "lines"}
+    assert recognizer_of({"data": [], "recognizer": rec}) == rec
+    assert recognizer_of({"pages": [{"page": 1, "recognizer": {**rec, "script": "Cyrillic"}}]})["script"] == "Cyrillic"
+    assert recognizer_of({"data": []}) == {}
