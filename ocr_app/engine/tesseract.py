@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ocr_app.engine.base import EngineError
-from ocr_app.engine.tesseract_lines import LinePrep, crop_line, to_image_points
+from ocr_app.engine.tesseract_lines import LinePrep, crop_line, strip_joiners, to_image_points, whole_lines
 from ocr_app.errors import RecognitionTimeout
 from ocr_app.results import Line, OcrResult, Word
 
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # tesserocr only when a language is first loaded).
 PSM_AUTO = 3
 PSM_SINGLE_LINE = 7
+# Raw line mode: what a line crop gets again when line mode found nothing in it (Tesseract's line-mode
+# layout can drop a whole clean line, seen on Arabic; raw line mode skips that step).
+PSM_RAW_LINE = 13
 PSM_OSD_ONLY = 0
 # Resolution told to Tesseract for the images it reads: ours carry none, and its default (70 dpi, with a
 # warning per page) makes it treat normal text as huge.
@@ -156,7 +159,7 @@ class Tesseract:
             api = self.apis.get(langs)
             api.SetPageSegMode(PSM_SINGLE_LINE)
             with _deadline(self.timeout_ms) as left:
-                for box in boxes:
+                for box in whole_lines(boxes):
                     crop = crop_line(gray, box, self.prep)
                     if crop is None:
                         continue
@@ -164,6 +167,13 @@ class Tesseract:
                     if not api.Recognize(timeout=left()):
                         raise RecognitionTimeout(self.timeout_ms)
                     line = _one_line(api, crop, box, words)
+                    if line is None:
+                        api.SetPageSegMode(PSM_RAW_LINE)
+                        _set_image(api, crop.pixels)
+                        if not api.Recognize(timeout=left()):
+                            raise RecognitionTimeout(self.timeout_ms)
+                        line = _one_line(api, crop, box, words)
+                        api.SetPageSegMode(PSM_SINGLE_LINE)
                     if line is not None:
                         lines.append(line)
             api.Clear()
@@ -236,7 +246,7 @@ def _tsv_lines(api: Any) -> list[_TsvLine]:
         if cols[0] == "4":
             lines[key] = _TsvLine(box, [])
             continue
-        text = cols[11].strip() if len(cols) > 11 else ""
+        text = strip_joiners(cols[11].strip()) if len(cols) > 11 else ""
         if text and key in lines:
             lines[key].words.append((text, max(0.0, min(100.0, conf)) / 100.0, box))
     return [line for line in lines.values() if line.words]
