@@ -97,7 +97,7 @@ def strip_joiners(text: str) -> str:
     text has none; it is invisible and breaks search, so it goes. Elsewhere (Persian) it is kept."""
     if "\u200c" not in text:
         return text
-    out = []
+    out: list[str] = []
     for ch in text:
         if ch == "\u200c" and out and unicodedata.name(out[-1], "").endswith("VIRAMA"):
             continue
