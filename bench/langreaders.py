@@ -34,7 +34,8 @@ class EngineReader:
     """PP-OCR (or any OCR_* settings) through the instance's own page reader, in a child process."""
 
     def __init__(self, label: str, settings: Mapping[str, str]) -> None:
-        self.child = engine_profiles.start(label, settings)
+        # no lang: the profile's own languages, PP-OCR alone, whatever OCR_LANG the shell has
+        self.child = engine_profiles.start(label, {"OCR_LANG": "", **settings})
 
     def read(self, files: Sequence[Path], code: str) -> Reading:
         reply = self.child.ask({"files": [str(p) for p in files], "answers": True})

@@ -66,12 +66,14 @@ def test_recommend_meets_the_targets_first_then_the_lowest_cer_then_speed() -> N
     assert checks["vi"]["judged_on"] == "Tesseract psm 3"
 
 
-def test_auto_accuracy_counts_scripts_from_the_script_or_the_language() -> None:
+def test_auto_accuracy_counts_the_script_found_and_the_route_taken() -> None:
     answers = {"ru": [{"page": "ru-scan-0", "script": "Cyrillic"}, {"page": "ru-photo-0", "lang": "uk"}],
                "zh": [{"page": "zh-scan-0", "lang": "ja"}, {"page": "zh-photo-0", "route": "ppocr"}]}
     got = languages.auto_accuracy(answers, {"ru": "Cyrillic", "zh": "Han"})
-    assert got["pages"] == 4 and got["right"] == 2 and got["share"] == 0.5
-    assert {m["page"]: m["got"] for m in got["misses"]} == {"zh-scan-0": "Japanese", "zh-photo-0": None}
+    assert got["pages"] == 4 and got["right"] == 1 and got["share"] == 0.25
+    assert got["routed"] == 2  # no script found, PP-OCR read it: right for a Chinese page
+    assert {m["page"]: m["got"] for m in got["misses"]} == {"ru-photo-0": None, "zh-scan-0": None,
+                                                             "zh-photo-0": None}
 
 
 def test_report_names_every_language_reader_and_verdict() -> None:
@@ -88,7 +90,8 @@ def test_report_names_every_language_reader_and_verdict() -> None:
 def test_report_quotes_auto_against_its_target() -> None:
     answers = {"ru": [{"page": f"ru-{n}", "script": "Cyrillic"} for n in range(49)] + [{"page": "ru-x"}]}
     block = languages.report(_results(auto_answers=answers, fleet_skipped=None), "now")
-    assert "right script on 49 of 50 pages (**98.0%**, target 98%: met); wrong: ru-x (none for Cyrillic)." in block
+    assert "right script on 49 of 50 pages (**98.0%**, target 98%: met), and sent 49 (98.0%)" in block
+    assert "route taken): ru-x (none for Cyrillic, None)." in block
 
 
 def test_publish_replaces_its_block_and_a_full_publish_keeps_it(tmp_path: Path) -> None:
@@ -119,3 +122,17 @@ def test_the_recognizer_is_read_beside_the_data_or_from_the_first_page() -> None
     assert recognizer_of({"data": [], "recognizer": rec}) == rec
     assert recognizer_of({"pages": [{"page": 1, "recognizer": {**rec, "script": "Cyrillic"}}]})["script"] == "Cyrillic"
     assert recognizer_of({"data": []}) == {}
+
+
+def test_a_tie_within_half_a_point_goes_to_pp_ocr_then_lines() -> None:
+    rows = _rows({("fr", "PP-OCR accurate"): (0.0, 0.001), ("fr", "Tesseract psm 3"): (0.0, 0.0),
+                  ("fr", "lines"): (0.0, 0.004)},
+                 {("fr", "PP-OCR accurate"): 8.0, ("fr", "Tesseract psm 3"): 1.0, ("fr", "lines"): 2.0})
+    cer, speed = languages.cer_table(rows), languages.speeds(rows)
+    assert languages.recommend(cer, speed, "fr") == ("ppocr", "PP-OCR accurate")
+    del cer[("fr", "PP-OCR accurate", "scan")]
+    assert languages.recommend(cer, speed, "fr") == ("lines", "lines")
+
+
+def test_zero_width_format_characters_are_not_counted() -> None:
+    assert languages.visible(["மற்றும்\u200c ஆண்டு", "\u200fשלום"]) == ["மற்றும் ஆண்டு", "שלום"]
