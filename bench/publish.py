@@ -28,6 +28,7 @@ make bench-gateway     # warm hits at c=50 via the gateway with API keys and its
 python -m bench --images ~/photos        # your own photos instead of the generated set
 python -m bench --instances 2 --concurrency 4,50 --no-peer   # any part of the matrix
 python -m bench --smoke                  # self-test of the pipeline against a tiny built-in server
+python -m bench --languages              # CER per language and reader, pages/s, lang=auto: its own section
 python -m bench.engine_profiles --quick  # only the engine profiles table on the hard set
 python -m bench.engine_profiles --engines  # only rapidocr vs paddleocr (accurate and fast) on the hard set
 ```
