@@ -66,7 +66,7 @@ class Settings:
     pdf_render_seconds: float = field(default=10.0, metadata={"env": "OCR_PDF_RENDER_SECONDS", "min": 0.001})
     # format=pdf: the searchable PDF's size, and the words its text layer may hold (checked before rendering).
     pdf_max_output_mb: float = field(default=100.0, metadata={"env": "OCR_PDF_MAX_OUTPUT_MB", "min": 0.001})
-    pdf_max_words: int = field(default=100_000, metadata={"env": "OCR_PDF_MAX_WORDS", "min": 1})
+    pdf_max_words: int = field(default=50_000, metadata={"env": "OCR_PDF_MAX_WORDS", "min": 1})
     # May hold a password (a fleet of several hosts: docs/multihost.md), so it is never shown.
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"}, repr=False)
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})

@@ -3,7 +3,8 @@
 img2pdf embeds JPEG (and most PNG and TIFF) data as it is, without re-encoding. The page is shown as the
 client's image is (EXIF orientation applied, as /Rotate), because that is the space the boxes are in.
 What img2pdf refuses (an alpha channel, a mirrored orientation, an odd colour space) is converted to
-RGB PNG first: the one case where the picture is re-encoded, losslessly.
+RGB PNG first: the one case where the picture is re-encoded, losslessly. No dates are written, so equal
+uploads give equal PDFs.
 """
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ def image_document(data: bytes, all_frames: bool) -> bytes:
     mirrored = not all_frames and frames[0][1] in _MIRRORED
     if not mirrored:
         try:
-            return bytes(img2pdf.convert(data, layout_fun=layout, first_frame_only=not all_frames,
+            return bytes(img2pdf.convert(data, layout_fun=layout, first_frame_only=not all_frames, nodate=True,
                                          rotation=img2pdf.Rotation.none if all_frames else img2pdf.Rotation.ifvalid))
         except (img2pdf.AlphaChannelError, img2pdf.UnsupportedColorspaceError, img2pdf.JpegColorspaceError,
                 img2pdf.ImageOpenError, ValueError, OSError):
             pass
     dpis = iter([dpi for dpi, _ in frames])
     pngs = list(_as_png(data, all_frames))
-    return bytes(img2pdf.convert(pngs, layout_fun=layout, rotation=img2pdf.Rotation.none))
+    return bytes(img2pdf.convert(pngs, layout_fun=layout, rotation=img2pdf.Rotation.none, nodate=True))
 
 
 def stated_dpi(img: Image.Image) -> float:

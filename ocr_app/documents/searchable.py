@@ -12,6 +12,7 @@ does not carry them. Pure: bytes and pages in, bytes out.
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 from contextlib import closing
 from pathlib import Path
@@ -110,7 +111,10 @@ def graft(pdf: pikepdf.Pdf, page: pikepdf.Page, text_page: pikepdf.Page) -> None
     form = pdf.copy_foreign(text_page.as_form_xobject())
     if Name.Resources not in page.obj:
         page.obj.Resources = page.get_resources()  # inherited from the page tree: keep it reachable
-    name = page.add_resource(form, Name.XObject, prefix="OCR")
+    taken = page.get_resources().get(Name.XObject, {})
+    # a name of our own that the page does not use yet (not a random one: equal uploads, equal PDFs)
+    name = next(Name(f"/OCRText{i or ''}") for i in range(len(taken) + 1) if Name(f"/OCRText{i or ''}") not in taken)
+    page.add_resource(form, Name.XObject, name, replace_existing=False)
     layer = pdf.make_stream(b"q %s cm %s Do Q\n" % (ctm.encode(), str(name).encode()))
     # prepended: it runs in the page's initial graphics state, whatever the page's own content leaves
     page.contents_add(layer, prepend=True)
@@ -134,6 +138,8 @@ def _render(trees: list[tuple[int, Any]], path: Path) -> None:
     from ocrmypdf.font import BuiltinFontProvider, MultiFontManager
     from ocrmypdf.fpdf_renderer import Fpdf2MultiPageRenderer
 
+    # fpdf2 subsets the font with fontTools, which logs every table it prunes at INFO: keep that out of ours
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     # The bundled fonts only (NotoSans, and Occulta for every other script): no search of the host's fonts.
     fonts = MultiFontManager(font_provider=BuiltinFontProvider())
     Fpdf2MultiPageRenderer([(number - 1, tree, TEXT_DPI) for number, tree in trees], fonts,
