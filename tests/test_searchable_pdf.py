@@ -342,3 +342,20 @@ def test_hostile_pages(tmp_path: Path) -> None:
         searchable_pdf(blank_pdf(40), [PageResult(1, 612, 792, "ocr", pages[0].lines)], options, small)
     assert too_big.value.status == 413 and too_big.value.code == 41332
     assert "OCR_PDF_MAX_OUTPUT_MB" in too_big.value.msg
+
+
+def test_a_page_that_inherits_its_resources_keeps_them(tmp_path: Path) -> None:
+    """Resources on the page tree, not the page: the text layer is added without hiding the scan."""
+    with pikepdf.open(io.BytesIO(text_pdf([("scan", "Inherited")]))) as pdf:
+        page = pdf.pages[0]
+        pdf.Root.Pages.Resources = page.obj.Resources
+        del page.obj["/Resources"]
+        out = io.BytesIO()
+        pdf.save(out)
+    sent = out.getvalue()
+    lines = [line("Inherited", quad(100, 280, 700, 360))]
+    got = searchable_pdf(sent, [PageResult(1, 1700, 2200, "ocr", lines)], RequestOptions(dpi=DPI), SETTINGS)
+    check_valid(got, tmp_path)
+    assert image_streams(got) == image_streams(sent) and len(image_streams(got)) == 1
+    assert "Inherited" in pdftotext(got, tmp_path)
+    assert searchable_pdf(sent, [PageResult(1, 1700, 2200, "ocr", lines)], RequestOptions(dpi=DPI), SETTINGS) == got

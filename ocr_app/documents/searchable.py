@@ -109,9 +109,10 @@ def graft(pdf: pikepdf.Pdf, page: pikepdf.Page, text_page: pikepdf.Page) -> None
            @ Matrix().scaled((right - left) / tw, (top - bottom) / th)
            @ Matrix().translated((left + right) / 2, (top + bottom) / 2))
     form = pdf.copy_foreign(text_page.as_form_xobject())
-    if Name.Resources not in page.obj:
-        page.obj.Resources = page.get_resources()  # inherited from the page tree: keep it reachable
-    taken = page.get_resources().get(Name.XObject, {})
+    inherited = page.get_resources()
+    if Name.Resources not in page.obj and inherited is not None:
+        page.obj.Resources = inherited  # from the page tree: a page's own /Resources would hide it
+    taken: Any = inherited.get(Name.XObject, {}) if inherited is not None else {}
     # a name of our own that the page does not use yet (not a random one: equal uploads, equal PDFs)
     name = next(Name(f"/OCRText{i or ''}") for i in range(len(taken) + 1) if Name(f"/OCRText{i or ''}") not in taken)
     page.add_resource(form, Name.XObject, name, replace_existing=False)
