@@ -17,6 +17,7 @@ import requests
 from docgen import pages_pdf, text_pdf, tiff_pages
 from fpdf import FPDF
 from helpers import Proc, text_image, unique_tag
+from inproc import build_app, png
 from pages import two_column_page
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
@@ -359,3 +360,18 @@ def test_a_page_that_inherits_its_resources_keeps_them(tmp_path: Path) -> None:
     assert image_streams(got) == image_streams(sent) and len(image_streams(got)) == 1
     assert "Inherited" in pdftotext(got, tmp_path)
     assert searchable_pdf(sent, [PageResult(1, 1700, 2200, "ocr", lines)], RequestOptions(dpi=DPI), SETTINGS) == got
+
+
+def test_limits_answer_their_own_codes_over_http(tmp_path: Path) -> None:
+    """The app's own limits with a small OCR_PDF_MAX_OUTPUT_MB and OCR_MAX_PAGES (the engine stands in)."""
+    client = build_app(tmp_path / "run", pdf_max_output_mb=0.01, max_pages=2).test_client()
+    big = png(8, size=(600, 400))  # noise: its PDF is larger than 10 KB
+    resp = client.post("/api/ocr?format=pdf", data=big, headers={"Content-Type": "image/png"})
+    assert resp.status_code == 413 and resp.get_json()["code"] == 41332
+    assert "OCR_PDF_MAX_OUTPUT_MB" in resp.get_json()["msg"]
+    ok = client.post("/api/ocr?format=pdf", data=png(9, size=(40, 20)), headers={"Content-Type": "image/png"})
+    assert ok.status_code == 200 and ok.mimetype == "application/pdf"
+    # a TIFF of more frames than OCR_MAX_PAGES: every frame would be a page, so it is refused
+    frames = tiff_pages(["one", "two", "three"], size=(40, 20), font_size=10)
+    resp = client.post("/api/ocr?format=pdf&pages=1", data=frames, headers={"Content-Type": "image/tiff"})
+    assert resp.status_code == 422 and resp.get_json()["code"] == 42230
