@@ -11,6 +11,7 @@ does not carry them. Pure: bytes and pages in, bytes out.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tempfile
@@ -70,8 +71,12 @@ def searchable_pdf(original: bytes, pages: list[PageResult], options: RequestOpt
                 with pikepdf.open(text_path) as text:
                     for (number, _), text_page in zip(trees, text.pages, strict=True):
                         graft(pdf, pdf.pages[number - 1], text_page)
+        if fmt != "PDF":  # a new PDF: its first ID from the upload (img2pdf's changes with the clock)
+            first = pikepdf.String(hashlib.md5(original, usedforsecurity=False).digest())
+            pdf.trailer.ID = pikepdf.Array([first, first])
         out = io.BytesIO()
-        # encryption=False: a password-protected input comes back open (documented in docs/api.md)
+        # encryption=False: a password-protected input comes back open (documented in docs/api.md);
+        # the second ID is a hash of the content, so equal uploads give equal PDFs
         pdf.save(out, encryption=False, deterministic_id=True)
     body = out.getvalue()
     if len(body) > settings.pdf_max_output_bytes:
