@@ -1,6 +1,8 @@
 """The JSON lines -> OCRmyPDF OcrElement tree that both the searchable PDF and the OCRmyPDF plugin render."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,12 @@ def test_a_turned_line_listed_from_the_images_top_left_still_reads_along_its_tex
     assert [line.textangle for line in tree.children] == [270.0, 90.0, 270.0]
     split = tree.children[2].children  # split along the side, top to bottom
     assert [w.text for w in split] == ["Turned", "page"] and split[0].bbox.bottom <= split[1].bbox.top
+
+
+def test_the_builder_is_light_for_a_client() -> None:
+    """The OCRmyPDF plugin imports it without the server's stack (Flask, ONNX Runtime, numpy, Pillow)."""
+    code = ("import sys, ocr_app.documents.ocr_tree; "
+            "print(sorted(m for m in ('flask', 'numpy', 'PIL', 'onnxruntime', 'pikepdf', 'fpdf', 'redis') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
