@@ -108,3 +108,23 @@ def test_the_builder_is_light_for_a_client() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_touching_words_are_parted_along_their_line(turn: int) -> None:
+    """Word boxes that touch (the engine's often do) get a hairline between them, whichever way the line runs."""
+    def turned(x: float, y: float) -> list[float]:  # the page turned `turn` degrees clockwise (1000 x 1000)
+        return {0: [x, y], 90: [1000 - y, x], 180: [1000 - x, 1000 - y], 270: [y, 1000 - x]}[turn]
+
+    def box(x0: float, x1: float) -> list[list[float]]:
+        return [turned(x, y) for x, y in ((x0, 100), (x1, 100), (x1, 140), (x0, 140))]
+
+    line = {"text": "ab cd", "confidence": 1.0, "box": box(100, 300),
+            "words": [{"text": "ab", "confidence": 1.0, "box": box(100, 200)},
+                      {"text": "cd", "confidence": 1.0, "box": box(200, 300)}]}
+    (element,) = page_tree(1000, 1000, [line], dpi=300).children
+    first, second = (w.bbox for w in element.children)
+    axis = 0 if turn in (0, 180) else 1
+    ends = [(b.left, b.right) if axis == 0 else (b.top, b.bottom) for b in (first, second)]
+    gap = max(ends[0][0], ends[1][0]) - min(ends[0][1], ends[1][1])
+    assert gap == pytest.approx(0.05 * 40)  # WORD_GAP_SHARE of the line's height, half from each word

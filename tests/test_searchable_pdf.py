@@ -24,6 +24,7 @@ from rapidfuzz.distance import Levenshtein
 
 from ocr_app.config import Settings
 from ocr_app.documents.formats import as_text
+from ocr_app.documents.image_pdf import stated_dpi
 from ocr_app.documents.lines import words_of
 from ocr_app.documents.pages import PageResult
 from ocr_app.documents.searchable import searchable_pdf
@@ -381,3 +382,34 @@ def test_limits_answer_their_own_codes_over_http(tmp_path: Path) -> None:
     frames = tiff_pages(["one", "two", "three"], size=(40, 20), font_size=10)
     resp = client.post("/api/ocr?format=pdf&pages=1", data=frames, headers={"Content-Type": "image/tiff"})
     assert resp.status_code == 422 and resp.get_json()["code"] == 42230
+
+
+@pytest.mark.parametrize("kind", ["alpha png", "exif 6 jpeg", "mirrored exif 5 jpeg", "webp", "bmp"])
+def test_every_image_kind_becomes_its_page_as_displayed(kind: str, tmp_path: Path) -> None:
+    """Boxes are in the image as displayed (EXIF orientation applied): the words land there whatever the
+    file's own layout; img2pdf's refusals (alpha, a mirrored orientation) go through an RGB PNG."""
+    upright = Image.open(io.BytesIO(text_image("Shown upright", size=(600, 200), fmt="PNG")))
+    buf = io.BytesIO()
+    if kind.endswith("jpeg"):
+        orientation = int(kind.split()[-2])
+        stored = upright.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.TRANSPOSE)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        stored.save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    elif kind == "alpha png":
+        upright.convert("RGBA").save(buf, "PNG")
+    else:
+        upright.save(buf, kind.upper())
+    words = [{"text": t, "confidence": 1.0, "box": quad(x0, 60, x1, 140)} for t, x0, x1 in
+             (("Shown", 20, 250), ("upright", 270, 560))]
+    page = PageResult(1, 600, 200, "ocr", [line("Shown upright", quad(20, 60, 560, 140), words)])
+    pdf = searchable_pdf(buf.getvalue(), [page], RequestOptions(), SETTINGS)
+    check_valid(pdf, tmp_path)
+    width, height = page_size(pdf)
+    with pikepdf.open(io.BytesIO(pdf)) as opened:
+        turned = opened.pages[0].rotation in (90, 270)
+    dpi = stated_dpi(Image.open(io.BytesIO(buf.getvalue())))
+    assert dpi == pytest.approx(96 if kind == "bmp" else 300, abs=0.1)  # Pillow writes 96 dpi into a BMP
+    shown = (height, width) if turned else (width, height)
+    assert shown == pytest.approx((600 * 72 / dpi, 200 * 72 / dpi))
+    assert_words_on_boxes(page.lines, page_words(pdf, tmp_path)[0], dpi / 72)

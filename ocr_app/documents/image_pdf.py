@@ -54,8 +54,13 @@ def image_document(data: bytes, all_frames: bool) -> bytes:
                 img2pdf.ImageOpenError, ValueError, OSError):
             pass
     dpis = iter([dpi for dpi, _ in frames])
-    pngs = list(_as_png(data, all_frames))
-    return bytes(img2pdf.convert(pngs, layout_fun=layout, rotation=img2pdf.Rotation.none, nodate=True))
+    try:
+        pngs = list(_as_png(data, all_frames))
+        return bytes(img2pdf.convert(pngs, layout_fun=layout, rotation=img2pdf.Rotation.none, nodate=True))
+    except BrokenDocument:
+        raise
+    except Exception as exc:  # Pillow's and img2pdf's errors share no base class
+        raise BrokenDocument(f"the image could not be made into a PDF: {exc}") from None
 
 
 def stated_dpi(img: Image.Image) -> float:

@@ -85,8 +85,7 @@ def _line_element(line: dict[str, Any], page_box: BoundingBox, line_class: str,
     quarter = round(angle / 90.0) * 90  # a turned line: hOCR's textangle is counter-clockwise
     textangle = float(-quarter % 360) if quarter % 360 else None
     baseline = _baseline(box, quarter, angle - quarter)
-    if textangle is None:
-        _part(words, WORD_GAP_SHARE * math.dist(box[0], box[3]))
+    _part(words, WORD_GAP_SHARE * math.dist(box[0], box[3]), 180 if abs(quarter) == 180 else quarter)
     return OcrElement(ocr_class=line_class, bbox=bbox, text=clean_text(line.get("text", "")),
                       confidence=_confidence(line.get("confidence")), baseline=baseline,
                       textangle=textangle, children=words)
@@ -133,19 +132,26 @@ def _centre(box: Any) -> tuple[float, float] | None:
     return (sum(xs) / len(xs), sum(ys) / len(ys)) if xs else None
 
 
-def _part(words: list[OcrElement], gap: float) -> None:
-    """Move the facing edges of touching or overlapping neighbours apart to `gap`, half each, taking at
-    most a quarter of either word's width: each word stays on its box, and the two read as two."""
-    for left, right in itertools.pairwise(words):
-        a, b = left.bbox, right.bbox
+def _part(words: list[OcrElement], gap: float, quarter: int) -> None:
+    """Move the facing ends of touching or overlapping neighbours apart to `gap`, half each, taking at
+    most a quarter of either word's length: each word stays on its box, and the two read as two.
+
+    `quarter` is the way the line runs (clockwise degrees: 0 rightwards, 90 down, 180 leftwards, -90 up)."""
+    # the box sides facing the next word and the previous one, and the sign of the way forward
+    near, far, sign = {0: ("right", "left", 1), 90: ("bottom", "top", 1), 180: ("left", "right", -1),
+                       -90: ("top", "bottom", -1)}[quarter]
+    for before, after in itertools.pairwise(words):
+        a, b = before.bbox, after.bbox
         assert a is not None and b is not None
-        short = gap - (b.left - a.right)
-        if short <= 0 or b.left < a.left:
-            continue
-        a_cut = min(short / 2, a.width / 4)
-        b_cut = min(short / 2, b.width / 4)
-        a.right -= a_cut
-        b.left += b_cut
+        short = gap - sign * (getattr(b, far) - getattr(a, near))
+        if short <= 0 or short > gap + min(_length(a, quarter), _length(b, quarter)):
+            continue  # apart already, or not neighbours on the line (out of order)
+        setattr(a, near, getattr(a, near) - sign * min(short / 2, _length(a, quarter) / 4))
+        setattr(b, far, getattr(b, far) + sign * min(short / 2, _length(b, quarter) / 4))
+
+
+def _length(box: BoundingBox, quarter: int) -> float:
+    return box.width if quarter in (0, 180) else box.height
 
 
 def _points(box: Any, page_box: BoundingBox) -> list[tuple[float, float]] | None:

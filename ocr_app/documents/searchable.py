@@ -54,6 +54,19 @@ def searchable_pdf(original: bytes, pages: list[PageResult], options: RequestOpt
     import pikepdf
 
     fmt = upload_format(original)
+    try:
+        body = _assemble(original, fmt, ocred, options, settings)
+    except pikepdf.PdfError as exc:  # qpdf could not write what PDFium read: a broken file, not our bug
+        raise BrokenDocument(f"the PDF could not be rewritten as a searchable PDF: {exc}") from None
+    if len(body) > settings.pdf_max_output_bytes:
+        raise PdfOutputTooLarge(len(body), settings.pdf_max_output_mb)
+    return body
+
+
+def _assemble(original: bytes, fmt: str | None, ocred: list[PageResult], options: RequestOptions,
+              settings: Settings) -> bytes:
+    import pikepdf
+
     if fmt == "PDF":
         pdf = _open_pdf(original, options.password)
     else:
@@ -78,10 +91,7 @@ def searchable_pdf(original: bytes, pages: list[PageResult], options: RequestOpt
         # encryption=False: a password-protected input comes back open (documented in docs/api.md);
         # the second ID is a hash of the content, so equal uploads give equal PDFs
         pdf.save(out, encryption=False, deterministic_id=True)
-    body = out.getvalue()
-    if len(body) > settings.pdf_max_output_bytes:
-        raise PdfOutputTooLarge(len(body), settings.pdf_max_output_mb)
-    return body
+    return out.getvalue()
 
 
 def check_words(pages: list[PageResult], settings: Settings) -> None:
