@@ -28,7 +28,7 @@ from ocr_app.documents.image_pdf import stated_dpi
 from ocr_app.documents.lines import words_of
 from ocr_app.documents.pages import PageResult
 from ocr_app.documents.searchable import searchable_pdf
-from ocr_app.errors import PdfOutputTooLarge, TooManyWordsForPdf
+from ocr_app.errors import PdfOutputTooLarge, TooManyWordsForPdf, UnsupportedImage
 from ocr_app.options import RequestOptions
 
 PDF_TYPE = {"Content-Type": "application/pdf"}
@@ -339,6 +339,9 @@ def test_hostile_pages(tmp_path: Path) -> None:
     # a document with nothing to write: still the same, valid PDF
     nothing = searchable_pdf(blank_pdf(), [PageResult(1, 612, 792, "ocr", [])], options, SETTINGS)
     check_valid(nothing, tmp_path)
+    # no upload (a caller that kept only the pages): a clear refusal
+    with pytest.raises(UnsupportedImage):
+        searchable_pdf(b"", pages, options, SETTINGS)
     # more words than the bound: refused before rendering
     many = [line(" ".join(["w"] * 1000), quad(10, 10 + i, 600, 11 + i)) for i in range(120)]
     with pytest.raises(TooManyWordsForPdf) as err:

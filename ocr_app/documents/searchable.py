@@ -29,6 +29,7 @@ from ocr_app.errors import (
     PdfWrongPassword,
     TooManyPages,
     TooManyWordsForPdf,
+    UnsupportedImage,
 )
 from ocr_app.options import RequestOptions
 
@@ -54,6 +55,8 @@ def searchable_pdf(original: bytes, pages: list[PageResult], options: RequestOpt
     import pikepdf
 
     fmt = upload_format(original)
+    if fmt is None:  # the upload itself is needed, as sent: not its pages, nor nothing
+        raise UnsupportedImage("format=pdf needs the upload as sent (a PDF or an image): got none of them")
     try:
         body = _assemble(original, fmt, ocred, options, settings)
     except pikepdf.PdfError as exc:  # qpdf could not write what PDFium read: a broken file, not our bug
@@ -63,7 +66,7 @@ def searchable_pdf(original: bytes, pages: list[PageResult], options: RequestOpt
     return body
 
 
-def _assemble(original: bytes, fmt: str | None, ocred: list[PageResult], options: RequestOptions,
+def _assemble(original: bytes, fmt: str, ocred: list[PageResult], options: RequestOptions,
               settings: Settings) -> bytes:
     import pikepdf
 
@@ -173,7 +176,7 @@ def _open_pdf(data: bytes, password: str | None) -> pikepdf.Pdf:
         raise BrokenDocument(f"the PDF could not be read for the searchable PDF: {exc}") from None
 
 
-def _image_document(data: bytes, fmt: str | None, settings: Settings) -> bytes:
+def _image_document(data: bytes, fmt: str, settings: Settings) -> bytes:
     """An image upload as a PDF of its own; every frame of a multi-page TIFF is a page."""
     from ocr_app.documents.image_pdf import image_document
     from ocr_app.documents.tiff import TiffFile
