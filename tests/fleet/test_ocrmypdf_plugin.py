@@ -239,7 +239,8 @@ def test_the_client_honours_retry_after_within_its_budget() -> None:
 
 
 @pytest.mark.parametrize("args, exit_code, message", [
-    (["--fleet-url", "http://127.0.0.1:9", "-l", "rus"], 3, "the OCR Fleet reads chi_sim, chi_tra, eng (Chinese and English, PP-OCR), not rus"),
+    (["--fleet-url", "http://127.0.0.1:9", "-l", "rus"], 3,
+     "the OCR Fleet reads chi_sim, chi_tra, eng (Chinese and English, PP-OCR), not rus"),
     (["--fleet-url", "http://127.0.0.1:9", "-l", "eng+deu"], 3, "not deu"),
     ([], 1, "no fleet to send pages to: give --fleet-url URL or set OCR_FLEET_URL"),
     (["--fleet-url", "localhost:8080"], 1, "the fleet URL must be http(s)://host[:port]"),
