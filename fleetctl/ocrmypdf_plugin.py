@@ -144,8 +144,8 @@ def check_options(options: OcrOptions) -> None:
     if unread:
         raise MissingDependencyError(
             f"the OCR Fleet reads {', '.join(sorted(FLEET_LANGUAGES))} (Chinese and English, PP-OCR), not "
-            f"{'+'.join(unread)}: run with -l eng, -l chi_sim or -l chi_tra (or without -l), or use "
-            "--ocr-engine tesseract for other languages")
+            f"{'+'.join(unread)}: run with -l eng, -l chi_sim or -l chi_tra (or without -l), or without "
+            "--plugin fleetctl.ocrmypdf_plugin (Tesseract) for other languages")
     if options.pdf_renderer == "sandwich":
         raise BadArgsError("the OCR Fleet engine gives OCRmyPDF an OcrElement tree for its fpdf2 renderer: "
                            "drop --pdf-renderer sandwich (use auto or fpdf2)")
