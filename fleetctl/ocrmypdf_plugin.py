@@ -151,6 +151,10 @@ def check_options(options: OcrOptions) -> None:
                            "drop --pdf-renderer sandwich (use auto or fpdf2)")
 
 
+# The one module-level state, and deliberately so: see _session.
+_SESSIONS: dict[tuple[int, int], requests.Session] = {}
+
+
 def _session() -> requests.Session:
     """One requests.Session per worker process and thread.
 
@@ -163,9 +167,6 @@ def _session() -> requests.Session:
         session = _SESSIONS[key] = requests.Session()
         session.headers["User-Agent"] = f"ocr-fleet-ocrmypdf/{_version()}"
     return session
-
-
-_SESSIONS: dict[tuple[int, int], requests.Session] = {}
 
 
 def _version() -> str:
