@@ -30,7 +30,7 @@ def test_page_tree_is_page_line_word_in_reading_order() -> None:
     eur = tree.words[-1]
     assert (eur.bbox.left, eur.bbox.top, eur.bbox.right, eur.bbox.bottom) == (370, 102, 420, 128)
     assert eur.confidence == pytest.approx(0.9)
-    assert all(line.textangle is None and line.baseline is None for line in tree.children)
+    assert all(line.textangle is None and line.baseline.slope == 0 for line in tree.children)
 
 
 def test_turned_and_tilted_lines_get_textangle_and_baseline() -> None:
@@ -84,3 +84,16 @@ def test_the_tree_renders_with_ocrmypdfs_renderer(tmp_path: Path) -> None:
     with pikepdf.open(tmp_path / "text.pdf") as pdf:
         assert [float(v) for v in pdf.pages[0].mediabox] == pytest.approx([0, 0, 180, 144])
         assert b"3 Tr" in pdf.pages[0].Contents.read_bytes()
+
+
+def test_a_turned_line_listed_from_the_images_top_left_still_reads_along_its_text() -> None:
+    # the engine's corners of a line that reads down the page: clockwise from the image's top left
+    down = {"text": "Turned page", "confidence": 1.0, "box": [[1810, 41], [1889, 43], [1878, 645], [1800, 644]],
+            "words": [{"text": "Turned", "confidence": 1.0, "box": quad(1807, 61, 1888, 206)},
+                      {"text": "page", "confidence": 1.0, "box": quad(1800, 521, 1880, 624)}]}
+    up = {**down, "words": down["words"][::-1]}
+    plain = {"text": "Turned page", "confidence": 1.0, "box": down["box"]}
+    tree = page_tree(2000, 1612, [down, up, plain], dpi=200)
+    assert [line.textangle for line in tree.children] == [270.0, 90.0, 270.0]
+    split = tree.children[2].children  # split along the side, top to bottom
+    assert [w.text for w in split] == ["Turned", "page"] and split[0].bbox.bottom <= split[1].bbox.top

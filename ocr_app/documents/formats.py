@@ -1,4 +1,5 @@
-"""One recognition -> the answer a client asked for: JSON pages, plain text, hOCR or Textract blocks.
+"""One recognition -> the answer a client asked for: JSON pages, plain text, hOCR or Textract blocks
+(the searchable PDF is documents/searchable.py).
 
 Everything here is pure: pages in, bytes or dicts out. Boxes are four corner points in page pixels.
 """
@@ -19,6 +20,7 @@ CONTENT_TYPES = {
     "textract": "application/json",
     "text": "text/plain; charset=utf-8",
     "hocr": "text/html; charset=utf-8",
+    "pdf": "application/pdf",  # documents/searchable.py
 }
 
 
