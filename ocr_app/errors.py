@@ -174,7 +174,7 @@ class PageNotInDocument(OcrError):
 
 
 class FormatNeedsOneFile(OcrError):
-    """format=text, hocr or textract was asked of a batch: they answer one file."""
+    """format=text, hocr, textract or pdf was asked of a batch: they answer one file."""
 
     code = 40032
 
@@ -201,6 +201,28 @@ class PageImageTooLarge(OcrError):
     def __init__(self, page: int, limit_mb: float) -> None:
         super().__init__(f"page {page} encodes to more than the {limit_mb:g} MB limit (OCR_MAX_UPLOAD_MB): "
                          "lower dpi")
+
+
+class PdfOutputTooLarge(OcrError):
+    """A searchable PDF (format=pdf) came out bigger than OCR_PDF_MAX_OUTPUT_MB."""
+
+    status = 413
+    code = 41332
+
+    def __init__(self, size: int, limit_mb: float) -> None:
+        super().__init__(f"the searchable PDF would be {size / 1048576:.1f} MB: at most {limit_mb:g} MB "
+                         "(OCR_PDF_MAX_OUTPUT_MB); select fewer pages with pages=, or lower dpi")
+
+
+class TooManyWordsForPdf(OcrError):
+    """A searchable PDF's text layer would hold more words than OCR_PDF_MAX_WORDS: refused before rendering."""
+
+    status = 413
+    code = 41333
+
+    def __init__(self, count: int, limit: int, page: int) -> None:
+        super().__init__(f"more than {limit} words (OCR_PDF_MAX_WORDS) for the PDF's text layer: {count} by "
+                         f"page {page}; select fewer pages with pages=, or ask for format=json")
 
 
 class TooManyPages(OcrError):

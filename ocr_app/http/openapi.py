@@ -231,8 +231,10 @@ OCR_PARAMETERS: list[dict[str, Any]] = [
     {"name": "Pragma", "in": "header", "schema": {"type": "string"}, "description": "`no-cache`, as above"},
     {"name": "X-Client", "in": "header", "schema": {"type": "string"},
      "description": "who is calling; written to the access log as `client`"},
-    {"name": "format", "in": "query", "schema": {"enum": ["json", "text", "hocr", "textract"], "default": "json"},
-     "description": "the answer's shape: JSON, plain text in reading order, hOCR, or AWS Textract blocks"},
+    {"name": "format", "in": "query",
+     "schema": {"enum": ["json", "text", "hocr", "textract", "pdf"], "default": "json"},
+     "description": "the answer's shape: JSON, plain text in reading order, hOCR, AWS Textract blocks, or a "
+                    "searchable PDF (the upload with an invisible text layer; one file, not a batch)"},
     {"name": "profile", "in": "query", "schema": {"type": "string"},
      "description": "the engine profile (`accurate`, `fast`, or an own model's folder name); default OCR_PROFILE"},
     {"name": "words", "in": "query", "schema": FLAG, "description": "adds each line's words with their boxes"},
@@ -273,17 +275,25 @@ PATHS: dict[str, Any] = {
                                                                   ref("BatchResult"), ref("TextractResult")]}},
                         "text/plain": {"schema": {"type": "string", "description": "format=text"}},
                         "text/html": {"schema": {"type": "string", "description": "format=hocr (hOCR XHTML)"}},
+                        "application/pdf": {"schema": {
+                            "type": "string", "contentMediaType": "application/pdf",
+                            "description": "format=pdf: the PDF as sent (an image: a PDF of its own, at its dpi, "
+                                           "300 when it states none) with an invisible text layer on every "
+                                           "OCRed page; never encrypted, even when the upload was; at most "
+                                           "OCR_PDF_MAX_OUTPUT_MB and OCR_PDF_MAX_WORDS words"}},
                     },
                     "headers": {
                         "X-Cache": {"schema": {"enum": ["HIT", "MISS", "COALESCED", "BYPASS"]},
-                                    "description": "where the answer came from"},
+                                    "description": "where the answer came from (format=pdf: its pages; the "
+                                                   "PDF itself is never cached whole)"},
                         "X-Instance": {"schema": {"type": "string"}, "description": "the instance that answered"},
                         "X-OCR-Profile": {"schema": {"type": "string"},
                                           "description": "the engine profile that produced the answer"},
                     }},
             "400": error_response("no image, a malformed request, or a bad parameter"),
             "405": error_response("POST only"),
-            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB, or too many files in a batch"),
+            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB, too many files in a batch, or "
+                                  "format=pdf over OCR_PDF_MAX_OUTPUT_MB or OCR_PDF_MAX_WORDS"),
             "415": error_response("not an accepted image or document format, or Content-Type"),
             "422": error_response("the image or document cannot be decoded, is too large or too small, or "
                                   "breaks a document limit"),
