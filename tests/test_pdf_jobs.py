@@ -18,6 +18,7 @@ from ocr_app.jobs.store import JobPage, JobStore, job_key, original_key
 
 IDLE_TTL = 6  # the idle instance's OCR_JOB_TTL: its jobs never run, so they expire this long after submission
 UPLOAD_MB = 2
+MAX_WORDS = 10  # the worker's OCR_PDF_MAX_WORDS: more than the other tests' PDFs hold, fewer than 4 pages' worth
 PDF = {"Content-Type": "application/pdf"}
 
 
@@ -26,7 +27,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Proc) -> Iter
     """An instance that runs its jobs, with a small upload limit for the hostile case."""
     inst = start_instance(tmp_path_factory.mktemp("pdfjobs"), redis_url=str(redis_server.extra["url"]),
                           instance_id="pdfjobs-worker",
-                          extra_env={"OCR_WORKERS": "1", "OCR_JOB_TTL": "120", "OCR_MAX_UPLOAD_MB": str(UPLOAD_MB)})
+                          extra_env={"OCR_WORKERS": "1", "OCR_JOB_TTL": "120", "OCR_MAX_UPLOAD_MB": str(UPLOAD_MB),
+                                     "OCR_PDF_MAX_WORDS": str(MAX_WORDS)})
     yield inst
     inst.stop()
 
@@ -161,6 +163,14 @@ def test_result_pdf_of_unknown_and_non_pdf_jobs(worker: Proc) -> None:
     json_job = submit(worker, text_image(f"Json {unique_tag()}"), {"Content-Type": "image/jpeg"})
     wait_done(worker, json_job)
     assert error_of(result_pdf(worker, json_job)) == (409, 40951)
+
+
+def test_the_pdf_limits_answer_at_result_pdf(worker: Proc) -> None:
+    """The text layer's words are known only once the pages are read: result.pdf answers the 413."""
+    job_id = submit(worker, tiff_pages(page_lines(4, "Words")), {"Content-Type": "image/tiff"}, format="pdf")
+    wait_done(worker, job_id)
+    resp = result_pdf(worker, job_id)
+    assert error_of(resp) == (413, 41333) and "OCR_PDF_MAX_WORDS" in resp.json()["msg"]
 
 
 def test_an_over_limit_upload_is_refused_at_submit(worker: Proc, redis_server: Proc) -> None:

@@ -355,6 +355,8 @@ PATHS: dict[str, Any] = {
                                             "format=pdf", True, (40950, 40951)),
                       "410": error_response("the job failed or was cancelled, or its upload is gone",
                                             codes=(41051, 41052)),
+                      "413": error_response("the PDF would pass OCR_PDF_MAX_OUTPUT_MB, or its text layer "
+                                            "OCR_PDF_MAX_WORDS", codes=(41332, 41333)),
                       "503": error_response("the job store is unavailable", True, (50350,))},
     }},
     "/api/profiles": {"get": {
