@@ -189,6 +189,8 @@ SCHEMAS: dict[str, Any] = {
                                   "properties": {"code": {"const": 0}, "msg": {"const": "success"},
                                                  "data": {"type": "array", "items": ref("Line")}}},
                                  ref("DocumentResult")]},
+            "result_url": {"type": "string", "description": "a done format=pdf job's PDF, in place of `result`: "
+                           "/api/jobs/{job_id}/result.pdf"},
             "error": {"type": "object", "required": ["code", "msg"], "description": "when failed: the page's error",
                       "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}}},
         },
@@ -340,6 +342,23 @@ PATHS: dict[str, Any] = {
                           "503": error_response("the job store is unavailable", True, (50350,))},
         },
     },
+    "/api/jobs/{job_id}/result.pdf": {"get": {
+        "operationId": "getJobPdf", "parameters": [JOB_ID],
+        "summary": "A done format=pdf job's searchable PDF: its upload with the recognized text as a layer",
+        "description": "Made on request, by any instance, from the upload the job kept (an encrypted PDF "
+                       "decrypted at submission) and the job's pages. GET /api/jobs/{job_id} gives its "
+                       "`result_url` once the job is done.",
+        "responses": {"200": {"description": "the searchable PDF", "content": {
+                          "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}}}},
+                      "404": error_response("no such job, or it expired (OCR_JOB_TTL)", codes=(40450,)),
+                      "409": error_response("the job is not done yet (Retry-After), or was not submitted with "
+                                            "format=pdf", True, (40950, 40951)),
+                      "410": error_response("the job failed or was cancelled, or its upload is gone",
+                                            codes=(41051, 41052)),
+                      "413": error_response("the PDF would pass OCR_PDF_MAX_OUTPUT_MB, or its text layer "
+                                            "OCR_PDF_MAX_WORDS", codes=(41332, 41333)),
+                      "503": error_response("the job store is unavailable", True, (50350,))},
+    }},
     "/api/profiles": {"get": {
         "operationId": "profiles", "summary": "The engine profiles served: models, runtime, precision, CPU",
         "responses": {"200": {"description": "the profiles", "content": json_content(ref("Profiles"))}},
