@@ -2,7 +2,7 @@
 #
 # Built by scripts/build-image.sh, which puts a wheelhouse next to this file so
 # that nothing inside the build touches the network:
-#   wheelhouse/deps/  every dependency of ocr-fleet, as wheels
+#   wheelhouse/deps/  every dependency of ocr-fleet[server] (an instance), as wheels
 #   wheelhouse/app/   the ocr-fleet wheel itself
 # BASE_IMAGE needs python3 (3.11) with the venv module; Debian's python3 or the
 # official python image both do, and neither has to provide `python`.
@@ -30,7 +30,7 @@ RUN groupadd --system --gid 10001 ocr \
         --shell /usr/sbin/nologin ocr
 COPY --from=deps /opt/venv /opt/venv
 COPY wheelhouse/app/ /wheels/
-RUN pip install --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels ocr-fleet \
+RUN pip install --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels 'ocr-fleet[server]' \
     && rm -rf /wheels
 
 USER ocr
