@@ -188,3 +188,16 @@ def test_a_job_reads_its_pages_in_its_language(jobs_client: FlaskClient) -> None
     assert cer_lines(truth, [line["text"] for line in body["result"]["data"]]) <= 0.03
     bad = jobs_client.post("/api/jobs?lang=klingon", data=image, headers=PNG)
     assert bad.status_code == 400 and bad.json["code"] in (40040, 40042)
+
+
+def test_a_document_is_routed_page_by_page(client: FlaskClient) -> None:
+    (ru, ru_truth), (zh, zh_truth) = page("ru", "scan", 18, lines=3), page("zh", "scan", 18, lines=3)
+    frames = [Image.open(io.BytesIO(ru)).convert("RGB"), Image.open(io.BytesIO(zh)).convert("RGB")]
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:])
+    body = client.post("/api/ocr?lang=auto", data=buf.getvalue(), headers={"Content-Type": "image/tiff"}).json
+    first, second = body["pages"]
+    assert first["recognizer"]["script"] == "Cyrillic" and first["recognizer"]["route"] == "lines"
+    assert second["recognizer"]["script"] == "Han" and second["recognizer"]["route"] == "ppocr"
+    assert cer_lines(ru_truth, [line["text"] for line in first["data"]]) <= 0.03
+    assert cer_lines(zh_truth, [line["text"] for line in second["data"]]) <= 0.03
