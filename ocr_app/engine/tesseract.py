@@ -12,6 +12,7 @@ page layout Tesseract runs first is bounded by reading at most ``max_pixels`` (l
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -124,7 +125,7 @@ class Tesseract:
         self.apis = LoadedApis(tessdata, capacity)
         self._lock = lock or threading.Lock()
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """libtesseract's version, part of the cache namespace of the pages it reads."""
         import tesserocr
