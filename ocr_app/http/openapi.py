@@ -166,10 +166,11 @@ SCHEMAS: dict[str, Any] = {
     },
     "Recognizer": {
         "type": "object", "required": ["lang", "engine", "route"],
-        "description": "which language and recognizer read the page (`engine` beside it is still OCR_ENGINE)",
+        "description": "which language and recognizer read the page, when lang= or OCR_LANG is set "
+                       "(`engine` beside it is still OCR_ENGINE)",
         "properties": {
             "lang": {"type": ["string", "null"], "description": "the ISO 639-1 codes read, e.g. `ru` or `de,en`; "
-                     "null: no lang asked, the profile's own languages"},
+                     "null: lang=auto read it with the profile's own languages"},
             "engine": {"enum": ["rapidocr", "paddleocr", "tesseract"], "description": "who recognized the text"},
             "route": {"enum": ["ppocr", "tesseract", "lines"], "description": "`ppocr`: PP-OCR alone; "
                       "`tesseract`: Tesseract's own layout; `lines`: PP-OCR's line boxes read by Tesseract"},
