@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from helpers import Proc, wait_for
 from inproc import build_app
 from PIL import Image
 
@@ -49,6 +50,14 @@ def thin_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClien
     app = build_app(tmp_path_factory.mktemp("thin"), factory=build_engines, profiles="fast", profile="fast",
                     warmup=False,
                     tessdata=str(folder), tess_timeout_ms=1, max_upload_mb=8.0)
+    yield app.test_client()
+
+
+@pytest.fixture(scope="module")
+def jobs_client(tmp_path_factory: pytest.TempPathFactory, redis_server: Proc) -> Iterator[FlaskClient]:
+    """An instance with a real Redis: its job consumer runs in this process."""
+    app = build_app(tmp_path_factory.mktemp("jobs"), factory=build_engines, profiles="fast", profile="fast",
+                    warmup=False, redis_url=str(redis_server.extra["url"]), max_upload_mb=8.0)
     yield app.test_client()
 
 
@@ -162,3 +171,33 @@ def test_a_slow_page_gets_its_bounded_error(thin_client: FlaskClient) -> None:
     resp = ocr(thin_client, buf.getvalue(), "?lang=ru&route=tesseract")
     assert resp.status_code == 422 and resp.json["code"] == 42240, resp.data
     assert "OCR_TESS_TIMEOUT_MS" in resp.json["msg"]
+
+
+def test_a_job_reads_its_pages_in_its_language(jobs_client: FlaskClient) -> None:
+    image, truth = page("ru", "scan", 17, lines=3)
+    resp = jobs_client.post("/api/jobs?lang=rus", data=image, headers=PNG)
+    assert resp.status_code == 202, resp.data
+    job_id = resp.json["job_id"]
+
+    def done() -> dict[str, Any] | None:
+        body = jobs_client.get(f"/api/jobs/{job_id}").json
+        return body if body["status"] in ("done", "failed") else None
+
+    body = wait_for(done, 60, "the job's page")
+    assert isinstance(body, dict) and body["status"] == "done", body
+    assert cer_lines(truth, [line["text"] for line in body["result"]["data"]]) <= 0.03
+    bad = jobs_client.post("/api/jobs?lang=klingon", data=image, headers=PNG)
+    assert bad.status_code == 400 and bad.json["code"] in (40040, 40042)
+
+
+def test_a_document_is_routed_page_by_page(client: FlaskClient) -> None:
+    (ru, ru_truth), (zh, zh_truth) = page("ru", "scan", 18, lines=3), page("zh", "scan", 18, lines=3)
+    frames = [Image.open(io.BytesIO(ru)).convert("RGB"), Image.open(io.BytesIO(zh)).convert("RGB")]
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:])
+    body = client.post("/api/ocr?lang=auto", data=buf.getvalue(), headers={"Content-Type": "image/tiff"}).json
+    first, second = body["pages"]
+    assert first["recognizer"]["script"] == "Cyrillic" and first["recognizer"]["route"] == "lines"
+    assert second["recognizer"]["script"] == "Han" and second["recognizer"]["route"] == "ppocr"
+    assert cer_lines(ru_truth, [line["text"] for line in first["data"]]) <= 0.03
+    assert cer_lines(zh_truth, [line["text"] for line in second["data"]]) <= 0.03

@@ -12,6 +12,7 @@ page layout Tesseract runs first is bounded by reading at most ``max_pixels`` (l
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -40,6 +41,9 @@ PSM_SINGLE_LINE = 7
 # layout can drop a whole clean line, seen on Arabic; raw line mode skips that step).
 PSM_RAW_LINE = 13
 PSM_OSD_ONLY = 0
+# The adaptive threshold a page gets before OSD: a neighbourhood of 31 px, 10 grey levels under its mean.
+OSD_BLOCK = 31
+OSD_OFFSET = 10
 # Resolution told to Tesseract for the images it reads: ours carry none, and its default (70 dpi, with a
 # warning per page) makes it treat normal text as huge.
 SOURCE_DPI = 300
@@ -121,7 +125,7 @@ class Tesseract:
         self.apis = LoadedApis(tessdata, capacity)
         self._lock = lock or threading.Lock()
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """libtesseract's version, part of the cache namespace of the pages it reads."""
         import tesserocr
@@ -186,6 +190,10 @@ class Tesseract:
         if pixels > self.max_pixels:
             scale = (self.max_pixels / pixels) ** 0.5
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # OSD counts the page's blobs: on a photo's uneven, low-contrast light it finds too few and says
+        # nothing (18 of 90 generated pages); binarised first it named the script of 84 of them.
+        gray = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY,
+                                     OSD_BLOCK, OSD_OFFSET)
         with self._lock:
             api = self.apis.osd()
             _set_image(api, gray)

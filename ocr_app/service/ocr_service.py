@@ -28,7 +28,7 @@ from ocr_app.models.profiles import ProfileError
 from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions, parse_lang
 from ocr_app.service.cache import ResultCache, image_key
-from ocr_app.service.languages import AUTO, LanguageRouter, Recognizer
+from ocr_app.service.languages import AUTO, NO_JAPANESE, LanguageRouter, Recognizer
 from ocr_app.service.reader import PageReader, serialize_lines
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class OcrService:
         if bypass_cache:
             data_json, chosen = self._run(engine, data, page, fmt)
             self._store(key, data_json, page, chosen)
-            return self._outcome(data_json, "BYPASS", started, name, chosen)
+            return self._outcome(data_json, "BYPASS", started, name, chosen, bool(page.lang))
         hit = self.lookup(data, started, key, name, page)
         if hit is not None:
             return hit
@@ -274,14 +274,14 @@ class OcrService:
             waited = self.cache.wait(key, self.cache.lock_ttl)
             known = self._cached_recognizer(key, page)
             if waited is not None and known is not None:
-                return self._outcome(waited, "COALESCED", started, name, known)
+                return self._outcome(waited, "COALESCED", started, name, known, bool(page.lang))
             token = "local"
         try:
             data_json, chosen = self._run(engine, data, page, fmt)
             self._store(key, data_json, page, chosen)
         finally:
             self.cache.release(key, token)
-        return self._outcome(data_json, "MISS", started, name, chosen)
+        return self._outcome(data_json, "MISS", started, name, chosen, bool(page.lang))
 
     def page_language(self, page: PageOptions, profile: str) -> PageOptions:
         """The page's options with the instance's default language filled in, checked against what this
@@ -331,11 +331,14 @@ class OcrService:
         if chosen is None:
             return None
         cached = self.cache.get(key)
-        return None if cached is None else self._outcome(cached, "HIT", started, name, chosen)
+        return None if cached is None else self._outcome(cached, "HIT", started, name, chosen, bool(page.lang))
 
     def _run(self, engine: Engine, data: bytes, page: PageOptions,
              fmt: str | None = None) -> tuple[bytes, Recognizer]:
-        fallback = self._engines.get(self.settings.profile) if page.profile != self.settings.profile else None
+        # lang=auto on a Japanese page under a profile without Japanese: read by one that has it
+        fallback = None
+        if self.profile_name(page.profile) in NO_JAPANESE:
+            fallback = next((e for n, e in self._engines.items() if n not in NO_JAPANESE), None)
         reading = None
         if page.lang:
             reading = self.router.reading(engine, page.lang, page.route, page.words, fallback)
@@ -359,10 +362,13 @@ class OcrService:
         return self.router.describe(self.default_lang)
 
     def _outcome(self, data_json: bytes, cache: str, started: float, profile: str,
-                 chosen: Recognizer | None = None) -> Outcome:
+                 chosen: Recognizer | None = None, asked: bool = False) -> Outcome:
+        """The answer; it names its recognizer when a language was asked (or is the instance's default), so
+        a plain request answers exactly as before languages."""
         self.metrics.cache.labels(result=cache.lower()).inc()
+        recognizer = (chosen or _plain(self)).to_dict() if asked else None
         return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile,
-                       engine=self.settings.engine, recognizer=(chosen or _plain(self)).to_dict())
+                       engine=self.settings.engine, recognizer=recognizer)
 
 
 def _plain(service: OcrService) -> Recognizer:
