@@ -28,6 +28,7 @@ PAGES = 2  # per language and kind: 80 pages in all, about 10 minutes on 2 cores
 LINES = 8
 SEED = 20261204
 SCAN_TARGET, PHOTO_TARGET, AUTO_TARGET = 0.03, 0.10, 0.98
+AUTO_DEFAULT_SPEED = 0.95  # lang=auto may become the default if it keeps 95% of the pages/s on zh and en
 REFERENCE = "PP-OCR accurate"
 PPOCR_SCRIPTS = ("Latin", "Han", "Japanese")  # what lang=auto sends to PP-OCR
 SPEED_BASE = ("zh", "en")  # the reference's pages/s on these is 1.0x
@@ -74,10 +75,13 @@ def measure(readers: Mapping[str, Reader], pages: Mapping[str, list[tuple[Path, 
     """Every reader on every language's pages, readers taking turns per language; rows of CER and time."""
     rows: list[dict[str, Any]] = []
     auto: dict[str, list[dict[str, Any]]] = {}
+    same: dict[str, bool] = {}
     for code, group in pages.items():
         files = [path for path, _, _ in group]
+        texts: dict[str, dict[str, list[str]]] = {}
         for label, reader in readers.items():
             reading = reader.read(files, code)
+            texts[label] = reading.lines
             for kind in langpages.KINDS:
                 cers = [score.cer_lines(truth, visible(reading.lines.get(path.stem, [])))
                         for path, k, truth in group if k == kind]
@@ -89,7 +93,25 @@ def measure(readers: Mapping[str, Reader], pages: Mapping[str, list[tuple[Path, 
                 auto[code] = [{"page": path.stem, **reading.meta.get(path.stem, {})} for path in files]
             worst = max(r["cer"] for r in rows[-3:-1])
             say(f"languages: {code} {label}: worst CER {100 * worst:.1f}%, {reading.seconds:.1f} s")
-    return {"rows": rows, "auto_answers": auto}
+        if "lang=auto" in texts and "lang=CODE" in texts:
+            same[code] = texts["lang=auto"] == texts["lang=CODE"]
+    return {"rows": rows, "auto_answers": auto, "auto_same_text": same}
+
+
+def auto_cost(rows: Sequence[Mapping[str, Any]], same: Mapping[str, bool],
+              base: Sequence[str] = SPEED_BASE) -> dict[str, Any] | None:
+    """lang=auto against lang=CODE on the Chinese and English pages: its share of their pages/s, and whether
+    it read the same text (auto may be the default only at >= 95% and the same text)."""
+    timed = {(r["reader"], r["lang"]): r for r in rows if r["kind"] == "time" and r["lang"] in base}
+    pairs = [(timed[("lang=auto", c)], timed[("lang=CODE", c)]) for c in base
+             if ("lang=auto", c) in timed and ("lang=CODE", c) in timed]
+    if not pairs:
+        return None
+    auto_s, code_s = sum(a["seconds"] for a, _ in pairs), sum(b["seconds"] for _, b in pairs)
+    ratio = round(code_s / auto_s, 3) if auto_s else None
+    identical = all(same.get(c, False) for c in base)
+    return {"speed_ratio": ratio, "same_text": identical,
+            "fits_default": bool(ratio and ratio >= AUTO_DEFAULT_SPEED and identical)}
 
 
 def visible(lines: Sequence[str]) -> list[str]:
@@ -277,6 +299,12 @@ def report(results: Mapping[str, Any], when: str) -> str:
                      f"{auto['routed']} ({_pct(auto['routed_share'])}) where their script goes (a page with no "
                      "script found goes to PP-OCR: right for Latin, Han and Japanese)"
                      + (f". Not found right (found, for the truth, route taken): {misses}." if misses else "."))
+        cost = auto_cost(results["rows"], results.get("auto_same_text") or {})
+        if cost:
+            auto_text += (f"\n\nOn the Chinese and English pages `lang=auto` ran at **{cost['speed_ratio']}x** the "
+                          f"pages/s of `lang=zh`/`lang=en` and read {'the same' if cost['same_text'] else 'other'} "
+                          f"text: as the default it {'fits' if cost['fits_default'] else 'does not fit'} (it may "
+                          f"cost at most {1 - AUTO_DEFAULT_SPEED:.0%} and change none of their text).")
     else:
         auto_text = f"`lang=auto` not measured: {results.get('fleet_skipped') or 'no answers'}."
     judged = "the recommended route" if results.get("fleet_skipped") else "the fleet with `lang=CODE`"

@@ -136,3 +136,17 @@ def test_a_tie_within_half_a_point_goes_to_pp_ocr_then_lines() -> None:
 
 def test_zero_width_format_characters_are_not_counted() -> None:
     assert languages.visible(["மற்றும்\u200c ஆண்டு", "\u200fשלום"]) == ["மற்றும் ஆண்டு", "שלום"]
+
+
+def test_auto_cost_on_chinese_and_english_decides_the_default() -> None:
+    rows = [{"lang": c, "reader": r, "kind": "time", "seconds": sec, "pages": 4}
+            for c in ("zh", "en") for r, sec in (("lang=CODE", 4.0), ("lang=auto", 4.1))]
+    cost = languages.auto_cost(rows, {"zh": True, "en": True})
+    assert cost == {"speed_ratio": round(8 / 8.2, 3), "same_text": True, "fits_default": True}
+    assert not languages.auto_cost(rows, {"zh": True, "en": False})["fits_default"]  # type: ignore[index]
+    slow = [{**r, "seconds": 6.0} if r["reader"] == "lang=auto" else r for r in rows]
+    block = languages.report(_results(rows=_rows(CERS, SECONDS) + slow, fleet_skipped=None,
+                                      auto_answers={"zh": [{"page": "zh-0", "script": "Han"}]},
+                                      auto_same_text={"zh": True, "en": True}), "now")
+    assert "`lang=auto` ran at **0.667x** the pages/s of `lang=zh`/`lang=en` and read the same text" in block
+    assert "as the default it does not fit" in block
