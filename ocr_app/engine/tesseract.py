@@ -27,7 +27,14 @@ import cv2
 import numpy as np
 
 from ocr_app.engine.base import EngineError
-from ocr_app.engine.tesseract_lines import LinePrep, crop_line, joined_pieces, strip_joiners, to_image_points, whole_lines
+from ocr_app.engine.tesseract_lines import (
+    LinePrep,
+    crop_line,
+    joined_pieces,
+    strip_joiners,
+    to_image_points,
+    whole_lines,
+)
 from ocr_app.errors import RecognitionTimeout
 from ocr_app.results import Line, OcrResult, Word
 
