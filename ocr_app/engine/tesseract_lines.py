@@ -110,10 +110,8 @@ def joined_pieces(boxes: Sequence[Any], gap: float = 0.5, level: float = 0.7) ->
 
 
 def _side_by_side(left: np.ndarray, right: np.ndarray, gap: float, level: float) -> bool:
-    lx0, ly0, lx1, ly1 = float(left[:, 0].min()), float(left[:, 1].min()), float(left[:, 0].max()), \
-        float(left[:, 1].max())
-    rx0, ry0, rx1, ry1 = float(right[:, 0].min()), float(right[:, 1].min()), float(right[:, 0].max()), \
-        float(right[:, 1].max())
+    lx0, ly0, lx1, ly1 = _bounds(left)
+    rx0, ry0, _, ry1 = _bounds(right)
     height = min(ly1 - ly0, ry1 - ry0)
     shared = min(ly1, ry1) - max(ly0, ry0)
     # side by side: the right one starts after the left one (overlapping it, or past it by under the gap)
