@@ -5,16 +5,20 @@ Port and HTTP probes are fleetctl's own (fleetctl.procs), so tests and the CLI a
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -251,3 +255,38 @@ def live_processes() -> Iterator[tuple[psutil.Process, str]]:
                 yield proc, " ".join(proc.info["cmdline"] or ())
         except psutil.Error:
             continue
+
+
+class CannedServer:
+    """A real HTTP server in a thread that answers every POST with one status and one JSON body (plus
+    `headers`), keeping each request's headers: a fleet or gateway that answers only one way."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self.requests: list[dict[str, str]] = []
+        payload = json.dumps(body).encode()
+        seen = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append(dict(self.headers))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.address}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

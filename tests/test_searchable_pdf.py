@@ -416,3 +416,20 @@ def test_every_image_kind_becomes_its_page_as_displayed(kind: str, tmp_path: Pat
     shown = (height, width) if turned else (width, height)
     assert shown == pytest.approx((600 * 72 / dpi, 200 * 72 / dpi))
     assert_words_on_boxes(page.lines, page_words(pdf, tmp_path)[0], dpi / 72)
+
+
+def test_a_thousand_page_request_within_a_raised_page_limit(tmp_path: Path) -> None:
+    """OCR_MAX_PAGES raised to 1,000: a 1,000-page document comes back as one valid searchable PDF of as many
+    pages, each with its text (the engine stands in), and one page more is refused before any renders."""
+    client = build_app(tmp_path / "run", max_pages=1000, max_upload_mb=5.0).test_client()
+    resp = client.post("/api/ocr?format=pdf&dpi=72", data=pages_pdf(1000, media_box="0 0 40 40"),
+                       headers={"Content-Type": "application/pdf"})
+    assert resp.status_code == 200 and resp.mimetype == "application/pdf", resp.get_data(as_text=True)[:300]
+    check_valid(resp.data, tmp_path)
+    with pikepdf.open(io.BytesIO(resp.data)) as pdf:
+        assert len(pdf.pages) == 1000
+    read = pdftotext(resp.data, tmp_path).split("\f")
+    assert len(read) == 1001 and all("fake" in page for page in read[:1000])
+    over = client.post("/api/ocr?format=pdf&dpi=72", data=pages_pdf(1001, media_box="0 0 40 40"),
+                       headers={"Content-Type": "application/pdf"})
+    assert over.status_code == 422 and over.get_json()["code"] == 42230

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from docgen import tiff_pages
-from helpers import free_port, page_lines, start_instance, wait_for
+from helpers import CannedServer, free_port, page_lines, start_instance, wait_for
 from test_fleet_integration import Fleet, make_fleet, teardown_fleet
 
 from ocr_app.errors import PageFailed
@@ -113,42 +111,19 @@ def _fanout(url: str) -> PageFanout:
     return PageFanout(url, per_doc=2, per_worker=4, read_timeout=10)
 
 
-class StatusServer:
-    """A real HTTP server in a thread answering every request with one status: an error body in our shape,
-    or for 200 a JSON body that is not an OCR answer."""
-
-    def __init__(self, status: int) -> None:
-        shape = {"code": status * 100 + 1, "msg": f"answered {status}", "data": []} if status >= 400 else {"ok": 1}
-        body = json.dumps(shape).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def status_server_for(status: int) -> CannedServer:
+    """A real HTTP server answering every request with one status: an error body in our shape, or for 200
+    a JSON body that is not an OCR answer."""
+    return CannedServer(status, {"code": status * 100 + 1, "msg": f"answered {status}", "data": []}
+                        if status >= 400 else {"ok": 1})
 
 
 @pytest.fixture
-def status_server() -> Iterator[Callable[[int], StatusServer]]:
-    made: list[StatusServer] = []
+def status_server() -> Iterator[Callable[[int], CannedServer]]:
+    made: list[CannedServer] = []
 
-    def make(status: int) -> StatusServer:
-        made.append(StatusServer(status))
+    def make(status: int) -> CannedServer:
+        made.append(status_server_for(status))
         return made[-1]
 
     yield make
@@ -157,7 +132,7 @@ def status_server() -> Iterator[Callable[[int], StatusServer]]:
 
 
 @pytest.mark.parametrize("status", [503, 502, 504, 200])
-def test_pages_the_gateway_cannot_take_run_locally(status_server: Callable[[int], StatusServer],
+def test_pages_the_gateway_cannot_take_run_locally(status_server: Callable[[int], CannedServer],
                                                    status: int) -> None:
     """A 503 (every instance the gateway tried was full), other 5xx, or a 200 that is not OCR JSON."""
     gateway = status_server(status)
@@ -165,7 +140,7 @@ def test_pages_the_gateway_cannot_take_run_locally(status_server: Callable[[int]
     assert _fanout(f"http://127.0.0.1:{free_port()}").fetch(b"page", 1, bypass=False) is None
 
 
-def test_a_page_4xx_is_passed_on(status_server: Callable[[int], StatusServer]) -> None:
+def test_a_page_4xx_is_passed_on(status_server: Callable[[int], CannedServer]) -> None:
     gateway = status_server(422)
     with pytest.raises(PageFailed) as err:
         _fanout(f"http://{gateway.address}").fetch(b"page", 3, bypass=False)
@@ -184,7 +159,7 @@ def test_a_worker_fans_out_a_bounded_number_of_documents() -> None:
 
 def test_a_full_instance_answers_a_document_503_at_once(tmp_path: Path) -> None:
     """No room anywhere: the pages come back from the gateway as 503s and the local queue refuses too."""
-    gateway = StatusServer(503)
+    gateway = status_server_for(503)
     inst = start_instance(tmp_path, extra_env={"OCR_WORKERS": "1", "OCR_MAX_QUEUE": "0",
                                                 "OCR_GATEWAY_URL": f"http://{gateway.address}"})
     try:

@@ -5,15 +5,12 @@ answers a healthy fleet never gives (503 for ever). Nothing is mocked.
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pikepdf
@@ -21,7 +18,7 @@ import pytest
 import requests
 from fpdf import FPDF
 from gw_servers import ConsulAgent, Gateway
-from helpers import SAFE_WORDS, Proc, find_font, free_port, wait_for
+from helpers import SAFE_WORDS, CannedServer, Proc, find_font, free_port, wait_for
 from PIL import Image, ImageDraw, ImageFont
 from rapidfuzz.distance import Levenshtein
 
@@ -177,45 +174,21 @@ def test_a_fleet_that_is_down_fails_with_one_clear_message(document: tuple[Path,
     assert not (tmp_path / "out.pdf").exists()
 
 
-class Busy:
+def busy_fleet(retry_after: str = "0") -> CannedServer:
     """A real HTTP server that answers every POST 503 with the fleet's JSON shape and a Retry-After."""
-
-    def __init__(self, retry_after: str = "0") -> None:
-        self.requests: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append(dict(self.headers))
-                body = json.dumps({"code": 50301, "msg": "every worker is busy: retry later", "data": []}).encode()
-                self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Retry-After", retry_after)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return CannedServer(503, {"code": 50301, "msg": "every worker is busy: retry later", "data": []},
+                        {"Retry-After": retry_after})
 
 
 @pytest.fixture
-def busy() -> Iterator[Busy]:
-    server = Busy()
+def busy() -> Iterator[CannedServer]:
+    server = busy_fleet()
     yield server
     server.close()
 
 
-def test_a_busy_fleet_is_retried_then_fails(document: tuple[Path, list[str]], busy: Busy, tmp_path: Path) -> None:
+def test_a_busy_fleet_is_retried_then_fails(document: tuple[Path, list[str]], busy: CannedServer,
+                                            tmp_path: Path) -> None:
     proc = ocrmypdf("--fleet-url", busy.url, "--fleet-attempts", "3", "--fleet-key", "k-123", "--pages", "1",
                     "--output-type", "pdf", str(document[0]), str(tmp_path / "out.pdf"))
     assert proc.returncode == 15, proc.stderr
@@ -226,7 +199,7 @@ def test_a_busy_fleet_is_retried_then_fails(document: tuple[Path, list[str]], bu
 
 
 def test_the_client_honours_retry_after_within_its_budget() -> None:
-    server = Busy(retry_after="2")
+    server = busy_fleet(retry_after="2")
     pauses: list[float] = []
     try:
         client = FleetClient(FleetSettings(url=server.url, attempts=3, timeout=60), requests.Session(),
