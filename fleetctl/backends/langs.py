@@ -1,0 +1,129 @@
+"""The fleet's languages: FLEET_LANGS (or `up --langs`), checked against the catalog, given to every instance.
+
+Every instance gets the same set as OCR_LANGS, so that any instance can take any page of a document or a job;
+the set is part of the config hash, so a changed set replaces the instances. Each language's Tesseract data
+comes in a Debian pack (ocr_app/models/languages.py names it); `fleetctl deps --langs` installs the packs and
+`up` installs the missing ones of the fleet's set. Empty FLEET_LANGS means the catalog's DEFAULT_SET.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetctl import procs
+from fleetctl.config import FleetConfig
+from fleetctl.errors import FleetError
+from ocr_app.models import languages as catalog
+from ocr_app.models.languages import Language
+
+__all__ = ["Language", "LangsError", "Pack", "fleet_set", "parse"]
+
+INSTANCE_VAR = "OCR_LANGS"
+# Where the instances look for Tesseract's data; fleetctl checks the same folder (the catalog's search list).
+TESSDATA_VAR = "OCR_TESSDATA"
+# A set is a handful of codes: more than this many is a typo or an attack, not a fleet.
+MAX_CODES = 200
+MAX_CODE_CHARS = 12
+LIST_HINT = "GET /api/languages on the gateway lists every code"
+
+
+class LangsError(FleetError):
+    """A language set names a code the catalog does not know; the message says where the list is."""
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One language of a set and whether its Tesseract data is on this host."""
+
+    lang: Language
+    present: bool
+
+    @property
+    def package(self) -> str:
+        return self.lang.package
+
+
+def parse(text: str, *, setting: str = "") -> tuple[Language, ...]:
+    """The languages a comma-separated list names (ISO 639-1 or Tesseract codes), in order, without repeats.
+
+    Empty means the catalog's default set; `default` may stand in the list for it (`default,it`).
+    """
+    raw = [part.strip() for part in text.split(",") if part.strip()] or ["default"]
+    if len(raw) > MAX_CODES:
+        raise LangsError(f"{setting + ': ' if setting else ''}{len(raw)} languages named; at most {MAX_CODES}")
+    found: list[Language] = []
+    unknown: list[str] = []
+    for code in raw:
+        if code.lower() == "default":
+            found += [catalog.resolve(c) for c in catalog.DEFAULT_SET]
+            continue
+        try:
+            if len(code) > MAX_CODE_CHARS:
+                raise catalog.UnknownLanguage(code)
+            found.append(catalog.resolve(code))
+        except catalog.UnknownLanguage:
+            unknown.append(code[:MAX_CODE_CHARS] + ("…" if len(code) > MAX_CODE_CHARS else ""))
+    if unknown:
+        raise LangsError(f"{setting + ': ' if setting else ''}unknown language code{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(u) for u in unknown)} ({LIST_HINT})")
+    return tuple(dict.fromkeys(found))
+
+
+def fleet_set(cfg: FleetConfig) -> tuple[Language, ...]:
+    """The fleet's languages: FLEET_LANGS (or `up --langs`), else the catalog's default set."""
+    return parse(cfg.langs, setting="FLEET_LANGS")
+
+
+def instance_value(cfg: FleetConfig) -> str:
+    """The set as the instances get it in OCR_LANGS: ISO 639-1 codes, comma-separated, in the set's order."""
+    return ",".join(lang.code for lang in fleet_set(cfg))
+
+
+def tessdata_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """The folder with Tesseract's data on this host: OCR_TESSDATA, else the catalog's first that has any."""
+    env = os.environ if env is None else env
+    given = env.get(TESSDATA_VAR)
+    return Path(given) if given else catalog.find_tessdata()
+
+
+def check(langs: Sequence[Language], tessdata: Path | None) -> list[Pack]:
+    """Each language with whether its data files are in `tessdata` (what the instance will load)."""
+    return [Pack(lang, catalog.has_data(lang, tessdata)) for lang in langs]
+
+
+def osd_present(tessdata: Path | None) -> bool:
+    """Whether Tesseract's script detection (lang=auto) has its data."""
+    return tessdata is not None and catalog.traineddata(catalog.OSD_DATA, tessdata).is_file()
+
+
+def missing_packages(langs: Sequence[Language], tessdata: Path | None) -> list[str]:
+    """The Debian packs to install so that every language of the set (and lang=auto) can be read."""
+    names = [p.package for p in check(langs, tessdata) if not p.present]
+    if not osd_present(tessdata):
+        names.append(catalog.OSD_PACKAGE)
+    return sorted(set(names))
+
+
+def install_hint(langs: Sequence[Language]) -> str:
+    """The command that installs the packs of a set."""
+    return f"fleetctl deps --langs {','.join(lang.code for lang in langs)}"
+
+
+def _saved_path(cfg: FleetConfig) -> Path:
+    return cfg.home / "langs"
+
+
+def save(cfg: FleetConfig) -> None:
+    """Remember `up --langs` so that `scale`, `autoscale` and the autoscaler daemon keep the same set."""
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    _saved_path(cfg).write_text(cfg.langs + "\n", encoding="utf-8")
+
+
+def apply_saved(cfg: FleetConfig, env: Mapping[str, str]) -> FleetConfig:
+    """The set `up` last chose, unless FLEET_LANGS says otherwise."""
+    if env.get("FLEET_LANGS"):
+        return cfg
+    saved = procs.read_state_file(_saved_path(cfg)).strip()
+    return cfg.replace(langs=saved) if saved else cfg
