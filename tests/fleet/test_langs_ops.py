@@ -1,0 +1,185 @@
+"""The fleet's languages as operations sees them: FLEET_LANGS, `fleetctl deps --langs`, `up --langs`, the
+instances' OCR_LANGS, and the default packs install-deps.sh brings.
+
+The packs are real Debian packages installed with apt (one small pack is removed and installed again),
+the commands run as a user runs them (`python -m fleetctl`), with a FLEET_HOME of their own.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from helpers import REPO, consul_binary, free_port
+
+from fleetctl.backends import config_hash, instance_env, langs
+from fleetctl.config import ConfigError, FleetConfig, load
+from ocr_app.models import languages as catalog
+
+# Irish: a pack of 0.6 MB that nothing else here uses, so the install test may remove it first.
+SPARE_CODE, SPARE_PACK = "ga", "tesseract-ocr-gle"
+
+
+def fleet_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """fleetctl's environment for an isolated fleet: its own home (with this host's Consul, so that nothing
+    but languages is missing) and ports nobody listens on."""
+    (tmp_path / "home" / "bin").mkdir(parents=True, exist_ok=True)
+    if not (tmp_path / "home" / "bin" / "consul").exists():
+        (tmp_path / "home" / "bin" / "consul").symlink_to(consul_binary())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "OCR_"))}
+    env.update({"FLEET_HOME": str(tmp_path / "home"), "FLEET_GATEWAY_PORT": str(free_port()),
+                "FLEET_CONSUL_PORT": str(free_port()), "FLEET_REDIS_PORT": str(free_port()),
+                "FLEET_BASE_PORT": str(free_port())})
+    env.update(extra)
+    return env
+
+
+def fleetctl(env: Mapping[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleetctl", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False, env=dict(env), cwd=REPO)
+
+
+def partial_tessdata(tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """A Tesseract data folder holding only these traineddata files (links to this host's)."""
+    real = catalog.find_tessdata()
+    assert real is not None, "Tesseract data is missing: run scripts/install-deps.sh"
+    folder = tmp_path / "tessdata"
+    folder.mkdir()
+    for name in names:
+        (folder / f"{name}.traineddata").symlink_to(real / f"{name}.traineddata")
+    return folder
+
+
+# --- the set ------------------------------------------------------------------------------------
+
+def test_the_set_accepts_iso_and_tesseract_codes_in_order_without_repeats() -> None:
+    assert [lang.code for lang in langs.parse("ru, deu,de,ARA,hin")] == ["ru", "de", "ar", "hi"]
+    assert [lang.code for lang in langs.parse("")] == list(catalog.DEFAULT_SET)
+    assert [lang.code for lang in langs.parse("default,it")] == [*catalog.DEFAULT_SET, "it"]
+
+
+@pytest.mark.parametrize("codes, named", [
+    ("de,xx", "'xx'"),
+    ("../etc", "'../etc'"),
+    ("de,x" + "y" * 10_000, "'xyyyyyyyyyyy…'"),
+])
+def test_unknown_codes_are_refused_naming_them_and_the_list(codes: str, named: str) -> None:
+    with pytest.raises(langs.LangsError) as caught:
+        langs.parse(codes)
+    message = str(caught.value)
+    assert named in message and "GET /api/languages" in message and len(message) < 200
+
+
+def test_too_many_codes_are_refused() -> None:
+    with pytest.raises(langs.LangsError, match="501 languages named; at most 200"):
+        langs.parse(",".join(["de"] * 501))
+
+
+@pytest.mark.parametrize("value", ["de;ru", "de,,ru/", "de\x00", "x" * 13])
+def test_fleet_langs_that_is_no_list_of_codes_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="FLEET_LANGS=.* is not a comma-separated list of language codes"):
+        load({"FLEET_LANGS": value, "HOME": "/nonexistent"})
+
+
+def test_every_instance_gets_the_fleet_set_and_a_new_set_is_drift(tmp_path: Path) -> None:
+    default = FleetConfig(home=tmp_path)
+    assert instance_env(default, "ocr-1", 8001)["OCR_LANGS"] == ",".join(catalog.DEFAULT_SET)
+    chosen = default.replace(langs="rus,de,ar")
+    assert instance_env(chosen, "ocr-1", 8001)["OCR_LANGS"] == "ru,de,ar"
+    assert instance_env(chosen, "ocr-2", 8002)["OCR_LANGS"] == "ru,de,ar"  # the same on every instance
+    for backend in ("process", "docker", "swarm"):
+        assert config_hash(default, backend) != config_hash(chosen, backend)
+    assert config_hash(chosen, "process") == config_hash(default.replace(langs="ru,de,ar"), "process")
+
+
+def test_install_deps_default_packs_are_the_catalogs_default_set() -> None:
+    """install-deps.sh runs before any venv exists, so it keeps its own copy of the list: the same one."""
+    script = (REPO / "scripts" / "install-deps.sh").read_text()
+    match = re.search(r'^DEFAULT_LANG_PACKS="([^"]*)"', script, re.M)
+    assert match, "install-deps.sh has no DEFAULT_LANG_PACKS"
+    assert sorted(match.group(1).split()) == catalog.packages(catalog.DEFAULT_SET)
+
+
+def test_the_default_set_brings_the_fonts_of_the_generated_pages() -> None:
+    """bench/langpages.py sets Devanagari, Tamil, Telugu and Thai in Noto: install-deps.sh brings it."""
+    script = (REPO / "scripts" / "install-deps.sh").read_text()
+    assert re.search(r"^fonts-noto-core\tdpkg$", script, re.M)
+    assert re.search(r"^fonts-wqy-zenhei\tdpkg$", script, re.M)
+
+
+# --- fleetctl deps and up ---------------------------------------------------------------------
+
+def test_deps_check_reports_each_language_of_the_set(tmp_path: Path) -> None:
+    result = fleetctl(fleet_env(tmp_path), "deps", "--check", "--langs", "de,ru,ar,hi")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for code, pack in (("de", "deu"), ("ru", "rus"), ("ar", "ara"), ("hi", "hin")):
+        assert any(re.fullmatch(rf"lang {code} +present +tesseract-ocr-{pack} +\w+", line) for line in lines), lines
+    assert any(re.fullmatch(r"lang auto +present +tesseract-ocr-osd +script detection", line) for line in lines)
+    assert not any(line.startswith("lang es") for line in lines)  # only the languages asked for
+
+
+def test_deps_check_names_the_missing_packs_and_the_command(tmp_path: Path) -> None:
+    tessdata = partial_tessdata(tmp_path, ("osd", "deu"))
+    result = fleetctl(fleet_env(tmp_path, OCR_TESSDATA=str(tessdata)), "deps", "--check", "--langs", "de,ru,ar")
+    assert result.returncode == 1
+    assert re.search(r"^lang de +present", result.stdout, re.M)
+    assert re.search(r"^lang ru +missing +tesseract-ocr-rus", result.stdout, re.M)
+    assert "tesseract-ocr-ara, tesseract-ocr-rus not installed: run `fleetctl deps --langs de,ru,ar`" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["deps", "--check"], ["up", "-n", "0", "--no-install"]])
+def test_unknown_codes_are_a_usage_error_before_anything_runs(tmp_path: Path, command: list[str]) -> None:
+    env = fleet_env(tmp_path)
+    result = fleetctl(env, *command, "--langs", "de,klingon")
+    assert result.returncode == 2
+    assert "unknown language code 'klingon' (GET /api/languages on the gateway lists every code)" in result.stderr
+    from_env = fleetctl({**env, "FLEET_LANGS": "de,klingon"}, *command)
+    assert from_env.returncode == 2 and "FLEET_LANGS: unknown language code 'klingon'" in from_env.stderr
+    assert not (tmp_path / "home" / "run").exists()  # nothing started
+
+
+def test_up_without_install_fails_naming_the_packs_and_the_command(tmp_path: Path) -> None:
+    tessdata = partial_tessdata(tmp_path, ("osd", "deu"))
+    env = fleet_env(tmp_path, OCR_TESSDATA=str(tessdata))
+    result = fleetctl(env, "up", "-n", "0", "--no-install", "--langs", "de,ru")
+    assert result.returncode == 1
+    assert ("the fleet's languages need tesseract-ocr-rus: run `fleetctl deps --langs de,ru` "
+            "(or `fleetctl up` without --no-install)") in result.stderr
+    assert not (tmp_path / "home" / "run").exists()  # failed before any service started
+
+
+@pytest.mark.timeout(600)
+def test_deps_langs_installs_a_missing_pack_with_apt_then_only_checks(tmp_path: Path) -> None:
+    subprocess.run(["dpkg", "--remove", SPARE_PACK], capture_output=True, timeout=300, check=False)
+    tessdata = catalog.find_tessdata()
+    assert tessdata is not None and not catalog.traineddata("gle", tessdata).exists()
+    env = fleet_env(tmp_path)
+    first = fleetctl(env, "deps", "--langs", f"de,{SPARE_CODE}", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"apt packages: installing {SPARE_PACK}" in first.stderr  # only the missing one
+    assert re.search(rf"^lang {SPARE_CODE} +present +{SPARE_PACK} +Irish$", first.stdout, re.M)
+    assert catalog.traineddata("gle", tessdata).is_file()
+    second = fleetctl(env, "deps", "--langs", f"de,{SPARE_CODE}")
+    assert second.returncode == 0 and "installing" not in second.stderr, second.stderr
+
+
+def test_up_langs_is_saved_for_the_commands_that_follow(tmp_path: Path) -> None:
+    """`up --langs` and a later `scale` must give instances the same set, or scale would replace them all."""
+    cfg = FleetConfig(home=tmp_path).replace(langs="ru,ar")
+    langs.save(cfg)
+    again = langs.apply_saved(FleetConfig(home=tmp_path), {})
+    assert langs.instance_value(again) == "ru,ar"
+    assert langs.apply_saved(FleetConfig(home=tmp_path, langs="de"), {"FLEET_LANGS": "de"}).langs == "de"
+
+
+def test_help_texts_name_the_options() -> None:
+    env = {**os.environ, "FLEET_HOME": "/nonexistent-home"}
+    for command in ("deps", "up"):
+        result = fleetctl(env, command, "--help")
+        assert result.returncode == 0
+        assert "--langs CODES" in result.stdout and "FLEET_LANGS" in result.stdout
