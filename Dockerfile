@@ -4,6 +4,8 @@
 # that nothing inside the build touches the network:
 #   wheelhouse/deps/  every dependency of ocr-fleet, as wheels
 #   wheelhouse/app/   the ocr-fleet wheel itself
+#   debs/             Tesseract's language packs of FLEET_LANGS and tesseract-ocr-osd:
+#                     Debian packages of data only (traineddata files), for dpkg
 # BASE_IMAGE needs python3 (3.11) with the venv module; Debian's python3 or the
 # official python image both do, and neither has to provide `python`.
 ARG BASE_IMAGE=python:3.11-slim
@@ -28,6 +30,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 ocr \
     && useradd --system --uid 10001 --gid ocr --home-dir /home/ocr --create-home \
         --shell /usr/sbin/nologin ocr
+# The languages (FLEET_LANGS at build time): their traineddata files land in Debian's
+# /usr/share/tesseract-ocr/5/tessdata, where the instance looks. They change rarely: before the app.
+COPY debs/ /tmp/debs/
+RUN dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs
 COPY --from=deps /opt/venv /opt/venv
 COPY wheelhouse/app/ /wheels/
 RUN pip install --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels ocr-fleet \

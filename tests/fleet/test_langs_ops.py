@@ -6,6 +6,7 @@ the commands run as a user runs them (`python -m fleetctl`), with a FLEET_HOME o
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -183,3 +184,45 @@ def test_help_texts_name_the_options() -> None:
         result = fleetctl(env, command, "--help")
         assert result.returncode == 0
         assert "--langs CODES" in result.stdout and "FLEET_LANGS" in result.stdout
+
+
+# --- the image ---------------------------------------------------------------------------------
+
+def build_plan(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(REPO / "scripts" / "build-image.sh"), "--plan"], capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, **env})
+
+
+def test_image_plan_carries_the_default_set_or_fleet_langs() -> None:
+    default = build_plan(FLEET_LANGS="")
+    assert default.returncode == 0, default.stderr
+    assert f"langs {','.join(catalog.DEFAULT_SET)}\n" in default.stdout
+    assert f"packs {' '.join(catalog.packages(catalog.DEFAULT_SET))}\n" in default.stdout
+    chosen = build_plan(FLEET_LANGS="ru,jpn,de")
+    assert chosen.returncode == 0, chosen.stderr
+    assert ("langs ru,ja,de\n"
+            "packs tesseract-ocr-deu tesseract-ocr-jpn tesseract-ocr-osd tesseract-ocr-rus\n") in chosen.stdout
+    refused = build_plan(FLEET_LANGS="ru,xx")
+    assert refused.returncode == 1 and "unknown language codes 'xx'" in refused.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(2400)
+def test_image_carries_the_default_set_and_reads_it_offline() -> None:
+    """The image as `make image` builds it (a no-op when it is up to date): labelled with its languages,
+    their traineddata where the instance looks, read without any network."""
+    tag = os.environ.get("FLEET_IMAGE", "ocr-fleet:latest")
+    built = subprocess.run(["bash", str(REPO / "scripts" / "build-image.sh"), tag], capture_output=True, text=True,
+                           timeout=2400, check=False, env={**os.environ, "FLEET_LANGS": ""})
+    assert built.returncode == 0, built.stderr[-3000:]
+    label = subprocess.run(["docker", "image", "inspect", "-f", '{{ index .Config.Labels "ocr-fleet.langs" }}', tag],
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert label == ",".join(catalog.DEFAULT_SET)
+    probe = ("import json; from ocr_app.models import languages as L; d = L.find_tessdata(); "
+             "print(json.dumps([str(d), sorted(p.stem for p in d.glob('*.traineddata'))]))")
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", tag, "python3", "-c", probe],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    folder, names = json.loads(out)
+    assert folder == "/usr/share/tesseract-ocr/5/tessdata"
+    wanted = {n for code in catalog.DEFAULT_SET for n in catalog.resolve(code).tesseract} | {"osd"}
+    assert wanted <= set(names), names
