@@ -105,6 +105,14 @@ class Settings:
     fanout_pages: int = field(default=4, metadata={"env": "OCR_FANOUT_PAGES", "min": 1, "max": 64})
     fanout_inflight: int = field(default=8, metadata={"env": "OCR_FANOUT_INFLIGHT", "min": 1, "max": 256})
     engine: str = field(default="rapidocr", metadata={"env": "OCR_ENGINE"})
+    # Languages (ocr_app/models/languages.py): the default lang= of requests that send none ("" = the
+    # profile's own languages, as before languages; "auto" = find the script); Tesseract's data folder
+    # ("" = found at start-up among Debian's); language sets a worker keeps loaded; time and pixels per page.
+    lang: str = field(default="", metadata={"env": "OCR_LANG"})
+    tessdata: str = field(default="", metadata={"env": "OCR_TESSDATA"})
+    langs_loaded: int = field(default=3, metadata={"env": "OCR_LANGS_LOADED", "min": 1, "max": 64})
+    tess_timeout_ms: int = field(default=20_000, metadata={"env": "OCR_TESS_TIMEOUT_MS", "min": 1})
+    tess_max_pixels: int = field(default=6_000_000, metadata={"env": "OCR_TESS_MAX_PIXELS", "min": 10_000})
     paddle_model_dir: str = field(default="", metadata={"env": "OCR_PADDLE_MODEL_DIR"})  # own det/ + rec/ folders
     paddle_home: str = field(default="", metadata={"env": "OCR_PADDLE_HOME"})  # "": ~/.cache/ocr-fleet/paddle
 

@@ -370,3 +370,56 @@ class JobNeedsOneFile(OcrError):
 
     def __init__(self, count: int) -> None:
         super().__init__(f"a job takes one file, {count} were sent: send a batch to /api/ocr, or one job per file")
+
+
+class RecognitionTimeout(OcrError):
+    """Tesseract took longer than OCR_TESS_TIMEOUT_MS on one page: the page, not the instance, is the
+    problem (another instance would take as long), so it is a 422 and not a 503 the gateway retries."""
+
+    status = 422
+    code = 42240
+
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(f"Tesseract did not finish the page within the {timeout_ms} ms limit "
+                         "(OCR_TESS_TIMEOUT_MS): send a smaller or cleaner image, or another lang")
+
+
+class UnknownLanguage(OcrError):
+    """A lang= code that is neither ISO 639-1 nor a Tesseract code of the catalog."""
+
+    code = 40040
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"lang={code[:40]!r} is not a known language: GET /api/languages lists the codes "
+                         "(ISO 639-1 such as de, ru, ar, or Tesseract's such as deu), or use lang=auto")
+
+
+class LanguageNotInstalled(OcrError):
+    """A known language whose Tesseract data this instance does not have."""
+
+    code = 40041
+
+    def __init__(self, codes: list[str], packages: list[str]) -> None:
+        super().__init__(f"lang={','.join(codes)} is not installed on this instance: it needs the package "
+                         f"{', '.join(packages)} (install it with: fleetctl deps --langs {','.join(codes)}); "
+                         "GET /api/languages says what is installed")
+
+
+class BadLanguageList(OcrError):
+    """A lang= value that is no list of codes: too long, too many codes, or characters no code has."""
+
+    code = 40042
+
+    def __init__(self, max_codes: int, max_chars: int) -> None:
+        super().__init__(f"lang= takes up to {max_codes} language codes of letters (and _), joined by commas, "
+                         f"at most {max_chars} characters in all: e.g. lang=de,en or lang=auto")
+
+
+class LanguageNeedsProfile(OcrError):
+    """A language the requested profile's models cannot read (Japanese and the fast profile's tiny models)."""
+
+    code = 40043
+
+    def __init__(self, code: str, profile: str, use: str) -> None:
+        super().__init__(f"lang={code} cannot be read by profile={profile} (its models have no such language): "
+                         f"use profile={use}, or leave profile out")

@@ -11,12 +11,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from ocr_app.config import Settings
-from ocr_app.errors import InvalidOption, PageNotInDocument
+from ocr_app.errors import BadLanguageList, InvalidOption, PageNotInDocument, UnknownLanguage
+from ocr_app.models import languages
 
 FORMATS = ("json", "text", "hocr", "textract")
 PDF_TEXT_MODES = ("auto", "never")
 # A selection is a comma list of pages and ranges: "1-3,7". Bounded so a hostile string stays cheap.
 _SELECTION = re.compile(r"^\s*\d{1,6}\s*(-\s*\d{1,6}\s*)?(,\s*\d{1,6}\s*(-\s*\d{1,6}\s*)?){0,199}$")
+# lang=: a few codes of letters joined by commas ("+" reads as a space in a query string, so both count);
+# bounded before anything is looked up, so a hostile value costs nothing.
+LANG_MAX_CODES = 8
+LANG_MAX_CHARS = 64
+_LANG_SPLIT = re.compile(r"[,+ ]+")
+_LANG_CODE = re.compile(r"^[A-Za-z][A-Za-z_-]{1,9}$")
+ROUTES = languages.ROUTES
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -28,16 +36,28 @@ class PageOptions:
     words: bool = False
     bypass_cache: bool = False
     profile: str = ""  # the engine profile; "" = the instance's default (OCR_PROFILE)
+    lang: str = ""  # canonical ISO codes "de,en", or "auto"; "" = the profile's own languages (no lang)
+    route: str = ""  # ppocr | tesseract | lines; "" = the languages' default route
 
     def cache_suffix(self) -> str:
-        """Appended to the engine's cache namespace: answers with word boxes are stored apart."""
-        return ":w1" if self.words else ""
+        """Appended to the engine's cache namespace: answers with word boxes, or of another language or
+        route, are stored apart."""
+        suffix = ":w1" if self.words else ""
+        if self.lang:
+            suffix += f":l={self.lang}"
+        if self.route:
+            suffix += f":r={self.route}"
+        return suffix
 
     def to_query(self) -> dict[str, str]:
         """The query parameters that ask another instance for the same page answer."""
         query = {"words": "1"} if self.words else {}
         if self.profile:
             query["profile"] = self.profile
+        if self.lang:
+            query["lang"] = self.lang
+        if self.route:
+            query["route"] = self.route
         return query
 
 
@@ -88,9 +108,13 @@ def parse_options(values: Mapping[str, str], settings: Settings, bypass_cache: b
     if pdf_text not in PDF_TEXT_MODES:
         raise InvalidOption(f"pdf_text={pdf_text!r} is not one of {', '.join(PDF_TEXT_MODES)}")
     password = values.get("password")
+    lang = parse_lang(values.get("lang", ""))  # "": the instance's default (OCR_LANG), filled in by the service
+    route = values.get("route", "").strip().lower()
+    if route and route not in ROUTES:
+        raise InvalidOption(f"route={route[:20]!r} is not one of {', '.join(ROUTES)}")
     return RequestOptions(
         page=PageOptions(words=_parse_flag("words", values.get("words", "0")), bypass_cache=bypass_cache,
-                         profile=values.get("profile", "")),
+                         profile=values.get("profile", ""), lang=lang, route=route),
         format=fmt,
         dpi=_parse_dpi(values.get("dpi"), settings),
         pages=parse_pages(values.get("pages", "")),
@@ -98,6 +122,32 @@ def parse_options(values: Mapping[str, str], settings: Settings, bypass_cache: b
         password=password if password else None,
         preview=_parse_flag("preview", values.get("preview", "0")),
     )
+
+
+def parse_lang(raw: str) -> str:
+    """A lang= value as its canonical form: "DEU+eng" -> "de,en", "auto" -> "auto", "" -> "".
+
+    Bounded first (length, count, letters), then every code looked up in the catalog."""
+    if len(raw) > LANG_MAX_CHARS:
+        raise BadLanguageList(LANG_MAX_CODES, LANG_MAX_CHARS)
+    parts = [part for part in _LANG_SPLIT.split(raw.strip()) if part]
+    if not parts:
+        return ""
+    if len(parts) > LANG_MAX_CODES or not all(_LANG_CODE.match(part) for part in parts):
+        raise BadLanguageList(LANG_MAX_CODES, LANG_MAX_CHARS)
+    if [part.lower() for part in parts] == ["auto"]:
+        return "auto"
+    found: list[str] = []
+    for part in parts:
+        if part.lower() == "auto":
+            raise InvalidOption("lang=auto finds the script itself: send it alone, not with other codes")
+        try:
+            code = languages.resolve(part).code
+        except languages.UnknownLanguage:
+            raise UnknownLanguage(part) from None
+        if code not in found:
+            found.append(code)
+    return ",".join(found)
 
 
 def parse_pages(raw: str) -> tuple[tuple[int, int], ...]:

@@ -84,6 +84,7 @@ class Engine:
         started = time.perf_counter()
         self._ocr = self._build()
         self._ocr_words = self._with_word_boxes(self._ocr)
+        self._ocr_boxes = self._boxes_only(self._ocr)
         log.info("engine %r loaded in %.2fs (%s; %s %s; threads=%d, arena=%s)", self.profile.name,
                  time.perf_counter() - started, self.profile.models, self.profile.runtime, self.profile.precision,
                  settings.threads, settings.ort_arena)
@@ -179,6 +180,23 @@ class Engine:
         words = copy.copy(ocr)
         words.return_word_box = True
         return words
+
+    @staticmethod
+    def _boxes_only(ocr: Any) -> Any:
+        """A third fixed pipeline that stops after detection: the lines route reads its crops with Tesseract."""
+        boxes = copy.copy(ocr)
+        boxes.use_cls, boxes.use_rec = False, False
+        return boxes
+
+    def detect(self, bgr: np.ndarray) -> list[list[list[float]]]:
+        """The line boxes PP-OCR's detector finds (four corners each, in the image's pixels), unread."""
+        with self._lock:
+            try:
+                out = self._ocr_boxes(bgr)
+            finally:
+                self._idle.page_done()
+        found = getattr(out, "boxes", None)
+        return [] if found is None else [points(box) for box in found]
 
     def recognize(self, bgr: np.ndarray, words: bool = False) -> OcrResult:
         """OCR one BGR image. Never pass per-request options to RapidOCR: they stick to the engine."""

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from itertools import chain, compress, tee
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -111,6 +112,8 @@ def _ocr(service: OcrService) -> Response:
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = parse_options(params, service.settings, bypass_cache=bypass)
     profile = service.profile_name(options.page.profile)  # 400 at once if unknown, before any work
+    # the instance's default language filled in, and a missing pack a 400 now, before any work
+    options = replace(options, page=service.page_language(options.page, profile))
     request.environ[PROFILE_KEY] = profile  # for the access log
     if len(uploads) > service.settings.max_batch:
         raise TooManyFiles(len(uploads), service.settings.max_batch)
@@ -131,6 +134,12 @@ def _ocr(service: OcrService) -> Response:
 def profiles() -> Response:
     """The profiles this instance serves: models, runtime, precision, and the default."""
     return jsonify(services_of().ocr.describe_profiles())
+
+
+@bp.get("/api/languages")
+def languages() -> Response:
+    """Every language code: name, script, route and engine, whether it is installed here, and its pack."""
+    return jsonify(services_of().ocr.describe_languages())
 
 
 def answer_body(result: Outcome | DocumentResult, data: bytes, options: RequestOptions, settings: Settings) -> bytes:
@@ -175,7 +184,10 @@ def success_body(outcome: Outcome, instance_id: str) -> bytes:
         b',"cached":', b"true" if outcome.cache in ("HIT", "COALESCED") else b"false",
         b',"instance":', json.dumps(instance_id).encode(),
         b',"profile":', json.dumps(outcome.profile).encode(),
-        b',"engine":', json.dumps(outcome.engine).encode(), b"}",
+        b',"engine":', json.dumps(outcome.engine).encode(),
+        *((b',"recognizer":', json.dumps(outcome.recognizer, ensure_ascii=False).encode())
+          if outcome.recognizer is not None else ()),
+        b"}",
     ))
 
 

@@ -4,27 +4,31 @@ Flask-free so it can be driven from tests and the bench; api.py only adapts HTTP
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from ocr_app.config import Settings
+from ocr_app.config import ConfigError, Settings
 from ocr_app.documents.images import check_upload, decode_image
 from ocr_app.engine.catalog import plan
-from ocr_app.engine.factory import build_engines
+from ocr_app.engine.factory import build_engines, build_tesseract, tessdata_dir
 from ocr_app.engine.orientation import PageOrientation
 from ocr_app.engine.rapid import Engine
-from ocr_app.errors import NotReady, Overloaded, UnknownProfile
+from ocr_app.engine.tesseract import Tesseract
+from ocr_app.errors import NotReady, OcrError, Overloaded, UnknownProfile
 from ocr_app.models import cpu
 from ocr_app.models.profiles import ProfileError
 from ocr_app.ops.metrics import Metrics
-from ocr_app.options import PageOptions
+from ocr_app.options import PageOptions, parse_lang
 from ocr_app.service.cache import ResultCache, image_key
+from ocr_app.service.languages import AUTO, LanguageRouter, Recognizer
 from ocr_app.service.reader import PageReader, serialize_lines
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ class Outcome:
     cost_time: float
     profile: str = "accurate"
     engine: str = "rapidocr"  # OCR_ENGINE of the instance that answers
+    recognizer: dict[str, Any] | None = None  # which language and recognizer read it (service/languages.py)
 
 
 class Admission:
@@ -105,8 +110,17 @@ class OcrService:
     """One per worker process. The engine loads in the background so /health answers at once."""
 
     def __init__(self, settings: Settings, metrics: Metrics, cache: ResultCache,
-                 engine_factory: Callable[[Settings], Engine | dict[str, Engine]] = build_engines) -> None:
+                 engine_factory: Callable[[Settings], Engine | dict[str, Engine]] = build_engines,
+                 tesseract_factory: Callable[[Settings], Tesseract | None] = build_tesseract) -> None:
         self.settings = settings
+        try:
+            self.default_lang = parse_lang(settings.lang)
+        except OcrError as exc:
+            raise ConfigError(f"OCR_LANG={settings.lang[:64]!r}: {exc.msg}") from None
+        # Tesseract loads its languages lazily, on a page's first need: building it here costs nothing.
+        self.tesseract = tesseract_factory(settings)
+        self.router = LanguageRouter(self.tesseract, tessdata_dir(settings) if self.tesseract else None,
+                                     settings.engine)
         self.metrics = metrics
         self.cache = cache
         self.admission = Admission(settings.max_queue)
@@ -244,46 +258,91 @@ class OcrService:
                 raise NotReady(f"the OCR engine failed to load: {self._load_error}")
             raise NotReady()
         name = self.profile_name(page.profile)
+        page = self.page_language(page, name)
         engine = self._engines[name]
         fmt = check_upload(data, self.settings, fmt)
-        key = image_key(engine.cache_namespace + page.cache_suffix(), data)
+        key = self._key(engine, page, data)
         if bypass_cache:
-            data_json = self._run(engine, data, page, fmt)
-            self.cache.put(key, data_json)
-            return self._outcome(data_json, "BYPASS", started, name)
-        hit = self.lookup(data, started, key, name)
+            data_json, chosen = self._run(engine, data, page, fmt)
+            self._store(key, data_json, page, chosen)
+            return self._outcome(data_json, "BYPASS", started, name, chosen)
+        hit = self.lookup(data, started, key, name, page)
         if hit is not None:
             return hit
         token = self.cache.acquire(key)
         if token is None:  # another request is computing this image: wait for its answer
             waited = self.cache.wait(key, self.cache.lock_ttl)
-            if waited is not None:
-                return self._outcome(waited, "COALESCED", started, name)
+            known = self._cached_recognizer(key, page)
+            if waited is not None and known is not None:
+                return self._outcome(waited, "COALESCED", started, name, known)
             token = "local"
         try:
-            data_json = self._run(engine, data, page, fmt)
-            self.cache.put(key, data_json)
+            data_json, chosen = self._run(engine, data, page, fmt)
+            self._store(key, data_json, page, chosen)
         finally:
             self.cache.release(key, token)
-        return self._outcome(data_json, "MISS", started, name)
+        return self._outcome(data_json, "MISS", started, name, chosen)
+
+    def page_language(self, page: PageOptions, profile: str) -> PageOptions:
+        """The page's options with the instance's default language filled in, checked against what this
+        instance has installed: a 400 now, before any work, for a missing pack or profile."""
+        if not page.lang and self.default_lang:
+            page = replace(page, lang=self.default_lang)
+        self.router.check(page.lang, page.route, profile)
+        return page
+
+    def _key(self, engine: Engine, page: PageOptions, data: bytes) -> str:
+        """The cache key: the engine's namespace, the page options, Tesseract's version when it may read."""
+        suffix = page.cache_suffix()
+        if page.lang and self.tesseract is not None:
+            suffix += f":t={self.tesseract.version}"
+        return image_key(engine.cache_namespace + suffix, data)
+
+    def _store(self, key: str, data_json: bytes, page: PageOptions, chosen: Recognizer | None) -> None:
+        self.cache.put(key, data_json)
+        if page.lang == AUTO and chosen is not None:  # what auto chose depends on the image: kept beside it
+            self.cache.put(key + ":rec", json.dumps(chosen.to_dict()).encode())
+
+    def _cached_recognizer(self, key: str, page: PageOptions) -> Recognizer | None:
+        """The recognizer of a cached answer: fixed by the options, or (lang=auto) stored beside it."""
+        if page.lang != AUTO:
+            return self.router.planned(page.lang, page.route) or _plain(self)
+        raw = self.cache.get(key + ":rec")
+        if raw is None:
+            return None
+        try:
+            return Recognizer.from_dict(json.loads(raw))
+        except (ValueError, TypeError, AttributeError):
+            return None
 
     def lookup(self, data: bytes, started: float, key: str | None = None,
-               profile: str | None = None) -> Outcome | None:
-        """The cached answer for these bytes and profile, if any: the whole of a warm request.
+               profile: str | None = None, page: PageOptions | None = None) -> Outcome | None:
+        """The cached answer for these bytes, profile and page options, if any: the whole of a warm request.
 
         None (so the full path runs and explains) for an unknown profile or while loading."""
         name = profile or self.settings.profile
         engine = self._engines.get(name)
         if engine is None or not data:
             return None
-        cached = self.cache.get(key or image_key(engine.cache_namespace, data))
-        return None if cached is None else self._outcome(cached, "HIT", started, name)
+        if page is None:
+            page = PageOptions(lang=self.default_lang)
+        key = key or self._key(engine, page, data)
+        chosen = self._cached_recognizer(key, page)
+        if chosen is None:
+            return None
+        cached = self.cache.get(key)
+        return None if cached is None else self._outcome(cached, "HIT", started, name, chosen)
 
-    def _run(self, engine: Engine, data: bytes, page: PageOptions, fmt: str | None = None) -> bytes:
+    def _run(self, engine: Engine, data: bytes, page: PageOptions,
+             fmt: str | None = None) -> tuple[bytes, Recognizer]:
+        fallback = self._engines.get(self.settings.profile) if page.profile != self.settings.profile else None
+        reading = None
+        if page.lang:
+            reading = self.router.reading(engine, page.lang, page.route, page.words, fallback)
         try:
             with self.admission, self.decode_slots:
                 image = decode_image(data, self.settings, fmt)
-                result = self.reader.read(engine, image, words=page.words)
+                result = self.reader.read(engine, image, words=page.words, reading=reading)
                 del image  # free the pixels before the slot opens for the next job
         except Overloaded:
             self.metrics.rejections.labels(reason="queue_full").inc()
@@ -292,10 +351,21 @@ class OcrService:
             self.reader.trim()
         self.metrics.inference.observe(result.elapsed)
         self.metrics.engine_runs.inc()
-        return serialize_lines(result)
+        chosen = reading.chosen if reading is not None and reading.chosen is not None else _plain(self)
+        return serialize_lines(result), chosen
 
-    def _outcome(self, data_json: bytes, cache: str, started: float, profile: str) -> Outcome:
+    def describe_languages(self) -> dict[str, Any]:
+        """What GET /api/languages answers."""
+        return self.router.describe(self.default_lang)
+
+    def _outcome(self, data_json: bytes, cache: str, started: float, profile: str,
+                 chosen: Recognizer | None = None) -> Outcome:
         self.metrics.cache.labels(result=cache.lower()).inc()
         return Outcome(data_json=data_json, cache=cache, cost_time=time.perf_counter() - started, profile=profile,
-                       engine=self.settings.engine)
+                       engine=self.settings.engine, recognizer=(chosen or _plain(self)).to_dict())
+
+
+def _plain(service: OcrService) -> Recognizer:
+    """The recognizer of a page read with no lang: the profile's PP-OCR, as before languages."""
+    return Recognizer(None, service.settings.engine, "ppocr")
 

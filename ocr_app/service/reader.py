@@ -15,6 +15,7 @@ from ocr_app.engine.allocator import malloc_tuning
 from ocr_app.engine.orientation import PageOrientation, read_upright
 from ocr_app.engine.rapid import Engine
 from ocr_app.results import OcrResult
+from ocr_app.service.languages import Reading
 from ocr_app.service.reading_order import box_to_original, reading_order
 
 
@@ -26,19 +27,27 @@ class PageReader:
         self.orientation = PageOrientation(settings) if settings.orientation == "auto" else None
         self.trim = malloc_tuning(big_heap=settings.allocator == "glibc-thp")
 
-    def read(self, engine: Engine, image: DecodedImage, words: bool = False) -> OcrResult:
+    def read(self, engine: Engine, image: DecodedImage, words: bool = False,
+             reading: Reading | None = None) -> OcrResult:
         """The image's lines as the instance answers them: read upright, in reading order, boxes on the
-        image as it was sent, in the client's pixels. `elapsed` is the engine's time."""
-        # word boxes only when asked: an engine without them still serves every other request
-        recognize = functools.partial(engine.recognize, words=True) if words else engine.recognize
+        image as it was sent, in the client's pixels. `elapsed` is the engine's time.
+
+        `reading` (service/languages.py) reads the upright page instead of the engine when a language
+        was asked; a right-to-left language's lines are then ordered right to left."""
+        if reading is not None:
+            recognize = reading.read
+        else:  # word boxes only when asked: an engine without them still serves every other request
+            recognize = functools.partial(engine.recognize, words=True) if words else engine.recognize
         result, angle = read_upright(image.bgr, self.orientation, recognize, self.settings.orientation_check_side)
+        rtl = reading is not None and reading.chosen is not None and reading.chosen.right_to_left
         height, width = image.bgr.shape[:2]
-        return scaled(as_sent(in_reading_order(result), angle, width, height), 1.0 / image.scale)
+        return scaled(as_sent(in_reading_order(result, rtl), angle, width, height), 1.0 / image.scale)
 
 
-def in_reading_order(result: OcrResult) -> OcrResult:
-    """The same lines, reordered: top to bottom, left to right, columns one after another."""
-    order = reading_order([line.box for line in result.lines])
+def in_reading_order(result: OcrResult, right_to_left: bool = False) -> OcrResult:
+    """The same lines, reordered: top to bottom, left to right (right to left for `right_to_left` pages),
+    columns one after another."""
+    order = reading_order([line.box for line in result.lines], right_to_left)
     return replace(result, lines=[result.lines[i] for i in order])
 
 

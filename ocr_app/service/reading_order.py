@@ -34,9 +34,14 @@ class _Rect:
         return self.y1 - self.y0
 
 
-def reading_order(boxes: Sequence[Box]) -> list[int]:
-    """Indices of `boxes` in reading order: rows top to bottom, left to right; columns one after another."""
+def reading_order(boxes: Sequence[Box], right_to_left: bool = False) -> list[int]:
+    """Indices of `boxes` in reading order: rows top to bottom, left to right; columns one after another.
+
+    `right_to_left` (Arabic, Hebrew pages) reads rows and columns from the right: the same cut on the
+    page mirrored."""
     rects = [_rect(i, box) for i, box in enumerate(boxes)]
+    if right_to_left:
+        rects = [_Rect(r.index, -r.x1, r.y0, -r.x0, r.y1) for r in rects]
     if len(rects) < 2:
         return [r.index for r in rects]
     gutter = MIN_GUTTER_HEIGHTS * median(max(r.height, 1.0) for r in rects)

@@ -1,0 +1,222 @@
+"""Which recognizer reads a page, from its `lang=`: PP-OCR, Tesseract's own layout, or PP-OCR's lines read by
+Tesseract; and for ``lang=auto``, the page's script first.
+
+`LanguageRouter.check` refuses at once what cannot run (a pack that is not installed, a profile that
+cannot read the language), before any work. `LanguageRouter.reading` gives one page's `Reading`: the
+function the page reader calls on the upright image, and, once it ran, which recognizer it chose.
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ocr_app.engine.tesseract import Tesseract
+from ocr_app.errors import InvalidOption, LanguageNeedsProfile, LanguageNotInstalled
+from ocr_app.models import languages as catalog
+from ocr_app.models.languages import LINES, PPOCR, TESSERACT, Language
+from ocr_app.results import OcrResult
+
+AUTO = "auto"
+# Scripts PP-OCR reads (lang=auto sends them there); the rest go to Tesseract.
+PPOCR_SCRIPTS = ("Latin", "Han", "Japanese")
+# OSD's script names -> the catalog's (OSD says "Korean" for Hangul pages and "Katakana" for some Japanese).
+OSD_SCRIPTS = {"Korean": "Hangul", "Hiragana": "Japanese", "Katakana": "Japanese", "HanS": "Han", "HanT": "Han"}
+# Below this OSD script confidence lang=auto keeps PP-OCR (what the instance read before languages).
+MIN_SCRIPT_CONFIDENCE = 1.0
+# Tesseract languages lang=auto loads for one script: each more costs about as much time again.
+AUTO_MAX_LANGS = 1
+# Letters only Vietnamese uses among the Latin languages: a PP-OCR reading with enough of them is read again
+# with Tesseract's Vietnamese (lines route), which reads it far better.
+VIETNAMESE_ONLY = set("ăắằẳẵặơớờởỡợưứừửữựđạảấầẩẫậẹẻẽếềểễệỉịọỏốồổỗộụủỳỵỷỹ")
+VIETNAMESE_SHARE = 0.02
+# Profiles whose PP-OCR models have no Japanese (PP-OCRv6 tiny).
+NO_JAPANESE = ("fast",)
+
+
+class PageEngine(Protocol):
+    """What the router needs of a PP-OCR engine: reading a page, and its detector alone."""
+
+    def recognize(self, bgr: np.ndarray, words: bool = False) -> OcrResult: ...
+    def detect(self, bgr: np.ndarray) -> list[list[list[float]]]: ...
+
+
+@dataclass(frozen=True)
+class Recognizer:
+    """Which language and recognizer read a page: the answer's `recognizer` field."""
+
+    lang: str | None  # the codes read ("de,en"); None: the profile's own languages (no lang asked)
+    engine: str  # "rapidocr" (or "paddleocr": OCR_ENGINE) for PP-OCR, "tesseract"
+    route: str  # ppocr | tesseract | lines
+    script: str | None = None  # lang=auto: the script found
+    right_to_left: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lang": self.lang, "engine": self.engine, "route": self.route}
+        if self.script is not None:
+            out["script"] = self.script
+        if self.right_to_left:
+            out["right_to_left"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Recognizer:
+        return cls(lang=raw.get("lang"), engine=str(raw.get("engine", "")), route=str(raw.get("route", "")),
+                   script=raw.get("script"), right_to_left=bool(raw.get("right_to_left", False)))
+
+
+@dataclass
+class Reading:
+    """One page's reading: `read` is called on the upright image (maybe twice, see read_upright); `chosen`
+    says what read it. Made per page, never shared."""
+
+    read: Callable[[np.ndarray], OcrResult]
+    chosen: Recognizer | None = None
+    uses: list[str] = field(default_factory=list)
+
+
+def codes(lang: str) -> list[str]:
+    """The codes of a canonical lang value ("de,en" -> ["de", "en"]; "" -> [])."""
+    return [code for code in lang.split(",") if code]
+
+
+class LanguageRouter:
+    """One per worker: the catalog against this instance's Tesseract data and engines."""
+
+    def __init__(self, tesseract: Tesseract | None, tessdata: Path | None, ppocr_engine: str = "rapidocr") -> None:
+        self.tesseract = tesseract
+        self.tessdata = tessdata
+        self.ppocr_engine = ppocr_engine
+
+    def installed(self, lang: Language) -> bool:
+        """Whether this instance reads the language on its default route."""
+        return catalog.installed(lang, self.tessdata) and (not lang.needs_pack or self.tesseract is not None)
+
+    def route_of(self, langs: list[Language], route: str = "") -> str:
+        """The route a set of languages runs: the one asked, else PP-OCR when it reads them all, else the
+        first language's own route that is not PP-OCR."""
+        if route:
+            return route
+        own = [lang.route for lang in langs if lang.route != PPOCR]
+        return own[0] if own else PPOCR
+
+    def check(self, lang: str, route: str, profile: str) -> None:
+        """Refuse at once what cannot run: a missing pack (400 naming it) or a profile without the language."""
+        if lang in ("", AUTO):
+            if route:
+                raise InvalidOption("route= chooses how named languages are read: send it with lang=CODE, "
+                                    "e.g. lang=ru&route=tesseract")
+            return
+        langs = [catalog.resolve(code) for code in codes(lang)]
+        chosen = self.route_of(langs, route)
+        if chosen == PPOCR:
+            if profile in NO_JAPANESE and any(item.code == "ja" for item in langs):
+                raise LanguageNeedsProfile("ja", profile, "accurate")
+            return
+        missing = [item for item in langs if self.tesseract is None or not catalog.has_data(item, self.tessdata)]
+        if missing:
+            raise LanguageNotInstalled([item.code for item in missing], [item.package for item in missing])
+
+    def reading(self, engine: PageEngine, lang: str, route: str, words: bool,
+                fallback: PageEngine | None = None) -> Reading:
+        """The reading of one page (`fallback`: the engine for Japanese when the profile has none)."""
+        holder = Reading(read=lambda bgr: engine.recognize(bgr, words))
+        if lang == AUTO:
+            holder.read = lambda bgr: self._auto(holder, engine, bgr, words, fallback)
+            return holder
+        holder.chosen = chosen = self.planned(lang, route)
+        if chosen is not None and chosen.engine == TESSERACT:
+            tess = "+".join(name for code in codes(lang) for name in catalog.resolve(code).tesseract)
+            holder.read = lambda bgr: self._tesseract(engine, bgr, tess, chosen.route, words)
+        return holder
+
+    def planned(self, lang: str, route: str) -> Recognizer | None:
+        """The recognizer named languages get, known before reading (None: no lang, or auto)."""
+        if lang in ("", AUTO):
+            return None
+        langs = [catalog.resolve(code) for code in codes(lang)]
+        chosen = self.route_of(langs, route)
+        rtl = any(item.right_to_left for item in langs)
+        if chosen == PPOCR:
+            return Recognizer(lang, self.ppocr_engine, PPOCR, right_to_left=rtl)
+        return Recognizer(lang, TESSERACT, chosen, right_to_left=rtl)
+
+    def _tesseract(self, engine: PageEngine, bgr: np.ndarray, tess: str, route: str, words: bool) -> OcrResult:
+        assert self.tesseract is not None  # check() refused the request otherwise
+        if route == LINES:
+            boxes = engine.detect(bgr)
+            return self.tesseract.read_lines(bgr, boxes, tess, words)
+        return self.tesseract.read_page(bgr, tess, words)
+
+    def _auto(self, holder: Reading, engine: PageEngine, bgr: np.ndarray, words: bool,
+              fallback: PageEngine | None) -> OcrResult:
+        """Find the script (Tesseract's OSD), then read with the script's recognizer."""
+        script = self.script(bgr)
+        if script == "Japanese" and fallback is not None:
+            engine = fallback
+        if script is None or script in PPOCR_SCRIPTS:
+            result = engine.recognize(bgr, words)
+            holder.chosen = Recognizer(_ppocr_lang(script), self.ppocr_engine, PPOCR, script=script)
+            if script in (None, "Latin") and self._installed_code("vi") and _looks_vietnamese(result):
+                vi = catalog.resolve("vi")
+                holder.chosen = Recognizer("vi", TESSERACT, vi.route, script="Latin")
+                return self._tesseract(engine, bgr, "+".join(vi.tesseract), vi.route, words)
+            return result
+        found = [lang for lang in catalog.by_script(script) if self.installed(lang)][:AUTO_MAX_LANGS]
+        if not found:  # no pack for this script here: read as before languages, and say so
+            holder.chosen = Recognizer(None, self.ppocr_engine, PPOCR, script=script)
+            return engine.recognize(bgr, words)
+        route = found[0].route if found[0].route != PPOCR else LINES
+        holder.chosen = Recognizer(",".join(lang.code for lang in found), TESSERACT, route, script=script,
+                                   right_to_left=found[0].right_to_left)
+        return self._tesseract(engine, bgr, "+".join(n for lang in found for n in lang.tesseract), route, words)
+
+    def script(self, bgr: np.ndarray) -> str | None:
+        """The page's script in the catalog's names, or None when OSD is not here or not sure."""
+        if self.tesseract is None or self.tessdata is None:
+            return None
+        if not catalog.traineddata(catalog.OSD_DATA, self.tessdata).is_file():
+            return None
+        guess = self.tesseract.script(bgr)
+        if guess is None or guess.confidence < MIN_SCRIPT_CONFIDENCE:
+            return None
+        return OSD_SCRIPTS.get(guess.script, guess.script)
+
+    def _installed_code(self, code: str) -> bool:
+        return self.tesseract is not None and catalog.has_data(catalog.resolve(code), self.tessdata)
+
+    def describe(self, default: str) -> dict[str, Any]:
+        """What GET /api/languages answers: every language, its route and whether it is installed here."""
+        items = []
+        for lang in catalog.languages():
+            items.append({
+                "code": lang.code, "tesseract": "+".join(lang.tesseract), "name": lang.name, "script": lang.script,
+                "right_to_left": lang.right_to_left, "route": lang.route,
+                "engine": self.ppocr_engine if lang.route == PPOCR else TESSERACT,
+                "installed": self.installed(lang), "package": lang.package,
+                "install": f"fleetctl deps --langs {lang.code}", "basis": lang.basis,
+            })
+        return {"default": default or None, "auto": self.script_detection(),
+                "tesseract": self.tesseract.version if self.tesseract is not None else None,
+                "loaded": self.tesseract.apis.loaded() if self.tesseract is not None else [],
+                "languages": items}
+
+    def script_detection(self) -> bool:
+        """Whether lang=auto can find scripts here (Tesseract and its OSD data)."""
+        return (self.tesseract is not None and self.tessdata is not None
+                and catalog.traineddata(catalog.OSD_DATA, self.tessdata).is_file())
+
+
+def _ppocr_lang(script: str | None) -> str | None:
+    return {"Han": "zh", "Japanese": "ja"}.get(script or "")
+
+
+def _looks_vietnamese(result: OcrResult) -> bool:
+    letters = [ch for line in result.lines for ch in unicodedata.normalize("NFC", line.text.lower()) if ch.isalpha()]
+    if not letters:
+        return False
+    return sum(ch in VIETNAMESE_ONLY for ch in letters) / len(letters) >= VIETNAMESE_SHARE
