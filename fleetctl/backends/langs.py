@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fleetctl import procs
 from fleetctl.config import FleetConfig
@@ -27,6 +28,8 @@ TESSDATA_VAR = "OCR_TESSDATA"
 MAX_CODES = 200
 MAX_CODE_CHARS = 12
 LIST_HINT = "GET /api/languages on the gateway lists every code"
+# The label scripts/build-image.sh puts on the image: the languages it carries, ISO codes comma-separated.
+IMAGE_LABEL = "ocr-fleet.langs"
 
 
 class LangsError(FleetError):
@@ -109,6 +112,28 @@ def missing_packages(langs: Sequence[Language], tessdata: Path | None) -> list[s
 def install_hint(langs: Sequence[Language]) -> str:
     """The command that installs the packs of a set."""
     return f"fleetctl deps --langs {','.join(lang.code for lang in langs)}"
+
+
+def image_gaps(labels: Mapping[str, str] | None, languages: Sequence[Language]) -> list[Language]:
+    """The languages of a set an image does not carry, by its label (an image built before languages has
+    none, and carries none)."""
+    carried = set(((labels or {}).get(IMAGE_LABEL) or "").split(","))
+    return [lang for lang in languages if lang.code not in carried]
+
+
+def check_image(cfg: FleetConfig, client: Any) -> None:
+    """Docker and swarm instances read the image's packs: refuse a set the image does not carry, naming the
+    build that does. A missing image is left to the backend's own preflight."""
+    try:
+        labels = client.images.get(cfg.image).labels
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound and friends: preflight reports it
+        return
+    missing = image_gaps(labels, fleet_set(cfg))
+    if missing:
+        codes = ",".join(lang.code for lang in fleet_set(cfg))
+        raise LangsError(f"image {cfg.image} does not carry {', '.join(lang.code for lang in missing)} "
+                         f"(it has {(labels or {}).get(IMAGE_LABEL) or 'no languages'}): build one with "
+                         f"`FLEET_LANGS={codes} make image`")
 
 
 def _saved_path(cfg: FleetConfig) -> Path:

@@ -206,23 +206,46 @@ def test_image_plan_carries_the_default_set_or_fleet_langs() -> None:
     assert refused.returncode == 1 and "unknown language codes 'xx'" in refused.stderr
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(2400)
-def test_image_carries_the_default_set_and_reads_it_offline() -> None:
-    """The image as `make image` builds it (a no-op when it is up to date): labelled with its languages,
-    their traineddata where the instance looks, read without any network."""
+def test_an_image_without_the_sets_languages_is_named_with_the_build_that_has_them() -> None:
+    wanted = langs.parse("ru,ar,it")
+    assert [lang.code for lang in langs.image_gaps({langs.IMAGE_LABEL: "de,ru,ar"}, wanted)] == ["it"]
+    assert langs.image_gaps({}, wanted) == list(wanted)  # an image from before languages carries none
+    assert langs.image_gaps(None, wanted) == list(wanted)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    """The image as `make image` builds it with the default set (a no-op when it is up to date)."""
     tag = os.environ.get("FLEET_IMAGE", "ocr-fleet:latest")
     built = subprocess.run(["bash", str(REPO / "scripts" / "build-image.sh"), tag], capture_output=True, text=True,
                            timeout=2400, check=False, env={**os.environ, "FLEET_LANGS": ""})
     assert built.returncode == 0, built.stderr[-3000:]
-    label = subprocess.run(["docker", "image", "inspect", "-f", '{{ index .Config.Labels "ocr-fleet.langs" }}', tag],
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    return tag
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(2400)
+def test_image_carries_the_default_set_where_the_instance_looks(image: str) -> None:
+    """Labelled with its languages, their traineddata in Debian's folder, read with no network."""
+    label = subprocess.run(["docker", "image", "inspect", "-f", '{{ index .Config.Labels "ocr-fleet.langs" }}',
+                            image], capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     assert label == ",".join(catalog.DEFAULT_SET)
     probe = ("import json; from ocr_app.models import languages as L; d = L.find_tessdata(); "
              "print(json.dumps([str(d), sorted(p.stem for p in d.glob('*.traineddata'))]))")
-    out = subprocess.run(["docker", "run", "--rm", "--network", "none", tag, "python3", "-c", probe],
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "python3", "-c", probe],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     folder, names = json.loads(out)
     assert folder == "/usr/share/tesseract-ocr/5/tessdata"
     wanted = {n for code in catalog.DEFAULT_SET for n in catalog.resolve(code).tesseract} | {"osd"}
     assert wanted <= set(names), names
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(2400)
+def test_up_on_docker_refuses_a_set_the_image_does_not_carry(image: str, tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, FLEET_IMAGE=image)
+    result = fleetctl(env, "up", "-n", "0", "--backend", "docker", "--no-install", "--langs", "ru,it")
+    assert result.returncode == 1
+    assert f"image {image} does not carry it (it has {','.join(catalog.DEFAULT_SET)}): build one with " \
+           "`FLEET_LANGS=ru,it make image`" in result.stderr, result.stderr
+    assert not (tmp_path / "home" / "run").exists()  # refused before any service started
