@@ -19,7 +19,8 @@ from fleetctl.errors import FleetError
 from ocr_app.models import languages as catalog
 from ocr_app.models.languages import Language
 
-__all__ = ["Language", "LangsError", "Pack", "fleet_set", "parse"]
+__all__ = ["IMAGE_LABEL", "INSTANCE_VAR", "Language", "LangsError", "Pack", "check", "check_image", "fleet_set",
+           "image_gaps", "instance_value", "missing_packages", "parse", "tessdata_dir"]
 
 INSTANCE_VAR = "OCR_LANGS"
 # Where the instances look for Tesseract's data; fleetctl checks the same folder (the catalog's search list).
@@ -27,6 +28,7 @@ TESSDATA_VAR = "OCR_TESSDATA"
 # A set is a handful of codes: more than this many is a typo or an attack, not a fleet.
 MAX_CODES = 200
 MAX_CODE_CHARS = 12
+NAMED_IN_ERRORS = 5  # unknown codes an error message names; the rest are counted
 LIST_HINT = "GET /api/languages on the gateway lists every code"
 # The label scripts/build-image.sh puts on the image: the languages it carries, ISO codes comma-separated.
 IMAGE_LABEL = "ocr-fleet.langs"
@@ -53,9 +55,10 @@ def parse(text: str, *, setting: str = "") -> tuple[Language, ...]:
 
     Empty means the catalog's default set; `default` may stand in the list for it (`default,it`).
     """
+    where = f"{setting}: " if setting else ""
     raw = [part.strip() for part in text.split(",") if part.strip()] or ["default"]
     if len(raw) > MAX_CODES:
-        raise LangsError(f"{setting + ': ' if setting else ''}{len(raw)} languages named; at most {MAX_CODES}")
+        raise LangsError(f"{where}{len(raw)} languages named; at most {MAX_CODES}")
     found: list[Language] = []
     unknown: list[str] = []
     for code in raw:
@@ -69,8 +72,9 @@ def parse(text: str, *, setting: str = "") -> tuple[Language, ...]:
         except catalog.UnknownLanguage:
             unknown.append(code[:MAX_CODE_CHARS] + ("…" if len(code) > MAX_CODE_CHARS else ""))
     if unknown:
-        raise LangsError(f"{setting + ': ' if setting else ''}unknown language code{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(repr(u) for u in unknown)} ({LIST_HINT})")
+        named = ", ".join(repr(u) for u in unknown[:NAMED_IN_ERRORS])
+        more = f" and {len(unknown) - NAMED_IN_ERRORS} more" if len(unknown) > NAMED_IN_ERRORS else ""
+        raise LangsError(f"{where}unknown language code{'s' if len(unknown) > 1 else ''} {named}{more} ({LIST_HINT})")
     return tuple(dict.fromkeys(found))
 
 
