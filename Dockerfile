@@ -2,7 +2,7 @@
 #
 # Built by scripts/build-image.sh, which puts a wheelhouse next to this file so
 # that nothing inside the build touches the network:
-#   wheelhouse/deps/  every dependency of ocr-fleet, as wheels
+#   wheelhouse/deps/  every dependency of ocr-fleet[server] (an instance), as wheels
 #   wheelhouse/app/   the ocr-fleet wheel itself
 #   debs/             Tesseract's language packs of FLEET_LANGS and tesseract-ocr-osd:
 #                     Debian packages of data only (traineddata files), for dpkg
@@ -36,7 +36,7 @@ COPY debs/ /tmp/debs/
 RUN dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs
 COPY --from=deps /opt/venv /opt/venv
 COPY wheelhouse/app/ /wheels/
-RUN pip install --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels ocr-fleet \
+RUN pip install --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels 'ocr-fleet[server]' \
     && rm -rf /wheels
 
 USER ocr

@@ -27,7 +27,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[server,dev]'  # server: the engine and the instance (setup.cfg)
 	touch $@
 
 ## The paddleocr engine's own venv (.venv-paddle): ocr-fleet[paddle] with one OpenCV; wheels from pip's cache

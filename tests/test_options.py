@@ -26,7 +26,7 @@ def test_every_parameter() -> None:
 
 
 @pytest.mark.parametrize("params, named", [
-    ({"format": "pdf"}, "format"), ({"dpi": "abc"}, "dpi"), ({"dpi": "20"}, "dpi"),
+    ({"format": "docx"}, "format"), ({"dpi": "abc"}, "dpi"), ({"dpi": "20"}, "dpi"),
     ({"dpi": "401"}, "OCR_PDF_MAX_DPI"), ({"pdf_text": "always"}, "pdf_text"), ({"words": "maybe"}, "words"),
     ({"pages": "3-1"}, "pages"), ({"pages": "0"}, "pages"), ({"pages": "1;2"}, "pages"),
     ({"pages": "1," * 300 + "1"}, "pages"), ({"preview": "2"}, "preview"),
@@ -50,6 +50,11 @@ def test_word_boxes_change_the_cache_key_and_the_query() -> None:
     assert PageOptions(words=True).cache_suffix() != PageOptions().cache_suffix()
     assert PageOptions(words=True).to_query() == {"words": "1"} and PageOptions().to_query() == {}
     assert parse_options({"format": "textract"}, SETTINGS).needs_words
+
+
+def test_a_searchable_pdf_asks_for_word_boxes() -> None:
+    options = parse_options({"format": "PDF"}, SETTINGS)
+    assert options.format == "pdf" and options.needs_words and options.page_options.words
 
 
 def test_dpi_settings_are_checked_at_start_up() -> None:

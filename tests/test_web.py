@@ -324,6 +324,38 @@ def test_pdf_shows_each_page_with_its_boxes(page: Page) -> None:
     assert "on 2 pages" in page.inner_text("#status-text")
 
 
+def test_document_downloads_a_searchable_pdf(page: Page, tmp_path: Path) -> None:
+    """A document gets the button; it posts the file again with format=pdf and saves the PDF the server made."""
+    from docgen import text_pdf
+
+    pdf = text_pdf([("scan", "SEARCHABLE SCAN")])
+    with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
+        page.set_input_files("#file-input", files=[{"name": "scan.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    assert info.value.status == 200, info.value.text()
+    assert [_squash(t) for t in _lines(page)] == ["SEARCHABLESCAN"]
+    button = page.locator("#download-pdf")
+    assert button.is_visible() and button.is_enabled()
+    with page.expect_download(timeout=OCR_TIMEOUT_MS) as download_info, \
+            page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as response_info:
+        button.click()
+    assert response_info.value.status == 200
+    assert response_info.value.headers["content-type"] == "application/pdf"  # what format=pdf answers
+    download = download_info.value
+    assert download.suggested_filename == "scan.searchable.pdf"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF-")
+    text = subprocess.run(["pdftotext", str(saved), "-"], check=True, capture_output=True, text=True).stdout
+    assert "SEARCHABLESCAN" in _squash(text), text
+    assert page.get_attribute("#status", "data-state") == "done"
+    assert page.locator("#error").is_hidden()
+
+    png, _ = _render("NO BUTTON")  # an image has no searchable PDF to offer
+    page.set_input_files("#file-input", files=[{"name": "plain.png", "mimeType": "image/png", "buffer": png}])
+    assert "NOBUTTON" in _squash(" ".join(_lines(page)))
+    assert button.is_hidden()
+
+
 @pytest.fixture(scope="module")
 def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real nginx with API keys on (FLEET_AUTH=1) in front of the instance; yields (url, a valid key)."""

@@ -8,6 +8,7 @@ packaged scripts/venv-paddle.sh builds it (pip's cache keeps its wheels, so a re
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +22,10 @@ from fleetctl.config import FleetConfig
 from fleetctl.errors import FleetError
 
 PADDLE = "paddleocr"
+# What an instance imports from the `server` extra (setup.cfg): a light install (the client and the OCRmyPDF
+# plugin) has none of them.
+SERVER_MODULES = ("flask", "gunicorn", "rapidocr", "onnxruntime", "cv2", "numpy", "pypdfium2")
+SERVER_INSTALL = "pip install 'ocr-fleet[server]'"
 
 
 class EngineVenvError(FleetError):
@@ -35,6 +40,30 @@ def paddle_venv(cfg: FleetConfig) -> Path:
     if prefix == Path(sys.base_prefix):  # fleetctl runs outside any venv: keep it with the fleet's state
         return cfg.home / "venv-paddle"
     return prefix.with_name(prefix.name + "-paddle")
+
+
+class ServerExtraMissing(EngineVenvError):
+    """fleetctl runs from a light install, which cannot run instances on the process backend."""
+
+
+def missing_server_modules(find: Callable[[str], object] = importlib.util.find_spec) -> list[str]:
+    """The server extra's modules this interpreter cannot import (fleetctl's own: it runs the rapidocr
+    instances)."""
+    return [name for name in SERVER_MODULES if find(name) is None]
+
+
+def require_server(cfg: FleetConfig) -> None:
+    """Fail at once, naming the command, when the process backend's instances could not start from here.
+
+    The paddleocr engine runs from its own venv, which scripts/venv-paddle.sh builds with the extra."""
+    if cfg.engine == PADDLE:
+        return
+    missing = missing_server_modules()
+    if missing:
+        raise ServerExtraMissing(
+            f"this ocr-fleet is the light client install ({', '.join(missing)} missing): instances on the "
+            f"process backend need the engine and the web app: run `{SERVER_INSTALL}` (or `make venv` in a "
+            "checkout), or use --backend docker with the instance image")
 
 
 def instance_python(cfg: FleetConfig) -> str:

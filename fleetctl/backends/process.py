@@ -69,6 +69,11 @@ class ProcessBackend(StartsOneByOne):
         """A hash of the instance's code, so a code update shows as drift like a changed setting."""
         return source_hash()
 
+    def preflight(self) -> None:
+        from fleetctl.backends import engines
+
+        engines.require_server(self.cfg)
+
     # -- files -------------------------------------------------------------
     def _pid_file(self, instance_id: str) -> Path:
         return self.cfg.run_dir / f"{instance_id}.pid"

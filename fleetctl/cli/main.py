@@ -170,7 +170,9 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     obj.cfg = obj.cfg.replace(auth=1 if auth else None, tls=1 if tls else None,
                               gateway_cache=1 if cache else None, engine=engine)
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
-    if chosen.name in ("docker", "swarm"):  # their instances read the image's packs, not this host's
+    if chosen.name == "process":
+        engines.require_server(obj.cfg)  # a light install fails before anything is installed or started
+    else:  # docker and swarm instances read the image's language packs, not this host's
         langs.check_image(obj.cfg, getattr(chosen, "client", None))
     if bounds is not None:
         from fleetctl.autoscale.loop import policy_from

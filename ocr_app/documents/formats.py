@@ -1,4 +1,5 @@
-"""One recognition -> the answer a client asked for: JSON pages, plain text, hOCR or Textract blocks.
+"""One recognition -> the answer a client asked for: JSON pages, plain text, hOCR or Textract blocks
+(the searchable PDF is documents/searchable.py).
 
 Everything here is pure: pages in, bytes or dicts out. Boxes are four corner points in page pixels.
 """
@@ -9,6 +10,7 @@ import uuid
 from html import escape
 from typing import Any
 
+from ocr_app.documents.lines import rows, words_of
 from ocr_app.documents.pages import DocumentResult, PageResult
 
 # Textract block ids are opaque strings; deriving them from positions keeps equal answers byte-equal.
@@ -18,6 +20,7 @@ CONTENT_TYPES = {
     "textract": "application/json",
     "text": "text/plain; charset=utf-8",
     "hocr": "text/html; charset=utf-8",
+    "pdf": "application/pdf",  # documents/searchable.py
 }
 
 
@@ -40,34 +43,6 @@ def as_text(pages: list[PageResult]) -> str:
     """
     return "\f".join("\n".join(" ".join(line["text"] for line in row) for row in rows(page.lines))
                      for page in pages) + "\n"
-
-
-def rows(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Lines in their reading order (the order of `data`), a line joining the row before it when it is
-    beside that row's last line: level with it (overlapping by half the smaller height) and to its right.
-
-    Regrouping by position alone would merge the columns of a page; lines of a turned page (boxes as
-    sent, taller than wide) each keep a row of their own.
-    """
-    out: list[list[dict[str, Any]]] = []
-    for line in lines:
-        if out and _beside(out[-1][-1], line):
-            out[-1].append(line)
-        else:
-            out.append([line])
-    return out
-
-
-def _beside(left: dict[str, Any], right: dict[str, Any]) -> bool:
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _extent(left), _extent(right)
-    if ax1 - ax0 < ay1 - ay0 or bx1 - bx0 < by1 - by0:
-        return False
-    return min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0) and bx0 >= ax0
-
-
-def _extent(line: dict[str, Any]) -> tuple[float, float, float, float]:
-    xs, ys = [pt[0] for pt in line["box"]], [pt[1] for pt in line["box"]]
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 def as_hocr(pages: list[PageResult]) -> str:
@@ -127,25 +102,6 @@ def as_textract(pages: list[PageResult]) -> dict[str, Any]:
         page_block["Relationships"] = [{"Type": "CHILD", "Ids": line_ids}]
     return {"DocumentMetadata": {"Pages": len(pages)}, "Blocks": blocks,
             "DetectDocumentTextModelVersion": "1.0"}
-
-
-def words_of(line: dict[str, Any]) -> list[dict[str, Any]]:
-    """The line's word boxes; without them, its words with boxes split by character count."""
-    if line.get("words"):
-        return list(line["words"])
-    tokens = line["text"].split()
-    if not tokens:
-        return []
-    (x0, y0), (x1, _), (_, y1) = line["box"][0], line["box"][1], line["box"][2]
-    total = sum(len(t) for t in tokens) + len(tokens) - 1
-    out, at = [], 0
-    for token in tokens:
-        left = x0 + (x1 - x0) * at / total
-        right = x0 + (x1 - x0) * (at + len(token)) / total
-        out.append({"text": token, "confidence": line["confidence"],
-                    "box": [[left, y0], [right, y0], [right, y1], [left, y1]]})
-        at += len(token) + 1
-    return out
 
 
 def _bbox(box: list[list[float]]) -> str:

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from ocr_app.config import Settings
 from ocr_app.documents.formats import CONTENT_TYPES, as_hocr, as_text, as_textract, document_body
 from ocr_app.documents.pages import DocumentResult, PageDispatch, open_document, upload_format
+from ocr_app.documents.searchable import searchable_pdf
 from ocr_app.errors import (
     BadBase64,
     FormatNeedsOneFile,
@@ -153,6 +154,8 @@ def answer_body(result: Outcome | DocumentResult, data: bytes, options: RequestO
         return as_text(pages).encode()
     if options.format == "hocr":
         return as_hocr(pages).encode()
+    if options.format == "pdf":
+        return searchable_pdf(data, pages, options, settings)
     return json.dumps(as_textract(pages), ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -1,4 +1,5 @@
-"""The /api/jobs blueprint: submit a file for later, ask about it from any instance, cancel it."""
+"""The /api/jobs blueprint: submit a file for later, ask about it from any instance, cancel it, and fetch a
+format=pdf job's searchable PDF (rendered on request from the kept upload and the job's pages)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,18 @@ from flask import Blueprint, Response, jsonify, request
 
 from ocr_app.documents.images import decode_image
 from ocr_app.documents.pages import DocumentResult, PageResult, load_pages, upload_format
-from ocr_app.errors import JobNeedsOneFile, JobStoreUnavailable
+from ocr_app.documents.searchable import searchable_pdf
+from ocr_app.errors import (
+    JobEnded,
+    JobNeedsOneFile,
+    JobNotDone,
+    JobNotPdf,
+    JobOriginalExpired,
+    JobStoreUnavailable,
+)
 from ocr_app.http.api import answer_body, read_uploads, wants_bypass
 from ocr_app.http.app_services import services_of
+from ocr_app.jobs.originals import kept_original
 from ocr_app.jobs.store import JobPage, JobStore, JobView
 from ocr_app.options import parse_options
 from ocr_app.service.ocr_service import Outcome
@@ -55,9 +65,12 @@ def submit() -> Response:
         pages = [JobPage(1, image.width, image.height, data)]
     else:
         pages = [JobPage(w.plan.number, w.plan.width, w.plan.height, w.image, w.lines) for w in works]
+    # A PDF is made from the upload itself, so a format=pdf job keeps it (an encrypted PDF decrypted).
+    original = (kept_original(data, fmt, options.password, settings.max_upload_bytes, settings.max_upload_mb)
+                if options.format == "pdf" else None)
     kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
     job_id = store.submit(pages, document=works is not None, words=options.needs_words, bypass=bypass,
-                          params={**kept, "profile": profile}, profile=profile)
+                          params={**kept, "profile": profile}, profile=profile, original=original)
     done = sum(p.image is None for p in pages)
     resp = jsonify({"code": 0, "msg": "success", "job_id": job_id, "status": "queued" if done < len(pages)
                     else "done", "progress": {"done": done, "total": len(pages)}})
@@ -69,7 +82,34 @@ def submit() -> Response:
 @bp.get("/api/jobs/<job_id>")
 def status(job_id: str) -> Response:
     view = _store().get(job_id)
+    if _format(view) == "pdf":  # a PDF is not inlined: the answer says where it is
+        body = view.to_dict()
+        if view.status == "done":
+            body["result_url"] = f"/api/jobs/{job_id}/result.pdf"
+        return jsonify(body)
     return jsonify(view.to_dict(_result(view) if view.pages is not None else None))
+
+
+@bp.get("/api/jobs/<job_id>/result.pdf")
+def result_pdf(job_id: str) -> Response:
+    """A done format=pdf job's searchable PDF: its upload with the job's text as an invisible layer."""
+    store = _store()
+    view = store.get(job_id)  # 404 for an unknown or expired job
+    fmt = _format(view)
+    if fmt != "pdf":
+        raise JobNotPdf(job_id, fmt)
+    if view.status in ("failed", "cancelled"):
+        raise JobEnded(job_id, view.status)
+    if view.status != "done":
+        raise JobNotDone(job_id, view.status, view.done, view.total)
+    original = store.original(job_id)
+    if original is None:
+        raise JobOriginalExpired(job_id)
+    settings = services_of().ocr.settings
+    body = searchable_pdf(original, _pages(view), parse_options(view.params, settings), settings)
+    resp = Response(body, status=200, mimetype="application/pdf")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{job_id}.pdf"'
+    return resp
 
 
 @bp.delete("/api/jobs/<job_id>")
@@ -82,7 +122,7 @@ def _result(view: JobView) -> Any:
     """The answer /api/ocr would have given, in the job's format: JSON as an object, text and hOCR as a string."""
     settings = services_of().ocr.settings
     options = parse_options(view.params, settings)
-    pages = [PageResult(n, w, h, source, lines) for n, w, h, source, lines in view.pages or []]
+    pages = _pages(view)
     profile = view.params.get("profile") or settings.profile
     answer: Outcome | DocumentResult
     if view.document or options.format != "json":
@@ -96,3 +136,12 @@ def _result(view: JobView) -> Any:
     for key in PER_REQUEST:  # they describe a request, not the job (its pages ran on many instances)
         result.pop(key, None)
     return result
+
+
+def _pages(view: JobView) -> list[PageResult]:
+    return [PageResult(n, w, h, source, lines) for n, w, h, source, lines in view.pages or []]
+
+
+def _format(view: JobView) -> str:
+    """The format the job was submitted with, spelled as parse_options reads it."""
+    return view.params.get("format", "json").strip().lower() or "json"

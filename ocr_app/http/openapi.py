@@ -189,6 +189,8 @@ SCHEMAS: dict[str, Any] = {
                                   "properties": {"code": {"const": 0}, "msg": {"const": "success"},
                                                  "data": {"type": "array", "items": ref("Line")}}},
                                  ref("DocumentResult")]},
+            "result_url": {"type": "string", "description": "a done format=pdf job's PDF, in place of `result`: "
+                           "/api/jobs/{job_id}/result.pdf"},
             "error": {"type": "object", "required": ["code", "msg"], "description": "when failed: the page's error",
                       "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}}},
         },
@@ -229,8 +231,10 @@ OCR_PARAMETERS: list[dict[str, Any]] = [
     {"name": "Pragma", "in": "header", "schema": {"type": "string"}, "description": "`no-cache`, as above"},
     {"name": "X-Client", "in": "header", "schema": {"type": "string"},
      "description": "who is calling; written to the access log as `client`"},
-    {"name": "format", "in": "query", "schema": {"enum": ["json", "text", "hocr", "textract"], "default": "json"},
-     "description": "the answer's shape: JSON, plain text in reading order, hOCR, or AWS Textract blocks"},
+    {"name": "format", "in": "query",
+     "schema": {"enum": ["json", "text", "hocr", "textract", "pdf"], "default": "json"},
+     "description": "the answer's shape: JSON, plain text in reading order, hOCR, AWS Textract blocks, or a "
+                    "searchable PDF (the upload with an invisible text layer; one file, not a batch)"},
     {"name": "profile", "in": "query", "schema": {"type": "string"},
      "description": "the engine profile (`accurate`, `fast`, or an own model's folder name); default OCR_PROFILE"},
     {"name": "words", "in": "query", "schema": FLAG, "description": "adds each line's words with their boxes"},
@@ -271,17 +275,25 @@ PATHS: dict[str, Any] = {
                                                                   ref("BatchResult"), ref("TextractResult")]}},
                         "text/plain": {"schema": {"type": "string", "description": "format=text"}},
                         "text/html": {"schema": {"type": "string", "description": "format=hocr (hOCR XHTML)"}},
+                        "application/pdf": {"schema": {
+                            "type": "string", "contentMediaType": "application/pdf",
+                            "description": "format=pdf: the PDF as sent (an image: a PDF of its own, at its dpi, "
+                                           "300 when it states none) with an invisible text layer on every "
+                                           "OCRed page; never encrypted, even when the upload was; at most "
+                                           "OCR_PDF_MAX_OUTPUT_MB and OCR_PDF_MAX_WORDS words"}},
                     },
                     "headers": {
                         "X-Cache": {"schema": {"enum": ["HIT", "MISS", "COALESCED", "BYPASS"]},
-                                    "description": "where the answer came from"},
+                                    "description": "where the answer came from (format=pdf: its pages; the "
+                                                   "PDF itself is never cached whole)"},
                         "X-Instance": {"schema": {"type": "string"}, "description": "the instance that answered"},
                         "X-OCR-Profile": {"schema": {"type": "string"},
                                           "description": "the engine profile that produced the answer"},
                     }},
             "400": error_response("no image, a malformed request, or a bad parameter"),
             "405": error_response("POST only"),
-            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB, or too many files in a batch"),
+            "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB, too many files in a batch, or "
+                                  "format=pdf over OCR_PDF_MAX_OUTPUT_MB or OCR_PDF_MAX_WORDS"),
             "415": error_response("not an accepted image or document format, or Content-Type"),
             "422": error_response("the image or document cannot be decoded, is too large or too small, or "
                                   "breaks a document limit"),
@@ -330,6 +342,23 @@ PATHS: dict[str, Any] = {
                           "503": error_response("the job store is unavailable", True, (50350,))},
         },
     },
+    "/api/jobs/{job_id}/result.pdf": {"get": {
+        "operationId": "getJobPdf", "parameters": [JOB_ID],
+        "summary": "A done format=pdf job's searchable PDF: its upload with the recognized text as a layer",
+        "description": "Made on request, by any instance, from the upload the job kept (an encrypted PDF "
+                       "decrypted at submission) and the job's pages. GET /api/jobs/{job_id} gives its "
+                       "`result_url` once the job is done.",
+        "responses": {"200": {"description": "the searchable PDF", "content": {
+                          "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}}}},
+                      "404": error_response("no such job, or it expired (OCR_JOB_TTL)", codes=(40450,)),
+                      "409": error_response("the job is not done yet (Retry-After), or was not submitted with "
+                                            "format=pdf", True, (40950, 40951)),
+                      "410": error_response("the job failed or was cancelled, or its upload is gone",
+                                            codes=(41051, 41052)),
+                      "413": error_response("the PDF would pass OCR_PDF_MAX_OUTPUT_MB, or its text layer "
+                                            "OCR_PDF_MAX_WORDS", codes=(41332, 41333)),
+                      "503": error_response("the job store is unavailable", True, (50350,))},
+    }},
     "/api/profiles": {"get": {
         "operationId": "profiles", "summary": "The engine profiles served: models, runtime, precision, CPU",
         "responses": {"200": {"description": "the profiles", "content": json_content(ref("Profiles"))}},

