@@ -10,7 +10,7 @@
 #                          default: the catalog's default set, ocr_app/models/languages.py):
 #                          their Tesseract packs and tesseract-ocr-osd, Debian packages of data
 #                          only, fetched once on the host with apt-get download into
-#                          FLEET_CACHE_DIR/debs and installed in the image with dpkg, offline
+#                          FLEET_CACHE_DIR/debs and unpacked in the image's build, offline
 #   BASE_IMAGE             base with python3 3.11 (default python:3.11-slim); used when
 #                          present locally, else pulled (FLEET_PULL=1), else replaced by
 #                          a Debian minbase bootstrapped from the machine's apt mirror
