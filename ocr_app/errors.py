@@ -394,6 +394,51 @@ class JobNeedsOneFile(OcrError):
         super().__init__(f"a job takes one file, {count} were sent: send a batch to /api/ocr, or one job per file")
 
 
+class JobNotDone(OcrError):
+    """A format=pdf job's PDF was asked for before the job is done: poll GET /api/jobs/<id> first."""
+
+    status = 409
+    code = 40950
+    retry_after = 2
+
+    def __init__(self, job_id: str, status: str, done: int, total: int) -> None:
+        super().__init__(f"job {job_id} is {status} ({done} of {total} pages done): its PDF is ready once "
+                         f"GET /api/jobs/{job_id} says done")
+
+
+class JobNotPdf(OcrError):
+    """The PDF of a job that was not submitted with format=pdf was asked for."""
+
+    status = 409
+    code = 40951
+
+    def __init__(self, job_id: str, fmt: str) -> None:
+        super().__init__(f"job {job_id} was submitted with format={fmt}: its result is in GET /api/jobs/{job_id}; "
+                         "submit with format=pdf for a searchable PDF")
+
+
+class JobEnded(OcrError):
+    """A format=pdf job failed or was cancelled: it has no PDF, and its original upload is gone."""
+
+    status = 410
+    code = 41051
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}: it has no PDF and its upload was dropped; submit it again")
+
+
+class JobOriginalExpired(OcrError):
+    """A done format=pdf job whose original upload is no longer in the job store (a Redis restart, or an
+    instance of a version that did not keep it alive)."""
+
+    status = 410
+    code = 41052
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the upload of job {job_id} expired from the job store before its PDF was made "
+                         "(OCR_JOB_TTL): submit it again")
+
+
 class RecognitionTimeout(OcrError):
     """Tesseract took longer than OCR_TESS_TIMEOUT_MS on one page: the page, not the instance, is the
     problem (another instance would take as long), so it is a 422 and not a 503 the gateway retries."""
@@ -445,48 +490,3 @@ class LanguageNeedsProfile(OcrError):
     def __init__(self, code: str, profile: str, use: str) -> None:
         super().__init__(f"lang={code} cannot be read by profile={profile} (its models have no such language): "
                          f"use profile={use}, or leave profile out")
-
-
-class JobNotDone(OcrError):
-    """A format=pdf job's PDF was asked for before the job is done: poll GET /api/jobs/<id> first."""
-
-    status = 409
-    code = 40950
-    retry_after = 2
-
-    def __init__(self, job_id: str, status: str, done: int, total: int) -> None:
-        super().__init__(f"job {job_id} is {status} ({done} of {total} pages done): its PDF is ready once "
-                         f"GET /api/jobs/{job_id} says done")
-
-
-class JobNotPdf(OcrError):
-    """The PDF of a job that was not submitted with format=pdf was asked for."""
-
-    status = 409
-    code = 40951
-
-    def __init__(self, job_id: str, fmt: str) -> None:
-        super().__init__(f"job {job_id} was submitted with format={fmt}: its result is in GET /api/jobs/{job_id}; "
-                         "submit with format=pdf for a searchable PDF")
-
-
-class JobEnded(OcrError):
-    """A format=pdf job failed or was cancelled: it has no PDF, and its original upload is gone."""
-
-    status = 410
-    code = 41051
-
-    def __init__(self, job_id: str, status: str) -> None:
-        super().__init__(f"job {job_id} is {status}: it has no PDF and its upload was dropped; submit it again")
-
-
-class JobOriginalExpired(OcrError):
-    """A done format=pdf job whose original upload is no longer in the job store (a Redis restart, or an
-    instance of a version that did not keep it alive)."""
-
-    status = 410
-    code = 41052
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"the upload of job {job_id} expired from the job store before its PDF was made "
-                         "(OCR_JOB_TTL): submit it again")

@@ -46,3 +46,45 @@ def test_installed_reads_the_tessdata_folder(tmp_path: Path) -> None:
     (tmp_path / "rus.traineddata").write_bytes(b"x")
     assert installed(ru, tmp_path)
     assert languages.find_tessdata((str(tmp_path / "none"),)) is None
+
+
+def test_lang_values_are_canonical() -> None:
+    from ocr_app.errors import BadLanguageList, InvalidOption
+    from ocr_app.errors import UnknownLanguage as UnknownCode
+    from ocr_app.options import PageOptions, parse_lang
+
+    assert parse_lang("DEU+eng") == parse_lang("de,en") == parse_lang("de en") == "de,en"
+    assert parse_lang(" auto ") == "auto" and parse_lang("") == "" and parse_lang("ru,rus") == "ru"
+    assert parse_lang("chi_sim") == "zh"
+    with pytest.raises(UnknownCode):
+        parse_lang("xx")
+    with pytest.raises(InvalidOption):
+        parse_lang("auto,de")
+    for bad in ("x" * 65, ",".join(["de"] * 9), "../eng", "eng\x00"):
+        with pytest.raises(BadLanguageList):
+            parse_lang(bad)
+    page = PageOptions(lang="de,en", route="lines")
+    assert page.to_query() == {"lang": "de,en", "route": "lines"}
+    assert page.cache_suffix() == ":l=de,en:r=lines" and PageOptions().cache_suffix() == ""
+
+
+def test_right_to_left_pages_read_from_the_right() -> None:
+    from ocr_app.service.reading_order import reading_order
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+        return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+    row = [box(0, 0, 100, 20), box(200, 0, 300, 20), box(0, 40, 100, 60)]
+    assert reading_order(row) == [0, 1, 2]
+    assert reading_order(row, right_to_left=True) == [1, 0, 2]
+
+
+def test_line_fragments_and_joiners() -> None:
+    from ocr_app.engine.tesseract_lines import strip_joiners, whole_lines
+
+    line = [[50, 60], [800, 60], [800, 110], [50, 110]]
+    mark = [[85, 94], [103, 94], [103, 108], [85, 108]]  # a subscript boxed apart, inside its line
+    other = [[50, 130], [700, 130], [700, 170], [50, 170]]
+    assert whole_lines([line, mark, other]) == [line, other]
+    assert strip_joiners("அவர்\u200cகள்\u200c") == "அவர்கள்"
+    assert strip_joiners("می\u200cخواهم") == "می\u200cخواهم"  # Persian's non-joiner is a letter's

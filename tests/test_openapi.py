@@ -65,7 +65,8 @@ def test_every_error_code_is_documented(served: dict[str, Any]) -> None:
     for code in (*errors.HTTP_CODES.values(), errors.INTERNAL_ERROR, 50201, 50401):
         assert code in documented
     ocr = served["paths"]["/api/ocr"]["post"]["responses"]
-    assert ocr["422"]["x-error-codes"] == [42201, 42202, 42203, *range(42230, 42239)]
+    assert ocr["422"]["x-error-codes"] == [42201, 42202, 42203, *range(42230, 42239), 42240]
+    assert {40040, 40041, 40042, 40043} <= set(ocr["400"].get("x-error-codes") or errors_of_status(served, 400))
     assert ocr["503"]["x-error-codes"] == [50301, 50302]
     assert served["paths"]["/ready"]["get"]["responses"]["503"]["x-error-codes"] == [50301, 50303]
     for item in served["paths"].values():

@@ -27,7 +27,8 @@ CONTENT_TYPES = {
 def document_body(rec: DocumentResult, instance_id: str, engine: str) -> bytes:
     """A document's 200 body: `pages` with their lines, and every line again in `data` with its `page`."""
     pages = [{"page": p.number, "width": p.width, "height": p.height, "source": p.source, "data": p.lines,
-              **({"preview": p.preview} if p.preview else {})} for p in rec.pages]
+              **({"preview": p.preview} if p.preview else {}),
+              **({"recognizer": p.recognizer} if p.recognizer else {})} for p in rec.pages]
     flat = [{**line, "page": p.number} for p in rec.pages for line in p.lines]
     return json.dumps({
         "code": 0, "msg": "success", "pages": pages, "data": flat,

@@ -36,6 +36,7 @@ class PageAnswer:
 
     lines: list[dict[str, Any]]
     cache: str = "MISS"  # HIT | MISS | COALESCED | BYPASS, as the X-Cache header says
+    recognizer: dict[str, Any] | None = None  # which language and recognizer read it (the answer's field)
 
 
 PageRunner = Callable[[bytes, PageOptions], PageAnswer]
@@ -58,6 +59,7 @@ class PageResult:
     lines: list[dict[str, Any]]
     cache: str = ""  # empty for a page read from its text layer
     preview: str | None = None  # a data: URL of a small JPEG of the page, when asked for
+    recognizer: dict[str, Any] | None = None  # an OCRed page: which language and recognizer read it
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class PageWork:
         p = self.plan
         if answer is None:
             return PageResult(p.number, p.width, p.height, "pdf_text", self.lines or [], preview=self.preview)
-        return PageResult(p.number, p.width, p.height, "ocr", answer.lines, answer.cache, self.preview)
+        return PageResult(p.number, p.width, p.height, "ocr", answer.lines, answer.cache, self.preview,
+                          answer.recognizer)
 
 
 class Document(Protocol):

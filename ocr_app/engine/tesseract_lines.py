@@ -7,6 +7,8 @@ height normalisation to `LinePrep.height` and, optionally, adaptive binarisation
 """
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +29,8 @@ class LinePrep:
     margin: float = 0.2
     binarize: str = "auto"  # auto | on | off
     contrast: float = 110.0
-    block: float = 0.5  # the threshold's neighbourhood, a share of the crop's height
-    offset: float = 15.0
+    block: float = 1.0  # the threshold's neighbourhood, a share of the crop's height
+    offset: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,45 @@ def crop_line(gray: np.ndarray, box: Any, prep: LinePrep) -> Crop | None:
         pixels = cv2.adaptiveThreshold(pixels, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, block,
                                        prep.offset)
     return Crop(pixels=pixels, to_page=np.linalg.inv(to_crop))
+
+
+def whole_lines(boxes: Sequence[Any], inside: float = 0.5) -> list[Any]:
+    """The boxes that are lines of their own: the detector also boxes a script's marks below or above the
+    line (Telugu's subscript consonants, say) apart, and a fragment lying mostly (`inside`) within a
+    taller line's box is read with that line instead of as a line of garbage."""
+    rects = [_bounds(box) for box in boxes]
+    kept = []
+    for i, (x0, y0, x1, y1) in enumerate(rects):
+        area = max(1.0, (x1 - x0) * (y1 - y0))
+        within = False
+        for j, (a0, b0, a1, b1) in enumerate(rects):
+            if j == i or (b1 - b0) < 1.5 * (y1 - y0):
+                continue
+            shared = max(0.0, min(x1, a1) - max(x0, a0)) * max(0.0, min(y1, b1) - max(y0, b0))
+            if shared >= inside * area:
+                within = True
+                break
+        if not within:
+            kept.append(boxes[i])
+    return kept
+
+
+def _bounds(box: Any) -> tuple[float, float, float, float]:
+    quad = np.asarray(box, dtype=np.float32).reshape(4, 2)
+    return float(quad[:, 0].min()), float(quad[:, 1].min()), float(quad[:, 0].max()), float(quad[:, 1].max())
+
+
+def strip_joiners(text: str) -> str:
+    """Tesseract's Indic models write a zero-width non-joiner after a virama (Tamil's pulli) where the
+    text has none; it is invisible and breaks search, so it goes. Elsewhere (Persian) it is kept."""
+    if "\u200c" not in text:
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch == "\u200c" and out and unicodedata.name(out[-1], "").endswith("VIRAMA"):
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 def _spread(gray: np.ndarray) -> float:

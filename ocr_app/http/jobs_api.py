@@ -33,6 +33,11 @@ KEPT_PARAMS = ("format", "words", "pages", "dpi", "pdf_text")
 PER_REQUEST = ("cost_time", "cached", "instance")
 
 
+def _language(lang: str, route: str) -> dict[str, str]:
+    """The job's lang and route, canonical ("de,en"), for its pages' consumers (none: the profile's own)."""
+    return {key: value for key, value in (("lang", lang), ("route", route)) if value}
+
+
 def _store() -> JobStore:
     store = services_of().jobs
     if store is None:
@@ -57,6 +62,8 @@ def submit() -> Response:
     bypass = wants_bypass(request.headers.get("Cache-Control", ""), request.headers.get("Pragma", ""))
     options = replace(parse_options(params, settings, bypass_cache=bypass), preview=False)
     profile = services_of().ocr.profile_name(options.page.profile)  # 400 at once if unknown
+    # the language too (unknown, not installed here, not read by the profile): its pages run with it anywhere
+    page = services_of().ocr.page_language(options.page, profile)
     _, data = uploads[0]
     fmt = upload_format(data)  # sniffed once, and passed on
     works = load_pages(data, settings, options, fmt)  # every page checked and rendered before anything is queued
@@ -70,7 +77,8 @@ def submit() -> Response:
                 if options.format == "pdf" else None)
     kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
     job_id = store.submit(pages, document=works is not None, words=options.needs_words, bypass=bypass,
-                          params={**kept, "profile": profile}, profile=profile, original=original)
+                          params={**kept, "profile": profile, **_language(page.lang, page.route)}, profile=profile,
+                          original=original)
     done = sum(p.image is None for p in pages)
     resp = jsonify({"code": 0, "msg": "success", "job_id": job_id, "status": "queued" if done < len(pages)
                     else "done", "progress": {"done": done, "total": len(pages)}})

@@ -161,6 +161,45 @@ SCHEMAS: dict[str, Any] = {
             "instance": {"type": "string"},
             "profile": {"type": "string", "description": "the engine profile that produced the answer"},
             "engine": ENGINE_SCHEMA,
+            "recognizer": ref("Recognizer"),
+        },
+    },
+    "Recognizer": {
+        "type": "object", "required": ["lang", "engine", "route"],
+        "description": "which language and recognizer read the page (`engine` beside it is still OCR_ENGINE)",
+        "properties": {
+            "lang": {"type": ["string", "null"], "description": "the ISO 639-1 codes read, e.g. `ru` or `de,en`; "
+                     "null: no lang asked, the profile's own languages"},
+            "engine": {"enum": ["rapidocr", "paddleocr", "tesseract"], "description": "who recognized the text"},
+            "route": {"enum": ["ppocr", "tesseract", "lines"], "description": "`ppocr`: PP-OCR alone; "
+                      "`tesseract`: Tesseract's own layout; `lines`: PP-OCR's line boxes read by Tesseract"},
+            "script": {"type": "string", "description": "lang=auto: the script Tesseract's OSD found"},
+            "right_to_left": {"type": "boolean", "description": "Arabic, Hebrew: lines ordered right to left"},
+        },
+    },
+    "Languages": {
+        "type": "object", "required": ["default", "auto", "languages"],
+        "properties": {
+            "default": {"type": ["string", "null"], "description": "OCR_LANG: the lang of requests without one"},
+            "auto": {"type": "boolean", "description": "lang=auto can find scripts here (Tesseract's OSD data)"},
+            "tesseract": {"type": ["string", "null"], "description": "libtesseract's version; null: none here"},
+            "loaded": {"type": "array", "items": {"type": "string"},
+                       "description": "the Tesseract language sets this worker holds (at most OCR_LANGS_LOADED)"},
+            "languages": {"type": "array", "items": {
+                "type": "object",
+                "required": ["code", "name", "script", "route", "engine", "installed", "package", "install"],
+                "properties": {
+                    "code": {"type": "string", "description": "ISO 639-1"},
+                    "tesseract": {"type": "string", "description": "Tesseract's code(s), also accepted by lang="},
+                    "name": {"type": "string"}, "script": {"type": "string"},
+                    "right_to_left": {"type": "boolean"},
+                    "route": {"enum": ["ppocr", "tesseract", "lines"], "description": "the default route"},
+                    "engine": {"type": "string", "description": "who reads it on that route"},
+                    "installed": {"type": "boolean", "description": "this instance reads it now"},
+                    "package": {"type": "string", "description": "the Debian package with its Tesseract data"},
+                    "install": {"type": "string", "description": "the fleetctl command that installs it"},
+                    "basis": {"type": "string", "description": "the measurement the route rests on"},
+                }}},
         },
     },
     "Profiles": {
@@ -237,6 +276,12 @@ OCR_PARAMETERS: list[dict[str, Any]] = [
                     "searchable PDF (the upload with an invisible text layer; one file, not a batch)"},
     {"name": "profile", "in": "query", "schema": {"type": "string"},
      "description": "the engine profile (`accurate`, `fast`, or an own model's folder name); default OCR_PROFILE"},
+    {"name": "lang", "in": "query", "schema": {"type": "string", "maxLength": 64},
+     "description": "the page's language(s): ISO 639-1 (`de`, `ru`, `ar`) or Tesseract codes (`deu`), several "
+                    "joined by commas (`de,en`, at most 8), or `auto` (the script found per page); default "
+                    "OCR_LANG (none: the profile's own languages). GET /api/languages lists them"},
+    {"name": "route", "in": "query", "schema": {"enum": ["ppocr", "tesseract", "lines"]},
+     "description": "with lang=CODE: how the page is read, instead of the language's default route"},
     {"name": "words", "in": "query", "schema": FLAG, "description": "adds each line's words with their boxes"},
     {"name": "pages", "in": "query", "schema": {"type": "string", "pattern": "^[0-9, -]+$"},
      "description": "document pages to read, from 1, e.g. `1-3,7` (at most OCR_MAX_PAGES)"},
@@ -290,13 +335,14 @@ PATHS: dict[str, Any] = {
                         "X-OCR-Profile": {"schema": {"type": "string"},
                                           "description": "the engine profile that produced the answer"},
                     }},
-            "400": error_response("no image, a malformed request, or a bad parameter"),
+            "400": error_response("no image, a malformed request, a bad parameter, or a language that is "
+                                  "unknown, not installed or not read by the profile"),
             "405": error_response("POST only"),
             "413": error_response("the body is larger than OCR_MAX_UPLOAD_MB, too many files in a batch, or "
                                   "format=pdf over OCR_PDF_MAX_OUTPUT_MB or OCR_PDF_MAX_WORDS"),
             "415": error_response("not an accepted image or document format, or Content-Type"),
             "422": error_response("the image or document cannot be decoded, is too large or too small, or "
-                                  "breaks a document limit"),
+                                  "breaks a document limit, or Tesseract took longer than OCR_TESS_TIMEOUT_MS"),
             "500": error_response("a bug: logged with its traceback"),
             "503": error_response("starting, busy (OCR_MAX_QUEUE) or, at the gateway, no instance", True,
                                   (50301, 50302)),
@@ -358,6 +404,11 @@ PATHS: dict[str, Any] = {
                       "413": error_response("the PDF would pass OCR_PDF_MAX_OUTPUT_MB, or its text layer "
                                             "OCR_PDF_MAX_WORDS", codes=(41332, 41333)),
                       "503": error_response("the job store is unavailable", True, (50350,))},
+    }},
+    "/api/languages": {"get": {
+        "operationId": "languages",
+        "summary": "Every language code: name, script, route and engine, whether it is installed, its pack",
+        "responses": {"200": {"description": "the languages", "content": json_content(ref("Languages"))}},
     }},
     "/api/profiles": {"get": {
         "operationId": "profiles", "summary": "The engine profiles served: models, runtime, precision, CPU",

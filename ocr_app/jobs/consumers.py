@@ -6,6 +6,7 @@ ones. Started after fork (create_app), stopped by the worker's exit hook; a drai
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -96,7 +97,9 @@ class Consumer:
             log.info("jobs: took over page %s of job %s from a stalled or dead consumer", page, job_id)
             self.on_page("taken_over")
         try:
-            status, bypass, words, profile = client.hmget(job_key(job_id), "status", "bypass", "words", "profile")
+            status, bypass, words, profile, params = client.hmget(job_key(job_id), "status", "bypass", "words",
+                                                                  "profile", "params")
+            kept = json.loads(params) if params else {}  # lang and route, as checked at submission
             if status is not None and as_text(status) not in FINISHED:
                 attempts = client.hincrby(job_key(job_id), f"attempts:{page}", 1)
                 if attempts > MAX_ATTEMPTS:
@@ -106,7 +109,9 @@ class Consumer:
                 # A redelivered page's first consumer died, maybe holding the page's single-flight lock in
                 # the cache: compute it rather than wait for that lock to time out.
                 elif not self._run(job_id, page, PageOptions(words=words == b"1", profile=as_text(profile or b""),
-                                                             bypass_cache=bypass == b"1" or redelivered)):
+                                                             bypass_cache=bypass == b"1" or redelivered,
+                                                             lang=str(kept.get("lang", "")),
+                                                             route=str(kept.get("route", "")))):
                     client.hincrby(job_key(job_id), f"attempts:{page}", -1)
                     self.on_page("retried")
                     self.stop.wait(1.0)

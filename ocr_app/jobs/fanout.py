@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import requests
 
@@ -68,8 +67,9 @@ class PageFanout:
             yield PageDispatch(gateway_runner(self, local, request_id, on_page), parallel)
 
     def fetch(self, data: bytes, number: int, bypass: bool, query: Mapping[str, str] | None = None,
-              request_id: str = "") -> tuple[list[dict[str, Any]], str] | None:
-        """One page's lines and X-Cache from the fleet; None to run it here (gateway away, fleet busy)."""
+              request_id: str = "") -> PageAnswer | None:
+        """One page's lines, X-Cache and recognizer from the fleet; None to run it here (gateway away, fleet
+        busy)."""
         headers = {"Content-Type": "application/octet-stream", PAGE_HEADER: str(number)}
         if bypass:
             headers["Cache-Control"] = "no-cache"
@@ -84,11 +84,13 @@ class PageFanout:
             return None
         if resp.status_code == 200:
             try:
-                lines = resp.json()["data"]
-            except (ValueError, KeyError, TypeError):
+                body = resp.json()
+                lines, recognizer = body["data"], body.get("recognizer")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("fan-out: page %d runs locally, the gateway's answer was not OCR JSON", number)
                 return None
-            return lines, resp.headers.get("X-Cache", "MISS")
+            return PageAnswer(lines, resp.headers.get("X-Cache", "MISS"),
+                              recognizer if isinstance(recognizer, dict) else None)
         if resp.status_code >= 500:  # 503: every instance the gateway tried was full; ours decides now
             return None
         raise _page_error(number, resp)
@@ -105,7 +107,7 @@ def gateway_runner(fanout: PageFanout, local: PageRunner, request_id: str = "",
     def run(data: bytes, options: PageOptions) -> PageAnswer:
         got = fanout.fetch(data, next(numbers), options.bypass_cache, options.to_query(), request_id)
         on_page("local" if got is None else "fleet")
-        return local(data, options) if got is None else PageAnswer(*got)
+        return local(data, options) if got is None else got
 
     return run
 

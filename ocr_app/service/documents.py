@@ -26,7 +26,7 @@ def local_runner(service: OcrService) -> PageRunner:
 
     def run(data: bytes, options: PageOptions) -> PageAnswer:
         outcome = service.ocr(data, page=options)
-        return PageAnswer(lines=json.loads(outcome.data_json), cache=outcome.cache)
+        return PageAnswer(lines=json.loads(outcome.data_json), cache=outcome.cache, recognizer=outcome.recognizer)
 
     return run
 

@@ -28,7 +28,7 @@ from ocr_app.models.profiles import ProfileError
 from ocr_app.ops.metrics import Metrics
 from ocr_app.options import PageOptions, parse_lang
 from ocr_app.service.cache import ResultCache, image_key
-from ocr_app.service.languages import AUTO, LanguageRouter, Recognizer
+from ocr_app.service.languages import AUTO, NO_JAPANESE, LanguageRouter, Recognizer
 from ocr_app.service.reader import PageReader, serialize_lines
 
 log = logging.getLogger(__name__)
@@ -335,7 +335,10 @@ class OcrService:
 
     def _run(self, engine: Engine, data: bytes, page: PageOptions,
              fmt: str | None = None) -> tuple[bytes, Recognizer]:
-        fallback = self._engines.get(self.settings.profile) if page.profile != self.settings.profile else None
+        # lang=auto on a Japanese page under a profile without Japanese: read by one that has it
+        fallback = None
+        if self.profile_name(page.profile) in NO_JAPANESE:
+            fallback = next((e for n, e in self._engines.items() if n not in NO_JAPANESE), None)
         reading = None
         if page.lang:
             reading = self.router.reading(engine, page.lang, page.route, page.words, fallback)
