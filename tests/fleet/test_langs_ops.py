@@ -6,6 +6,7 @@ the commands run as a user runs them (`python -m fleetctl`), with a FLEET_HOME o
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from helpers import REPO, consul_binary, free_port
+from helpers import REPO, consul_binary, find_font, free_port
+from PIL import Image, ImageDraw, ImageFont
 
 from fleetctl.backends import config_hash, instance_env, langs
 from fleetctl.config import ConfigError, FleetConfig, load
@@ -240,6 +242,19 @@ def test_image_carries_the_default_set_where_the_instance_looks(image: str) -> N
     assert folder == "/usr/share/tesseract-ocr/5/tessdata"
     wanted = {n for code in catalog.DEFAULT_SET for n in catalog.resolve(code).tesseract} | {"osd"}
     assert wanted <= set(names), names
+
+    # Read with no network: tesserocr (from the wheelhouse) on a Russian line sent on stdin.
+    picture = Image.new("L", (640, 120), 255)
+    ImageDraw.Draw(picture).text((20, 30), "ПРИВЕТ МИР", font=ImageFont.truetype(find_font("DejaVuSans.ttf"), 48),
+                                 fill=0)
+    png = io.BytesIO()
+    picture.save(png, format="PNG")
+    read = ("import io, sys, tesserocr; from PIL import Image; from ocr_app.models import languages as L;"
+            "api = tesserocr.PyTessBaseAPI(path=str(L.find_tessdata()) + '/', lang='rus', psm=7);"
+            "api.SetImage(Image.open(io.BytesIO(sys.stdin.buffer.read()))); print(api.GetUTF8Text().strip())")
+    text = subprocess.run(["docker", "run", "--rm", "-i", "--network", "none", image, "python3", "-c", read],
+                          input=png.getvalue(), capture_output=True, timeout=120, check=True).stdout.decode()
+    assert text.strip() == "ПРИВЕТ МИР", text
 
 
 @pytest.mark.docker
