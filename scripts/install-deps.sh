@@ -61,10 +61,12 @@ $pkg	dpkg"
 done
 if [ "$runtime_only" = 0 ]; then
     # The fonts bench/langpages.py sets its pages in: DejaVu (Latin, Greek, Cyrillic, Hebrew,
-    # Arabic), Noto (Devanagari, Tamil, Telugu, Thai), WenQuanYi Zen Hei (Han, kana, Hangul).
+    # Arabic), Noto (Devanagari, Tamil, Telugu, Thai), Noto CJK (Hangul, Japanese), WenQuanYi
+    # Zen Hei (Han).
     wanted="$wanted
 fonts-dejavu-core	dpkg
 fonts-noto-core	dpkg
+fonts-noto-cjk	dpkg
 fonts-wqy-zenhei	dpkg
 chromium	chromium
 procps	pgrep

@@ -110,10 +110,12 @@ def test_install_deps_default_packs_are_the_catalogs_default_set() -> None:
 
 
 def test_the_default_set_brings_the_fonts_of_the_generated_pages() -> None:
-    """bench/langpages.py sets Devanagari, Tamil, Telugu and Thai in Noto: install-deps.sh brings it."""
+    """Every font bench/langpages.py asks fontconfig for comes from a package install-deps.sh brings."""
+    from bench.langpages import SCRIPTS
+
     script = (REPO / "scripts" / "install-deps.sh").read_text()
-    assert re.search(r"^fonts-noto-core\tdpkg$", script, re.M)
-    assert re.search(r"^fonts-wqy-zenhei\tdpkg$", script, re.M)
+    for wanted in sorted({s.package for s in SCRIPTS.values()}):
+        assert re.search(rf"^{wanted}\tdpkg$", script, re.M), wanted
 
 
 # --- fleetctl deps and up ---------------------------------------------------------------------
