@@ -70,6 +70,10 @@ def _say(message: str) -> None:
               help="Only the searchable-PDF bench: format=pdf against format=json on 1 and 2 instances, and "
                    "OCRmyPDF with the fleet's plugin against OCRmyPDF with Tesseract; writes its section of "
                    "docs/benchmarks.md.")
+@click.option("--languages", "languages", is_flag=True,
+              help="Only the languages bench: line-matched CER per language of PP-OCR (accurate, fast), Tesseract "
+                   "(psm 6, 3) and the fleet's lang= and lang=auto on generated scans and photos, with pages/s; "
+                   "writes its section of docs/benchmarks.md.")
 @click.option("--rerender", "rerender_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Rebuild report.md and the plots of a finished run from its results.json and stop.")
 def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, instances: str | None,
@@ -77,11 +81,11 @@ def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, ins
          no_engine: bool, no_profiles: bool,
          no_fleet: bool, no_peer: bool, profile: bool | None, out_root: Path | None, fleetctl_cmd: str | None,
          publish_dir: Path | None, docs_dir: Path, rerender_dir: Path | None, documents: bool,
-         searchable: bool) -> None:
+         searchable: bool, languages: bool) -> None:
     """Measure the engine limit, the fleet through nginx with ab (cold and warm), and rapidocr-api."""
-    if documents or searchable:
-        click.echo(section_run("documents" if documents else "searchable", out_root, docs_dir, fleetctl_cmd,
-                               _ints(instances)))
+    if documents or searchable or languages:
+        name = "documents" if documents else "searchable" if searchable else "languages"
+        click.echo(section_run(name, out_root, docs_dir, fleetctl_cmd, _ints(instances)))
         return
     if publish_dir:
         click.echo(publish(publish_dir, docs_dir))
@@ -120,7 +124,7 @@ def main(quick: bool, smoke: bool, images_dir: Path | None, url: str | None, ins
 
 def section_run(name: str, out_root: Path | None, docs_dir: Path, fleetctl_cmd: str | None,
                 counts: tuple[int, ...] | None) -> Path:
-    """One bench with a section of its own (`documents` or `searchable`): results.json and report.md in a
+    """One bench with a section of its own (`documents`, `searchable` or `languages`): results.json and report.md in a
     run folder, and its section of docs/benchmarks.md."""
     from datetime import datetime
     from importlib import import_module

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import plots, report, searchable
+from . import languages, plots, report, searchable
 from .documents import kept_block
 from .runner import backfill
 
@@ -28,6 +28,7 @@ make bench-gateway     # warm hits at c=50 via the gateway with API keys and its
 python -m bench --images ~/photos        # your own photos instead of the generated set
 python -m bench --instances 2 --concurrency 4,50 --no-peer   # any part of the matrix
 python -m bench --smoke                  # self-test of the pipeline against a tiny built-in server
+python -m bench --languages              # CER per language and reader, pages/s, lang=auto: its own section
 python -m bench.engine_profiles --quick  # only the engine profiles table on the hard set
 python -m bench.engine_profiles --engines  # only rapidocr vs paddleocr (accurate and fast) on the hard set
 ```
@@ -116,7 +117,8 @@ def publish(run_dir: Path, docs: Path) -> Path:
     body = report.render(results, made, asset_prefix="benchmarks/")
     body = demote(body).replace("## OCR Fleet benchmark:", "## Latest report:", 1)
     target = docs / "benchmarks.md"
-    # the documents and searchable-PDF benches publish sections of their own: keep them
-    kept = [kept_block(target), kept_block(target, searchable.BEGIN, searchable.END)]
+    # the documents, searchable-PDF and languages benches publish sections of their own: keep them
+    kept = [kept_block(target), kept_block(target, searchable.BEGIN, searchable.END),
+            kept_block(target, languages.BEGIN, languages.END)]
     target.write_text(PREFACE + "".join(block + "\n" for block in kept if block) + body, encoding="utf-8")
     return target
