@@ -4,6 +4,8 @@
 # that nothing inside the build touches the network:
 #   wheelhouse/deps/  every dependency of ocr-fleet[server] (an instance), as wheels
 #   wheelhouse/app/   the ocr-fleet wheel itself
+#   debs/             Tesseract's language packs of FLEET_LANGS and tesseract-ocr-osd:
+#                     Debian packages of data only (traineddata files), unpacked with dpkg-deb
 # BASE_IMAGE needs python3 (3.11) with the venv module; Debian's python3 or the
 # official python image both do, and neither has to provide `python`.
 ARG BASE_IMAGE=python:3.11-slim
@@ -15,6 +17,13 @@ FROM ${BASE_IMAGE} AS deps
 COPY wheelhouse/deps/ /wheels/
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-index --no-cache-dir --disable-pip-version-check /wheels/*.whl
+
+# The language packs are data only: unpacked in a stage of their own, so that only their
+# traineddata files reach the final image, not the .deb files too.
+FROM ${BASE_IMAGE} AS langs
+COPY debs/ /debs/
+RUN set -e; for deb in /debs/*.deb; do dpkg-deb -x "$deb" /out; done; \
+    ls /out/usr/share/tesseract-ocr/*/tessdata/*.traineddata >/dev/null
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
@@ -28,6 +37,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 ocr \
     && useradd --system --uid 10001 --gid ocr --home-dir /home/ocr --create-home \
         --shell /usr/sbin/nologin ocr
+# The languages (FLEET_LANGS at build time): their traineddata files, in Debian's
+# /usr/share/tesseract-ocr/5/tessdata where the instance looks. They change rarely: before the app.
+COPY --from=langs /out/usr/share/tesseract-ocr/ /usr/share/tesseract-ocr/
 COPY --from=deps /opt/venv /opt/venv
 COPY wheelhouse/app/ /wheels/
 RUN pip install --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels 'ocr-fleet[server]' \

@@ -59,7 +59,8 @@ dist: venv
 	rm -rf build dist  # a stale build/lib would put deleted modules into the wheel
 	$(BIN)/python -m build -o dist
 
-## The instance image, built without pulling anything (see scripts/build-image.sh)
+## The instance image, built without pulling anything (see scripts/build-image.sh); it carries the
+## default languages, or FLEET_LANGS's: FLEET_LANGS=de,ru,ja make image
 image: venv
 	bash scripts/install-deps.sh --with-docker
 	bash scripts/build-image.sh

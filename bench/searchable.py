@@ -9,6 +9,7 @@ Error is the character error rate against the generator's truth, of the text `pd
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 import requests
 
-from . import documents, score
+from . import documents, langpages, score
 from .fleet import FleetSession
 
 PAGES = 6
@@ -118,30 +119,56 @@ def _ocrmypdf_rounds(session: FleetSession, say: Callable[[str], None], pages: i
     (seed) each round, the two engines' order swapped every round."""
     status = session.scale_to(instances)
     gateway = (status.gateway or "http://127.0.0.1:8080").rstrip("/")
-    found: dict[str, dict[str, Any]] = {e: {"engine": e, "seconds": [], "cer": []} for e in ENGINES}
+    found: dict[tuple[str, str], dict[str, Any]] = {
+        (k, e): {"kind": k, "engine": e, "seconds": [], "cer": []} for k in KINDS for e in ENGINES}
     with tempfile.TemporaryDirectory() as tmp:
         for round_no in range(rounds):
-            doc, truth = documents.document_with_truth(pages, seed=1000 + round_no)
-            src = Path(tmp) / f"in{round_no}.pdf"
-            src.write_bytes(doc)
-            order = ENGINES if round_no % 2 == 0 else ENGINES[::-1]
-            for engine in order:
-                dst = Path(tmp) / f"{engine}{round_no}.pdf"
-                started = time.monotonic()
-                proc = subprocess.run(ocrmypdf_command(engine, src, dst, gateway, jobs), capture_output=True,
-                                      text=True, timeout=1800, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-                elapsed = time.monotonic() - started
-                if proc.returncode != 0:
-                    raise RuntimeError(f"ocrmypdf ({engine}) exited {proc.returncode}: {proc.stderr[-400:]}")
-                found[engine]["seconds"].append(round(elapsed, 2))
-                found[engine]["cer"].append(cer(truth, pdf_text(dst)))
-                say(f"searchable: ocrmypdf {engine}, round {round_no + 1}: {elapsed:.1f} s")
+            for kind in KINDS:
+                doc, truth = KINDS[kind](pages, 1000 + round_no)
+                src = Path(tmp) / f"{kind}{round_no}.pdf"
+                src.write_bytes(doc)
+                for engine in ENGINES if round_no % 2 == 0 else ENGINES[::-1]:
+                    dst = Path(tmp) / f"{kind}-{engine}{round_no}.pdf"
+                    elapsed = _ocrmypdf(engine, src, dst, gateway, jobs)
+                    found[kind, engine]["seconds"].append(round(elapsed, 2))
+                    found[kind, engine]["cer"].append(cer(truth, pdf_text(dst)))
+                    say(f"searchable: ocrmypdf {engine} on {kind}s, round {round_no + 1}: {elapsed:.1f} s")
     for row in found.values():
         row["pages_per_s"] = round(pages / min(row["seconds"]), 3)
-    for row in found.values():
-        row["over_tesseract"] = round(row["pages_per_s"] / found["tesseract"]["pages_per_s"], 2)
+    for (kind, _), row in found.items():
+        row["over_tesseract"] = round(row["pages_per_s"] / found[kind, "tesseract"]["pages_per_s"], 2)
     return {"jobs": jobs, "instances": instances, "pages": pages, "rows": list(found.values()),
-            "fleet_over_tesseract": found["fleet"]["over_tesseract"], "tesseract": _tesseract_version()}
+            "fleet_over_tesseract": found["scan", "fleet"]["over_tesseract"], "tesseract": _tesseract_version()}
+
+
+def _ocrmypdf(engine: str, src: Path, dst: Path, gateway: str, jobs: int) -> float:
+    """One OCRmyPDF run, its wall time."""
+    started = time.monotonic()
+    proc = subprocess.run(ocrmypdf_command(engine, src, dst, gateway, jobs), capture_output=True, text=True,
+                          timeout=1800, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"ocrmypdf ({engine}) exited {proc.returncode}: {proc.stderr[-400:]}")
+    return time.monotonic() - started
+
+
+def photo_document(pages: int, seed: int) -> tuple[bytes, list[list[str]]]:
+    """A PDF of English photo-like pages (bench/langpages.py: perspective, uneven light, blur, heavy JPEG) at
+    200 dpi, and each page's lines."""
+    frames, truth = [], []
+    for n in range(pages):
+        img, lines = langpages.render("en", "photo", seed * 100 + n)
+        frames.append(img)
+        truth.append(lines)
+    buf = io.BytesIO()
+    stamp = time.gmtime(0)  # fixed dates: the bytes are the seed's alone
+    frames[0].save(buf, format="PDF", save_all=True, append_images=frames[1:], resolution=200.0,
+                   creationDate=stamp, modDate=stamp)
+    return buf.getvalue(), truth
+
+
+# OCRmyPDF's documents: the documents bench's clean scans, and photos of paper
+KINDS: dict[str, Callable[[int, int], tuple[bytes, list[list[str]]]]] = {
+    "scan": lambda pages, seed: documents.document_with_truth(pages, seed=seed), "photo": photo_document}
 
 
 def _tesseract_version() -> str:
@@ -178,8 +205,9 @@ def report(results: dict[str, Any], when: str) -> str:
         for lv in results["levels"])
     om = results["ocrmypdf"]
     om_rows = "\n".join(
-        f"| {LABELS.get(r['engine'], r['engine'])} | {r['pages_per_s']} | {r.get('over_tesseract', '-')} | "
-        f"{', '.join(map(str, r['seconds']))} | {', '.join(f'{c:.2%}' for c in r['cer'])} |"
+        f"| {r.get('kind', 'scan')}s | {LABELS.get(r['engine'], r['engine'])} | {r['pages_per_s']} | "
+        f"{r.get('over_tesseract', '-')} | {', '.join(map(str, r['seconds']))} | "
+        f"{', '.join(f'{c:.2%}' for c in r['cer'])} |"
         for r in om["rows"])
     scaling = (f"Searchable PDF, 2 instances / 1: **{results['pdf_2_over_1']}x**. "
                if "pdf_2_over_1" in results else "")
@@ -201,16 +229,17 @@ Latest run: {when}
 
 {scaling}
 
-OCRmyPDF 17 on the same kind of document ({om['pages']} pages, a new seed each round so the fleet reads
-pages it has not seen), `--jobs {om['jobs']} --output-type pdf --optimize 0 -l eng --force-ocr`, with the
-fleet's plugin on {om['instances']} instances against its own engine ({om['tesseract']}), the order
-swapped every round:
+OCRmyPDF 17 on two kinds of {om['pages']}-page document, a new seed each round so the fleet reads pages
+it has not seen: the same kind of clean scans, and English photos of paper (`bench/langpages.py`:
+perspective, uneven light, low contrast, blur, heavy JPEG),
+`--jobs {om['jobs']} --output-type pdf --optimize 0 -l eng --force-ocr`, with the fleet's plugin on
+{om['instances']} instances against its own engine ({om['tesseract']}), the order swapped every round:
 
-| OCRmyPDF with | pages/s | × Tesseract | seconds | error (pdftotext) |
-|---|---|---|---|---|
+| pages | OCRmyPDF with | pages/s | × Tesseract | seconds | error (pdftotext) |
+|---|---|---|---|---|---|
 {om_rows}
 
-The plugin on the default profile / Tesseract: **{om['fleet_over_tesseract']}x** in pages/s. Both run on
+The plugin on the default profile / Tesseract, on the scans: **{om['fleet_over_tesseract']}x** in pages/s. Both run on
 this machine's cores: OCRmyPDF's own rasterizing and PDF writing take cores from the fleet here, which
 a fleet on other hosts would not lose.
 {END}

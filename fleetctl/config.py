@@ -25,6 +25,8 @@ PORT = {"min": 1, "max": 65535}
 FLAG = {"min": 0, "max": 1}
 # nginx's own rate form, as `limit_req_zone ... rate=` takes it: 10r/s, 600r/m.
 RATE_PATTERN = r"[1-9][0-9]{0,5}r/[sm]"
+# FLEET_LANGS: language codes, comma-separated (fleetctl/backends/langs.py checks them against the catalog).
+LANGS_PATTERN = r" *[A-Za-z_-]{1,12} *(, *[A-Za-z_-]{1,12} *){0,199}"
 # What fleetctl's environment may hold that no instance should inherit (py-consul reads the last).
 SECRET_SETTINGS = ("FLEET_CONSUL_TOKEN", "FLEET_CONSUL_ENCRYPT", "CONSUL_HTTP_TOKEN")
 
@@ -85,7 +87,8 @@ class FleetConfig:
     raft_port: int = field(default=8300, metadata={"env": "FLEET_CONSUL_SERVER_PORT", **PORT})
     # The gateway's front door (docs/gateway.md): API keys, rate limits, TLS. Off by default.
     auth: int = field(default=0, metadata={"env": "FLEET_AUTH", **FLAG})
-    rate: str = field(default="", metadata={"env": "FLEET_RATE", "pattern": RATE_PATTERN})  # "": no limit
+    rate: str = field(default="", metadata={"env": "FLEET_RATE", "pattern": RATE_PATTERN,
+                                            "hint": "a rate like 10r/s or 600r/m"})  # "": no limit
     rate_burst: int = field(default=20, metadata={"env": "FLEET_RATE_BURST", "min": 0, "max": 100000})
     tls: int = field(default=0, metadata={"env": "FLEET_TLS", **FLAG})
     gateway_tls_port: int = field(default=8443, metadata={"env": "FLEET_GATEWAY_TLS_PORT", **PORT})
@@ -102,6 +105,9 @@ class FleetConfig:
     engine: str = field(default="rapidocr", metadata={"env": "OCR_ENGINE", "instance": True,
                                                      "choices": ENGINES})
     paddle_venv: str = field(default="", metadata={"env": "FLEET_PADDLE_VENV"})  # "": beside fleetctl's venv
+    # The fleet's languages (fleetctl/backends/langs.py): every instance gets the same set as OCR_LANGS.
+    langs: str = field(default="", metadata={"env": "FLEET_LANGS", "pattern": LANGS_PATTERN,
+                                             "hint": "a comma-separated list of language codes like de,ru,ar"})
 
     @property
     def managed_consul(self) -> bool:
@@ -203,7 +209,7 @@ def _validate(cfg: FleetConfig) -> FleetConfig:
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{meta['env']}={value!r} is not one of {', '.join(meta['choices'])}")
         if "pattern" in meta and value and not re.fullmatch(meta["pattern"], value):
-            raise ConfigError(f"{meta['env']}={value!r} is not a rate like 10r/s or 600r/m")
+            raise ConfigError(f"{meta['env']}={value[:80]!r} is not {meta['hint']}")
         lo, hi = meta.get("min"), meta.get("max")
         if lo is not None and value < lo or hi is not None and value > hi:
             bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"

@@ -43,6 +43,7 @@ class FleetSettings:
     url: str
     key: str | None = None
     profile: str | None = None
+    lang: str = ""  # the fleet's lang= ("ru", "de,en"); "" for the profile's own languages (Chinese, English)
     timeout: float = 300.0  # seconds for one page, retries and waits included
     attempts: int = 8
 
@@ -94,7 +95,7 @@ class FleetClient:
     def ocr(self, image: bytes, content_type: str) -> dict[str, Any]:
         """The fleet's answer for one image (with word boxes); raises FleetClientError once retries are spent."""
         s = self.settings
-        params = {"words": "1", **({"profile": s.profile} if s.profile else {})}
+        params = {"words": "1", **({"profile": s.profile} if s.profile else {}), **({"lang": s.lang} if s.lang else {})}
         deadline = self.clock() + s.timeout
         delay, last = BACKOFF_FIRST, "no answer"
         for attempt in range(1, s.attempts + 1):

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from fleetctl.ocr_client import FleetClient, FleetClientError, FleetSettings
 from ocr_app.documents.ocr_tree import page_tree
+from ocr_app.models import languages
 
 if TYPE_CHECKING:
     from ocrmypdf._options import OcrOptions
@@ -35,9 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAMESPACE = "fleet"
-# PP-OCR's models read Chinese (simplified and traditional) and English in one pass; the fleet takes no
-# `lang` parameter yet, so these are the Tesseract codes it can honour (any mix of them is one request).
-FLEET_LANGUAGES = frozenset({"eng", "chi_sim", "chi_tra"})
+# PP-OCR's models read Chinese (simplified and traditional) and English in one pass: pages of these
+# Tesseract codes (or of OCRmyPDF's default, eng) go without lang=, as plain requests, and share their cache.
+PPOCR_LANGUAGES = frozenset({"eng", "chi_sim", "chi_tra"})
 ENV = {"url": "OCR_FLEET_URL", "key": "OCR_FLEET_KEY", "profile": "OCR_FLEET_PROFILE",
        "timeout": "OCR_FLEET_TIMEOUT", "attempts": "OCR_FLEET_ATTEMPTS"}
 DEFAULT_TIMEOUT, DEFAULT_ATTEMPTS = 300.0, 8
@@ -126,9 +127,30 @@ def settings(options: OcrOptions, env: dict[str, str] | None = None) -> FleetSet
         attempts = opts.attempts or int(env.get(ENV["attempts"]) or DEFAULT_ATTEMPTS)
         return FleetSettings(url=url, key=opts.key or env.get(ENV["key"]) or None,
                              profile=opts.profile or env.get(ENV["profile"]) or None,
+                             lang=fleet_lang(list(getattr(options, "languages", None) or []), url),
                              timeout=timeout, attempts=attempts)
     except ValueError as exc:
         raise BadArgsError(f"OCR Fleet plugin: {exc} ({', '.join(ENV.values())})") from None
+
+
+def fleet_lang(codes: list[str], url: str) -> str:
+    """OCRmyPDF's -l (Tesseract codes, "rus+eng") as the fleet's lang= ("ru,en"): "" when PP-OCR's own
+    languages cover it. A code the fleet's catalog does not know is a MissingDependencyError naming the list;
+    whether the fleet has a known language's pack installed, its answer to the first page says (with the
+    command that installs it)."""
+    if set(codes) <= PPOCR_LANGUAGES:
+        return ""
+    found: list[str] = []
+    for code in codes:
+        try:
+            iso = "zh" if code == "chi_tra" else languages.resolve(code).code
+        except languages.UnknownLanguage:
+            raise MissingDependencyError(
+                f"the OCR Fleet reads no language {code!r}: {url.rstrip('/')}/api/languages lists the ones it "
+                "reads (Tesseract codes or ISO 639-1 codes both work with -l)") from None
+        if iso not in found:
+            found.append(iso)
+    return ",".join(found)
 
 
 @hookimpl
@@ -140,12 +162,6 @@ def check_options(options: OcrOptions) -> None:
         raise BadArgsError("--plugin fleetctl.ocrmypdf_plugin stands in for Tesseract: leave the plugin out "
                            "to OCR with Tesseract")
     settings(options)
-    unread = [lang for lang in options.languages if lang not in FLEET_LANGUAGES]
-    if unread:
-        raise MissingDependencyError(
-            f"the OCR Fleet reads {', '.join(sorted(FLEET_LANGUAGES))} (Chinese and English, PP-OCR), not "
-            f"{'+'.join(unread)}: run with -l eng, -l chi_sim or -l chi_tra (or without -l), or without "
-            "--plugin fleetctl.ocrmypdf_plugin (Tesseract) for other languages")
     if options.pdf_renderer == "sandwich":
         raise BadArgsError("the OCR Fleet engine gives OCRmyPDF an OcrElement tree for its fpdf2 renderer: "
                            "drop --pdf-renderer sandwich (use auto or fpdf2)")
@@ -195,14 +211,14 @@ class FleetOcrEngine(OcrEngine):
 
     @staticmethod
     def creator_tag(options: OcrOptions) -> str:
-        return f"OCR Fleet {_version()} (PP-OCR)"
+        return f"OCR Fleet {_version()} (PP-OCR, Tesseract)"
 
     def __str__(self) -> str:
         return f"OCR Fleet {_version()}"
 
     @staticmethod
     def languages(options: OcrOptions) -> set[str]:
-        return set(FLEET_LANGUAGES)
+        return set(PPOCR_LANGUAGES) | {code for lang in languages.languages() for code in lang.tesseract}
 
     @staticmethod
     def get_orientation(input_file: Path, options: OcrOptions) -> OrientationConfidence:

@@ -2,9 +2,15 @@
 # Build the instance image from a host-built wheelhouse, so that nothing inside
 # `docker build` touches the network and no image has to be pullable.
 #
-# usage: scripts/build-image.sh [--force] [TAG]      (TAG default: $FLEET_IMAGE or ocr-fleet:latest)
+# usage: scripts/build-image.sh [--force] [--plan] [TAG]   (TAG default: $FLEET_IMAGE or ocr-fleet:latest)
 #   --force  rebuild even when TAG already carries the current source hash
+#   --plan   print what the image would carry (tag, languages, packs) and build nothing
 # environment:
+#   FLEET_LANGS            the languages the image carries, comma-separated codes (de,ru,ar;
+#                          default: the catalog's default set, ocr_app/models/languages.py):
+#                          their Tesseract packs and tesseract-ocr-osd, Debian packages of data
+#                          only, fetched once on the host with apt-get download into
+#                          FLEET_CACHE_DIR/debs and unpacked in the image's build, offline
 #   BASE_IMAGE             base with python3 3.11 (default python:3.11-slim); used when
 #                          present locally, else pulled (FLEET_PULL=1), else replaced by
 #                          a Debian minbase bootstrapped from the machine's apt mirror
@@ -15,17 +21,20 @@
 #   FLEET_BOOTSTRAP_SUITE  Debian suite to bootstrap (default bookworm: python3 is 3.11)
 #   FLEET_PYTHON           Python 3.11 that builds the wheels (default: .venv's, else python3)
 #   FLEET_CACHE_DIR        where dependency wheels are cached, keyed by the requirements
-#                          and the base (default ~/.cache/ocr-fleet)
-# The image is labelled ocr-fleet.source-hash; an up-to-date image is not rebuilt.
+#                          and the base, and the language packs (default ~/.cache/ocr-fleet)
+# The image is labelled ocr-fleet.source-hash (which covers the language packs) and
+# ocr-fleet.langs; an up-to-date image is not rebuilt.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 force=0
+plan=0
 tag=""
 for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
+        --plan) plan=1 ;;
         -h | --help) usage; exit 0 ;;
         -*) die "unknown option: $arg (see --help)" ;;
         *) [ -z "$tag" ] || die "more than one TAG given"; tag="$arg" ;;
@@ -90,6 +99,7 @@ source_hash() {
             [ "$keep" = 1 ] && printf '%s\0' "$f"
         done | LC_ALL=C sort -z | xargs -0 -r sha256sum
         printf 'base=%s\n' "$base_image"
+        printf 'langs=%s packs=%s\n' "$lang_codes" "$lang_packs"
         cat "$constraints"
     } | sha256sum | cut -c1-16
 }
@@ -246,6 +256,66 @@ dependency_wheels() {
         sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
 }
 
+# resolve_langs: FLEET_LANGS (or the default set) as ISO codes and as the Debian packs that
+# carry them (plus OSD), read from the catalog, which is plain Python with no dependencies.
+resolve_langs() {
+    local out
+    out="$("$python" - "${FLEET_LANGS:-}" <<'EOF'
+import runpy, sys
+catalog = runpy.run_path("ocr_app/models/languages.py")
+raw = [c.strip() for c in sys.argv[1].split(",") if c.strip()] or ["default"]
+codes, unknown = [], []
+for code in raw:
+    if code.lower() == "default":
+        codes += list(catalog["DEFAULT_SET"])
+        continue
+    try:
+        if len(code) > 12:
+            raise LookupError(code)
+        codes.append(catalog["resolve"](code).code)
+    except LookupError:
+        unknown.append(code[:12])
+if unknown:
+    sys.exit("FLEET_LANGS: unknown language codes " + ", ".join(map(repr, unknown))
+             + " (GET /api/languages on the gateway lists every code)")
+codes = list(dict.fromkeys(codes))
+print(",".join(codes))
+print(" ".join(catalog["packages"](codes)))
+EOF
+)" || die "FLEET_LANGS=${FLEET_LANGS:0:80} does not name languages of the catalog"
+    lang_codes="$(printf '%s\n' "$out" | sed -n 1p)"
+    lang_packs="$(printf '%s\n' "$out" | sed -n 2p)"
+}
+
+# lang_debs: the packs' .deb files in the context, from FLEET_CACHE_DIR/debs, where the
+# host's apt fetches the ones it lacks (data only, architecture all, no dependencies).
+lang_debs() {
+    local cache pkg missing=() found
+    cache="${FLEET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ocr-fleet}/debs"
+    mkdir -p "$cache" "$context/debs"
+    for pkg in $lang_packs; do
+        compgen -G "$cache/${pkg}_*.deb" >/dev/null || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "langs: fetching ${missing[*]} with apt-get download (once; cached in $cache)"
+        (cd "$cache" && apt-get -q download "${missing[@]}") >"$work/apt-download.log" 2>&1 || {
+            tail -n 20 "$work/apt-download.log" >&2
+            die "apt-get download failed (run \`apt-get update\`, or scripts/install-deps.sh, first)"
+        }
+    fi
+    for pkg in $lang_packs; do
+        found="$(compgen -G "$cache/${pkg}_*.deb" | sort -V | tail -n 1)"
+        cp "$found" "$context/debs/"
+    done
+    log "langs: $lang_codes ($(du -ch "$context"/debs/*.deb | tail -n 1 | cut -f1) of packs)"
+}
+
+if [ "$plan" = 1 ]; then
+    python="$(pick_python)"
+    resolve_langs
+    printf 'tag %s\nlangs %s\npacks %s\n' "$tag" "$lang_codes" "$lang_packs"
+    exit 0
+fi
 "$FLEET_REPO_ROOT/scripts/start-dockerd.sh"
 # One build at a time on this engine: a second one waits, then usually finds
 # the image up to date.
@@ -263,6 +333,7 @@ temp_dir work
 context="$work/context"
 mkdir -p "$context/wheelhouse/app" "$context/wheelhouse/deps"
 cp Dockerfile .dockerignore "$context/"
+resolve_langs
 
 # Pin dependencies to the development venv's versions when there is one, so
 # that the image runs what the tests ran.
@@ -292,7 +363,8 @@ log "wheels: building the ocr-fleet wheel with $("$python" --version)"
 quietly "$work/pip-app.log" "$python" -m pip wheel --no-deps -w "$context/wheelhouse/app" "$work/src"
 app_wheels=("$context"/wheelhouse/app/*.whl)
 
-# 3. Every dependency as a wheel (cp311, manylinux).
+# 3. Every dependency as a wheel (cp311, manylinux), and the language packs.
+lang_debs
 dependency_wheels
 wait_base
 log "wheels: $(find "$context/wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$context/wheelhouse" | cut -f1) ($((SECONDS - start))s)"
@@ -302,7 +374,7 @@ log "image: building $tag on $resolved_base"
 iidfile="$work/iid"
 DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" docker build -q --force-rm --network none --iidfile "$iidfile" \
     --build-arg "BASE_IMAGE=$resolved_base" --build-arg "SOURCE_HASH=$hash" \
-    --label "ocr-fleet.base-image=$resolved_base" \
+    --label "ocr-fleet.base-image=$resolved_base" --label "ocr-fleet.langs=$lang_codes" \
     "$context" >/dev/null
 image_id="$(cat "$iidfile")"
 
@@ -310,6 +382,24 @@ image_id="$(cat "$iidfile")"
 docker run --rm --network none "$image_id" \
     python3 -c 'import cv2, onnxruntime, rapidocr, ocr_app, fleetctl; print("image imports: cv2", cv2.__version__, "onnxruntime", onnxruntime.__version__)' >&2 ||
     die "the built image cannot import its packages"
+# ... and Tesseract must find every language of the set where the instance looks.
+docker run --rm --network none -i "$image_id" python3 - "$lang_codes" >&2 <<'EOF' ||
+import importlib.util, sys
+from ocr_app.models import languages as catalog
+folder = catalog.find_tessdata()
+codes = sys.argv[1].split(",")
+missing = [c for c in codes if not catalog.has_data(catalog.resolve(c), folder)]
+if missing or folder is None or not catalog.traineddata(catalog.OSD_DATA, folder).is_file():
+    sys.exit(f"image langs: no data for {missing or 'osd'} in {folder}")
+if importlib.util.find_spec("tesserocr"):  # the PyPI wheel, with its own libtesseract, offline
+    import tesserocr
+    with tesserocr.PyTessBaseAPI(path=str(folder), lang=catalog.resolve(codes[0]).tesseract[0]):
+        pass
+    print("image langs:", ",".join(codes), "in", folder, "read by tesserocr", tesserocr.__version__)
+else:
+    print("image langs:", ",".join(codes), "in", folder)
+EOF
+    die "the built image does not carry the languages $lang_codes"
 docker tag "$image_id" "$tag"
 # Drop the images this one replaced (dangling now); the layer cache stays.
 docker image prune -f --filter "label=$HASH_LABEL" >/dev/null ||

@@ -23,7 +23,7 @@ def test_report_names_figures_and_ratios() -> None:
     assert block.startswith(searchable.BEGIN) and block.rstrip().endswith(searchable.END)
     assert "| 2 | 0.632 | 0.606 | 0.96 | 10.0, 9.5 | 10.4, 9.9 | 0.40% | 0.60% | 200 |" in block
     assert "2 instances / 1: **1.7x**" in block
-    assert "| OCRmyPDF + Tesseract | 0.4 | 1.0 | 15.0, 16.0 | 2.00%, 3.00% |" in block
+    assert "| scans | OCRmyPDF + Tesseract | 0.4 | 1.0 | 15.0, 16.0 | 2.00%, 3.00% |" in block
     assert "(default profile) | 1.0 | 2.5 |" in block and "**2.5x** in pages/s" in block
 
 
@@ -42,3 +42,8 @@ def test_cer_reads_the_pages_in_order() -> None:
     assert searchable.cer(truth, truth) == 0.0
     assert searchable.cer(truth, [["Total 40"], ["Invoice 12"]]) > 0.0
 
+
+def test_photo_document_is_a_pdf_of_its_pages() -> None:
+    doc, truth = searchable.photo_document(2, seed=3)
+    assert doc.startswith(b"%PDF-") and len(truth) == 2 and all(truth)
+    assert searchable.photo_document(2, seed=3)[0] == doc

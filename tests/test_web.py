@@ -15,11 +15,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from helpers import free_port, http_ok, wait_for
 from PIL import Image, ImageDraw, ImageFont
-from playwright.sync_api import BrowserContext, JSHandle, Page, sync_playwright
+from playwright.sync_api import BrowserContext, JSHandle, Page, Response, sync_playwright
 
 pytestmark = pytest.mark.browser
 
@@ -41,6 +42,11 @@ CACHE_STATES = {"HIT", "MISS", "COALESCED", "BYPASS"}
 VIEWPORT = {"width": 1000, "height": 800}
 IMAGE_SIZE = (900, 200)
 TEXT_ORIGIN = (60, 60)
+
+
+def _is_ocr(response: Response) -> bool:
+    """An answer of POST /api/ocr, whatever the query string the pickers add."""
+    return urlsplit(response.url).path.endswith("/api/ocr") and response.request.method == "POST"
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -195,7 +201,7 @@ def _check_boxes_cover(page: Page, text_bbox: tuple[int, int, int, int]) -> None
 
 def test_upload_shows_lines_boxes_and_meta(page: Page) -> None:
     png, bbox = _render("FLEET 42")
-    with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+    with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
         page.set_input_files("#file-input", files=[{"name": "fleet.png", "mimeType": "image/png", "buffer": png}])
     resp = info.value
     assert resp.status == 200, resp.text()
@@ -221,7 +227,7 @@ def test_upload_shows_lines_boxes_and_meta(page: Page) -> None:
 
 
 def test_non_image_shows_server_message(page: Page) -> None:
-    with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+    with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
         page.set_input_files(
             "#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image\n"}]
         )
@@ -275,7 +281,7 @@ def test_paste_from_clipboard(page: Page) -> None:
 def test_gateway_error_page_is_reported_plainly(page: Page) -> None:
     # A proxy in front of the gateway may still answer with an HTML page; the page must not show raw markup.
     page.route(
-        "**/api/ocr",
+        "**/api/ocr*",
         lambda route: route.fulfill(
             status=502, content_type="text/html", body="<html><body><h1>502 Bad Gateway</h1></body></html>"
         ),
@@ -292,7 +298,7 @@ def test_pdf_shows_each_page_with_its_boxes(page: Page) -> None:
     from docgen import text_pdf
 
     pdf = text_pdf([("scan", "SCANNED PAGE"), ("digital", "DIGITAL PAGE")])
-    with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+    with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
         page.set_input_files("#file-input", files=[{"name": "doc.pdf", "mimeType": "application/pdf", "buffer": pdf}])
     assert info.value.status == 200, info.value.text()
     texts = _lines(page)
@@ -323,14 +329,14 @@ def test_document_downloads_a_searchable_pdf(page: Page, tmp_path: Path) -> None
     from docgen import text_pdf
 
     pdf = text_pdf([("scan", "SEARCHABLE SCAN")])
-    with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+    with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
         page.set_input_files("#file-input", files=[{"name": "scan.pdf", "mimeType": "application/pdf", "buffer": pdf}])
     assert info.value.status == 200, info.value.text()
     assert [_squash(t) for t in _lines(page)] == ["SEARCHABLESCAN"]
     button = page.locator("#download-pdf")
     assert button.is_visible() and button.is_enabled()
     with page.expect_download(timeout=OCR_TIMEOUT_MS) as download_info, \
-            page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as response_info:
+            page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as response_info:
         button.click()
     assert response_info.value.status == 200
     assert response_info.value.headers["content-type"] == "application/pdf"  # what format=pdf answers
@@ -353,8 +359,6 @@ def test_document_downloads_a_searchable_pdf(page: Page, tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def keyed_gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real nginx with API keys on (FLEET_AUTH=1) in front of the instance; yields (url, a valid key)."""
-    from urllib.parse import urlsplit
-
     from fleetctl import procs
     from fleetctl.config import FleetConfig
     from fleetctl.daemons import pidfiles
@@ -404,8 +408,55 @@ def test_page_asks_for_an_api_key_once_and_keeps_it(keyed_gateway: tuple[str, st
         assert page.evaluate("localStorage.getItem('ocr-fleet-api-key')") == secret
         # Kept: a reload and another upload ask nothing.
         page.reload()
-        with page.expect_response("**/api/ocr", timeout=OCR_TIMEOUT_MS) as info:
+        with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
             page.set_input_files("#file-input", files=[{"name": "k.png", "mimeType": "image/png", "buffer": png}])
         assert info.value.status == 200 and len(asked) == 2
     finally:
         page.close()
+
+
+# --- the language and profile pickers ----------------------------------------------------------
+
+def _filled(page: Page) -> tuple[dict[str, object], dict[str, object]]:
+    """The instance's own lists, and the page once its pickers hold them."""
+    languages = page.request.get(page.url + "api/languages").json()
+    profiles = page.request.get(page.url + "api/profiles").json()
+    page.wait_for_function("document.querySelectorAll('#lang option').length > 2 "
+                           "&& document.querySelectorAll('#profile option').length >= 1 "
+                           "&& document.querySelector('#profile').value !== ''")
+    return languages, profiles
+
+
+def test_pickers_offer_what_the_instance_reads_with_auto_first(page: Page) -> None:
+    languages, profiles = _filled(page)
+    assert languages["auto"] is True, "this host has Tesseract's OSD: lang=auto must be offered"
+    assert page.input_value("#lang") == "auto"  # the default where the instance can find scripts
+    offered = {o["value"]: o for o in page.eval_on_selector_all(
+        "#lang option", "els => els.map(e => ({value: e.value, text: e.textContent, disabled: e.disabled}))")}
+    for lang in languages["languages"]:  # type: ignore[union-attr]
+        assert offered[lang["code"]]["disabled"] is (not lang["installed"]), lang
+        assert lang["name"] in offered[lang["code"]]["text"]
+    assert not offered["ru"]["disabled"]  # the default set is installed here
+    names = [p["name"] for p in profiles["profiles"]]  # type: ignore[union-attr]
+    assert page.eval_on_selector_all("#profile option", "els => els.map(e => e.value)") == names
+    assert page.input_value("#profile") == profiles["default"]
+
+
+def test_chosen_language_and_profile_go_with_the_upload_and_show_in_the_result(page: Page) -> None:
+    _, profiles = _filled(page)
+    other = next(p["name"] for p in profiles["profiles"] if p["name"] != profiles["default"])  # type: ignore
+    page.select_option("#lang", "ru")
+    page.select_option("#profile", other)
+    png, _ = _render("ПРИВЕТ МИР")  # DejaVu has Cyrillic
+    with page.expect_response(_is_ocr, timeout=OCR_TIMEOUT_MS) as info:
+        page.set_input_files("#file-input", files=[{"name": "ru.png", "mimeType": "image/png", "buffer": png}])
+    resp = info.value
+    assert resp.status == 200, resp.text()
+    assert parse_qs(urlsplit(resp.request.url).query) == {"lang": ["ru"], "profile": [other]}
+    body = resp.json()
+    assert body["recognizer"]["lang"] == "ru" and body["profile"] == other, body
+    page.wait_for_selector("#results .line", timeout=OCR_TIMEOUT_MS)
+    assert "ПРИВЕТ" in _squash(" ".join(_lines(page)))
+    shown = page.inner_text("#meta-lang")
+    assert shown.startswith("ru") and body["recognizer"]["engine"] in shown, shown
+    assert page.inner_text("#meta-profile") == other

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from fleetctl.backends import langs
 from fleetctl.cluster import acl, redis_auth
 from fleetctl.config import FleetConfig, instance_settings
 
@@ -41,5 +42,7 @@ def instance_env(cfg: FleetConfig, spec_id: str, port: int) -> dict[str, str]:
         "OCR_REDIS_URL": redis_auth.url(cfg),  # with our Redis's password in cluster mode
         "OCR_SERVICE_NAME": cfg.service_name,
         **instance_settings(cfg),
+        # The same languages on every instance, so that any of them can take any page (FLEET_LANGS).
+        langs.INSTANCE_VAR: langs.instance_value(cfg),
         "OCR_GATEWAY_URL": cfg.gateway_url,  # a document's pages go back through it to the whole fleet
     }

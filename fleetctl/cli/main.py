@@ -50,11 +50,26 @@ def main(ctx: click.Context) -> None:
 
         try:
             # The file layer: `up --advertise/--join` saved them in FLEET_HOME (the environment wins).
-            from fleetctl.backends import engines
+            from fleetctl.backends import engines, langs
 
-            ctx.obj = AppContext(engines.apply_saved(cluster.apply_saved(fleet_config.load(), os.environ), os.environ))
+            cfg = engines.apply_saved(cluster.apply_saved(fleet_config.load(), os.environ), os.environ)
+            ctx.obj = AppContext(langs.apply_saved(cfg, os.environ))
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
+
+
+def _with_langs(cfg: FleetConfig, codes: str | None, flag: str) -> FleetConfig:
+    """The config with a --langs list applied; an unknown code (there or in FLEET_LANGS) is refused at once."""
+    from fleetctl.backends import langs
+
+    try:
+        if codes is not None:
+            langs.parse(codes)  # names the unknown codes before the pattern would
+            cfg = cfg.replace(langs=codes)
+        langs.fleet_set(cfg)
+    except (ConfigError, langs.LangsError) as exc:
+        raise click.BadParameter(str(exc), param_hint=flag if codes is not None else None) from None
+    return cfg
 
 
 def _warn_oversubscription(cfg: FleetConfig, n: int) -> None:
@@ -121,10 +136,17 @@ class BoundsType(click.ParamType):
               help="nginx answers repeated identical uploads itself, for OCR_CACHE_TTL "
                    "[default: FLEET_GATEWAY_CACHE or off].")
 @engine_option
+@click.option("--langs", "lang_codes", metavar="CODES", default=None,
+              help="The fleet's languages, comma-separated ISO 639-1 or Tesseract codes (de,ru,ar,hi; `default` "
+                   "stands for the default set): every instance gets them as OCR_LANGS, and their missing "
+                   "Tesseract packs are installed (process backend; the image carries its own). Saved in "
+                   "FLEET_HOME for the commands that follow [default: FLEET_LANGS, else the set `up` last "
+                   "chose, else the default set].")
 @click.pass_context
 def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, no_install: bool,
        bounds: tuple[int, int] | None, advertise: str | None, join: str | None,
-       auth: bool | None, tls: bool | None, cache: bool | None, engine: str | None) -> None:
+       auth: bool | None, tls: bool | None, cache: bool | None, engine: str | None,
+       lang_codes: str | None) -> None:
     """Install what is missing, start the managed services, scale to N instances and print the gateway
     URL, then the HTTPS one with --tls (idempotent).
 
@@ -132,13 +154,14 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     FLEET_TLS and FLEET_GATEWAY_CACHE say (off by default); `up` again without the flags turns them off.
     """
     from fleetctl.autoscale import daemon as autoscale_daemon
-    from fleetctl.backends import engines
+    from fleetctl.backends import engines, langs
     from fleetctl.cluster import acl, gossip
     from fleetctl.cluster import agent as cluster
     from fleetctl.daemons import deps, services
     from fleetctl.fleet.orchestrate import scale as converge
 
     obj = app_context(ctx)
+    obj.cfg = _with_langs(obj.cfg, lang_codes, "--langs")
     if advertise is not None or join is not None:
         try:
             obj.cfg = cluster.validate(obj.cfg.replace(advertise=advertise, join=join))
@@ -149,14 +172,17 @@ def up(ctx: click.Context, instances: int, backend: str | None, timeout: float, 
     chosen = obj.backend(backend)  # first: a missing Docker fails before services start
     if chosen.name == "process":
         engines.require_server(obj.cfg)  # a light install fails before anything is installed or started
+    else:  # docker and swarm instances read the image's language packs, not this host's
+        langs.check_image(obj.cfg, getattr(chosen, "client", None))
     if bounds is not None:
         from fleetctl.autoscale.loop import policy_from
 
         policy_from(obj.cfg, *bounds)  # a bad FLEET_AUTOSCALE_* fails here, not in the daemon's log
         instances = max(bounds[0], min(bounds[1], instances))
-    deps.ensure(obj.cfg, allow_install=not no_install, report=progress)
+    deps.ensure(obj.cfg, allow_install=not no_install, report=progress, langs_on_host=chosen.name == "process")
     engines.ensure(obj.cfg, allow_install=not no_install, report=progress)
     engines.save(obj.cfg)
+    langs.save(obj.cfg)
     services.ensure_services(obj.cfg)
     cluster.save(obj.cfg)  # once its services run this way: later commands on this host follow them
     if obj.cfg.clustered and not obj.cfg.join and gossip.encrypted(obj.cfg):
@@ -347,33 +373,47 @@ def down(ctx: click.Context) -> None:
 @main.command()
 @click.option("--check", is_flag=True, help="Only report; exit 1 if something is missing.")
 @click.option("--with-docker", is_flag=True, help="Also install Docker (for --backend docker) and start it.")
+@click.option("--langs", "lang_codes", metavar="CODES", default=None,
+              help="Tesseract language packs to install (or, with --check, to look for): ISO 639-1 or "
+                   "Tesseract codes, comma-separated (de,ru,ar,hi; `default`: the default set) "
+                   "[default: the fleet's set, FLEET_LANGS, else the default set].")
 @engine_option
 @click.pass_context
-def deps(ctx: click.Context, check: bool, with_docker: bool, engine: str | None) -> None:
-    """Install or find what the fleet runs: nginx, Redis and ab (apt) and Consul (FLEET_HOME/bin).
+def deps(ctx: click.Context, check: bool, with_docker: bool, lang_codes: str | None, engine: str | None) -> None:
+    """Install or find what the fleet runs: nginx, Redis and ab (apt), Consul (FLEET_HOME/bin) and the
+    Tesseract packs of the fleet's languages (apt: tesseract-ocr-<code>, and tesseract-ocr-osd for lang=auto).
 
     With --engine paddleocr also (re)build that engine's venv (FLEET_PADDLE_VENV, by default beside
-    fleetctl's venv). Idempotent and quick when everything is present; prints where each program was found.
+    fleetctl's venv). Idempotent and quick when everything is present; prints where each program was found
+    and, per language, its pack and whether its data is there.
     """
-    from fleetctl.backends import engines
+    from fleetctl.backends import engines, langs
     from fleetctl.daemons import deps as fleet_deps
 
     obj = app_context(ctx)
+    try:
+        chosen = langs.parse(lang_codes) if lang_codes is not None else langs.fleet_set(obj.cfg)
+    except langs.LangsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--langs" if lang_codes is not None else None) from None
     if engine == engines.PADDLE:
         cfg = obj.cfg.replace(engine=engine)
         if check:
             click.echo(f"paddleocr venv  {engines.instance_python(cfg)}")
         else:
             engines.build_paddle_venv(cfg, report=progress)
-    if not check and (with_docker or fleet_deps.missing(obj.cfg)):
-        fleet_deps.install(obj.cfg, with_docker=with_docker, report=progress)
+    packs = langs.missing_packages(chosen, langs.tessdata_dir())
+    if not check and (with_docker or packs or fleet_deps.missing(obj.cfg)):
+        fleet_deps.install(obj.cfg, with_docker=with_docker, languages=chosen, report=progress)
     found = fleet_deps.locate(obj.cfg)
-    width = max(map(len, found))
-    for tool, path in found.items():
-        click.echo(f"{tool.ljust(width)}  {path or 'missing'}")
+    for line in fleet_deps.describe(found, chosen):
+        click.echo(line)
     absent = [tool for tool, path in found.items() if path is None]
     if absent:
         raise ExitError(fleet_deps.missing_message(absent))
+    still = langs.missing_packages(chosen, langs.tessdata_dir())
+    if still:
+        raise ExitError(f"{', '.join(still)} not installed: run `{langs.install_hint(chosen)}` to install "
+                        f"{'it' if len(still) == 1 else 'them'}")
 
 
 for _command in (logs, sync, render, keys):

@@ -25,6 +25,7 @@ from rapidfuzz.distance import Levenshtein
 from fleetctl.config import FleetConfig
 from fleetctl.gateway import keys
 from fleetctl.ocr_client import FleetClient, FleetSettings, FleetUnavailable
+from fleetctl.ocrmypdf_plugin import fleet_lang
 
 BIN = Path(sys.executable).parent
 OCRMYPDF = str(BIN / "ocrmypdf")
@@ -212,9 +213,8 @@ def test_the_client_honours_retry_after_within_its_budget() -> None:
 
 
 @pytest.mark.parametrize("args, exit_code, message", [
-    (["--fleet-url", "http://127.0.0.1:9", "-l", "rus"], 3,
-     "the OCR Fleet reads chi_sim, chi_tra, eng (Chinese and English, PP-OCR), not rus"),
-    (["--fleet-url", "http://127.0.0.1:9", "-l", "eng+deu"], 3, "not deu"),
+    (["--fleet-url", "http://127.0.0.1:9", "-l", "xyz"], 3,
+     "the OCR Fleet reads no language 'xyz': http://127.0.0.1:9/api/languages lists the ones it reads"),
     ([], 1, "no fleet to send pages to: give --fleet-url URL or set OCR_FLEET_URL"),
     (["--fleet-url", "localhost:8080"], 1, "the fleet URL must be http(s)://host[:port]"),
 ])
@@ -224,3 +224,25 @@ def test_bad_arguments_are_refused_before_any_page(
     proc = ocrmypdf(*args, str(document[0]), str(tmp_path / "out.pdf"), timeout=60)
     assert proc.returncode == exit_code, proc.stderr
     assert message in no_traceback(proc), proc.stderr
+
+
+def test_other_languages_go_to_the_fleet_as_lang(instance: Proc, tmp_path: Path) -> None:
+    """-l rus+eng is the fleet's lang=ru,en: a Russian scan comes back searchable in Cyrillic; -l eng stays
+    a plain request, so its pages share the cache with the fleet's other plain requests."""
+    font = ImageFont.truetype(find_font("DejaVuSans.ttf"), 44)
+    img = Image.new("L", (1275, 1650), "white")
+    ImageDraw.Draw(img).text((120, 300), "Привет мир, хорошая погода", fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", dpi=(150, 150))
+    pdf = FPDF(unit="pt", format=(612, 792))
+    pdf.add_page()
+    pdf.image(io.BytesIO(buf.getvalue()), x=0, y=0, w=612, h=792)
+    src = tmp_path / "ru.pdf"
+    src.write_bytes(bytes(pdf.output()))
+    out = tmp_path / "out.pdf"
+    proc = ocrmypdf("--fleet-url", str(instance.extra["url"]), "-l", "rus+eng", "--output-type", "pdf",
+                    str(src), str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert cer(pdftotext_pages(out)[0], "Привет мир, хорошая погода") <= 0.05, pdftotext_pages(out)
+    assert fleet_lang(["rus", "eng"], "http://x") == "ru,en" and fleet_lang(["eng"], "http://x") == ""
+    assert fleet_lang(["chi_sim", "eng"], "http://x") == "" and fleet_lang(["deu", "chi_tra"], "http://x") == "de,zh"
