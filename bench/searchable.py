@@ -77,8 +77,9 @@ def _fleet_levels(session: FleetSession, say: Callable[[str], None], doc: bytes,
             say(f"searchable: round {round_no}, scaling to {n} instance(s)")
             status = session.scale_to(n)
             url = f"{(status.gateway or 'http://127.0.0.1:8080').rstrip('/')}/api/ocr"
-            _post(url, doc, "json")  # warm-up, not measured
-            _post(url, doc, "pdf")
+            for _ in range(n):  # warm-up, not measured: every instance imports the PDF writer once
+                _post(url, doc, "json")
+                _post(url, doc, "pdf")
             level = levels.setdefault(n, {"instances": n, "json_s": [], "pdf_s": []})
             for _ in range(repeats):
                 for fmt in ("json", "pdf"):
@@ -217,9 +218,9 @@ def report(results: dict[str, Any], when: str) -> str:
 `python -m bench --searchable` sends one {results['pages']}-page scanned PDF ({results['document_bytes'] // 1024} KiB,
 the documents bench's generated pages) through the gateway with `Cache-Control: no-cache`, as `format=json`
 and as `format=pdf` in turn, {results['repeats']} of each per level in {results['rounds']} rounds over the
-instance counts, each level after one unmeasured request of each. Pages/s is pages over the best wall time.
-Error is the ordered character error rate against the generator's truth: of the JSON's lines, and of the
-text `pdftotext` reads back from the searchable PDF.
+instance counts, each level after one unmeasured request of each per instance. Pages/s is pages over the
+best wall time. Error is the ordered character error rate against the generator's truth: of the JSON's
+lines, and of the text `pdftotext` reads back from the searchable PDF.
 
 Latest run: {when}
 
