@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ocr_app.engine.tesseract import Tesseract
+from ocr_app.engine.tesseract import ScriptGuess, Tesseract
 from ocr_app.errors import InvalidOption, LanguageNeedsProfile, LanguageNotInstalled
 from ocr_app.models import languages as catalog
 from ocr_app.models.languages import LINES, PPOCR, TESSERACT, Language
@@ -28,6 +28,9 @@ PPOCR_SCRIPTS = ("Latin", "Han", "Japanese")
 OSD_SCRIPTS = {"Korean": "Hangul", "Hiragana": "Japanese", "Katakana": "Japanese", "HanS": "Han", "HanT": "Han"}
 # Below this OSD script confidence lang=auto keeps PP-OCR (what the instance read before languages).
 MIN_SCRIPT_CONFIDENCE = 1.0
+# OSD's orientation confidence a page needs before a turn PP-OCR's classifier found is made: upright
+# generated Hebrew pages get 18-25 for 0 degrees, Korean photos a wrong 180 at under 4.
+MIN_TURN_CONFIDENCE = 5.0
 # Tesseract languages lang=auto loads for one script, the catalog's first installed ones: Russian and
 # Ukrainian together read both (0.0-0.8% CER) where either alone misreads the other (4-11%), in about
 # the same time.
@@ -79,6 +82,9 @@ class Reading:
     read: Callable[[np.ndarray], OcrResult]
     chosen: Recognizer | None = None
     uses: list[str] = field(default_factory=list)
+    # (page as sent, the classifier's angle) -> whether to turn it: set when Tesseract may read the page
+    confirm_turn: Callable[[np.ndarray, int], bool] | None = None
+    guess: ScriptGuess | None = None  # OSD's look at the page as sent, kept for lang=auto's script
 
 
 def codes(lang: str) -> list[str]:
@@ -129,12 +135,25 @@ class LanguageRouter:
         holder = Reading(read=lambda bgr: engine.recognize(bgr, words))
         if lang == AUTO:
             holder.read = lambda bgr: self._auto(holder, engine, bgr, words, fallback)
+            holder.confirm_turn = lambda bgr, angle: self._turn_confirmed(holder, bgr, angle)
             return holder
         holder.chosen = chosen = self.planned(lang, route)
         if chosen is not None and chosen.engine == TESSERACT:
             tess = "+".join(name for code in codes(lang) for name in catalog.resolve(code).tesseract)
             holder.read = lambda bgr: self._tesseract(engine, bgr, tess, chosen.route, words)
+            holder.confirm_turn = lambda bgr, angle: self._turn_confirmed(holder, bgr, angle)
         return holder
+
+    def _turn_confirmed(self, holder: Reading, bgr: np.ndarray, angle: int) -> bool:
+        """Whether OSD also sees the page turned by `angle` (PP-OCR's classifier said so); without OSD
+        here, the classifier decides alone, as before languages."""
+        if not self.script_detection():
+            return True
+        assert self.tesseract is not None
+        holder.guess = guess = self.tesseract.script(bgr)
+        if guess is None or guess.turned_confidence < MIN_TURN_CONFIDENCE:
+            return False
+        return guess.turned == angle or (angle in (90, 270) and guess.turned in (90, 270))
 
     def planned(self, lang: str, route: str) -> Recognizer | None:
         """The recognizer named languages get, known before reading (None: no lang, or auto)."""
