@@ -97,7 +97,7 @@ _CATALOG: tuple[Language, ...] = (
           "photos: lines 0.0% vs Tesseract alone 78.2%; PP-OCR has no Devanagari"),
     _lang("ta", "tam", "Tamil", "Tamil", LINES, "photos: lines 0.0% vs Tesseract alone 56.9%; PP-OCR has no Tamil"),
     _lang("te", "tel", "Telugu", "Telugu", LINES,
-          "lines 0.0% (scans, pieces of a cut line joined) / 0.2% (photos); Tesseract alone 0.0% / 32%"),
+          "lines 0.0% (scans, pieces of a cut line joined) / 0.1% (photos); Tesseract alone 0.0% / 32%"),
     _lang("ko", "kor", "Korean", "Hangul", LINES,
           "lines 0.0% (scans) / 0.3% (photos) vs Tesseract alone 18% / 0.6% (its own layout); "
           "PP-OCRv6 has no Hangul"),
