@@ -210,3 +210,33 @@ def test_mixed_languages(client: FlaskClient) -> None:
     assert cer_lines(truth, texts(both)) <= 0.03
     latin = ocr(client, page("de", "scan", 19, lines=2)[0], "?lang=de,en").json
     assert latin["recognizer"] == {"lang": "de,en", "engine": "rapidocr", "route": "ppocr"}
+
+
+def test_hebrew_comes_back_in_logical_order(client: FlaskClient) -> None:
+    # PP-OCR's page classifier calls this flush-right page upside down; OSD does not agree, so it is not turned
+    image, truth = page("he", "scan", 0, lines=8)
+    body = ocr(client, image, "?lang=he").json
+    assert body["recognizer"]["right_to_left"] is True and body["recognizer"]["route"] == "lines"
+    assert texts(body)[0].split()[0] == truth[0].split()[0]
+    assert cer_ordered(truth, texts(body)) <= 0.03, (texts(body), truth)
+
+
+@pytest.mark.parametrize(("code", "kind", "seed"), [("ko", "scan", 0), ("te", "scan", 20261204)])
+def test_a_korean_and_a_telugu_page_read_on_their_route(client: FlaskClient, code: str, kind: str,
+                                                        seed: int) -> None:
+    # Korean: the classifier's wrong turn; Telugu: a line the detector cut through a word at a wide space
+    image, truth = page(code, kind, seed, lines=8)  # type: ignore[arg-type]
+    body = ocr(client, image, f"?lang={code}").json
+    assert body["recognizer"]["route"] == "lines"
+    assert cer_lines(truth, texts(body)) <= 0.03, (texts(body), truth)
+
+
+@pytest.mark.parametrize(("code", "kind", "seed", "script"), [("ko", "scan", 20261204, "Hangul"),
+                                                               ("th", "photo", 20261204, "Thai")])
+def test_auto_finds_what_osd_misses(client: FlaskClient, code: str, kind: str, seed: int, script: str) -> None:
+    # OSD finds no script on the Korean page and calls the Thai photo Latin: PP-OCR's unsure reading gets
+    # a second look
+    image, truth = page(code, kind, seed, lines=8)  # type: ignore[arg-type]
+    body = ocr(client, image, "?lang=auto").json
+    assert body["recognizer"]["script"] == script and body["recognizer"]["lang"] == code, body["recognizer"]
+    assert cer_lines(truth, texts(body)) <= 0.05, (texts(body), truth)

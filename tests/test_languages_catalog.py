@@ -101,3 +101,7 @@ def test_a_line_cut_in_two_is_joined_again() -> None:
     assert len(joined) == 3
     xs = [p[0] for p in joined[0]]
     assert min(xs) <= 58 and max(xs) >= 693
+    # a generated Telugu scan's line, cut at a wide space (half its height) through a word
+    cut = joined_pieces([[[58, 128], [390, 128], [390, 165], [58, 165]],
+                         [[410, 125], [677, 129], [676, 170], [409, 165]]])
+    assert len(cut) == 1

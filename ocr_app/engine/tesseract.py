@@ -58,10 +58,13 @@ SOURCE_DPI = 300
 
 @dataclass(frozen=True)
 class ScriptGuess:
-    """What OSD read from a page: the script's name as Tesseract spells it, and its confidence."""
+    """What OSD read from a page: the script's name as Tesseract spells it, its confidence, and how far
+    the page is turned (0, 90, 180, 270) with that confidence."""
 
     script: str
     confidence: float
+    turned: int = 0
+    turned_confidence: float = 0.0
 
 
 class LoadedApis:
@@ -208,7 +211,8 @@ class Tesseract:
             api.Clear()
         if not found or not found.get("script_name"):
             return None
-        return ScriptGuess(str(found["script_name"]), float(found.get("script_conf") or 0.0))
+        return ScriptGuess(str(found["script_name"]), float(found.get("script_conf") or 0.0),
+                           int(found.get("orient_deg") or 0), float(found.get("orient_conf") or 0.0))
 
     def close(self) -> None:
         with self._lock:

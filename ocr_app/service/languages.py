@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ocr_app.engine.tesseract import Tesseract
+from ocr_app.engine.tesseract import ScriptGuess, Tesseract
 from ocr_app.errors import InvalidOption, LanguageNeedsProfile, LanguageNotInstalled
 from ocr_app.models import languages as catalog
 from ocr_app.models.languages import LINES, PPOCR, TESSERACT, Language
@@ -28,6 +28,14 @@ PPOCR_SCRIPTS = ("Latin", "Han", "Japanese")
 OSD_SCRIPTS = {"Korean": "Hangul", "Hiragana": "Japanese", "Katakana": "Japanese", "HanS": "Han", "HanT": "Han"}
 # Below this OSD script confidence lang=auto keeps PP-OCR (what the instance read before languages).
 MIN_SCRIPT_CONFIDENCE = 1.0
+# OSD's orientation confidence a page needs before a turn PP-OCR's classifier found is made: upright
+# generated Hebrew pages get 18-25 for 0 degrees, Korean photos a wrong 180 at under 4.
+MIN_TURN_CONFIDENCE = 5.0
+# lang=auto's second look: a PP-OCR reading of a page OSD found no script or Latin on, surer than this,
+# stands; else the widest lines are read by these scripts' Tesseract (and OSD's guess), the surest wins.
+PPOCR_SURE = 0.9
+SECOND_LOOK = ("Hangul", "Thai")
+SECOND_LOOK_LINES = 2
 # Tesseract languages lang=auto loads for one script, the catalog's first installed ones: Russian and
 # Ukrainian together read both (0.0-0.8% CER) where either alone misreads the other (4-11%), in about
 # the same time.
@@ -79,6 +87,9 @@ class Reading:
     read: Callable[[np.ndarray], OcrResult]
     chosen: Recognizer | None = None
     uses: list[str] = field(default_factory=list)
+    # (page as sent, the classifier's angle) -> whether to turn it: set when Tesseract may read the page
+    confirm_turn: Callable[[np.ndarray, int], bool] | None = None
+    guess: ScriptGuess | None = None  # OSD's look at the page as sent, kept for lang=auto's script
 
 
 def codes(lang: str) -> list[str]:
@@ -129,12 +140,25 @@ class LanguageRouter:
         holder = Reading(read=lambda bgr: engine.recognize(bgr, words))
         if lang == AUTO:
             holder.read = lambda bgr: self._auto(holder, engine, bgr, words, fallback)
+            holder.confirm_turn = lambda bgr, angle: self._turn_confirmed(holder, bgr, angle)
             return holder
         holder.chosen = chosen = self.planned(lang, route)
         if chosen is not None and chosen.engine == TESSERACT:
             tess = "+".join(name for code in codes(lang) for name in catalog.resolve(code).tesseract)
             holder.read = lambda bgr: self._tesseract(engine, bgr, tess, chosen.route, words)
+            holder.confirm_turn = lambda bgr, angle: self._turn_confirmed(holder, bgr, angle)
         return holder
+
+    def _turn_confirmed(self, holder: Reading, bgr: np.ndarray, angle: int) -> bool:
+        """Whether OSD also sees the page turned by `angle` (PP-OCR's classifier said so); without OSD
+        here, the classifier decides alone, as before languages."""
+        if not self.script_detection():
+            return True
+        assert self.tesseract is not None
+        holder.guess = guess = self.tesseract.script(bgr)
+        if guess is None or guess.turned_confidence < MIN_TURN_CONFIDENCE:
+            return False
+        return guess.turned == angle or (angle in (90, 270) and guess.turned in (90, 270))
 
     def planned(self, lang: str, route: str) -> Recognizer | None:
         """The recognizer named languages get, known before reading (None: no lang, or auto)."""
@@ -156,18 +180,29 @@ class LanguageRouter:
 
     def _auto(self, holder: Reading, engine: PageEngine, bgr: np.ndarray, words: bool,
               fallback: PageEngine | None) -> OcrResult:
-        """Find the script (Tesseract's OSD), then read with the script's recognizer."""
-        script = self.script(bgr)
+        """Find the script (Tesseract's OSD), then read with the script's recognizer; when OSD found no
+        script or Latin, a PP-OCR reading it is not sure of gets a second look (see `_second_look`)."""
+        guess = holder.guess if holder.guess is not None else self._guess(bgr)
+        script = _script_of(guess)
         if script == "Japanese" and fallback is not None:
             engine = fallback
         if script is None or script in PPOCR_SCRIPTS:
             result = engine.recognize(bgr, words)
             holder.chosen = Recognizer(_ppocr_lang(script), self.ppocr_engine, PPOCR, script=script)
+            if script in (None, "Latin") and _sure_share(result) < PPOCR_SURE and self.script_detection():
+                other = self._second_look(engine, bgr, guess, _sure_share(result))
+                if other is not None:
+                    return self._by_script(holder, engine, bgr, other, words)
             if script in (None, "Latin") and self._installed_code("vi") and _looks_vietnamese(result):
                 vi = catalog.resolve("vi")
                 holder.chosen = Recognizer("vi", TESSERACT, vi.route, script="Latin")
                 return self._tesseract(engine, bgr, "+".join(vi.tesseract), vi.route, words)
             return result
+        return self._by_script(holder, engine, bgr, script, words)
+
+    def _by_script(self, holder: Reading, engine: PageEngine, bgr: np.ndarray, script: str,
+                   words: bool) -> OcrResult:
+        """A page read by the recognizer of a script Tesseract reads (its first installed languages)."""
         found = [lang for lang in catalog.by_script(script) if self.installed(lang)][:AUTO_MAX_LANGS]
         if not found:  # no pack for this script here: read as before languages, and say so
             holder.chosen = Recognizer(None, self.ppocr_engine, PPOCR, script=script)
@@ -177,16 +212,40 @@ class LanguageRouter:
                                    right_to_left=found[0].right_to_left)
         return self._tesseract(engine, bgr, "+".join(n for lang in found for n in lang.tesseract), route, words)
 
+    def _second_look(self, engine: PageEngine, bgr: np.ndarray, guess: ScriptGuess | None,
+                     ppocr_sure: float) -> str | None:
+        """The script whose Tesseract reads the page's widest lines surer than PP-OCR did, or None.
+
+        OSD finds no script on Korean pages and calls Thai photos Latin, while PP-OCR reads such a page
+        with confidence under 0.8 (0.97 or more on Latin, Han and Japanese pages, which never get here).
+        The candidates are the scripts OSD misses and its own guess."""
+        assert self.tesseract is not None
+        candidates = list(SECOND_LOOK)
+        named = _script_of(guess) if guess is not None else None
+        if guess is not None and named is None:
+            named = OSD_SCRIPTS.get(guess.script, guess.script)
+        if named is not None and named not in candidates and named not in PPOCR_SCRIPTS:
+            candidates.append(named)
+        boxes = sorted(engine.detect(bgr), key=_width, reverse=True)[:SECOND_LOOK_LINES]
+        best, best_sure = None, ppocr_sure
+        for script in candidates:
+            found = [lang for lang in catalog.by_script(script) if self.installed(lang) and lang.needs_pack][:1]
+            if not found or not boxes:
+                continue
+            sure = _sure_share(self.tesseract.read_lines(bgr, boxes, "+".join(found[0].tesseract)))
+            if sure > best_sure:
+                best, best_sure = script, sure
+        return best
+
+    def _guess(self, bgr: np.ndarray) -> ScriptGuess | None:
+        if not self.script_detection():
+            return None
+        assert self.tesseract is not None
+        return self.tesseract.script(bgr)
+
     def script(self, bgr: np.ndarray) -> str | None:
         """The page's script in the catalog's names, or None when OSD is not here or not sure."""
-        if self.tesseract is None or self.tessdata is None:
-            return None
-        if not catalog.traineddata(catalog.OSD_DATA, self.tessdata).is_file():
-            return None
-        guess = self.tesseract.script(bgr)
-        if guess is None or guess.confidence < MIN_SCRIPT_CONFIDENCE:
-            return None
-        return OSD_SCRIPTS.get(guess.script, guess.script)
+        return _script_of(self._guess(bgr))
 
     def _installed_code(self, code: str) -> bool:
         return self.tesseract is not None and catalog.has_data(catalog.resolve(code), self.tessdata)
@@ -211,6 +270,24 @@ class LanguageRouter:
         """Whether lang=auto can find scripts here (Tesseract and its OSD data)."""
         return (self.tesseract is not None and self.tessdata is not None
                 and catalog.traineddata(catalog.OSD_DATA, self.tessdata).is_file())
+
+
+def _script_of(guess: ScriptGuess | None) -> str | None:
+    """OSD's script in the catalog's names, or None when it is not sure."""
+    if guess is None or guess.confidence < MIN_SCRIPT_CONFIDENCE:
+        return None
+    return OSD_SCRIPTS.get(guess.script, guess.script)
+
+
+def _sure_share(result: OcrResult) -> float:
+    """The reading's confidence, each line weighed by its characters (0 when it read nothing)."""
+    chars = sum(len(line.text) for line in result.lines)
+    return sum(len(line.text) * line.confidence for line in result.lines) / chars if chars else 0.0
+
+
+def _width(box: Any) -> float:
+    xs = [float(point[0]) for point in box]
+    return max(xs) - min(xs)
 
 
 def _ppocr_lang(script: str | None) -> str | None:
