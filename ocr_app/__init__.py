@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ocr_app.engine.rapid import Engine
     from ocr_app.http.app_services import AppServices
+    from ocr_app.options import PageOptions
 
 __all__ = ["create_app", "Settings"]
 
@@ -87,9 +88,14 @@ def _start_jobs(services: AppServices, consumers: bool) -> None:
     store = JobStore.from_url(settings.redis_url, ttl=settings.job_ttl, max_pending=settings.job_max_pending,
                               timeout=settings.redis_timeout)
     services.jobs = store
+
+    def run_page(data: bytes, options: PageOptions) -> tuple[bytes, dict[str, Any] | None]:
+        outcome = service.ocr(data, page=options)
+        return outcome.data_json, outcome.recognizer
+
     if consumers and settings.job_consumers:
         workers = JobWorkers(store, settings.instance_id, settings.job_consumers, settings.job_claim_seconds,
-                             run_page=lambda data, options: service.ocr(data, page=options).data_json,
+                             run_page=run_page,
                              can_take=service.idle, draining=lambda: service.draining,
                              on_page=lambda outcome: service.metrics.job_pages.labels(result=outcome).inc())
         services.job_workers = workers

@@ -186,6 +186,17 @@ def test_a_job_reads_its_pages_in_its_language(jobs_client: FlaskClient) -> None
     body = wait_for(done, 60, "the job's page")
     assert isinstance(body, dict) and body["status"] == "done", body
     assert cer_lines(truth, [line["text"] for line in body["result"]["data"]]) <= 0.03
+    assert body["result"]["recognizer"]["lang"] == "ru", body["result"]  # as /api/ocr says it
+    # a document job: each page says which language and recognizer read it
+    frames = [Image.open(io.BytesIO(page("ru", "scan", seed, lines=2)[0])).convert("RGB") for seed in (19, 20)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    resp = jobs_client.post("/api/jobs?lang=ru", data=buf.getvalue(), headers={"Content-Type": "image/tiff"})
+    assert resp.status_code == 202, resp.data
+    job_id = resp.json["job_id"]
+    body = wait_for(done, 60, "the document job's pages")
+    assert isinstance(body, dict) and body["status"] == "done", body
+    assert [p["recognizer"]["lang"] for p in body["result"]["pages"]] == ["ru", "ru"], body["result"]
     bad = jobs_client.post("/api/jobs?lang=klingon", data=image, headers=PNG)
     assert bad.status_code == 400 and bad.json["code"] in (40040, 40042)
 

@@ -136,7 +136,8 @@ def _result(view: JobView) -> Any:
     if view.document or options.format != "json":
         answer = DocumentResult(pages=pages)
     else:
-        answer = Outcome(json.dumps(pages[0].lines if pages else []).encode(), "MISS", 0.0, profile, settings.engine)
+        answer = Outcome(json.dumps(pages[0].lines if pages else []).encode(), "MISS", 0.0, profile, settings.engine,
+                         pages[0].recognizer if pages else None)
     body = answer_body(answer, b"", options, settings)
     if options.format not in ("json", "textract"):
         return body.decode()
@@ -147,7 +148,8 @@ def _result(view: JobView) -> Any:
 
 
 def _pages(view: JobView) -> list[PageResult]:
-    return [PageResult(n, w, h, source, lines) for n, w, h, source, lines in view.pages or []]
+    return [PageResult(n, w, h, source, lines, recognizer=recognizer)
+            for n, w, h, source, lines, recognizer in view.pages or []]
 
 
 def _format(view: JobView) -> str:

@@ -22,7 +22,8 @@ from ocr_app.options import PageOptions
 
 log = logging.getLogger(__name__)
 
-PageRunner = Callable[[bytes, PageOptions], bytes]  # page bytes, options -> the page's lines as JSON
+# page bytes, options -> the page's lines as JSON, and which language and recognizer read it (or None)
+PageRunner = Callable[[bytes, PageOptions], tuple[bytes, dict[str, Any] | None]]
 
 
 class Consumer:
@@ -131,14 +132,14 @@ class Consumer:
             return True
         self.store.start_page(job_id)
         try:
-            lines = self.run_page(data, options)
+            lines, recognizer = self.run_page(data, options)
         except OcrError as exc:
             if exc.status == 503:
                 return False
             self.store.fail(job_id, exc.code, f"page {page}: {exc.msg}")
             self.on_page("failed")
             return True
-        self.store.complete_page(job_id, page, lines)
+        self.store.complete_page(job_id, page, lines, recognizer)
         self.on_page("done")
         return True
 

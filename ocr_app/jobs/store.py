@@ -10,7 +10,7 @@ page's result is stored with HSETNX), so a page done twice counts once.
 Keys (all expire OCR_JOB_TTL seconds, the accepting instance's, after the job's last change):
     ocr:job:<id>          hash: status, progress, pages (sizes, sources), options, params, error, times
     ocr:job:<id>:input    hash: page number -> the page's image bytes, removed once the page is done
-    ocr:job:<id>:results  hash: page number -> that page's lines (JSON)
+    ocr:job:<id>:results  hash: page number -> that page's lines (JSON); r:<page> -> its recognizer
     ocr:job:<id>:original string: a format=pdf job's upload (decrypted), the searchable PDF's source;
                           dropped with the results on cancel and failure
 """
@@ -37,11 +37,13 @@ MAX_ATTEMPTS = 3  # deliveries of one page before the job fails (a page that kil
 FINISHED = ("done", "failed", "cancelled")
 
 # Stores a page's result once, counts it, and finishes the job on its last page; a no-op when the job
-# is gone, cancelled or failed. KEYS: job, results, input, original. ARGV: page, lines, ttl, now.
+# is gone, cancelled or failed. KEYS: job, results, input, original. ARGV: page, lines, ttl, now, and the
+# recognizer that read it as JSON ("" for none; kept beside the lines as field r:<page>).
 _COMPLETE_PAGE = """
 local st = redis.call('hget', KEYS[1], 'status')
 if (not st) or st == 'cancelled' or st == 'failed' then return -1 end
 if redis.call('hsetnx', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  if ARGV[5] and ARGV[5] ~= '' then redis.call('hset', KEYS[2], 'r:' .. ARGV[1], ARGV[5]) end
   local done = redis.call('hincrby', KEYS[1], 'done', 1)
   if done >= tonumber(redis.call('hget', KEYS[1], 'total')) then
     redis.call('hset', KEYS[1], 'status', 'done')
@@ -119,7 +121,8 @@ class JobView:
     updated: float
     document: bool
     params: dict[str, str]  # the request's parameters (no password), to answer in the format asked for
-    pages: list[tuple[int, int, int, str, list[dict[str, Any]]]] | None  # when done: number, w, h, source, lines
+    # when done: number, w, h, source, lines, and the recognizer that read it (None: none named, or a text layer)
+    pages: list[tuple[int, int, int, str, list[dict[str, Any]], dict[str, Any] | None]] | None
     error: dict[str, Any] | None
 
     def to_dict(self, result: Any = None) -> dict[str, Any]:
@@ -211,7 +214,8 @@ class JobStore:
             raise JobStoreUnavailable(str(exc)) from None
         pages = None
         if meta["status"] == "done":
-            pages = [(int(n), int(w), int(h), str(src), json.loads(results[str(n).encode()]))
+            pages = [(int(n), int(w), int(h), str(src), json.loads(results[str(n).encode()]),
+                      json.loads(results.get(f"r:{n}".encode(), b"null")))
                      for n, w, h, src in json.loads(meta["pages"])]
         error = None
         if meta.get("error_code"):
@@ -252,8 +256,9 @@ class JobStore:
         """Fail a job that is still queued or running (never one already cancelled or finished)."""
         self._fail(keys=_keys(job_id), args=[code, msg, time.time(), self.ttl])
 
-    def complete_page(self, job_id: str, page: int, lines: bytes) -> None:
-        self._complete(keys=_keys(job_id), args=[page, lines, self.ttl, time.time()])
+    def complete_page(self, job_id: str, page: int, lines: bytes, recognizer: dict[str, Any] | None = None) -> None:
+        self._complete(keys=_keys(job_id), args=[page, lines, self.ttl, time.time(),
+                                                 json.dumps(recognizer) if recognizer else ""])
 
     def start_page(self, job_id: str) -> None:
         self._start(keys=_keys(job_id), args=[time.time(), self.ttl])
