@@ -87,6 +87,18 @@ def read_state_file(path: Path) -> str:
         return ""
 
 
+def remember(path: Path, value: str) -> None:
+    """Keep one choice of `up` (its engine, its languages) in a state file, so that `scale`, `autoscale` and
+    the autoscaler daemon keep it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n", encoding="utf-8")
+
+
+def remembered(path: Path, env: Mapping[str, str], env_var: str) -> str:
+    """The choice `remember` kept, "" for none; `env_var` set in `env` wins over it (then "" too)."""
+    return "" if env.get(env_var) else read_state_file(path).strip()
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON state file as a dict: {} while there is none, or when it is torn or not an object."""
     try:

@@ -118,19 +118,12 @@ def ensure(cfg: FleetConfig, *, allow_install: bool, report: Callable[[str], Non
     build_paddle_venv(cfg, report)
 
 
-def _saved_path(cfg: FleetConfig) -> Path:
-    return cfg.home / "engine"
-
-
 def save(cfg: FleetConfig) -> None:
     """Remember `up --engine` so that `scale`, `autoscale` and the autoscaler daemon keep the same engine."""
-    cfg.home.mkdir(parents=True, exist_ok=True)
-    _saved_path(cfg).write_text(cfg.engine + "\n", encoding="utf-8")
+    procs.remember(cfg.home / "engine", cfg.engine)
 
 
 def apply_saved(cfg: FleetConfig, env: Mapping[str, str]) -> FleetConfig:
     """The engine `up` last chose, unless OCR_ENGINE says otherwise."""
-    if env.get("OCR_ENGINE"):
-        return cfg
-    saved = procs.read_state_file(_saved_path(cfg)).strip()
+    saved = procs.remembered(cfg.home / "engine", env, "OCR_ENGINE")
     return cfg.replace(engine=saved) if saved else cfg

@@ -140,19 +140,12 @@ def check_image(cfg: FleetConfig, client: Any) -> None:
                          f"`FLEET_LANGS={codes} make image`")
 
 
-def _saved_path(cfg: FleetConfig) -> Path:
-    return cfg.home / "langs"
-
-
 def save(cfg: FleetConfig) -> None:
     """Remember `up --langs` so that `scale`, `autoscale` and the autoscaler daemon keep the same set."""
-    cfg.home.mkdir(parents=True, exist_ok=True)
-    _saved_path(cfg).write_text(cfg.langs + "\n", encoding="utf-8")
+    procs.remember(cfg.home / "langs", cfg.langs)
 
 
 def apply_saved(cfg: FleetConfig, env: Mapping[str, str]) -> FleetConfig:
     """The set `up` last chose, unless FLEET_LANGS says otherwise."""
-    if env.get("FLEET_LANGS"):
-        return cfg
-    saved = procs.read_state_file(_saved_path(cfg)).strip()
+    saved = procs.remembered(cfg.home / "langs", env, "FLEET_LANGS")
     return cfg.replace(langs=saved) if saved else cfg
