@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
-from helpers import Proc, wait_for
+from helpers import start_redis, wait_for
 from inproc import build_app
 from PIL import Image
 
 from bench.langpages import page
 from bench.score import cer_lines, cer_ordered
 from ocr_app.engine.factory import build_engines
+from ocr_app.http.app_services import job_workers_of
 from ocr_app.models import languages
 from ocr_app.models.languages import DEFAULT_SET, resolve
 
@@ -54,11 +55,19 @@ def thin_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClien
 
 
 @pytest.fixture(scope="module")
-def jobs_client(tmp_path_factory: pytest.TempPathFactory, redis_server: Proc) -> Iterator[FlaskClient]:
-    """An instance with a real Redis: its job consumer runs in this process."""
-    app = build_app(tmp_path_factory.mktemp("jobs"), factory=build_engines, profiles="fast", profile="fast",
-                    warmup=False, redis_url=str(redis_server.extra["url"]), max_upload_mb=8.0)
+def jobs_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
+    """An instance with a real Redis of its own: its job consumers run in this process. Its own, and stopped
+    at the end, since a consumer of this `fast`-only app would take other modules' job pages off a shared
+    stream and fail them (it has no `accurate`)."""
+    workdir = tmp_path_factory.mktemp("jobs")
+    server = start_redis(workdir / "redis")
+    app = build_app(workdir / "run", factory=build_engines, profiles="fast", profile="fast",
+                    warmup=False, redis_url=str(server.extra["url"]), max_upload_mb=8.0)
     yield app.test_client()
+    workers = job_workers_of(app)
+    if workers is not None:
+        workers.stop()
+    server.stop()
 
 
 def ocr(client: FlaskClient, data: bytes, query: str) -> Any:
