@@ -180,8 +180,9 @@ class LanguageRouter:
 
     def _auto(self, holder: Reading, engine: PageEngine, bgr: np.ndarray, words: bool,
               fallback: PageEngine | None) -> OcrResult:
-        """Find the script (Tesseract's OSD), then read with the script's recognizer; when OSD found no
-        script or Latin, a PP-OCR reading it is not sure of gets a second look (see `_second_look`)."""
+        """Find the script (Tesseract's OSD), then read with the script's recognizer; a reading it is not sure
+        of (PP-OCR's where OSD found no script or Latin, Tesseract's where OSD named another) gets a second
+        look (see `_second_look`)."""
         guess = holder.guess if holder.guess is not None else self._guess(bgr)
         script = _script_of(guess)
         if script == "Japanese" and fallback is not None:
@@ -198,7 +199,13 @@ class LanguageRouter:
                 holder.chosen = Recognizer("vi", TESSERACT, vi.route, script="Latin")
                 return self._tesseract(engine, bgr, "+".join(vi.tesseract), vi.route, words)
             return result
-        return self._by_script(holder, engine, bgr, script, words)
+        result = self._by_script(holder, engine, bgr, script, words)
+        # OSD calls some Korean photos Hebrew: a reading Tesseract is unsure of gets the second look too
+        if script not in SECOND_LOOK and _sure_share(result) < PPOCR_SURE:
+            other = self._second_look(engine, bgr, None, _sure_share(result))
+            if other is not None and other != script:
+                return self._by_script(holder, engine, bgr, other, words)
+        return result
 
     def _by_script(self, holder: Reading, engine: PageEngine, bgr: np.ndarray, script: str,
                    words: bool) -> OcrResult:
