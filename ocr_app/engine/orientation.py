@@ -100,7 +100,7 @@ class PageOrientation:
 
 
 def read_upright(bgr: np.ndarray, orientation: PageOrientation | None, read: Callable[[np.ndarray], OcrResult],
-                 check_side: int) -> tuple[OcrResult, int]:
+                 check_side: int, confirm: Callable[[np.ndarray, int], bool] | None = None) -> tuple[OcrResult, int]:
     """The page read upright, and how far it was turned (0 when read as sent).
 
     The classifier looks at a 224x224 middle of the page: on a strip or a small crop that holds a few
@@ -108,8 +108,13 @@ def read_upright(bgr: np.ndarray, orientation: PageOrientation | None, read: Cal
     image whose short side is at most `check_side` is also read as sent, and the reading with more text
     the recognizer is sure of wins (a tie: as sent). Such images are small, so the second reading is
     cheap; pages are larger and get one reading, as the classifier sees enough of them.
+
+    `confirm(bgr, angle)`, when given, must agree to a turn the classifier found, else the page is read
+    as sent (the language router's check for scripts the classifier does not know).
     """
     turned = orientation.upright(bgr) if orientation is not None else Turned(bgr, 0)
+    if turned.angle and confirm is not None and not confirm(bgr, turned.angle):
+        turned = Turned(bgr, 0)
     result = read(turned.bgr)
     if turned.angle == 0 or min(bgr.shape[:2]) > check_side:
         return result, turned.angle

@@ -38,14 +38,11 @@ class PageReader:
             recognize = reading.read
         else:  # word boxes only when asked: an engine without them still serves every other request
             recognize = functools.partial(engine.recognize, words=True) if words else engine.recognize
-        orientation = self.orientation
-        if orientation is not None and reading is not None and reading.confirm_turn is not None:
-            # PP-OCR's classifier knows the scripts PP-OCR reads: it calls flush-right Hebrew (and some
-            # Korean) pages upside down, so a turn it finds on a Tesseract page needs Tesseract's word too
-            angle = orientation.angle(image.bgr)
-            if angle and not reading.confirm_turn(image.bgr, angle):
-                orientation = None
-        result, angle = read_upright(image.bgr, orientation, recognize, self.settings.orientation_check_side)
+        # PP-OCR's classifier knows the scripts PP-OCR reads: it calls flush-right Hebrew (and some Korean)
+        # pages upside down, so a turn it finds on a Tesseract page needs Tesseract's word too
+        confirm = reading.confirm_turn if reading is not None else None
+        result, angle = read_upright(image.bgr, self.orientation, recognize, self.settings.orientation_check_side,
+                                     confirm)
         rtl = reading is not None and reading.chosen is not None and reading.chosen.right_to_left
         height, width = image.bgr.shape[:2]
         return scaled(as_sent(in_reading_order(result, rtl), angle, width, height), 1.0 / image.scale)
