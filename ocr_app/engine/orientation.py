@@ -120,13 +120,13 @@ def read_upright(bgr: np.ndarray, orientation: PageOrientation | None, read: Cal
         return result, turned.angle
     plain = read(bgr)
     elapsed = plain.elapsed + result.elapsed
-    if _sure_text(plain) >= _sure_text(result):
+    if sure_text(plain) >= sure_text(result):
         log.debug("read as sent: the %d° turn read worse", turned.angle)
         return replace(plain, elapsed=elapsed), 0
     return replace(result, elapsed=elapsed), turned.angle
 
 
-def _sure_text(result: OcrResult) -> float:
+def sure_text(result: OcrResult) -> float:
     """Characters read, each weighed by its line's confidence."""
     return sum(len(line.text) * line.confidence for line in result.lines)
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ocr_app.engine.orientation import sure_text
 from ocr_app.engine.tesseract import ScriptGuess, Tesseract
 from ocr_app.errors import InvalidOption, LanguageNeedsProfile, LanguageNotInstalled
 from ocr_app.models import languages as catalog
@@ -289,7 +290,7 @@ def _script_of(guess: ScriptGuess | None) -> str | None:
 def _sure_share(result: OcrResult) -> float:
     """The reading's confidence, each line weighed by its characters (0 when it read nothing)."""
     chars = sum(len(line.text) for line in result.lines)
-    return sum(len(line.text) * line.confidence for line in result.lines) / chars if chars else 0.0
+    return sure_text(result) / chars if chars else 0.0
 
 
 def _width(box: Any) -> float:
